@@ -1,0 +1,291 @@
+//! The chain: the genesis slots and the decided slots after them, their chain hashes and the
+//! schedule `start(k)` they fix (PROTOCOL.md 1 and 11).
+
+mod hash;
+
+pub use hash::{CHAIN_DOMAIN, genesis_chain_hash, next_chain_hash};
+
+use libp2p_identity::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::peer_id_list;
+use crate::genesis::SignedGenesis;
+use crate::hash::Hash32;
+use crate::message::Head;
+use crate::rules::Rules;
+use crate::track::TrackRef;
+
+/// One decided slot (k >= L), as kept and as served by `/chorus/sync/1 Chain{from_slot}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidedSlot {
+    /// The slot k.
+    pub slot: u64,
+    /// The winner.
+    pub track: TrackRef,
+    /// The winning proposal's id; null for a replay.
+    pub proposal_id: Option<Hash32>,
+    /// The winning proposal's ticket; null for a replay.
+    pub ticket: Option<u64>,
+    /// Proposers that equivocated for this slot.
+    #[serde(with = "peer_id_list")]
+    pub equivocators: Vec<PeerId>,
+    /// `chain_hash(k)`.
+    pub chain_hash: Hash32,
+}
+
+/// What a decision appends to the chain (its hash is computed on append).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The winner.
+    pub track: TrackRef,
+    /// The winning proposal's id and ticket; None for a replay.
+    pub proposal: Option<(Hash32, u64)>,
+    /// Proposers that equivocated for this slot.
+    pub equivocators: Vec<PeerId>,
+}
+
+/// Why a slot could not be appended to the chain.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChainError {
+    /// The slot is not the next one.
+    #[error("slot {got} does not follow the chain's head; slot {expected} is next")]
+    NotNext {
+        /// The next slot.
+        expected: u64,
+        /// The slot offered.
+        got: u64,
+    },
+    /// A synced slot's chain hash does not match its contents.
+    #[error("slot {slot} claims chain hash {claimed} but its contents hash to {computed}")]
+    HashMismatch {
+        /// The slot.
+        slot: u64,
+        /// The hash it carried.
+        claimed: Hash32,
+        /// The hash computed.
+        computed: Hash32,
+    },
+    /// A synced slot has a proposal id without a ticket, or the reverse.
+    #[error("slot {0} has only one of proposal_id and ticket")]
+    HalfReplay(u64),
+}
+
+/// The chain of one network: genesis slots `0 .. L-1` and decided slots `L ..`.
+///
+/// It also caches `start(k)` for every slot up to the first undecided one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain {
+    network_id: Hash32,
+    rules: Rules,
+    rules_hash: Hash32,
+    queue: Vec<TrackRef>,
+    decided: Vec<DecidedSlot>,
+    /// `starts[k] = start(k)` for `k in 0 ..= len()`.
+    starts: Vec<u64>,
+}
+
+impl Chain {
+    /// The chain of a verified genesis: its L queued slots, nothing decided.
+    pub fn new(genesis: &SignedGenesis) -> Chain {
+        Chain::from_parts(
+            genesis.network_id(),
+            genesis.rules().clone(),
+            genesis.rules_hash(),
+            genesis.genesis().start_ms,
+            genesis.genesis().queue.clone(),
+        )
+    }
+
+    /// A chain from its parts (the genesis's network id, rules, start and queue).
+    pub fn from_parts(
+        network_id: Hash32,
+        rules: Rules,
+        rules_hash: Hash32,
+        start_ms: u64,
+        queue: Vec<TrackRef>,
+    ) -> Chain {
+        let mut chain = Chain {
+            network_id,
+            rules,
+            rules_hash,
+            queue: Vec::new(),
+            decided: Vec::new(),
+            starts: vec![start_ms],
+        };
+        for track in queue {
+            chain.extend_schedule(&track);
+            chain.queue.push(track);
+        }
+        chain
+    }
+
+    fn extend_schedule(&mut self, track: &TrackRef) {
+        let last = *self
+            .starts
+            .last()
+            .expect("invariant: starts always holds start(0)");
+        self.starts.push(
+            last.saturating_add(track.duration_ms)
+                .saturating_add(self.rules.gap_ms),
+        );
+    }
+
+    /// The network id.
+    pub fn network_id(&self) -> &Hash32 {
+        &self.network_id
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The rules hash.
+    pub fn rules_hash(&self) -> &Hash32 {
+        &self.rules_hash
+    }
+
+    /// L, the number of genesis slots (the first slot decided by consensus).
+    pub fn lookahead(&self) -> u64 {
+        self.queue.len() as u64
+    }
+
+    /// The number of slots whose winner is known (genesis slots included): the next slot to
+    /// decide.
+    pub fn len(&self) -> u64 {
+        (self.queue.len() + self.decided.len()) as u64
+    }
+
+    /// Whether no slot at all is known (a genesis always has L slots, so never for a real chain).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The winner of `slot`, if known.
+    pub fn winner(&self, slot: u64) -> Option<&TrackRef> {
+        let index = usize::try_from(slot).ok()?;
+        match index.checked_sub(self.queue.len()) {
+            None => self.queue.get(index),
+            Some(decided) => self.decided.get(decided).map(|d| &d.track),
+        }
+    }
+
+    /// The decided slot `slot` (None for genesis slots and undecided ones).
+    pub fn decided(&self, slot: u64) -> Option<&DecidedSlot> {
+        let index = usize::try_from(slot.checked_sub(self.lookahead())?).ok()?;
+        self.decided.get(index)
+    }
+
+    /// Every decided slot, in order.
+    pub fn decided_slots(&self) -> &[DecidedSlot] {
+        &self.decided
+    }
+
+    /// `chain_hash(slot)` for `slot >= L-1`, if known.
+    pub fn chain_hash(&self, slot: u64) -> Option<Hash32> {
+        if slot.checked_add(1) == Some(self.lookahead()) {
+            return Some(genesis_chain_hash(&self.network_id));
+        }
+        self.decided(slot).map(|d| d.chain_hash)
+    }
+
+    /// The last known slot and its chain hash (slot L-1 and the genesis hash before any decision).
+    pub fn head(&self) -> Head {
+        let slot = self.len().saturating_sub(1);
+        Head {
+            slot,
+            chain_hash: self
+                .chain_hash(slot)
+                .unwrap_or_else(|| genesis_chain_hash(&self.network_id)),
+        }
+    }
+
+    /// `start(k)`: known for every slot up to the first undecided one (`k <= len()`).
+    pub fn start(&self, slot: u64) -> Option<u64> {
+        self.starts.get(usize::try_from(slot).ok()?).copied()
+    }
+
+    /// The slot playing at network time `now_ms` (`start(s) <= now < start(s+1)`), if the chain
+    /// reaches that far.
+    pub fn slot_at(&self, now_ms: u64) -> Option<u64> {
+        let after = self.starts.partition_point(|start| *start <= now_ms);
+        // `after` counts the starts at or before now; the slot is the last of them, and it must
+        // have a known end.
+        let slot = after.checked_sub(1)?;
+        if slot + 1 >= self.starts.len() {
+            return None;
+        }
+        u64::try_from(slot).ok()
+    }
+
+    /// Appends the decision of slot `len()` and returns it with its chain hash.
+    pub fn push(&mut self, outcome: Outcome) -> &DecidedSlot {
+        let slot = self.len();
+        let previous = self.head().chain_hash;
+        let chain_hash = next_chain_hash(
+            &previous,
+            slot,
+            &outcome.track.track_hash,
+            outcome.proposal.as_ref().map(|(id, _)| id),
+        );
+        self.extend_schedule(&outcome.track);
+        self.decided.push(DecidedSlot {
+            slot,
+            track: outcome.track,
+            proposal_id: outcome.proposal.map(|(id, _)| id),
+            ticket: outcome.proposal.map(|(_, ticket)| ticket),
+            equivocators: outcome.equivocators,
+            chain_hash,
+        });
+        self.decided
+            .last()
+            .expect("invariant: a slot was just pushed")
+    }
+
+    /// Appends a slot received from a peer, after checking its number and chain hash.
+    pub fn push_synced(&mut self, slot: DecidedSlot) -> Result<(), ChainError> {
+        if slot.slot != self.len() {
+            return Err(ChainError::NotNext {
+                expected: self.len(),
+                got: slot.slot,
+            });
+        }
+        let proposal = match (slot.proposal_id, slot.ticket) {
+            (Some(id), Some(ticket)) => Some((id, ticket)),
+            (None, None) => None,
+            _ => return Err(ChainError::HalfReplay(slot.slot)),
+        };
+        let computed = next_chain_hash(
+            &self.head().chain_hash,
+            slot.slot,
+            &slot.track.track_hash,
+            slot.proposal_id.as_ref(),
+        );
+        if computed != slot.chain_hash {
+            return Err(ChainError::HashMismatch {
+                slot: slot.slot,
+                claimed: slot.chain_hash,
+                computed,
+            });
+        }
+        self.push(Outcome {
+            track: slot.track,
+            proposal,
+            equivocators: slot.equivocators,
+        });
+        Ok(())
+    }
+
+    /// Drops every decided slot from `from_slot` on (fork adoption, PROTOCOL.md 9). Genesis
+    /// slots are never dropped.
+    pub fn truncate(&mut self, from_slot: u64) {
+        let keep = from_slot.max(self.lookahead());
+        let keep_decided = usize::try_from(keep - self.lookahead()).unwrap_or(usize::MAX);
+        self.decided.truncate(keep_decided);
+        let known = self.queue.len() + self.decided.len();
+        self.starts.truncate(known + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+use super::*;
+use crate::genesis::tests::{keypair, signed_genesis};
+use crate::track::tests::track;
+
+fn outcome(seed: &str, duration_ms: u64, proposal: Option<(Hash32, u64)>) -> Outcome {
+    Outcome {
+        track: track(seed, duration_ms),
+        proposal,
+        equivocators: vec![],
+    }
+}
+
+#[test]
+fn genesis_chain_has_l_slots_and_a_schedule() {
+    let genesis = signed_genesis();
+    let chain = Chain::new(&genesis);
+    let start = genesis.genesis().start_ms;
+    assert_eq!(chain.len(), 5);
+    assert_eq!(chain.lookahead(), 5);
+    assert_eq!(chain.start(0), Some(start));
+    // The test genesis queue lasts 60 s, 61 s, ... 64 s.
+    assert_eq!(chain.start(1), Some(start + 60_000));
+    assert_eq!(
+        chain.start(5),
+        Some(start + 60_000 + 61_000 + 62_000 + 63_000 + 64_000)
+    );
+    assert_eq!(chain.start(6), None, "slot 5 is undecided");
+    assert_eq!(chain.head().slot, 4);
+    assert_eq!(
+        chain.head().chain_hash,
+        genesis_chain_hash(&genesis.network_id())
+    );
+    assert_eq!(chain.winner(0), Some(&genesis.genesis().queue[0]));
+    assert_eq!(chain.winner(5), None);
+    assert_eq!(chain.decided(4), None);
+    assert_eq!(chain.chain_hash(3), None);
+}
+
+#[test]
+fn push_hashes_and_extends_the_schedule() {
+    let mut chain = Chain::new(&signed_genesis());
+    let g = chain.head().chain_hash;
+    let pid = Hash32::digest(b"proposal");
+    let first = chain.push(outcome("a", 100_000, Some((pid, 7)))).clone();
+    assert_eq!(first.slot, 5);
+    assert_eq!(
+        first.chain_hash,
+        next_chain_hash(&g, 5, &first.track.track_hash, Some(&pid))
+    );
+    let replay = chain.push(outcome("b", 50_000, None)).clone();
+    assert_eq!(
+        replay.chain_hash,
+        next_chain_hash(&first.chain_hash, 6, &replay.track.track_hash, None)
+    );
+    assert_eq!(
+        chain.start(6),
+        Some(chain.start(5).expect("known") + 100_000)
+    );
+    assert_eq!(
+        chain.start(7),
+        Some(chain.start(6).expect("known") + 50_000)
+    );
+    assert_eq!(chain.head().slot, 6);
+}
+
+#[test]
+fn gap_ms_is_added_between_tracks() {
+    let genesis = signed_genesis();
+    let rules = Rules {
+        gap_ms: 500,
+        ..Rules::default()
+    };
+    let g = genesis.genesis();
+    let chain = Chain::from_parts(
+        genesis.network_id(),
+        rules,
+        genesis.rules_hash(),
+        g.start_ms,
+        g.queue.clone(),
+    );
+    assert_eq!(chain.start(1), Some(g.start_ms + 60_000 + 500));
+}
+
+#[test]
+fn slot_at_finds_the_playing_slot() {
+    let chain = Chain::new(&signed_genesis());
+    let s0 = chain.start(0).expect("start(0)");
+    assert_eq!(chain.slot_at(s0 - 1), None);
+    assert_eq!(chain.slot_at(s0), Some(0));
+    assert_eq!(chain.slot_at(s0 + 59_999), Some(0));
+    assert_eq!(chain.slot_at(s0 + 60_000), Some(1));
+    let s5 = chain.start(5).expect("start(5)");
+    assert_eq!(chain.slot_at(s5 - 1), Some(4));
+    assert_eq!(chain.slot_at(s5), None, "slot 5 has no known end");
+}
+
+#[test]
+fn synced_slots_are_checked_and_forks_truncate() {
+    let mut source = Chain::new(&signed_genesis());
+    source.push(outcome("a", 100_000, Some((Hash32::digest(b"p"), 3))));
+    source.push(Outcome {
+        equivocators: vec![keypair(4).public().to_peer_id()],
+        ..outcome("b", 90_000, None)
+    });
+    let mut copy = Chain::new(&signed_genesis());
+    for slot in source.decided_slots() {
+        copy.push_synced(slot.clone()).expect("valid slot");
+    }
+    assert_eq!(copy, source);
+
+    let mut bad = source.decided_slots()[0].clone();
+    let mut fresh = Chain::new(&signed_genesis());
+    bad.chain_hash = Hash32::ZERO;
+    assert!(matches!(
+        fresh.push_synced(bad.clone()),
+        Err(ChainError::HashMismatch { slot: 5, .. })
+    ));
+    bad.slot = 6;
+    assert_eq!(
+        fresh.push_synced(bad.clone()),
+        Err(ChainError::NotNext {
+            expected: 5,
+            got: 6
+        })
+    );
+    let mut half = source.decided_slots()[0].clone();
+    half.ticket = None;
+    assert_eq!(fresh.push_synced(half), Err(ChainError::HalfReplay(5)));
+
+    copy.truncate(6);
+    assert_eq!(copy.len(), 6);
+    assert_eq!(copy.start(7), None);
+    copy.truncate(0);
+    assert_eq!(copy.len(), 5, "genesis slots stay");
+    assert_eq!(copy, Chain::new(&signed_genesis()));
+}
+
+#[test]
+fn decided_slots_round_trip_as_cbor() {
+    let mut chain = Chain::new(&signed_genesis());
+    chain.push(Outcome {
+        equivocators: vec![keypair(4).public().to_peer_id()],
+        ..outcome("a", 100_000, Some((Hash32::digest(b"p"), 3)))
+    });
+    let slot = chain.decided_slots()[0].clone();
+    let back: DecidedSlot =
+        crate::codec::from_cbor(&crate::codec::to_cbor(&slot)).expect("round trip");
+    assert_eq!(back, slot);
+}

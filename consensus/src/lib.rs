@@ -1,0 +1,48 @@
+//! `chorus-consensus`: the Chorus protocol (PROTOCOL.md sections 1 to 5, 9, 10 and 11) as a pure,
+//! deterministic state machine. It owns message types and their signed envelopes, the schedule,
+//! tickets, admissibility, decisions, the chain, divergence and the peer table.
+//!
+//! No sockets, no tokio, no clock reads, no randomness of its own: time and inputs come in,
+//! actions go out. The node drives it over libp2p; the simulator drives thousands of copies.
+//!
+//! # Layout
+//!
+//! - [`hash`]: `Hash32`, the SHA-256 digest of every id, and hex.
+//! - [`codec`]: CBOR encoding and decoding, serde helpers for PeerIds.
+//! - [`limits`]: the limits of PROTOCOL.md 10.
+//! - [`rules`]: the network's `Rules`, their defaults, bytes and hash.
+//! - [`track`]: the `TrackRef` of a track.
+//! - [`envelope`]: the signed `Envelope` and its verification.
+//! - [`message`]: the bodies `Proposal`, `Tally`, `Decision`, `Status`.
+//! - [`genesis`]: creating, signing and verifying the genesis; the network id.
+//! - [`chain`]: the chain of decided slots, chain hashes and `start(k)`.
+//! - [`schedule`]: the phase windows of a slot (section 1).
+//! - [`ticket`]: tickets and their order (section 4.1).
+//! - [`select`]: replay selection (section 4.3).
+//! - [`conformance`]: runs the vector files of PROTOCOL.md against this crate.
+#![deny(missing_docs)]
+
+pub mod chain;
+pub mod codec;
+pub mod conformance;
+pub mod envelope;
+pub mod genesis;
+pub mod hash;
+pub mod limits;
+pub mod message;
+pub mod rules;
+pub mod schedule;
+pub mod select;
+pub mod ticket;
+pub mod track;
+
+pub use chain::{Chain, ChainError, DecidedSlot, Outcome};
+pub use envelope::{Envelope, EnvelopeError, SignError, Validation, open_gossip};
+pub use genesis::{Genesis, GenesisError, SignedGenesis};
+pub use hash::Hash32;
+pub use message::{Body, Decision, Message, Proposal, Status, Tally, Verified};
+pub use rules::{Rules, RulesError};
+pub use schedule::Window;
+pub use select::{Selection, select};
+pub use ticket::{SlotContext, ticket};
+pub use track::TrackRef;
