@@ -154,9 +154,7 @@ pub fn check_admissible<'a>(
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     if others > 0 {
-        return Err(Inadmissible::Equivocation {
-            bodies: others + 1,
-        });
+        return Err(Inadmissible::Equivocation { bodies: others + 1 });
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `chorus-consensus`: the Chorus protocol (PROTOCOL.md sections 1 to 5, 9, 10 and 11) as a pure,
 //! deterministic state machine. It owns message types and their signed envelopes, the schedule,
-//! tickets, admissibility, decisions, the chain, divergence and the peer table.
+//! tickets, admissibility, decisions and the chain (divergence, the peer table and forks are still
+//! to come: see docs/consensus.md).
 //!
 //! No sockets, no tokio, no clock reads, no randomness of its own: time and inputs come in,
 //! actions go out. The node drives it over libp2p; the simulator drives thousands of copies.
@@ -17,18 +18,24 @@
 //! - [`genesis`]: creating, signing and verifying the genesis; the network id.
 //! - [`chain`]: the chain of decided slots, chain hashes and `start(k)`.
 //! - [`schedule`]: the phase windows of a slot (section 1).
-//! - [`ticket`]: tickets and their order (section 4.1).
-//! - [`select`]: replay selection (section 4.3).
+//! - [`ticket`](mod@ticket): tickets and their order (section 4.1).
+//! - [`select`](mod@select): replay selection (section 4.3).
+//! - [`eligibility`]: may a proposer propose for a slot (section 5).
+//! - [`admissibility`]: the verdict on a proposal (section 3).
+//! - [`machine`]: the sans-IO state machine `Consensus` (proposals, tallies, decisions, finality).
 //! - [`conformance`]: runs the vector files of PROTOCOL.md against this crate.
 #![deny(missing_docs)]
 
+pub mod admissibility;
 pub mod chain;
 pub mod codec;
 pub mod conformance;
+pub mod eligibility;
 pub mod envelope;
 pub mod genesis;
 pub mod hash;
 pub mod limits;
+pub mod machine;
 pub mod message;
 pub mod rules;
 pub mod schedule;
@@ -36,10 +43,16 @@ pub mod select;
 pub mod ticket;
 pub mod track;
 
+#[cfg(test)]
+mod testing;
+
+pub use admissibility::{Inadmissible, check_admissible};
 pub use chain::{Chain, ChainError, DecidedSlot, Outcome};
+pub use eligibility::{Ineligible, check_eligible};
 pub use envelope::{Envelope, EnvelopeError, SignError, Validation, open_gossip};
 pub use genesis::{Genesis, GenesisError, SignedGenesis};
 pub use hash::Hash32;
+pub use machine::{Action, Consensus, Topic};
 pub use message::{Body, Decision, Message, Proposal, Status, Tally, Verified};
 pub use rules::{Rules, RulesError};
 pub use schedule::Window;

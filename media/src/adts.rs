@@ -54,7 +54,12 @@ pub fn push_timestamp_tag(out: &mut Vec<u8>, ts_90k: u64) {
 }
 
 fn synchsafe(v: u32) -> [u8; 4] {
-    [(v >> 21) as u8 & 0x7F, (v >> 14) as u8 & 0x7F, (v >> 7) as u8 & 0x7F, v as u8 & 0x7F]
+    [
+        (v >> 21) as u8 & 0x7F,
+        (v >> 14) as u8 & 0x7F,
+        (v >> 7) as u8 & 0x7F,
+        v as u8 & 0x7F,
+    ]
 }
 
 /// Splits a segment into its leading ID3v2 tag (if any) and the ADTS stream behind it, and reads
@@ -63,7 +68,9 @@ pub fn split_id3(segment: &[u8]) -> Option<(Option<u64>, &[u8])> {
     if segment.len() < 10 || &segment[..3] != b"ID3" {
         return Some((None, segment));
     }
-    let size = segment[6..10].iter().fold(0usize, |acc, b| (acc << 7) | usize::from(b & 0x7F));
+    let size = segment[6..10]
+        .iter()
+        .fold(0usize, |acc, b| (acc << 7) | usize::from(b & 0x7F));
     let has_footer = segment[5] & 0x10 != 0;
     let end = 10 + size + if has_footer { 10 } else { 0 };
     if end > segment.len() {
@@ -75,9 +82,8 @@ pub fn split_id3(segment: &[u8]) -> Option<(Option<u64>, &[u8])> {
         .position(|w| &w[..PRIV_OWNER.len()] == PRIV_OWNER && w[PRIV_OWNER.len()] == 0)
         .and_then(|pos| {
             let start = pos + PRIV_OWNER.len() + 1;
-            tag.get(start..start + 8).map(|b| {
-                u64::from_be_bytes(b.try_into().expect("slice of 8 bytes"))
-            })
+            tag.get(start..start + 8)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("slice of 8 bytes")))
         });
     Some((ts, &segment[end..]))
 }
@@ -91,7 +97,9 @@ pub fn adts_payloads(mut data: &[u8]) -> Option<Vec<&[u8]>> {
             return None;
         }
         let header = if data[1] & 1 == 0 { 9 } else { 7 };
-        let len = (usize::from(data[3] & 3) << 11) | (usize::from(data[4]) << 3) | usize::from(data[5] >> 5);
+        let len = (usize::from(data[3] & 3) << 11)
+            | (usize::from(data[4]) << 3)
+            | usize::from(data[5] >> 5);
         if len < header || len > data.len() {
             return None;
         }

@@ -49,20 +49,36 @@ impl TrackDecoder {
 
     /// Decodes one segment and appends its interleaved stereo samples to `out`. Returns the
     /// number of sample frames (samples per channel) appended.
-    pub fn decode_segment(&mut self, segment: &[u8], out: &mut Vec<f32>) -> Result<usize, DecodeError> {
+    pub fn decode_segment(
+        &mut self,
+        segment: &[u8],
+        out: &mut Vec<f32>,
+    ) -> Result<usize, DecodeError> {
         let (_, audio) = adts::split_id3(segment).ok_or(DecodeError::BadId3)?;
-        let mss = MediaSourceStream::new(Box::new(Cursor::new(audio.to_vec())), MediaSourceStreamOptions::default());
+        let mss = MediaSourceStream::new(
+            Box::new(Cursor::new(audio.to_vec())),
+            MediaSourceStreamOptions::default(),
+        );
         let mut reader = AdtsReader::try_new(mss, FormatOptions::default())?;
         if self.decoder.is_none() {
-            let track = reader.tracks().first().ok_or_else(|| DecodeError::NotCanonical("no track".into()))?;
+            let track = reader
+                .tracks()
+                .first()
+                .ok_or_else(|| DecodeError::NotCanonical("no track".into()))?;
             let Some(CodecParameters::Audio(params)) = &track.codec_params else {
                 return Err(DecodeError::NotCanonical("not audio".into()));
             };
             let channels = params.channels.as_ref().map(|c| c.count()).unwrap_or(0);
             if params.sample_rate != Some(SAMPLE_RATE) || channels != usize::from(CHANNELS) {
-                return Err(DecodeError::NotCanonical(format!("{:?} Hz, {channels} channels", params.sample_rate)));
+                return Err(DecodeError::NotCanonical(format!(
+                    "{:?} Hz, {channels} channels",
+                    params.sample_rate
+                )));
             }
-            self.decoder = Some(AacDecoder::try_new(params, &AudioDecoderOptions::default())?);
+            self.decoder = Some(AacDecoder::try_new(
+                params,
+                &AudioDecoderOptions::default(),
+            )?);
         }
         let decoder = self.decoder.as_mut().expect("set up above");
         let mut frames = 0;

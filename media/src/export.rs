@@ -30,7 +30,11 @@ pub enum ExportError {
 
 /// Writes `DIR/index.m3u8` and one `DIR/<segment id>.aac` per segment (the extension gives web
 /// servers the right content type). Returns the playlist's path.
-pub fn export_hls(store: &BlockStore, manifest_id: &Hash32, dir: &Path) -> Result<PathBuf, ExportError> {
+pub fn export_hls(
+    store: &BlockStore,
+    manifest_id: &Hash32,
+    dir: &Path,
+) -> Result<PathBuf, ExportError> {
     let manifest = Manifest::parse(&store.get(manifest_id)?)?;
     let write_err = |path: &Path| {
         let path = path.to_path_buf();

@@ -97,7 +97,10 @@ mod tests {
         atomic_write(&path, b"one").unwrap();
         atomic_write(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -117,7 +120,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(".x.1.2.tmp"), b"partial").unwrap();
         fs::write(dir.path().join("keep"), b"data").unwrap();
-        assert_eq!(remove_stale_temp_files(dir.path(), std::time::Duration::ZERO).unwrap(), 1);
+        assert_eq!(
+            remove_stale_temp_files(dir.path(), std::time::Duration::ZERO).unwrap(),
+            1
+        );
         assert!(dir.path().join("keep").exists());
     }
 }

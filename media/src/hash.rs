@@ -54,8 +54,14 @@ impl FromStr for Hash32 {
     type Err = ParseHashError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseHashError { input: s.chars().take(80).collect() };
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let err = || ParseHashError {
+            input: s.chars().take(80).collect(),
+        };
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err());
         }
         let mut out = [0u8; 32];

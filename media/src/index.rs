@@ -34,7 +34,9 @@ impl StoredPath {
     pub fn from_path(path: &Path) -> Self {
         match path.to_str() {
             Some(s) => Self::Utf8(s.to_owned()),
-            None => Self::Bytes { raw: os_bytes(path.as_os_str()) },
+            None => Self::Bytes {
+                raw: os_bytes(path.as_os_str()),
+            },
         }
     }
 
@@ -124,15 +126,26 @@ pub enum Loaded {
 impl LibraryIndex {
     /// An empty index for `root`.
     pub fn new(root: &Path) -> Self {
-        Self { version: VERSION, root: Some(StoredPath::from_path(root)), files: BTreeMap::new() }
+        Self {
+            version: VERSION,
+            root: Some(StoredPath::from_path(root)),
+            files: BTreeMap::new(),
+        }
     }
 
     /// Loads the index at `path` (an empty index if the file does not exist).
     pub fn load(path: &Path) -> Result<Loaded, IndexError> {
         let bytes = match fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Ok(Self::default())),
-            Err(source) => return Err(IndexError::Read { path: path.into(), source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Loaded::Ok(Self::default()));
+            }
+            Err(source) => {
+                return Err(IndexError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
         };
         match serde_json::from_slice::<Self>(&bytes) {
             Ok(index) if index.version == VERSION => Ok(Loaded::Ok(index)),
@@ -148,7 +161,10 @@ impl LibraryIndex {
                         .map(|d| d.as_secs())
                         .unwrap_or(0)
                 ));
-                fs::rename(path, &aside).map_err(|source| IndexError::Write { path: path.into(), source })?;
+                fs::rename(path, &aside).map_err(|source| IndexError::Write {
+                    path: path.into(),
+                    source,
+                })?;
                 Ok(Loaded::Damaged(Self::default(), aside, reason))
             }
         }
@@ -158,28 +174,47 @@ impl LibraryIndex {
     pub fn save(&self, path: &Path) -> Result<(), IndexError> {
         let bytes = serde_json::to_vec_pretty(self).expect("the index serializes to JSON");
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|source| IndexError::Write { path: path.into(), source })?;
+            fs::create_dir_all(dir).map_err(|source| IndexError::Write {
+                path: path.into(),
+                source,
+            })?;
         }
-        fsutil::atomic_write(path, &bytes).map_err(|source| IndexError::Write { path: path.into(), source })
+        fsutil::atomic_write(path, &bytes).map_err(|source| IndexError::Write {
+            path: path.into(),
+            source,
+        })
     }
 
     /// The tracks, one per distinct track hash, sorted by artist, title and hash.
     pub fn tracks(&self) -> Vec<&TrackInfo> {
         let mut by_hash: BTreeMap<Hash32, &TrackInfo> = BTreeMap::new();
         for entry in self.files.values() {
-            by_hash.entry(entry.track.track_hash).or_insert(&entry.track);
+            by_hash
+                .entry(entry.track.track_hash)
+                .or_insert(&entry.track);
         }
         let mut tracks: Vec<_> = by_hash.into_values().collect();
         tracks.sort_by(|a, b| {
-            (a.artist.to_lowercase(), a.title.to_lowercase(), a.track_hash)
-                .cmp(&(b.artist.to_lowercase(), b.title.to_lowercase(), b.track_hash))
+            (
+                a.artist.to_lowercase(),
+                a.title.to_lowercase(),
+                a.track_hash,
+            )
+                .cmp(&(
+                    b.artist.to_lowercase(),
+                    b.title.to_lowercase(),
+                    b.track_hash,
+                ))
         });
         tracks
     }
 
     /// The track with this hash, if the library has it.
     pub fn track(&self, hash: &Hash32) -> Option<&TrackInfo> {
-        self.files.values().map(|e| &e.track).find(|t| t.track_hash == *hash)
+        self.files
+            .values()
+            .map(|e| &e.track)
+            .find(|t| t.track_hash == *hash)
     }
 }
 
@@ -218,7 +253,10 @@ mod tests {
             assert_eq!(back.to_path(), p);
         }
         let s = StoredPath::from_path(Path::new("/music/Björk - Jóga.flac"));
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"/music/Björk - Jóga.flac\"");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            "\"/music/Björk - Jóga.flac\""
+        );
     }
 
     #[test]

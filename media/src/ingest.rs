@@ -31,7 +31,9 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             limits: TrackLimits::default(),
         }
     }
@@ -108,7 +110,11 @@ impl IngestSummary {
     /// Transcoding speed as a multiple of real time.
     pub fn realtime_factor(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { self.audio_seconds / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.audio_seconds / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -119,7 +125,7 @@ pub enum IngestError {
     #[error("the library folder {0} does not exist or is not a folder")]
     NoLibrary(PathBuf),
     /// The store refused a block; the index holds every track completed before.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The index could not be read or written.
     #[error(transparent)]
@@ -138,7 +144,10 @@ pub struct Library {
 impl Library {
     /// The library of a data directory: `DATA/store` and `DATA/library.json`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self { store: BlockStore::open(data_dir.join("store"))?, index_path: data_dir.join("library.json") })
+        Ok(Self {
+            store: BlockStore::open(data_dir.join("store"))?,
+            index_path: data_dir.join("library.json"),
+        })
     }
 
     /// Loads the index; a damaged one is moved aside with a warning in the log.
@@ -174,7 +183,9 @@ pub fn ingest_library(
     if !root.is_dir() {
         return Err(IngestError::NoLibrary(root.to_path_buf()));
     }
-    let root = root.canonicalize().map_err(|_| IngestError::NoLibrary(root.to_path_buf()))?;
+    let root = root
+        .canonicalize()
+        .map_err(|_| IngestError::NoLibrary(root.to_path_buf()))?;
     let mut index = lib.load_index()?;
     let mut summary = IngestSummary::default();
     let root_key = StoredPath::from_path(&root);
@@ -196,7 +207,10 @@ pub fn ingest_library(
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                let path = e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.clone());
                 let reason = if e.loop_ancestor().is_some() {
                     "it is a symbolic link that loops back to a parent folder".to_owned()
                 } else {
@@ -209,7 +223,10 @@ pub fn ingest_library(
                     }
                 };
                 summary.failed += 1;
-                observer(IngestEvent::Warning { path: &path, reason });
+                observer(IngestEvent::Warning {
+                    path: &path,
+                    reason,
+                });
                 continue;
             }
         };
@@ -224,7 +241,10 @@ pub fn ingest_library(
             Ok(m) => m,
             Err(e) => {
                 summary.failed += 1;
-                observer(IngestEvent::Warning { path: entry.path(), reason: format!("it cannot be read ({e})") });
+                observer(IngestEvent::Warning {
+                    path: entry.path(),
+                    reason: format!("it cannot be read ({e})"),
+                });
                 continue;
             }
         };
@@ -233,7 +253,10 @@ pub fn ingest_library(
         seen.insert(key.clone());
         match index.files.get(&key) {
             Some(e) if e.stamp == stamp => summary.unchanged += 1,
-            _ => jobs.push(Job { path: entry.into_path(), stamp }),
+            _ => jobs.push(Job {
+                path: entry.into_path(),
+                stamp,
+            }),
         }
     }
     let before = index.files.len();
@@ -241,22 +264,43 @@ pub fn ingest_library(
     summary.removed += before - index.files.len();
 
     // Biggest files first: the last file to finish is then a short one.
-    jobs.sort_by(|a, b| b.stamp.size.cmp(&a.stamp.size));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.stamp.size));
     let bytes = jobs.iter().map(|j| j.stamp.size).sum();
-    observer(IngestEvent::Planned { to_ingest: jobs.len(), bytes, unchanged: summary.unchanged });
+    observer(IngestEvent::Planned {
+        to_ingest: jobs.len(),
+        bytes,
+        unchanged: summary.unchanged,
+    });
     if summary.removed > 0 || !jobs.is_empty() || !lib.index_path.exists() {
         index.save(&lib.index_path)?;
     }
 
-    let fatal = run_jobs(&jobs, lib, opts, cancel, &known, &mut index, &mut summary, observer)?;
+    let fatal = run_jobs(
+        &jobs,
+        lib,
+        opts,
+        cancel,
+        &known,
+        &mut index,
+        &mut summary,
+        observer,
+    )?;
+    if let Some(e) = fatal {
+        // Keep what was finished if there is room for it; the old index stays valid if not.
+        if let Err(save) = index.save(&lib.index_path) {
+            tracing::debug!("index not saved after the store failed: {save}");
+        }
+        return Err(IngestError::Store(e));
+    }
     index.save(&lib.index_path)?;
-    summary.library_seconds = index.tracks().iter().map(|t| t.duration_ms as f64 / 1000.0).sum();
+    summary.library_seconds = index
+        .tracks()
+        .iter()
+        .map(|t| t.duration_ms as f64 / 1000.0)
+        .sum();
     summary.elapsed = started.elapsed();
     summary.interrupted = cancel.load(Ordering::SeqCst);
-    match fatal {
-        Some(e) => Err(IngestError::Store(e)),
-        None => Ok(summary),
-    }
+    Ok(summary)
 }
 
 /// Runs the jobs on `opts.jobs` threads; the calling thread collects results, updates the index
@@ -310,7 +354,9 @@ fn run_jobs(
                     continue;
                 }
                 Err(_) if cancel.load(Ordering::Relaxed) => continue, // interrupted mid-file
-                Err(e @ FileError::NotAudio(_)) if !sniff::extension_claims_audio(&job.path.to_string_lossy()) => {
+                Err(e @ FileError::NotAudio(_))
+                    if !sniff::extension_claims_audio(&job.path.to_string_lossy()) =>
+                {
                     FileOutcome::NotAudio(e.to_string())
                 }
                 Err(e) => FileOutcome::Failed(e.to_string()),
@@ -323,7 +369,14 @@ fn run_jobs(
                     } else {
                         summary.reused += 1;
                     }
-                    index.files.insert(key.clone(), IndexEntry { path: key, stamp: job.stamp, track: t.clone() });
+                    index.files.insert(
+                        key.clone(),
+                        IndexEntry {
+                            path: key,
+                            stamp: job.stamp,
+                            track: t.clone(),
+                        },
+                    );
                 }
                 FileOutcome::Failed(_) => {
                     index.files.remove(&key);
@@ -334,11 +387,18 @@ fn run_jobs(
                     summary.not_audio += 1;
                 }
             }
-            observer(IngestEvent::Done { path: &job.path, outcome: &outcome });
-            if last_save.elapsed() >= Duration::from_secs(2) {
+            // A transcoded track is saved at once (an "ingested" report means it survives a
+            // kill -9); cheap outcomes are batched.
+            if matches!(outcome, FileOutcome::Ingested(_))
+                || last_save.elapsed() >= Duration::from_secs(1)
+            {
                 index.save(&lib.index_path)?;
                 last_save = Instant::now();
             }
+            observer(IngestEvent::Done {
+                path: &job.path,
+                outcome: &outcome,
+            });
         }
         Ok(())
     })?;

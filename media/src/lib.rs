@@ -9,7 +9,8 @@
 //! - [`fsutil`]: atomic file writes.
 //! - [`store`]: the content-addressed block store; reads verify.
 //! - [`sniff`]: recognising audio by content.
-//! - [`transcode`]: ffmpeg-next decode, resample, loudness (EBU R128) and AAC encode.
+//! - [`transcode`]: ffmpeg-next decode, resample and AAC encode.
+//! - [`loudness`]: integrated loudness per EBU R128.
 //! - [`adts`]: the segment container (ID3 timestamp tag + ADTS frames).
 //! - [`manifest`]: HLS media playlists with `hls_m3u8`.
 //! - [`track`]: ingesting one file; [`TrackInfo`].
@@ -27,6 +28,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod index;
 pub mod ingest;
+pub mod loudness;
 pub mod manifest;
 pub mod sniff;
 pub mod store;

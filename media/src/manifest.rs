@@ -35,7 +35,10 @@ pub struct SegmentEntry {
 impl SegmentEntry {
     /// The segment's exact duration.
     pub fn duration(&self) -> Duration {
-        Duration::from_nanos(u64::from(self.frames) * u64::from(FRAME_SAMPLES) * 1_000_000_000 / u64::from(SAMPLE_RATE))
+        Duration::from_nanos(
+            u64::from(self.frames) * u64::from(FRAME_SAMPLES) * 1_000_000_000
+                / u64::from(SAMPLE_RATE),
+        )
     }
 }
 
@@ -73,7 +76,11 @@ pub enum ManifestError {
 impl Manifest {
     /// Samples per channel of encoded audio, priming and padding included.
     pub fn encoded_samples(&self) -> u64 {
-        self.segments.iter().map(|s| u64::from(s.frames)).sum::<u64>() * u64::from(FRAME_SAMPLES)
+        self.segments
+            .iter()
+            .map(|s| u64::from(s.frames))
+            .sum::<u64>()
+            * u64::from(FRAME_SAMPLES)
     }
 
     /// Samples per channel of the track itself.
@@ -107,7 +114,11 @@ impl Manifest {
             .has_independent_segments(true)
             .segments(segments)
             .unknown(vec![
-                format!("{AUDIO_TAG}PRIMING={},PADDING={}", self.priming, self.padding).into(),
+                format!(
+                    "{AUDIO_TAG}PRIMING={},PADDING={}",
+                    self.priming, self.padding
+                )
+                .into(),
             ])
             .has_end_list(true)
             .build()
@@ -118,11 +129,14 @@ impl Manifest {
     /// Parses a manifest written by [`Manifest::to_playlist`] (on any node).
     pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
         let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotText)?;
-        let playlist = MediaPlaylist::try_from(text).map_err(|e| ManifestError::Playlist(e.to_string()))?;
+        let playlist =
+            MediaPlaylist::try_from(text).map_err(|e| ManifestError::Playlist(e.to_string()))?;
         let mut segments = Vec::with_capacity(playlist.segments.num_elements());
         for (_, seg) in playlist.segments.iter() {
             let uri = seg.uri();
-            let id: Hash32 = uri.parse().map_err(|_| ManifestError::BadUri(uri.chars().take(80).collect()))?;
+            let id: Hash32 = uri
+                .parse()
+                .map_err(|_| ManifestError::BadUri(uri.chars().take(80).collect()))?;
             let secs = seg.duration.duration().as_secs_f64();
             let frames = (secs * f64::from(SAMPLE_RATE) / f64::from(FRAME_SAMPLES)).round() as u32;
             segments.push(SegmentEntry { id, frames });
@@ -132,7 +146,11 @@ impl Manifest {
             .iter()
             .find_map(|t| parse_audio_tag(t.strip_prefix(AUDIO_TAG)?))
             .ok_or(ManifestError::BadAudioTag)?;
-        let manifest = Self { segments, priming, padding };
+        let manifest = Self {
+            segments,
+            priming,
+            padding,
+        };
         if u64::from(priming) + u64::from(padding) > manifest.encoded_samples() {
             return Err(ManifestError::Inconsistent);
         }
@@ -160,9 +178,18 @@ mod tests {
     fn sample() -> Manifest {
         Manifest {
             segments: vec![
-                SegmentEntry { id: Hash32::of(b"a"), frames: 283 },
-                SegmentEntry { id: Hash32::of(b"b"), frames: 281 },
-                SegmentEntry { id: Hash32::of(b"c"), frames: 17 },
+                SegmentEntry {
+                    id: Hash32::of(b"a"),
+                    frames: 283,
+                },
+                SegmentEntry {
+                    id: Hash32::of(b"b"),
+                    frames: 281,
+                },
+                SegmentEntry {
+                    id: Hash32::of(b"c"),
+                    frames: 17,
+                },
             ],
             priming: 1024,
             padding: 300,
@@ -185,11 +212,27 @@ mod tests {
 
     #[test]
     fn bad_manifests_are_rejected() {
-        assert!(matches!(Manifest::parse(&[0xff, 0xfe]), Err(ManifestError::NotText)));
-        assert!(matches!(Manifest::parse(b"hello"), Err(ManifestError::Playlist(_))));
-        let text = sample().to_playlist().replace(&Hash32::of(b"a").to_hex(), "../../etc/passwd");
-        assert!(matches!(Manifest::parse(text.as_bytes()), Err(ManifestError::BadUri(_))));
-        let text = sample().to_playlist().replace("#EXT-X-CHORUS-AUDIO:PRIMING=1024,PADDING=300\n", "");
-        assert!(matches!(Manifest::parse(text.as_bytes()), Err(ManifestError::BadAudioTag)));
+        assert!(matches!(
+            Manifest::parse(&[0xff, 0xfe]),
+            Err(ManifestError::NotText)
+        ));
+        assert!(matches!(
+            Manifest::parse(b"hello"),
+            Err(ManifestError::Playlist(_))
+        ));
+        let text = sample()
+            .to_playlist()
+            .replace(&Hash32::of(b"a").to_hex(), "../../etc/passwd");
+        assert!(matches!(
+            Manifest::parse(text.as_bytes()),
+            Err(ManifestError::BadUri(_))
+        ));
+        let text = sample()
+            .to_playlist()
+            .replace("#EXT-X-CHORUS-AUDIO:PRIMING=1024,PADDING=300\n", "");
+        assert!(matches!(
+            Manifest::parse(text.as_bytes()),
+            Err(ManifestError::BadAudioTag)
+        ));
     }
 }

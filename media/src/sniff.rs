@@ -91,17 +91,38 @@ fn looks_like_text(head: &[u8]) -> bool {
         Ok(_) => true,
         Err(e) => e.error_len().is_none(),
     };
-    valid && head.iter().all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t')
+    valid
+        && head
+            .iter()
+            .all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t')
 }
 
 /// Whether a file name's extension claims audio; used only to decide how loudly to report a file
 /// whose content is not audio.
 pub fn extension_claims_audio(name: &str) -> bool {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     matches!(
         ext.as_str(),
-        "mp3" | "flac" | "ogg" | "oga" | "opus" | "wav" | "aac" | "m4a" | "mp4" | "aif" | "aiff"
-            | "wma" | "ape" | "wv" | "mka" | "alac" | "caf"
+        "mp3"
+            | "flac"
+            | "ogg"
+            | "oga"
+            | "opus"
+            | "wav"
+            | "aac"
+            | "m4a"
+            | "mp4"
+            | "aif"
+            | "aiff"
+            | "wma"
+            | "ape"
+            | "wv"
+            | "mka"
+            | "alac"
+            | "caf"
     )
 }
 
@@ -116,15 +137,24 @@ mod tests {
         assert_eq!(sniff(b"RIFF\x24\0\0\0WAVEfmt "), Sniffed::Audio("wav"));
         assert_eq!(sniff(b"\0\0\0\x20ftypM4A "), Sniffed::Audio("mp4"));
         assert_eq!(sniff(b"ID3\x04\0\0"), Sniffed::Audio("id3-tagged audio"));
-        assert_eq!(sniff(&[0xFF, 0xFB, 0x90, 0x64]), Sniffed::Audio("mpeg audio"));
+        assert_eq!(
+            sniff(&[0xFF, 0xFB, 0x90, 0x64]),
+            Sniffed::Audio("mpeg audio")
+        );
         assert_eq!(sniff(&[0xFF, 0xF1, 0x50, 0x80]), Sniffed::Audio("adts"));
     }
 
     #[test]
     fn recognises_non_audio() {
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Sniffed::NotAudio("jpeg image"));
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Sniffed::NotAudio("jpeg image")
+        );
         assert_eq!(sniff(b"\x89PNG\r\n"), Sniffed::NotAudio("png image"));
-        assert_eq!(sniff("plain text, ünïcode".as_bytes()), Sniffed::NotAudio("text"));
+        assert_eq!(
+            sniff("plain text, ünïcode".as_bytes()),
+            Sniffed::NotAudio("text")
+        );
         assert_eq!(sniff(&[0, 1, 2, 3, 200, 100]), Sniffed::Unknown);
     }
 

@@ -88,7 +88,10 @@ impl BlockStore {
     /// writer left behind.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        let open_err = |source| StoreError::Open { path: root.clone(), source };
+        let open_err = |source| StoreError::Open {
+            path: root.clone(),
+            source,
+        };
         fs::create_dir_all(root.join("blocks")).map_err(open_err)?;
         fs::create_dir_all(root.join("tmp")).map_err(open_err)?;
         fsutil::remove_stale_temp_files(&root.join("tmp"), Duration::from_secs(600))
@@ -125,7 +128,11 @@ impl BlockStore {
     pub fn put_with_id(&self, id: Hash32, bytes: &[u8]) -> Result<()> {
         let actual = Hash32::of(bytes);
         if actual != id {
-            return Err(StoreError::Corrupt { id, path: PathBuf::new(), actual });
+            return Err(StoreError::Corrupt {
+                id,
+                path: PathBuf::new(),
+                actual,
+            });
         }
         self.put_verified(id, bytes)
     }
@@ -142,9 +149,16 @@ impl BlockStore {
         }
         let write_err = |source: io::Error| {
             if is_disk_full(&source) {
-                StoreError::DiskFull { id, path: self.root.clone() }
+                StoreError::DiskFull {
+                    id,
+                    path: self.root.clone(),
+                }
             } else {
-                StoreError::Write { id, path: path.clone(), source }
+                StoreError::Write {
+                    id,
+                    path: path.clone(),
+                    source,
+                }
             }
         };
         let dir = path.parent().expect("a block path has a fan-out folder");
@@ -159,12 +173,22 @@ impl BlockStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing(*id)),
-            Err(source) => return Err(StoreError::Read { id: *id, path, source }),
+            Err(source) => {
+                return Err(StoreError::Read {
+                    id: *id,
+                    path,
+                    source,
+                });
+            }
         };
         let actual = Hash32::of(&bytes);
         if actual != *id {
             let _ = fs::remove_file(&path);
-            return Err(StoreError::Corrupt { id: *id, path, actual });
+            return Err(StoreError::Corrupt {
+                id: *id,
+                path,
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -172,8 +196,10 @@ impl BlockStore {
 
 /// Whether an I/O error means that the disk or quota is full.
 pub fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-        || e.raw_os_error() == Some(28)
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || e.raw_os_error() == Some(28)
 }
 
 #[cfg(test)]
@@ -212,7 +238,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlockStore::open(dir.path()).unwrap();
         let wrong = Hash32::of(b"other");
-        assert!(matches!(store.put_with_id(wrong, b"data"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.put_with_id(wrong, b"data"),
+            Err(StoreError::Corrupt { .. })
+        ));
         assert!(!store.contains(&wrong));
     }
 

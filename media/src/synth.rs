@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use ffmpeg_next as ff;
 use ff::ChannelLayout;
 use ff::format::Sample;
 use ff::format::sample::Type as SampleType;
+use ffmpeg_next as ff;
 
 /// A container and codec to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,14 @@ pub enum Format {
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 6] = [Format::Mp3, Format::Flac, Format::OggVorbis, Format::Opus, Format::Wav, Format::M4a];
+    pub const ALL: [Format; 6] = [
+        Format::Mp3,
+        Format::Flac,
+        Format::OggVorbis,
+        Format::Opus,
+        Format::Wav,
+        Format::M4a,
+    ];
 
     /// The usual file extension.
     pub fn extension(self) -> &'static str {
@@ -83,7 +90,13 @@ pub struct Tune {
 impl Tune {
     /// A stereo 48 kHz tune at a comfortable level.
     pub fn new(seed: u64, seconds: f64) -> Self {
-        Self { seed, seconds, rate: 48_000, channels: 2, amplitude: 0.3 }
+        Self {
+            seed,
+            seconds,
+            rate: 48_000,
+            channels: 2,
+            amplitude: 0.3,
+        }
     }
 
     /// Samples per channel.
@@ -115,7 +128,7 @@ impl Tune {
             if pos == 0 {
                 let step = SCALE[(next() % 5) as usize] + 12.0 * (next() % 2) as f32;
                 note = base * 2f32.powf(step / 12.0);
-                if (i / beat_frames.max(1)) % 4 == 0 {
+                if (i / beat_frames.max(1)).is_multiple_of(4) {
                     bass = base / 2.0 * 2f32.powf(SCALE[(next() % 3) as usize] / 12.0);
                 }
             }
@@ -159,7 +172,12 @@ pub struct SynthError {
 }
 
 /// Renders `tune` and writes it to `path` in `format` with `tags`.
-pub fn write_tune(path: &Path, format: Format, tune: &Tune, tags: &FileTags) -> Result<(), SynthError> {
+pub fn write_tune(
+    path: &Path,
+    format: Format,
+    tune: &Tune,
+    tags: &FileTags,
+) -> Result<(), SynthError> {
     write_pcm(path, format, &tune.render(), tune.rate, tune.channels, tags)
 }
 
@@ -173,11 +191,19 @@ pub fn write_pcm(
     tags: &FileTags,
 ) -> Result<(), SynthError> {
     let err = |reason: String| SynthError { format, reason };
-    let fe = |e: ff::Error| SynthError { format, reason: e.to_string() };
+    let fe = |e: ff::Error| SynthError {
+        format,
+        reason: e.to_string(),
+    };
     let _ = ff::init();
-    let codec = format.encoder().ok_or_else(|| err("FFmpeg lacks the encoder".into()))?;
+    let codec = format
+        .encoder()
+        .ok_or_else(|| err("FFmpeg lacks the encoder".into()))?;
     let mut octx = ff::format::output_as(path, format.muxer()).map_err(fe)?;
-    let global = octx.format().flags().contains(ff::format::flag::Flags::GLOBAL_HEADER);
+    let global = octx
+        .format()
+        .flags()
+        .contains(ff::format::flag::Flags::GLOBAL_HEADER);
     let layout = ChannelLayout::default(i32::from(channels));
     let sample_format = codec
         .audio()
@@ -185,7 +211,10 @@ pub fn write_pcm(
         .and_then(|a| a.formats())
         .and_then(|mut f| f.next())
         .unwrap_or(Sample::F32(SampleType::Planar));
-    let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().audio().map_err(fe)?;
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .audio()
+        .map_err(fe)?;
     enc.set_rate(rate as i32);
     enc.set_channel_layout(layout);
     enc.set_channels(i32::from(channels));
@@ -197,7 +226,11 @@ pub fn write_pcm(
     }
     let mut encoder = enc.open_as(codec).map_err(fe)?;
     let mut dict = ff::Dictionary::new();
-    for (k, v) in [("title", &tags.title), ("artist", &tags.artist), ("album", &tags.album)] {
+    for (k, v) in [
+        ("title", &tags.title),
+        ("artist", &tags.artist),
+        ("album", &tags.album),
+    ] {
         if !v.is_empty() {
             dict.set(k, v);
         }
@@ -219,7 +252,8 @@ pub fn write_pcm(
         n => n as usize,
     };
     let mut packet = ff::Packet::empty();
-    let mut write_packets = |encoder: &mut ff::encoder::Audio, octx: &mut ff::format::context::Output| {
+    let mut write_packets = |encoder: &mut ff::encoder::Audio,
+                             octx: &mut ff::format::context::Output| {
         while encoder.receive_packet(&mut packet).is_ok() {
             packet.set_stream(0);
             packet.rescale_ts((1, rate as i32), out_tb);
@@ -232,7 +266,13 @@ pub fn write_pcm(
         let n = chunk.min(frames - start);
         let mut frame = ff::frame::Audio::new(sample_format, n, layout);
         frame.set_rate(rate);
-        fill_frame(&mut frame, &pcm[start * ch..(start + n) * ch], ch, sample_format).map_err(err)?;
+        fill_frame(
+            &mut frame,
+            &pcm[start * ch..(start + n) * ch],
+            ch,
+            sample_format,
+        )
+        .map_err(err)?;
         frame.set_pts(Some(start as i64));
         encoder.send_frame(&frame).map_err(fe)?;
         write_packets(&mut encoder, &mut octx)?;
@@ -244,7 +284,12 @@ pub fn write_pcm(
     Ok(())
 }
 
-fn fill_frame(frame: &mut ff::frame::Audio, pcm: &[f32], ch: usize, format: Sample) -> Result<(), String> {
+fn fill_frame(
+    frame: &mut ff::frame::Audio,
+    pcm: &[f32],
+    ch: usize,
+    format: Sample,
+) -> Result<(), String> {
     let n = pcm.len() / ch;
     let (kind, planar) = match format {
         Sample::F32(t) => (0, t == SampleType::Planar),
@@ -258,7 +303,8 @@ fn fill_frame(frame: &mut ff::frame::Audio, pcm: &[f32], ch: usize, format: Samp
         match kind {
             0 => out[idx * 4..idx * 4 + 4].copy_from_slice(&v.to_le_bytes()),
             1 => out[idx * 2..idx * 2 + 2].copy_from_slice(&((v * 32767.0) as i16).to_le_bytes()),
-            2 => out[idx * 4..idx * 4 + 4].copy_from_slice(&((f64::from(v) * 2_147_483_647.0) as i32).to_le_bytes()),
+            2 => out[idx * 4..idx * 4 + 4]
+                .copy_from_slice(&((f64::from(v) * 2_147_483_647.0) as i32).to_le_bytes()),
             _ => out[idx * 8..idx * 8 + 8].copy_from_slice(&f64::from(v).to_le_bytes()),
         }
     };

@@ -47,7 +47,11 @@ pub struct TrackInfo {
 impl TrackInfo {
     /// "Artist - Title", or the title alone.
     pub fn display_name(&self) -> String {
-        if self.artist.is_empty() { self.title.clone() } else { format!("{} - {}", self.artist, self.title) }
+        if self.artist.is_empty() {
+            self.title.clone()
+        } else {
+            format!("{} - {}", self.artist, self.title)
+        }
     }
 }
 
@@ -62,7 +66,10 @@ pub struct TrackLimits {
 
 impl Default for TrackLimits {
     fn default() -> Self {
-        Self { min_track_ms: 5_000, max_track_ms: 900_000 }
+        Self {
+            min_track_ms: 5_000,
+            max_track_ms: 900_000,
+        }
     }
 }
 
@@ -70,9 +77,15 @@ impl TrackLimits {
     /// Why a track of `duration_ms` is not proposable, if it is not.
     pub fn check(&self, duration_ms: u64) -> Option<String> {
         if duration_ms > self.max_track_ms {
-            Some(format!("longer than the rules' max_track_ms ({} s)", self.max_track_ms / 1000))
+            Some(format!(
+                "longer than the rules' max_track_ms ({} s)",
+                self.max_track_ms / 1000
+            ))
         } else if duration_ms < self.min_track_ms {
-            Some(format!("shorter than the rules' min_track_ms ({} s)", self.min_track_ms / 1000))
+            Some(format!(
+                "shorter than the rules' min_track_ms ({} s)",
+                self.min_track_ms / 1000
+            ))
         } else {
             None
         }
@@ -132,12 +145,19 @@ impl FileStamp {
                 Err(e) => -(e.duration().as_nanos() as i128),
             })
             .unwrap_or(0);
-        Self { size: meta.len(), mtime_ns }
+        Self {
+            size: meta.len(),
+            mtime_ns,
+        }
     }
 }
 
 fn open_err(e: io::Error) -> FileError {
-    if e.kind() == io::ErrorKind::NotFound { FileError::Vanished } else { FileError::Unreadable(e) }
+    if e.kind() == io::ErrorKind::NotFound {
+        FileError::Vanished
+    } else {
+        FileError::Unreadable(e)
+    }
 }
 
 /// SHA-256 of a file's bytes, and its first bytes for [`sniff::sniff`].
@@ -201,7 +221,10 @@ impl Segmenter<'_> {
             adts::push_timestamp_tag(&mut self.buf, ts);
         }
         if !adts::push_adts_frame(&mut self.buf, payload) {
-            return Err(format!("an AAC frame of {} bytes does not fit in ADTS", payload.len()));
+            return Err(format!(
+                "an AAC frame of {} bytes does not fit in ADTS",
+                payload.len()
+            ));
         }
         self.frames_in_current += 1;
         self.next_frame += 1;
@@ -213,7 +236,10 @@ impl Segmenter<'_> {
             return Ok(());
         }
         match self.store.put(&self.buf) {
-            Ok(id) => self.entries.push(SegmentEntry { id, frames: self.frames_in_current }),
+            Ok(id) => self.entries.push(SegmentEntry {
+                id,
+                frames: self.frames_in_current,
+            }),
             Err(e) => {
                 let msg = e.to_string();
                 self.error = Some(e);
@@ -228,7 +254,10 @@ impl Segmenter<'_> {
 
 /// Title and artist from the file name when the tags have none: "Artist - Title.ext" is split.
 fn names_from_file(path: &Path) -> (String, String) {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().trim().to_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().trim().to_owned())
+        .unwrap_or_default();
     match stem.split_once(" - ") {
         Some((artist, title)) if !artist.trim().is_empty() && !title.trim().is_empty() => {
             (title.trim().to_owned(), artist.trim().to_owned())
@@ -294,7 +323,9 @@ pub fn ingest_hashed(
         return Err(FileError::Store(e));
     }
     let out = result?;
-    seg.flush().map_err(|_| FileError::Store(seg.error.take().expect("flush failed with a store error")))?;
+    seg.flush().map_err(|_| {
+        FileError::Store(seg.error.take().expect("flush failed with a store error"))
+    })?;
     let after = std::fs::metadata(path).map_err(open_err)?;
     if FileStamp::of(before) != FileStamp::of(&after) {
         return Err(FileError::Changed);
@@ -302,7 +333,11 @@ pub fn ingest_hashed(
 
     let encoded = out.frames * u64::from(FRAME_SAMPLES);
     let padding = encoded.saturating_sub(out.samples + u64::from(out.priming)) as u32;
-    let manifest = Manifest { segments: seg.entries, priming: out.priming, padding };
+    let manifest = Manifest {
+        segments: seg.entries,
+        priming: out.priming,
+        padding,
+    };
     let manifest_id = store.put(manifest.to_playlist().as_bytes())?;
     let duration_ms = (out.samples * 1000 + u64::from(SAMPLE_RATE) / 2) / u64::from(SAMPLE_RATE);
     let (file_title, file_artist) = names_from_file(path);
@@ -357,9 +392,18 @@ mod tests {
 
     #[test]
     fn file_name_fallback() {
-        assert_eq!(names_from_file(Path::new("/x/Nina - Song Two.flac")), ("Song Two".into(), "Nina".into()));
-        assert_eq!(names_from_file(Path::new("/x/just a title.mp3")), ("just a title".into(), String::new()));
-        assert_eq!(names_from_file(Path::new("/x/ - odd.mp3")), ("- odd".into(), String::new()));
+        assert_eq!(
+            names_from_file(Path::new("/x/Nina - Song Two.flac")),
+            ("Song Two".into(), "Nina".into())
+        );
+        assert_eq!(
+            names_from_file(Path::new("/x/just a title.mp3")),
+            ("just a title".into(), String::new())
+        );
+        assert_eq!(
+            names_from_file(Path::new("/x/ - odd.mp3")),
+            ("- odd".into(), String::new())
+        );
     }
 
     #[test]

@@ -1,19 +1,19 @@
 //! Decoding any input with ffmpeg-next and encoding canonical AAC-LC (PROTOCOL.md section 6).
 //!
-//! One pass per file: demux, decode, a filter graph (`aresample` to 48 kHz, `aformat` to
-//! stereo, `ebur128` measuring integrated loudness on exactly the audio that is encoded), our own
-//! re-chunking into 1024-sample frames (so that the loudness metadata of every filtered frame is
-//! seen), then the native `aac` encoder. Encoded packets go to a callback one at a time, so memory
+//! One pass per file: demux, decode, a filter graph (`aresample` to 48 kHz, down- or up-mix to
+//! stereo, planar float), the loudness meter on exactly the audio that is encoded, our own
+//! re-chunking into the 1024-sample frames the encoder needs, then the native `aac` encoder. Encoded packets go to a callback one at a time, so memory
 //! use does not grow with the track's length.
 
 use std::path::Path;
 
-use ffmpeg_next as ff;
 use ff::ChannelLayout;
 use ff::format::Sample;
 use ff::format::sample::Type as SampleType;
+use ffmpeg_next as ff;
 
 use crate::adts::{CHANNELS, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::loudness::LoudnessMeter;
 
 /// Canonical bit rate (PROTOCOL.md section 6: about 160 kbit/s).
 pub const BIT_RATE: usize = 160_000;
@@ -99,7 +99,11 @@ pub struct Transcoded {
 pub fn init(verbose: bool) {
     INIT.call_once(|| {
         let _ = ff::init();
-        ff::util::log::set_level(if verbose { ff::util::log::Level::Warning } else { ff::util::log::Level::Quiet });
+        ff::util::log::set_level(if verbose {
+            ff::util::log::Level::Warning
+        } else {
+            ff::util::log::Level::Quiet
+        });
     });
 }
 
@@ -156,8 +160,14 @@ pub fn transcode(
 
     let ctx = ff::codec::context::Context::from_parameters(params)
         .map_err(|e| TranscodeError::Decoder(e.to_string()))?;
-    let mut decoder = ctx.decoder().audio().map_err(|e| TranscodeError::Decoder(e.to_string()))?;
-    let codec = decoder.codec().map(|c| c.name().to_owned()).unwrap_or_else(|| "unknown".into());
+    let mut decoder = ctx
+        .decoder()
+        .audio()
+        .map_err(|e| TranscodeError::Decoder(e.to_string()))?;
+    let codec = decoder
+        .codec()
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "unknown".into());
 
     let mut pipeline = Pipeline::new(on_packet)?;
     let mut packets = 0u64;
@@ -189,7 +199,10 @@ pub fn transcode(
         && declared_s > 2.0
         && decoded_s < declared_s * 0.9
     {
-        return Err(TranscodeError::Truncated { decoded_s, declared_s });
+        return Err(TranscodeError::Truncated {
+            decoded_s,
+            declared_s,
+        });
     }
     Ok(Transcoded {
         tags,
@@ -213,7 +226,9 @@ fn drain_decoder(
         match decoder.receive_frame(frame) {
             Ok(()) => pipeline.push(frame)?,
             Err(ff::Error::Eof) => return Ok(failed),
-            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(failed),
+            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
+                return Ok(failed);
+            }
             Err(_) => {
                 failed += 1;
                 return Ok(failed);
@@ -238,18 +253,23 @@ struct Pipeline<'a> {
     enc_pts: i64,
     samples: u64,
     frames: u64,
-    loudness: Option<f64>,
+    meter: LoudnessMeter,
     filtered: ff::frame::Audio,
     packet: ff::Packet,
     on_packet: &'a mut dyn FnMut(&[u8]) -> Result<(), String>,
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(on_packet: &'a mut dyn FnMut(&[u8]) -> Result<(), String>) -> Result<Self, TranscodeError> {
+    fn new(
+        on_packet: &'a mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<Self, TranscodeError> {
         let enc_err = |e: ff::Error| TranscodeError::Encoder(e.to_string());
         let codec = ff::encoder::find(ff::codec::Id::AAC)
             .ok_or_else(|| TranscodeError::Encoder("FFmpeg has no AAC encoder".into()))?;
-        let mut enc = ff::codec::context::Context::new_with_codec(codec).encoder().audio().map_err(enc_err)?;
+        let mut enc = ff::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .audio()
+            .map_err(enc_err)?;
         enc.set_rate(SAMPLE_RATE as i32);
         enc.set_channel_layout(ChannelLayout::STEREO);
         enc.set_channels(i32::from(CHANNELS));
@@ -265,7 +285,7 @@ impl<'a> Pipeline<'a> {
             enc_pts: 0,
             samples: 0,
             frames: 0,
-            loudness: None,
+            meter: LoudnessMeter::new(),
             filtered: ff::frame::Audio::empty(),
             packet: ff::Packet::empty(),
             on_packet,
@@ -279,7 +299,9 @@ impl<'a> Pipeline<'a> {
         let props = (frame.rate(), frame.format(), frame.channels());
         match &self.graph {
             None => self.graph = Some((build_graph(frame)?, props.0, props.1, props.2)),
-            Some((_, r, f, c)) if (*r, *f, *c) != props => return Err(TranscodeError::FormatChange),
+            Some((_, r, f, c)) if (*r, *f, *c) != props => {
+                return Err(TranscodeError::FormatChange);
+            }
             Some(_) => {}
         }
         frame.set_pts(Some(self.src_pts));
@@ -295,13 +317,16 @@ impl<'a> Pipeline<'a> {
     }
 
     fn drain_filter(&mut self) -> Result<(), TranscodeError> {
-        let Some((graph, ..)) = self.graph.as_mut() else { return Ok(()) };
+        let Some((graph, ..)) = self.graph.as_mut() else {
+            return Ok(());
+        };
         let mut sink = graph.get("out").expect("the graph has an output named out");
         while sink.sink().frame(&mut self.filtered).is_ok() {
-            if let Some(i) = self.filtered.metadata().get("lavfi.r128.I").and_then(|v| v.trim().parse::<f64>().ok()) {
-                self.loudness = Some(i);
-            }
             let n = self.filtered.samples();
+            self.meter.push(
+                &self.filtered.plane::<f32>(0)[..n],
+                &self.filtered.plane::<f32>(1)[..n],
+            );
             self.fifo[0].extend_from_slice(&self.filtered.plane::<f32>(0)[..n]);
             self.fifo[1].extend_from_slice(&self.filtered.plane::<f32>(1)[..n]);
             while self.fifo[0].len() >= FRAME_SAMPLES as usize {
@@ -312,7 +337,8 @@ impl<'a> Pipeline<'a> {
     }
 
     fn encode_chunk(&mut self, n: usize) -> Result<(), TranscodeError> {
-        let mut frame = ff::frame::Audio::new(Sample::F32(SampleType::Planar), n, ChannelLayout::STEREO);
+        let mut frame =
+            ff::frame::Audio::new(Sample::F32(SampleType::Planar), n, ChannelLayout::STEREO);
         frame.set_rate(SAMPLE_RATE);
         for ch in 0..2 {
             frame.plane_mut::<f32>(ch)[..n].copy_from_slice(&self.fifo[ch][..n]);
@@ -321,7 +347,9 @@ impl<'a> Pipeline<'a> {
         frame.set_pts(Some(self.enc_pts));
         self.enc_pts += n as i64;
         self.samples += n as u64;
-        self.encoder.send_frame(&frame).map_err(|e| TranscodeError::Encoder(e.to_string()))?;
+        self.encoder
+            .send_frame(&frame)
+            .map_err(|e| TranscodeError::Encoder(e.to_string()))?;
         self.drain_encoder()
     }
 
@@ -348,13 +376,18 @@ impl<'a> Pipeline<'a> {
         if rest > 0 {
             self.encode_chunk(rest)?;
         }
-        self.encoder.send_eof().map_err(|e| TranscodeError::Encoder(e.to_string()))?;
+        self.encoder
+            .send_eof()
+            .map_err(|e| TranscodeError::Encoder(e.to_string()))?;
         self.drain_encoder()?;
         // SAFETY: reading a plain integer field of the open encoder context we own.
         let priming = unsafe { (*self.encoder.as_ptr()).initial_padding }.max(0) as u32;
-        // ebur128 reports -70 LUFS (its absolute gate) for silence: no meaningful loudness.
-        let loudness = self.loudness.filter(|l| l.is_finite() && *l > -69.9);
-        Ok(PipelineOut { samples: self.samples, frames: self.frames, priming, loudness })
+        Ok(PipelineOut {
+            samples: self.samples,
+            frames: self.frames,
+            priming,
+            loudness: self.meter.integrated(),
+        })
     }
 }
 
@@ -371,9 +404,10 @@ fn build_graph(frame: &ff::frame::Audio) -> Result<ff::filter::Graph, TranscodeE
         rate = frame.rate(),
     );
     let mut graph = ff::filter::Graph::new();
-    let abuffer = ff::filter::find("abuffer").ok_or_else(|| TranscodeError::Filter("no abuffer filter".into()))?;
-    let abuffersink =
-        ff::filter::find("abuffersink").ok_or_else(|| TranscodeError::Filter("no abuffersink filter".into()))?;
+    let abuffer = ff::filter::find("abuffer")
+        .ok_or_else(|| TranscodeError::Filter("no abuffer filter".into()))?;
+    let abuffersink = ff::filter::find("abuffersink")
+        .ok_or_else(|| TranscodeError::Filter("no abuffersink filter".into()))?;
     graph.add(&abuffer, "in", &args).map_err(err)?;
     graph.add(&abuffersink, "out", "").map_err(err)?;
     {
@@ -385,7 +419,7 @@ fn build_graph(frame: &ff::frame::Audio) -> Result<ff::filter::Graph, TranscodeE
     graph
         .output("in", 0)
         .and_then(|p| p.input("out", 0))
-        .and_then(|p| p.parse("aresample=48000,aformat=channel_layouts=stereo,ebur128=metadata=1"))
+        .and_then(|p| p.parse("aresample=osr=48000:osf=fltp:ocl=stereo"))
         .map_err(err)?;
     graph.validate().map_err(err)?;
     Ok(graph)

@@ -28,21 +28,71 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
             fs::create_dir_all(parent).unwrap();
         }
         write_tune(&path, format, &tune, &tags).unwrap();
-        let samples_48k = (tune.frames() as u64 * 48_000 + u64::from(tune.rate) / 2) / u64::from(tune.rate);
+        let samples_48k =
+            (tune.frames() as u64 * 48_000 + u64::from(tune.rate) / 2) / u64::from(tune.rate);
         good.insert(path, Expect { samples_48k });
     };
     for (i, format) in Format::ALL.into_iter().enumerate() {
-        let tags = FileTags { title: format!("Song {i}"), artist: "The Testers".into(), album: "Formats".into() };
-        add(&format!("formats/track{i}.{}", format.extension()), format, Tune::new(i as u64 + 1, 7.0 + i as f64), tags);
+        let tags = FileTags {
+            title: format!("Song {i}"),
+            artist: "The Testers".into(),
+            album: "Formats".into(),
+        };
+        add(
+            &format!("formats/track{i}.{}", format.extension()),
+            format,
+            Tune::new(i as u64 + 1, 7.0 + i as f64),
+            tags,
+        );
     }
-    let mono = Tune { seed: 40, seconds: 9.5, rate: 44_100, channels: 1, amplitude: 0.3 };
-    add("odd/mono 44k.flac", Format::Flac, mono, FileTags { title: "Mono".into(), ..Default::default() });
-    add("odd/Nobody - Untagged Song.wav", Format::Wav, Tune::new(41, 6.0), FileTags::default());
-    let silent = Tune { amplitude: 0.0, ..Tune::new(42, 6.0) };
-    add("odd/silence.flac", Format::Flac, silent, FileTags { title: "Silence".into(), ..Default::default() });
-    add("odd/Café – Ünïcödé 東京 (live).opus", Format::Opus, Tune::new(43, 13.0), FileTags::default());
+    let mono = Tune {
+        seed: 40,
+        seconds: 9.5,
+        rate: 44_100,
+        channels: 1,
+        amplitude: 0.3,
+    };
+    add(
+        "odd/mono 44k.flac",
+        Format::Flac,
+        mono,
+        FileTags {
+            title: "Mono".into(),
+            ..Default::default()
+        },
+    );
+    add(
+        "odd/Nobody - Untagged Song.wav",
+        Format::Wav,
+        Tune::new(41, 6.0),
+        FileTags::default(),
+    );
+    let silent = Tune {
+        amplitude: 0.0,
+        ..Tune::new(42, 6.0)
+    };
+    add(
+        "odd/silence.flac",
+        Format::Flac,
+        silent,
+        FileTags {
+            title: "Silence".into(),
+            ..Default::default()
+        },
+    );
+    add(
+        "odd/Café – Ünïcödé 東京 (live).opus",
+        Format::Opus,
+        Tune::new(43, 13.0),
+        FileTags::default(),
+    );
     // A FLAC file named .mp3: content decides, not the name.
-    add("odd/really flac.mp3", Format::Flac, Tune::new(44, 6.5), FileTags::default());
+    add(
+        "odd/really flac.mp3",
+        Format::Flac,
+        Tune::new(44, 6.5),
+        FileTags::default(),
+    );
 
     // Bad input.
     let bad = dir.join("bad");
@@ -50,15 +100,22 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
     fs::write(bad.join("empty.mp3"), b"").unwrap();
     let flac = fs::read(dir.join("formats/track1.flac")).unwrap();
     fs::write(bad.join("truncated.flac"), &flac[..flac.len() / 3]).unwrap();
-    let noise: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(bad.join("noise.mp3"), &noise).unwrap();
     fs::write(bad.join("notes.txt"), "liner notes\n").unwrap();
-    fs::write(bad.join("cover.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F']).unwrap();
+    fs::write(
+        bad.join("cover.jpg"),
+        [0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F'],
+    )
+    .unwrap();
     fs::write(bad.join("image.mp3"), b"\x89PNG\r\n\x1a\n....").unwrap();
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(dir, dir.join("odd/loop")).unwrap();
-        std::os::unix::fs::symlink(dir.join("missing.flac"), dir.join("odd/dangling.flac")).unwrap();
+        std::os::unix::fs::symlink(dir.join("missing.flac"), dir.join("odd/dangling.flac"))
+            .unwrap();
     }
     good
 }
@@ -85,7 +142,11 @@ fn ingest(root: &Path, lib: &Library, jobs: usize, limits: TrackLimits) -> Run {
         IngestEvent::Planned { .. } => {}
     })
     .unwrap();
-    Run { summary, warnings, done }
+    Run {
+        summary,
+        warnings,
+        done,
+    }
 }
 
 fn block_mtimes(lib: &Library) -> BTreeMap<PathBuf, std::time::SystemTime> {
@@ -100,21 +161,36 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
 
 fn ffprobe_ok(path: &Path) -> Result<(), String> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .map_err(|e| format!("cannot run ffprobe: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() || !stderr.trim().is_empty() || !stdout.contains("aac,48000,2") {
-        return Err(format!("ffprobe {}: status {}, stdout {stdout:?}, stderr {stderr:?}", path.display(), out.status));
+        return Err(format!(
+            "ffprobe {}: status {}, stdout {stdout:?}, stderr {stderr:?}",
+            path.display(),
+            out.status
+        ));
     }
     Ok(())
 }
@@ -125,7 +201,10 @@ fn library_ingest_end_to_end() {
     let root = tmp.path().join("music");
     let good = write_library(&root);
     let lib = Library::open(&tmp.path().join("data")).unwrap();
-    let limits = TrackLimits { min_track_ms: 5_000, max_track_ms: 12_000 };
+    let limits = TrackLimits {
+        min_track_ms: 5_000,
+        max_track_ms: 12_000,
+    };
 
     let run = ingest(&root, &lib, 2, limits);
     let index = lib.load_index().unwrap();
@@ -137,7 +216,12 @@ fn library_ingest_end_to_end() {
     let warned: BTreeMap<String, String> = run
         .warnings
         .iter()
-        .map(|(p, r)| (p.file_name().unwrap().to_string_lossy().into_owned(), r.clone()))
+        .map(|(p, r)| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                r.clone(),
+            )
+        })
         .collect();
     for (name, needle) in [
         ("empty.mp3", "empty"),
@@ -147,35 +231,61 @@ fn library_ingest_end_to_end() {
         ("loop", "loops"),
         ("dangling.flac", "broken symbolic link"),
     ] {
-        let reason = warned.get(name).unwrap_or_else(|| panic!("no warning for {name}: {warned:#?}"));
+        let reason = warned
+            .get(name)
+            .unwrap_or_else(|| panic!("no warning for {name}: {warned:#?}"));
         assert!(reason.contains(needle), "{name}: {reason}");
     }
-    assert_eq!(run.warnings.len(), 6, "exactly one warning per bad file: {warned:#?}");
+    assert_eq!(
+        run.warnings.len(),
+        6,
+        "exactly one warning per bad file: {warned:#?}"
+    );
     assert_eq!(run.summary.failed, 6);
-    assert_eq!(run.summary.not_audio, 2, "notes.txt and cover.jpg are skipped quietly");
+    assert_eq!(
+        run.summary.not_audio, 2,
+        "notes.txt and cover.jpg are skipped quietly"
+    );
 
-    let by_path: BTreeMap<PathBuf, &TrackInfo> =
-        index.files.values().map(|e| (e.path.to_path(), &e.track)).collect();
+    let by_path: BTreeMap<PathBuf, &TrackInfo> = index
+        .files
+        .values()
+        .map(|e| (e.path.to_path(), &e.track))
+        .collect();
     for (path, expect) in &good {
-        let t = by_path.get(&canon(path)).unwrap_or_else(|| panic!("{} not in index", path.display()));
+        let t = by_path
+            .get(&canon(path))
+            .unwrap_or_else(|| panic!("{} not in index", path.display()));
         // The decoded track (priming and padding trimmed) has exactly the samples the index records,
         // and the source's length within one AAC frame.
         let pcm = decode_track(&lib.store, &t.manifest_id).unwrap();
         assert_eq!(pcm.len() as u64, t.samples * 2, "{}", path.display());
         let diff = t.samples.abs_diff(expect.samples_48k);
-        assert!(diff <= 1024, "{}: {} samples vs source {}", path.display(), t.samples, expect.samples_48k);
+        assert!(
+            diff <= 1024,
+            "{}: {} samples vs source {}",
+            path.display(),
+            t.samples,
+            expect.samples_48k
+        );
         assert_eq!(t.priming, 1024);
         let manifest = Manifest::parse(&lib.store.get(&t.manifest_id).unwrap()).unwrap();
         assert_eq!(manifest.segments.len() as u32, t.segment_count);
         assert_eq!(manifest.track_samples(), t.samples);
         let expected_segments = t.duration_ms.div_ceil(6000);
         assert!(u64::from(t.segment_count).abs_diff(expected_segments) <= 1);
-        assert_eq!(t.track_hash, chorus_media::Hash32::of(&fs::read(path).unwrap()));
+        assert_eq!(
+            t.track_hash,
+            chorus_media::Hash32::of(&fs::read(path).unwrap())
+        );
         // The decoded audio is the tune, not silence or noise: its level is in the right range.
         let rms = (pcm.iter().map(|v| v * v).sum::<f32>() / pcm.len() as f32).sqrt();
         if t.title == "Silence" {
             assert!(rms < 1e-3, "silence decoded with rms {rms}");
-            assert_eq!(t.loudness_lufs, None, "silence has no loudness (no infinite gain)");
+            assert_eq!(
+                t.loudness_lufs, None,
+                "silence has no loudness (no infinite gain)"
+            );
         } else {
             assert!(rms > 0.02 && rms < 0.5, "{}: rms {rms}", path.display());
             let l = t.loudness_lufs.unwrap();
@@ -192,37 +302,69 @@ fn library_ingest_end_to_end() {
     // Tags, file-name fallback, unicode names and the proposable limit.
     let get = |name: &str| by_path[&canon(&tmp.path().join("music").join(name))];
     let t0 = get("formats/track0.mp3");
-    assert_eq!((t0.title.as_str(), t0.artist.as_str(), t0.album.as_str()), ("Song 0", "The Testers", "Formats"));
+    assert_eq!(
+        (t0.title.as_str(), t0.artist.as_str(), t0.album.as_str()),
+        ("Song 0", "The Testers", "Formats")
+    );
     for i in 1..6 {
-        let t = by_path.values().find(|t| t.title == format!("Song {i}")).unwrap();
+        let t = by_path
+            .values()
+            .find(|t| t.title == format!("Song {i}"))
+            .unwrap();
         assert_eq!(t.artist, "The Testers", "tags of format {i}");
     }
     let untagged = get("odd/Nobody - Untagged Song.wav");
-    assert_eq!((untagged.title.as_str(), untagged.artist.as_str()), ("Untagged Song", "Nobody"));
-    assert_eq!(get("odd/Café – Ünïcödé 東京 (live).opus").title, "Café – Ünïcödé 東京 (live)");
-    assert!(get("odd/Café – Ünïcödé 東京 (live).opus").not_proposable.as_deref().unwrap().contains("max_track_ms"));
+    assert_eq!(
+        (untagged.title.as_str(), untagged.artist.as_str()),
+        ("Untagged Song", "Nobody")
+    );
+    assert_eq!(
+        get("odd/Café – Ünïcödé 東京 (live).opus").title,
+        "Café – Ünïcödé 東京 (live)"
+    );
+    assert!(
+        get("odd/Café – Ünïcödé 東京 (live).opus")
+            .not_proposable
+            .as_deref()
+            .unwrap()
+            .contains("max_track_ms")
+    );
     assert!(get("formats/track0.mp3").not_proposable.is_none());
 
     // An unchanged rescan re-encodes nothing and rewrites no block.
     let before = block_mtimes(&lib);
     let again = ingest(&root, &lib, 2, limits);
     assert_eq!(again.summary.ingested, 0);
-    assert_eq!(again.summary.unchanged, good.len() + 2 /* not-audio files are looked at again */ - 2);
+    assert_eq!(
+        again.summary.unchanged,
+        good.len() + 2 /* not-audio files are looked at again */ - 2
+    );
     assert_eq!(block_mtimes(&lib), before);
     assert_eq!(lib.load_index().unwrap(), index);
 
     // A changed file is re-ingested, a removed one leaves the index, a moved one is not re-encoded.
     let changed = root.join("formats/track4.wav");
-    write_tune(&changed, Format::Wav, &Tune::new(99, 8.0), &FileTags::default()).unwrap();
+    write_tune(
+        &changed,
+        Format::Wav,
+        &Tune::new(99, 8.0),
+        &FileTags::default(),
+    )
+    .unwrap();
     fs::remove_file(root.join("formats/track2.ogg")).unwrap();
-    fs::rename(root.join("formats/track3.opus"), root.join("odd/moved.opus")).unwrap();
+    fs::rename(
+        root.join("formats/track3.opus"),
+        root.join("odd/moved.opus"),
+    )
+    .unwrap();
     let third = ingest(&root, &lib, 1, limits);
     assert_eq!(third.summary.ingested, 1, "{:?}", third.done);
     assert_eq!(third.summary.reused, 1);
     assert_eq!(third.summary.removed, 2);
     let index = lib.load_index().unwrap();
     assert_eq!(index.files.len(), good.len() - 1);
-    assert!(index.files.values().any(|e| e.path.to_path() == changed && e.track.track_hash == chorus_media::Hash32::of(&fs::read(&changed).unwrap())));
+    assert!(index.files.values().any(|e| e.path.to_path() == changed
+        && e.track.track_hash == chorus_media::Hash32::of(&fs::read(&changed).unwrap())));
 }
 
 #[test]
@@ -231,11 +373,20 @@ fn interrupted_ingest_resumes() {
     let root = tmp.path().join("music");
     fs::create_dir_all(&root).unwrap();
     for i in 0..5u64 {
-        write_tune(&root.join(format!("t{i}.flac")), Format::Flac, &Tune::new(i, 6.0), &FileTags::default()).unwrap();
+        write_tune(
+            &root.join(format!("t{i}.flac")),
+            Format::Flac,
+            &Tune::new(i, 6.0),
+            &FileTags::default(),
+        )
+        .unwrap();
     }
     let lib = Library::open(&tmp.path().join("data")).unwrap();
     let cancel = AtomicBool::new(false);
-    let opts = IngestOptions { jobs: 1, limits: TrackLimits::default() };
+    let opts = IngestOptions {
+        jobs: 1,
+        limits: TrackLimits::default(),
+    };
     let summary = ingest_library(&root, &lib, &opts, &cancel, &mut |ev| {
         if let IngestEvent::Done { .. } = ev {
             cancel.store(true, Ordering::SeqCst); // Ctrl-C after the first file
@@ -259,7 +410,13 @@ fn concurrent_ingests_never_corrupt_the_index() {
     let root = tmp.path().join("music");
     fs::create_dir_all(&root).unwrap();
     for i in 0..6u64 {
-        write_tune(&root.join(format!("t{i}.wav")), Format::Wav, &Tune::new(i + 10, 5.5), &FileTags::default()).unwrap();
+        write_tune(
+            &root.join(format!("t{i}.wav")),
+            Format::Wav,
+            &Tune::new(i + 10, 5.5),
+            &FileTags::default(),
+        )
+        .unwrap();
     }
     let data = tmp.path().join("data");
     std::thread::scope(|s| {
@@ -267,8 +424,17 @@ fn concurrent_ingests_never_corrupt_the_index() {
             s.spawn(|| {
                 let lib = Library::open(&data).unwrap();
                 let cancel = AtomicBool::new(false);
-                ingest_library(&root, &lib, &IngestOptions { jobs: 2, limits: TrackLimits::default() }, &cancel, &mut |_| {})
-                    .unwrap();
+                ingest_library(
+                    &root,
+                    &lib,
+                    &IngestOptions {
+                        jobs: 2,
+                        limits: TrackLimits::default(),
+                    },
+                    &cancel,
+                    &mut |_| {},
+                )
+                .unwrap();
             });
         }
     });
@@ -291,15 +457,67 @@ fn loudness_follows_level() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("music");
     fs::create_dir_all(&root).unwrap();
-    let quiet = Tune { amplitude: 0.1, ..Tune::new(7, 8.0) };
-    let loud = Tune { amplitude: 0.2, ..Tune::new(7, 8.0) };
-    write_tune(&root.join("quiet.flac"), Format::Flac, &quiet, &FileTags { title: "quiet".into(), ..Default::default() }).unwrap();
-    write_tune(&root.join("loud.flac"), Format::Flac, &loud, &FileTags { title: "loud".into(), ..Default::default() }).unwrap();
+    let quiet = Tune {
+        amplitude: 0.1,
+        ..Tune::new(7, 8.0)
+    };
+    let loud = Tune {
+        amplitude: 0.2,
+        ..Tune::new(7, 8.0)
+    };
+    write_tune(
+        &root.join("quiet.flac"),
+        Format::Flac,
+        &quiet,
+        &FileTags {
+            title: "quiet".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    write_tune(
+        &root.join("loud.flac"),
+        Format::Flac,
+        &loud,
+        &FileTags {
+            title: "loud".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let lib = Library::open(&tmp.path().join("data")).unwrap();
     ingest(&root, &lib, 2, TrackLimits::default());
     let index = lib.load_index().unwrap();
-    let l = |title: &str| index.files.values().find(|e| e.track.title == title).unwrap().track.loudness_lufs.unwrap();
+    let l = |title: &str| {
+        index
+            .files
+            .values()
+            .find(|e| e.track.title == title)
+            .unwrap()
+            .track
+            .loudness_lufs
+            .unwrap()
+    };
     // Twice the amplitude is +6.02 dB.
     let delta = l("loud") - l("quiet");
     assert!((delta - 6.02).abs() < 0.3, "loudness delta {delta}");
+    // And the ffmpeg program's own EBU R128 meter agrees on the absolute value.
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-nostats", "-i"])
+        .arg(root.join("loud.flac"))
+        .args(["-af", "ebur128", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let summary = &log[log.rfind("Integrated loudness:").expect("ebur128 summary")..];
+    let reference: f64 = summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("I:"))
+        .and_then(|v| v.trim().trim_end_matches("LUFS").trim().parse().ok())
+        .unwrap();
+    assert!(
+        (l("loud") - reference).abs() < 0.2,
+        "ours {} vs ffmpeg {reference}",
+        l("loud")
+    );
 }

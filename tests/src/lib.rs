@@ -1,1 +1,65 @@
-//! placeholder
+//! `chorus-tests`: end-to-end tests that run the real `chorus` binary on real files and check
+//! what a user would check, plus the benchmark commands (`src/bin/`).
+//!
+//! # Layout
+//! - this file: helpers to find and run the `chorus` binary and to generate libraries.
+//! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
+//! - `src/bin/bench-ingest.rs`: ingest speed against the ffmpeg program.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chorus_media::synth::{FileTags, Format, Tune, write_tune};
+
+/// The `chorus` binary of this build (built first if it is missing).
+pub fn chorus_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/<profile>/deps/<test> or target/<profile>/<bench>
+    let mut dir = exe
+        .parent()
+        .expect("the test binary is in a folder")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("chorus{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "chorus", "--bin", "chorus"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building the chorus binary failed");
+    }
+    bin
+}
+
+/// A `chorus` command with `--data-dir data_dir`.
+pub fn chorus(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(chorus_bin());
+    cmd.arg("--data-dir").arg(data_dir).env_remove("RUST_LOG");
+    cmd
+}
+
+/// Writes `n` generated tracks of `seconds` each into `dir`, cycling through the formats;
+/// returns their paths.
+pub fn write_tracks(dir: &Path, n: usize, seconds: f64, formats: &[Format]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).expect("create the library folder");
+    (0..n)
+        .map(|i| {
+            let format = formats[i % formats.len()];
+            let path = dir.join(format!("Artist {i} - Track {i}.{}", format.extension()));
+            let tags = FileTags {
+                title: format!("Track {i}"),
+                artist: format!("Artist {i}"),
+                album: "Bench".into(),
+            };
+            write_tune(&path, format, &Tune::new(i as u64 + 100, seconds), &tags)
+                .expect("write a generated track");
+            path
+        })
+        .collect()
+}

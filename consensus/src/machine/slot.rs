@@ -1,0 +1,101 @@
+//! What the state machine holds for one target slot while it is being decided.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use libp2p_identity::PeerId;
+
+use crate::admissibility::check_admissible;
+use crate::chain::Chain;
+use crate::envelope::Envelope;
+use crate::hash::Hash32;
+use crate::limits::PROPOSALS_PER_SLOT;
+use crate::message::{Decision, Proposal};
+use crate::ticket::rank_cmp;
+
+/// A proposal held for a slot.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) proposal: Proposal,
+    pub(crate) envelope: Envelope,
+    pub(crate) ticket: u64,
+}
+
+/// The state of one target slot.
+#[derive(Debug, Default)]
+pub(crate) struct SlotState {
+    /// Proposals held, by id.
+    pub(crate) proposals: BTreeMap<Hash32, Held>,
+    /// Ids of the bodies known per proposer (two or more: an equivocation).
+    pub(crate) by_proposer: BTreeMap<PeerId, BTreeSet<Hash32>>,
+    /// Decisions received, by author.
+    pub(crate) decisions: BTreeMap<PeerId, Decision>,
+    /// Ids already requested from peers.
+    pub(crate) requested: BTreeSet<Hash32>,
+    pub(crate) proposed: bool,
+    pub(crate) tallied: bool,
+    /// This node's decision, once made.
+    pub(crate) decided: Option<Decision>,
+}
+
+impl SlotState {
+    /// Keeps a proposal; past the per-slot limit the highest ticket is dropped.
+    pub(crate) fn hold(&mut self, id: Hash32, held: Held) {
+        self.by_proposer
+            .entry(held.proposal.from)
+            .or_default()
+            .insert(id);
+        self.proposals.insert(id, held);
+        while self.proposals.len() > PROPOSALS_PER_SLOT {
+            let worst = self
+                .proposals
+                .iter()
+                .max_by(|a, b| {
+                    rank_cmp(
+                        (a.1.ticket, &a.1.proposal.from),
+                        (b.1.ticket, &b.1.proposal.from),
+                    )
+                })
+                .map(|(id, _)| *id);
+            match worst {
+                Some(id) => self.proposals.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// Proposers that sent two or more distinct bodies.
+    pub(crate) fn equivocators(&self) -> Vec<PeerId> {
+        self.by_proposer
+            .iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
+    /// Admissible proposals, lowest `(ticket, peer_id bytes)` first.
+    pub(crate) fn ranked(&self, chain: &Chain, slot: u64) -> Vec<(Hash32, &Held)> {
+        let mut out: Vec<(Hash32, &Held)> = self
+            .proposals
+            .iter()
+            .filter(|(id, held)| self.admissible(chain, slot, id, held))
+            .map(|(id, held)| (*id, held))
+            .collect();
+        out.sort_by(|a, b| {
+            rank_cmp(
+                (a.1.ticket, &a.1.proposal.from),
+                (b.1.ticket, &b.1.proposal.from),
+            )
+        });
+        out
+    }
+
+    /// Whether a held proposal is admissible now.
+    pub(crate) fn admissible(&self, chain: &Chain, slot: u64, id: &Hash32, held: &Held) -> bool {
+        let known = self
+            .by_proposer
+            .get(&held.proposal.from)
+            .into_iter()
+            .flatten();
+        check_admissible(chain, slot, &held.proposal, id, known).is_ok()
+    }
+}
