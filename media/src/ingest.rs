@@ -332,7 +332,18 @@ fn run_jobs(
                     }
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(job) = jobs.get(i) else { break };
-                    let result = process(job, lib, &opts.limits, known, stopping);
+                    // A bug in a decoder must cost one file, not the whole ingest.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        process(job, lib, &opts.limits, known, stopping)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let msg = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(FileError::Crashed(msg))
+                    });
                     if tx.send((i, result)).is_err() {
                         break;
                     }

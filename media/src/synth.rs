@@ -199,6 +199,10 @@ pub fn write_pcm(
     let codec = format
         .encoder()
         .ok_or_else(|| err("FFmpeg lacks the encoder".into()))?;
+    // ffmpeg-next's output functions panic on file names that are not UTF-8.
+    if path.to_str().is_none() {
+        return Err(err(format!("{} is not a UTF-8 file name", path.display())));
+    }
     let mut octx = ff::format::output_as(path, format.muxer()).map_err(fe)?;
     let global = octx
         .format()

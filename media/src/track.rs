@@ -113,6 +113,9 @@ pub enum FileError {
     /// Decoding or encoding failed.
     #[error(transparent)]
     Transcode(#[from] TranscodeError),
+    /// Decoding it hit a bug (a panic) in a library; the ingest goes on with the other files.
+    #[error("reading it crashed the decoder ({0}); please report this file")]
+    Crashed(String),
     /// The store refused a block (the disk is full, for example). This stops the whole ingest.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -404,6 +407,30 @@ mod tests {
             names_from_file(Path::new("/x/ - odd.mp3")),
             ("- odd".into(), String::new())
         );
+    }
+
+    #[test]
+    fn vanished_and_unreadable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(dir.path().join("store")).unwrap();
+        let never = || false;
+        let gone = ingest_file(
+            &dir.path().join("gone.flac"),
+            &store,
+            &TrackLimits::default(),
+            &never,
+        );
+        assert!(matches!(gone, Err(FileError::Vanished)), "{gone:?}");
+        assert_eq!(
+            gone.unwrap_err().to_string(),
+            "it vanished during the ingest"
+        );
+        // A folder opens but cannot be read: the error names the reason.
+        let sub = dir.path().join("folder.mp3");
+        std::fs::create_dir(&sub).unwrap();
+        let err = hash_file(&sub).unwrap_err();
+        assert!(matches!(err, FileError::Unreadable(_)), "{err:?}");
+        assert!(err.to_string().starts_with("it cannot be read"), "{err}");
     }
 
     #[test]

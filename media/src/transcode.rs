@@ -124,7 +124,7 @@ pub fn transcode(
     on_packet: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<Transcoded, TranscodeError> {
     init(false);
-    let mut ictx = ff::format::input(path).map_err(|e| TranscodeError::Open(e.to_string()))?;
+    let mut ictx = open_input(path).map_err(|e| TranscodeError::Open(e.to_string()))?;
     let (stream_index, params, declared_s, mut tags) = {
         let stream = ictx
             .streams()
@@ -213,6 +213,36 @@ pub fn transcode(
         loudness_lufs: out.loudness,
         decode_errors: failed,
     })
+}
+
+/// Opens a file for demuxing, as `ff::format::input` does, but for any file name: ffmpeg-next
+/// panics on names that are not UTF-8, and FFmpeg itself takes raw bytes.
+fn open_input(path: &Path) -> Result<ff::format::context::Input, ff::Error> {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    let c_path = std::ffi::CString::new(bytes).map_err(|_| ff::Error::InvalidData)?;
+    // SAFETY: the same calls as ffmpeg-next's `format::input`, with a valid NUL-terminated path;
+    // on success the context is owned by the returned `Input`, on failure it is closed here.
+    unsafe {
+        let mut ps = std::ptr::null_mut();
+        match ff::ffi::avformat_open_input(
+            &mut ps,
+            c_path.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        ) {
+            0 => match ff::ffi::avformat_find_stream_info(ps, std::ptr::null_mut()) {
+                r if r >= 0 => Ok(ff::format::context::Input::wrap(ps)),
+                e => {
+                    ff::ffi::avformat_close_input(&mut ps);
+                    Err(ff::Error::from(e))
+                }
+            },
+            e => Err(ff::Error::from(e)),
+        }
+    }
 }
 
 /// Receives every frame the decoder has ready; returns how many receive calls failed.

@@ -22,12 +22,15 @@ struct Expect {
 /// silent file, a unicode name, and bad files. Returns the good files with what to expect.
 fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
     let mut good = BTreeMap::new();
-    let mut add = |name: &str, format: Format, tune: Tune, tags: FileTags| {
+    let mut add = |name: &Path, format: Format, tune: Tune, tags: FileTags| {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).unwrap();
         }
-        write_tune(&path, format, &tune, &tags).unwrap();
+        // Written under a UTF-8 name, then renamed (the encoder wants UTF-8 names; ingest does not).
+        let staging = dir.join("staging.tmp");
+        write_tune(&staging, format, &tune, &tags).unwrap();
+        fs::rename(&staging, &path).unwrap();
         let samples_48k =
             (tune.frames() as u64 * 48_000 + u64::from(tune.rate) / 2) / u64::from(tune.rate);
         good.insert(path, Expect { samples_48k });
@@ -39,7 +42,7 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
             album: "Formats".into(),
         };
         add(
-            &format!("formats/track{i}.{}", format.extension()),
+            Path::new(&format!("formats/track{i}.{}", format.extension())),
             format,
             Tune::new(i as u64 + 1, 7.0 + i as f64),
             tags,
@@ -53,7 +56,7 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
         amplitude: 0.3,
     };
     add(
-        "odd/mono 44k.flac",
+        Path::new("odd/mono 44k.flac"),
         Format::Flac,
         mono,
         FileTags {
@@ -62,7 +65,7 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
         },
     );
     add(
-        "odd/Nobody - Untagged Song.wav",
+        Path::new("odd/Nobody - Untagged Song.wav"),
         Format::Wav,
         Tune::new(41, 6.0),
         FileTags::default(),
@@ -72,7 +75,7 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
         ..Tune::new(42, 6.0)
     };
     add(
-        "odd/silence.flac",
+        Path::new("odd/silence.flac"),
         Format::Flac,
         silent,
         FileTags {
@@ -81,14 +84,14 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
         },
     );
     add(
-        "odd/Café – Ünïcödé 東京 (live).opus",
+        Path::new("odd/Café – Ünïcödé 東京 (live).opus"),
         Format::Opus,
         Tune::new(43, 13.0),
         FileTags::default(),
     );
     // A FLAC file named .mp3: content decides, not the name.
     add(
-        "odd/really flac.mp3",
+        Path::new("odd/really flac.mp3"),
         Format::Flac,
         Tune::new(44, 6.5),
         FileTags::default(),
@@ -111,8 +114,36 @@ fn write_library(dir: &Path) -> BTreeMap<PathBuf, Expect> {
     )
     .unwrap();
     fs::write(bad.join("image.mp3"), b"\x89PNG\r\n\x1a\n....").unwrap();
+    // A media file without any audio stream (a short MJPEG video), made by the ffmpeg program.
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=1:size=64x48:rate=5",
+            "-c:v",
+            "mjpeg",
+        ])
+        .arg(bad.join("video only.avi"))
+        .status()
+        .unwrap();
+    assert!(status.success());
     #[cfg(unix)]
     {
+        // A file name that is not UTF-8 (Latin-1 "café") is ingested and kept byte for byte.
+        use std::os::unix::ffi::OsStrExt;
+        let latin1 = dir
+            .join("odd")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9 latin1.flac"));
+        add(
+            latin1.strip_prefix(dir).unwrap(),
+            Format::Flac,
+            Tune::new(45, 5.5),
+            FileTags::default(),
+        );
         std::os::unix::fs::symlink(dir, dir.join("odd/loop")).unwrap();
         std::os::unix::fs::symlink(dir.join("missing.flac"), dir.join("odd/dangling.flac"))
             .unwrap();
@@ -230,6 +261,7 @@ fn library_ingest_end_to_end() {
         ("image.mp3", "not audio"),
         ("loop", "loops"),
         ("dangling.flac", "broken symbolic link"),
+        ("video only.avi", "no audio stream"),
     ] {
         let reason = warned
             .get(name)
@@ -238,10 +270,10 @@ fn library_ingest_end_to_end() {
     }
     assert_eq!(
         run.warnings.len(),
-        6,
+        7,
         "exactly one warning per bad file: {warned:#?}"
     );
-    assert_eq!(run.summary.failed, 6);
+    assert_eq!(run.summary.failed, 7);
     assert_eq!(
         run.summary.not_audio, 2,
         "notes.txt and cover.jpg are skipped quietly"

@@ -225,6 +225,49 @@ fn kill_9_mid_ingest_then_resume() {
     assert_eq!(check_consistent(&data), files.len());
 }
 
+#[test]
+fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let music = tmp.path().join("music");
+    let files = write_tracks(&music, 8, 8.0, &[Format::Flac]);
+    let data = tmp.path().join("data");
+    let mut child = chorus(&data)
+        .args(["--log-format", "json", "ingest", "--jobs", "1", "--library"])
+        .arg(&music)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        if line.unwrap().contains("\"event\":\"ingested\"") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = stderr.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:#?}");
+    let summary = rest
+        .iter()
+        .find(|l| l.contains("ingest_summary"))
+        .expect("a closing summary");
+    let summary: serde_json::Value = serde_json::from_str(summary).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    let done = check_consistent(&data);
+    assert!(done >= 1 && done < files.len(), "{done}");
+
+    let out = chorus(&data)
+        .args(["ingest", "--library"])
+        .arg(&music)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(check_consistent(&data), files.len());
+}
+
 /// A data directory on a tiny file system: the ingest stops with one clear error, keeps what it
 /// finished, and leaves no partial block. The mount lives in a private mount namespace
 /// (`unshare`), so nothing is left mounted whatever happens.
