@@ -1,9 +1,9 @@
 //! The `chorus` command line as a user runs it: real processes, real files.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use chorus_media::decode::decode_track;
 use chorus_media::ingest::Library;
@@ -75,21 +75,7 @@ fn ingest_library_and_export_with_json_logs() {
     );
     fs::write(music.join("broken.flac"), b"fLaC but nothing after").unwrap();
     let data = tmp.path().join("data");
-    let out = chorus(&data)
-        .args(["--log-format", "json", "ingest", "--library"])
-        .arg(&music)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stderr)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
+    let events = ingest_json(&data, &music);
     let of = |kind: &str| {
         events
             .iter()
@@ -173,19 +159,8 @@ fn kill_9_mid_ingest_then_resume() {
     let music = tmp.path().join("music");
     let files = write_tracks(&music, 8, 8.0, &[Format::Flac, Format::Wav]);
     let data = tmp.path().join("data");
-    let mut child = chorus(&data)
-        .args(["--log-format", "json", "ingest", "--jobs", "2", "--library"])
-        .arg(&music)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Kill it as soon as the first track is finished: other tracks are then mid-transcode.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    for line in stderr.lines() {
-        if line.unwrap().contains("\"event\":\"ingested\"") {
-            break;
-        }
-    }
+    let (mut child, _) = spawn_ingest_until_first_track(&data, &music, 2);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let done = check_consistent(&data);
@@ -195,24 +170,11 @@ fn kill_9_mid_ingest_then_resume() {
         files.len()
     );
 
-    let out = chorus(&data)
-        .args(["--log-format", "json", "ingest", "--library"])
-        .arg(&music)
-        .output()
+    let events = ingest_json(&data, &music);
+    let summary = events
+        .iter()
+        .find(|e| e["event"] == "ingest_summary")
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = String::from_utf8(out.stderr).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(
-        summary
-            .lines()
-            .find(|l| l.contains("ingest_summary"))
-            .unwrap(),
-    )
-    .unwrap();
     assert_eq!(
         summary["unchanged"].as_u64().unwrap() as usize,
         done,
@@ -231,18 +193,7 @@ fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
     let music = tmp.path().join("music");
     let files = write_tracks(&music, 8, 8.0, &[Format::Flac]);
     let data = tmp.path().join("data");
-    let mut child = chorus(&data)
-        .args(["--log-format", "json", "ingest", "--jobs", "1", "--library"])
-        .arg(&music)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in stderr.by_ref() {
-        if line.unwrap().contains("\"event\":\"ingested\"") {
-            break;
-        }
-    }
+    let (mut child, stderr) = spawn_ingest_until_first_track(&data, &music, 1);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -259,13 +210,53 @@ fn ctrl_c_stops_cleanly_and_the_next_run_resumes() {
     let done = check_consistent(&data);
     assert!(done >= 1 && done < files.len(), "{done}");
 
-    let out = chorus(&data)
-        .args(["ingest", "--library"])
-        .arg(&music)
+    ingest_json(&data, &music);
+    assert_eq!(check_consistent(&data), files.len());
+}
+
+/// Starts `chorus ingest` with JSON logs and returns once it reports its first finished track,
+/// with the rest of its log.
+fn spawn_ingest_until_first_track(
+    data: &Path,
+    music: &Path,
+    jobs: u8,
+) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let mut child = chorus(data)
+        .args([
+            "--log-format",
+            "json",
+            "ingest",
+            "--jobs",
+            &jobs.to_string(),
+            "--library",
+        ])
+        .arg(music)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        if line.unwrap().contains("\"event\":\"ingested\"") {
+            return (child, stderr);
+        }
+    }
+    panic!("chorus ingest ended without ingesting a track");
+}
+
+/// Runs `chorus ingest` to completion with JSON logs, checks that it succeeded, and returns its
+/// log events.
+fn ingest_json(data: &Path, music: &Path) -> Vec<serde_json::Value> {
+    let out = chorus(data)
+        .args(["--log-format", "json", "ingest", "--library"])
+        .arg(music)
         .output()
         .unwrap();
-    assert!(out.status.success());
-    assert_eq!(check_consistent(&data), files.len());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
 }
 
 /// A data directory on a tiny file system: the ingest stops with one clear error, keeps what it
