@@ -124,6 +124,17 @@ pub enum IngestError {
     /// The library folder is missing or not a folder.
     #[error("the library folder {0} does not exist or is not a folder")]
     NoLibrary(PathBuf),
+    /// Another ingest holds this data directory.
+    #[error("another chorus ingest is running with the data directory {0}; wait for it to finish")]
+    Busy(PathBuf),
+    /// The lock file of the data directory cannot be opened.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The store refused a block; the index holds every track completed before.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -148,6 +159,28 @@ impl Library {
             store: BlockStore::open(data_dir.join("store"))?,
             index_path: data_dir.join("library.json"),
         })
+    }
+
+    /// Takes the data directory's ingest lock (released when the returned file is dropped, or
+    /// by the OS when the process dies, so a kill -9 never leaves it stuck).
+    fn lock_for_ingest(&self) -> Result<std::fs::File, IngestError> {
+        let dir = self.index_path.parent().unwrap_or(Path::new("."));
+        let path = dir.join("ingest.lock");
+        let lock_err = |source| IngestError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(IngestError::Busy(dir.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => Err(lock_err(e)),
+        }
     }
 
     /// Loads the index; a damaged one is moved aside with a warning in the log.
@@ -183,6 +216,9 @@ pub fn ingest_library(
     if !root.is_dir() {
         return Err(IngestError::NoLibrary(root.to_path_buf()));
     }
+    // One ingest per data directory at a time: two would redo each other's work and race on the
+    // index (safely, as writes are atomic, but the loser's entries would have to be redone).
+    let _lock = lib.lock_for_ingest()?;
     let root = root
         .canonicalize()
         .map_err(|_| IngestError::NoLibrary(root.to_path_buf()))?;

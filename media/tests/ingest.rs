@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chorus_media::decode::decode_track;
 use chorus_media::export::export_hls;
-use chorus_media::ingest::{FileOutcome, IngestEvent, IngestOptions, Library, ingest_library};
+use chorus_media::ingest::{
+    FileOutcome, IngestError, IngestEvent, IngestOptions, Library, ingest_library,
+};
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 use chorus_media::{Manifest, TrackInfo, TrackLimits};
 
@@ -451,37 +453,40 @@ fn concurrent_ingests_never_corrupt_the_index() {
         .unwrap();
     }
     let data = tmp.path().join("data");
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                let lib = Library::open(&data).unwrap();
-                let cancel = AtomicBool::new(false);
-                ingest_library(
-                    &root,
-                    &lib,
-                    &IngestOptions {
-                        jobs: 2,
-                        limits: TrackLimits::default(),
-                    },
-                    &cancel,
-                    &mut |_| {},
-                )
-                .unwrap();
-            });
-        }
-    });
-    // Whichever writer won, the index is whole and every track in it decodes from verified blocks.
     let lib = Library::open(&data).unwrap();
+    let opts = IngestOptions {
+        jobs: 4,
+        limits: TrackLimits::default(),
+    };
+    // Four jobs write blocks in parallel while a second ingest of the same data directory is
+    // attempted in the middle: it is refused with a clear error instead of racing on the index.
+    let mut second = None;
+    let cancel = AtomicBool::new(false);
+    let summary = ingest_library(&root, &lib, &opts, &cancel, &mut |ev| {
+        if matches!(ev, IngestEvent::Done { .. }) && second.is_none() {
+            let other = Library::open(&data).unwrap();
+            let never = AtomicBool::new(false);
+            second = Some(ingest_library(&root, &other, &opts, &never, &mut |_| {}));
+        }
+    })
+    .unwrap();
+    assert_eq!(summary.ingested, 6);
+    match second {
+        Some(Err(e @ IngestError::Busy(_))) => {
+            assert!(e.to_string().contains("another chorus ingest is running"))
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    // The index is whole and every track in it decodes from verified blocks.
     let index = lib.load_index().unwrap();
-    assert!(!index.files.is_empty());
+    assert_eq!(index.files.len(), 6);
     for e in index.files.values() {
         let pcm = decode_track(&lib.store, &e.track.manifest_id).unwrap();
         assert_eq!(pcm.len() as u64, e.track.samples * 2);
     }
-    // A third run completes whatever the race left out.
-    let cancel = AtomicBool::new(false);
-    let s = ingest_library(&root, &lib, &IngestOptions::default(), &cancel, &mut |_| {}).unwrap();
-    assert_eq!(s.ingested + s.unchanged, 6);
+    // Once the first has finished, the lock is free again.
+    let s = ingest_library(&root, &lib, &opts, &cancel, &mut |_| {}).unwrap();
+    assert_eq!(s.unchanged, 6);
 }
 
 #[test]
