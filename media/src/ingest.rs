@@ -224,18 +224,18 @@ pub fn ingest_library(
         .map_err(|_| IngestError::NoLibrary(root.to_path_buf()))?;
     let mut index = lib.load_index()?;
     let mut summary = IngestSummary::default();
-    let root_key = StoredPath::from_path(&root);
-    if index.root.as_ref() != Some(&root_key) {
-        summary.removed += index.files.len();
-        index = LibraryIndex::new(&root);
-    }
-    // Tracks already in the store by content, so that a moved or copied file costs one hash.
+    // Tracks already in the store by content, so that a moved, renamed or copied file (or a
+    // whole library folder moved elsewhere) costs one hash instead of an encode.
     let known: HashMap<Hash32, TrackInfo> = index
         .files
         .values()
         .map(|e| (e.track.track_hash, e.track.clone()))
         .collect();
-
+    let root_key = StoredPath::from_path(&root);
+    if index.root.as_ref() != Some(&root_key) {
+        summary.removed += index.files.len();
+        index = LibraryIndex::new(&root);
+    }
     // Scan.
     let mut seen = std::collections::BTreeSet::new();
     let mut jobs = Vec::new();

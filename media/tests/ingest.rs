@@ -558,3 +558,41 @@ fn loudness_follows_level() {
         l("loud")
     );
 }
+
+#[test]
+fn a_moved_library_is_not_encoded_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old music");
+    fs::create_dir_all(&old).unwrap();
+    for i in 0..3u64 {
+        write_tune(
+            &old.join(format!("t{i}.flac")),
+            Format::Flac,
+            &Tune::new(i + 20, 5.5),
+            &FileTags::default(),
+        )
+        .unwrap();
+    }
+    let lib = Library::open(&tmp.path().join("data")).unwrap();
+    let first = ingest(&old, &lib, 2, TrackLimits::default());
+    assert_eq!(first.summary.ingested, 3);
+    let new = tmp.path().join("new music");
+    fs::rename(&old, &new).unwrap();
+    let second = ingest(&new, &lib, 2, TrackLimits::default());
+    assert_eq!(
+        (
+            second.summary.ingested,
+            second.summary.reused,
+            second.summary.removed
+        ),
+        (0, 3, 3)
+    );
+    let index = lib.load_index().unwrap();
+    assert_eq!(index.files.len(), 3);
+    assert!(
+        index
+            .files
+            .values()
+            .all(|e| e.path.to_path().starts_with(new.canonicalize().unwrap()))
+    );
+}
