@@ -1,6 +1,32 @@
-//! `chorus-sim`: a deterministic discrete-event simulator that will run many copies of the real
+//! `chorus-sim`: a deterministic discrete-event simulator that runs many copies of the real
 //! `chorus-consensus` state machine on a virtual clock, over a simulated network with latency,
-//! loss, partitions, churn, clock skew and misbehaving nodes, and report agreement, forks,
-//! fairness and traffic. One seed makes a run reproducible. Nothing here yet: the simulator issue
-//! brings it.
+//! loss, partitions and clock skew, and reports agreement, replays and traffic. One seed makes a
+//! run reproducible.
+//!
+//! # Layout
+//! - [`rng`]: the seeded PRNG (the only randomness).
+//! - [`latency`]: per-hop latency presets (lan, wan with heavy tails, ranges).
+//! - [`topology`]: the gossip mesh and its hop counts.
+//! - [`config`]: the run's parameters, from flags or a TOML scenario.
+//! - [`world`]: the event loop driving the machines.
+//! - [`report`]: what a run measured.
+//!
+//! Not built yet (see docs/sim.md): churn, misbehaving nodes, fork healing measurements and
+//! fairness statistics.
 #![deny(missing_docs)]
+
+pub mod config;
+pub mod latency;
+pub mod report;
+pub mod rng;
+pub mod topology;
+pub mod world;
+
+pub use config::SimConfig;
+pub use report::Report;
+pub use world::World;
+
+/// Runs one simulation.
+pub fn run(cfg: SimConfig) -> Report {
+    World::new(cfg).run()
+}

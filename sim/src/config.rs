@@ -1,0 +1,257 @@
+//! What a run simulates: from the command line or a scenario file (TOML).
+
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::latency::Latency;
+
+/// A network partition: at slot `at_slot`, the first `split_pct` % of the nodes and the rest
+/// stop hearing each other for `slots` slots.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Partition {
+    /// The slot at whose start the partition begins.
+    pub at_slot: u64,
+    /// Percentage of nodes on the first side, 1 to 99.
+    pub split_pct: u8,
+    /// How many slots it lasts.
+    pub slots: u64,
+}
+
+/// A partition that is not `AT:SPLIT:DURATION`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "partition {0:?}: expected AT:SPLIT:DURATION (start slot, percent of nodes on one side 1-99, length in slots), for example 20:50:5"
+)]
+pub struct ParsePartitionError(String);
+
+impl FromStr for Partition {
+    type Err = ParsePartitionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePartitionError(s.to_owned());
+        let parts: Vec<&str> = s.split(':').map(str::trim).collect();
+        let [at, split, len] = parts.as_slice() else {
+            return Err(err());
+        };
+        let p = Partition {
+            at_slot: at.parse().map_err(|_| err())?,
+            split_pct: split.parse().map_err(|_| err())?,
+            slots: len.parse().map_err(|_| err())?,
+        };
+        if (1..=99).contains(&p.split_pct) && p.slots > 0 {
+            Ok(p)
+        } else {
+            Err(err())
+        }
+    }
+}
+
+/// How the report is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// For people.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Everything a run depends on. The same config and seed give the same run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Consensus slots to decide after the genesis queue.
+    pub slots: u64,
+    /// The seed of every random draw.
+    pub seed: u64,
+    /// Per-hop latency.
+    pub latency: Latency,
+    /// Probability that a message (or a request or a response) never reaches a given node.
+    pub loss: f64,
+    /// Partitions.
+    pub partitions: Vec<Partition>,
+    /// Each node's clock is off by a fixed amount drawn uniformly in [-skew_ms, +skew_ms].
+    pub skew_ms: u64,
+    /// Tracks in each node's library.
+    pub library_size: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 10,
+            slots: 20,
+            seed: 1,
+            latency: Latency::Lan,
+            loss: 0.0,
+            partitions: Vec::new(),
+            skew_ms: 0,
+            library_size: 8,
+        }
+    }
+}
+
+/// A config that makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The scenario file cannot be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The scenario file is not valid.
+    #[error("scenario {path}: {message}")]
+    Scenario {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+impl SimConfig {
+    /// Checks every value; all validation is here.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(2..=100_000).contains(&self.nodes) {
+            return bad(format!("nodes must be 2 to 100000, not {}", self.nodes));
+        }
+        if self.slots == 0 {
+            return bad("slots must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return bad(format!("loss must be in [0, 1), not {}", self.loss));
+        }
+        if self.library_size == 0 {
+            return bad("library_size must be at least 1".into());
+        }
+        for p in &self.partitions {
+            if p.at_slot >= self.slots + 5 {
+                return bad(format!(
+                    "a partition at slot {} starts after the run ends",
+                    p.at_slot
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TOML form of a scenario: every field optional, defaults as on the command line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A name for reports.
+    pub name: Option<String>,
+    /// Number of nodes.
+    pub nodes: Option<usize>,
+    /// Slots to decide.
+    pub slots: Option<u64>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// `lan`, `wan` or `MIN..MAX`.
+    pub latency: Option<String>,
+    /// Loss probability.
+    pub loss: Option<f64>,
+    /// Partitions as `AT:SPLIT:DURATION`.
+    #[serde(default)]
+    pub partition: Vec<String>,
+    /// Clock skew bound, ms.
+    pub skew_ms: Option<u64>,
+    /// Tracks per library.
+    pub library_size: Option<usize>,
+    /// Report format.
+    pub report: Option<ReportFormat>,
+}
+
+impl Scenario {
+    /// Reads a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Scenario {
+            path: p,
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies the scenario over `cfg`.
+    pub fn apply(&self, cfg: &mut SimConfig) -> Result<(), ConfigError> {
+        let invalid = |e: &dyn std::fmt::Display| ConfigError::Invalid(e.to_string());
+        if let Some(v) = self.nodes {
+            cfg.nodes = v;
+        }
+        if let Some(v) = self.slots {
+            cfg.slots = v;
+        }
+        if let Some(v) = self.seed {
+            cfg.seed = v;
+        }
+        if let Some(v) = &self.latency {
+            cfg.latency = v.parse().map_err(|e| invalid(&e))?;
+        }
+        if let Some(v) = self.loss {
+            cfg.loss = v;
+        }
+        for p in &self.partition {
+            cfg.partitions.push(p.parse().map_err(|e| invalid(&e))?);
+        }
+        if let Some(v) = self.skew_ms {
+            cfg.skew_ms = v;
+        }
+        if let Some(v) = self.library_size {
+            cfg.library_size = v;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_parse_strictly() {
+        assert_eq!(
+            "20:50:5".parse::<Partition>().unwrap(),
+            Partition {
+                at_slot: 20,
+                split_pct: 50,
+                slots: 5
+            }
+        );
+        assert!("20:0:5".parse::<Partition>().is_err());
+        assert!("20:50".parse::<Partition>().is_err());
+        assert!("x:50:5".parse::<Partition>().is_err());
+    }
+
+    #[test]
+    fn scenarios_apply_and_reject_unknown_keys() {
+        let s: Scenario =
+            toml::from_str("nodes = 100\nlatency = \"wan\"\nloss = 0.1\npartition = [\"8:80:3\"]")
+                .unwrap();
+        let mut cfg = SimConfig::default();
+        s.apply(&mut cfg).unwrap();
+        assert_eq!((cfg.nodes, cfg.latency, cfg.loss), (100, Latency::Wan, 0.1));
+        assert_eq!(cfg.partitions.len(), 1);
+        cfg.validate().unwrap();
+        let err = toml::from_str::<Scenario>("nodez = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nodez"), "{err}");
+        cfg.loss = 1.0;
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! What a run measured, as text or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chorus_consensus::{Chain, Hash32};
+use serde::Serialize;
+
+use crate::config::SimConfig;
+
+/// Message counters, by message kind.
+#[derive(Clone, Debug, Default)]
+pub struct Traffic {
+    published: BTreeMap<String, (u64, u64)>,
+    delivered: BTreeMap<String, (u64, u64)>,
+    requests: u64,
+    violations: u64,
+}
+
+impl Traffic {
+    /// A node published a message of `size` bytes (its encoded envelope).
+    pub fn count_publish(&mut self, kind: &str, size: usize) {
+        let e = self.published.entry(kind.to_owned()).or_default();
+        e.0 += 1;
+        e.1 += size as u64;
+    }
+
+    /// A message reached a node.
+    pub fn count_delivery(&mut self, kind: &str, size: usize) {
+        let e = self.delivered.entry(kind.to_owned()).or_default();
+        e.0 += 1;
+        e.1 += size as u64;
+    }
+
+    /// A proposal fetch request was sent.
+    pub fn count_request(&mut self) {
+        self.requests += 1;
+    }
+
+    /// A machine reported a violation.
+    pub fn count_violation(&mut self) {
+        self.violations += 1;
+    }
+}
+
+/// Traffic of one message kind, per node per slot.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindTraffic {
+    /// Messages a node publishes.
+    pub sent: f64,
+    /// Messages a node receives.
+    pub received: f64,
+    /// Bytes a node receives.
+    pub bytes_received: f64,
+}
+
+/// The results of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The seed (printed first: it reproduces the run).
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Slots decided by consensus (after the genesis queue).
+    pub slots: u64,
+    /// Latency preset.
+    pub latency: String,
+    /// Loss probability.
+    pub loss: f64,
+    /// For each slot, the share of nodes whose final decision is the majority's.
+    pub agreement: Vec<f64>,
+    /// The lowest per-slot agreement.
+    pub min_agreement: f64,
+    /// Slots on which some node decided otherwise than the majority.
+    pub disagreeing_slots: Vec<u64>,
+    /// Nodes that had not decided every slot when the run ended.
+    pub incomplete_nodes: usize,
+    /// Slots the majority decided as replays.
+    pub replays: u64,
+    /// The majority's chain hash at the last slot of the run: a fingerprint of the whole run.
+    pub final_chain_hash: Option<String>,
+    /// Traffic per node per slot, by message kind.
+    pub traffic: BTreeMap<String, KindTraffic>,
+    /// Proposal fetch requests per node per slot.
+    pub requests: f64,
+    /// Violations reported by all machines.
+    pub violations: u64,
+    /// Simulated events.
+    pub events: u64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Events per wall-clock second.
+    pub events_per_s: f64,
+}
+
+impl Report {
+    /// Computes the report from every node's chain.
+    pub fn new(
+        cfg: &SimConfig,
+        chains: &[&Chain],
+        traffic: &Traffic,
+        events: u64,
+        wall: Duration,
+    ) -> Self {
+        let first = chains.first().map(|c| c.lookahead()).unwrap_or(5);
+        let mut agreement = Vec::new();
+        let mut disagreeing_slots = Vec::new();
+        let mut replays = 0;
+        for slot in first..first + cfg.slots {
+            let mut votes: BTreeMap<(Hash32, bool), usize> = BTreeMap::new();
+            for c in chains {
+                if let Some(d) = c.decided(slot) {
+                    *votes
+                        .entry((d.track.track_hash, d.proposal_id.is_none()))
+                        .or_default() += 1;
+                }
+            }
+            let decided: usize = votes.values().sum();
+            let Some((&(_, replay), &best)) = votes
+                .iter()
+                .max_by_key(|(k, v)| (**v, std::cmp::Reverse(**k)))
+            else {
+                agreement.push(0.0);
+                disagreeing_slots.push(slot);
+                continue;
+            };
+            if replay {
+                replays += 1;
+            }
+            let share = best as f64 / chains.len() as f64;
+            agreement.push(share);
+            if votes.len() > 1 || decided < chains.len() {
+                disagreeing_slots.push(slot);
+            }
+        }
+        let per = (cfg.nodes as f64) * (cfg.slots as f64);
+        let mut per_kind = BTreeMap::new();
+        for (kind, &(n, _)) in &traffic.published {
+            let (rn, rb) = traffic.delivered.get(kind).copied().unwrap_or_default();
+            per_kind.insert(
+                kind.clone(),
+                KindTraffic {
+                    sent: n as f64 / per,
+                    received: rn as f64 / per,
+                    bytes_received: rb as f64 / per,
+                },
+            );
+        }
+        let target = first + cfg.slots;
+        let mut heads: BTreeMap<Hash32, usize> = BTreeMap::new();
+        for c in chains {
+            if let Some(h) = c.chain_hash(target - 1) {
+                *heads.entry(h).or_default() += 1;
+            }
+        }
+        let final_chain_hash = heads
+            .iter()
+            .max_by_key(|(h, n)| (**n, std::cmp::Reverse(**h)))
+            .map(|(h, _)| h.to_string());
+        let wall_s = wall.as_secs_f64();
+        Report {
+            seed: cfg.seed,
+            nodes: cfg.nodes,
+            slots: cfg.slots,
+            latency: cfg.latency.to_string(),
+            loss: cfg.loss,
+            min_agreement: agreement.iter().copied().fold(1.0, f64::min),
+            agreement,
+            disagreeing_slots,
+            incomplete_nodes: chains.iter().filter(|c| c.len() < target).count(),
+            replays,
+            final_chain_hash,
+            traffic: per_kind,
+            requests: traffic.requests as f64 / per,
+            violations: traffic.violations,
+            events,
+            wall_s,
+            events_per_s: if wall_s > 0.0 {
+                events as f64 / wall_s
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {}: {} nodes, {} slots, latency {}, loss {}",
+            self.seed, self.nodes, self.slots, self.latency, self.loss
+        )?;
+        writeln!(
+            f,
+            "agreement at finality: min {:.4}, {} slots with any disagreement {:?}, {} nodes incomplete",
+            self.min_agreement,
+            self.disagreeing_slots.len(),
+            self.disagreeing_slots,
+            self.incomplete_nodes
+        )?;
+        writeln!(
+            f,
+            "replays: {} of {} slots; violations: {}",
+            self.replays, self.slots, self.violations
+        )?;
+        writeln!(f, "traffic per node per slot:")?;
+        for (kind, t) in &self.traffic {
+            writeln!(
+                f,
+                "  {kind:<9} sent {:>8.2}  received {:>9.2}  bytes received {:>11.0}",
+                t.sent, t.received, t.bytes_received
+            )?;
+        }
+        writeln!(f, "  fetch requests {:.3}", self.requests)?;
+        write!(
+            f,
+            "{} events in {:.2} s: {:.0} events/s",
+            self.events, self.wall_s, self.events_per_s
+        )
+    }
+}
