@@ -1,7 +1,7 @@
 //! `chorus-consensus`: the Chorus protocol (PROTOCOL.md sections 1 to 5, 9, 10 and 11) as a pure,
 //! deterministic state machine. It owns message types and their signed envelopes, the schedule,
-//! tickets, admissibility, decisions and the chain (divergence, the peer table and forks are still
-//! to come: see docs/consensus.md).
+//! tickets, admissibility, decisions and the chain, divergence and Status, the peer table, forks
+//! and chain sync (see docs/consensus.md).
 //!
 //! No sockets, no tokio, no clock reads, no randomness of its own: time and inputs come in,
 //! actions go out. The node drives it over libp2p; the simulator drives thousands of copies.
@@ -22,7 +22,8 @@
 //! - [`select`](mod@select): replay selection (section 4.3).
 //! - [`eligibility`]: may a proposer propose for a slot (section 5).
 //! - [`admissibility`]: the verdict on a proposal (section 3).
-//! - [`machine`]: the sans-IO state machine `Consensus` (proposals, tallies, decisions, finality).
+//! - [`machine`]: the sans-IO state machine `Consensus` (proposals, tallies, decisions, finality,
+//!   Status and the peer table, forks and chain sync).
 //! - [`conformance`]: runs the vector files of PROTOCOL.md against this crate.
 #![deny(missing_docs)]
 
@@ -52,7 +53,10 @@ pub use eligibility::{Ineligible, check_eligible};
 pub use envelope::{Envelope, EnvelopeError, SignError, Validation, open_gossip};
 pub use genesis::{Genesis, GenesisError, SignedGenesis};
 pub use hash::Hash32;
-pub use machine::{Action, Consensus, Topic};
+pub use machine::{
+    Action, ChainSync, Conflict, ConflictReason, Consensus, FinalReport, ForkChoice, ForkReport,
+    PeerChange, PeerInfo, PeerState, PeerTable, StatusSummary, Support, SyncError, Topic,
+};
 pub use message::{Body, Decision, Message, Proposal, Status, Tally, Verified};
 pub use rules::{Rules, RulesError};
 pub use schedule::Window;

@@ -1,25 +1,45 @@
-//! The consensus state machine (PROTOCOL.md 1 to 4), sans IO in the style of quinn-proto.
+//! The consensus state machine (PROTOCOL.md 1 to 5 and 9), sans IO in the style of
+//! quinn-proto.
 //!
-//! The driver feeds it gossip (`handle_message`), fetched proposals (`handle_fetched`) and time
-//! (`handle_timeout`), and executes what `poll_action` returns. Time is network time in ms,
-//! always passed in; the machine never reads a clock and has no randomness.
+//! The driver feeds it gossip (`handle_message`), fetched proposals (`handle_fetched`), fetched
+//! chains (`handle_chain`) and time (`handle_timeout`), and executes what `poll_action` returns.
+//! Time is network time in ms, always passed in; the machine never reads a clock and has no
+//! randomness.
+//!
+//! Files: `slot` (state of a slot in flight), `fetch` (fetching announced proposals, retries),
+//! `finality` (4.4 and its conflicts), `status` (the own Status, divergence, substitutes, the
+//! summary line), `peers` (the peer table of section 5), `fork` (section 9 and chain sync for
+//! joiners), `action` (what the driver executes).
 
 mod action;
+mod fetch;
+mod finality;
+mod fork;
+mod peers;
 mod slot;
+mod status;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod test_builder;
 #[cfg(test)]
 mod tests;
 
 pub use action::{Action, Topic};
+pub use fetch::{FETCH_TIMEOUT_MS, FETCH_TRIES_MAX};
+pub use finality::{Conflict, ConflictReason, FinalReport};
+pub use fork::{ChainSync, ForkChoice, ForkReport, SYNC_TIMEOUT_MS, Support, SyncError};
+pub use peers::{PEERS_MAX, PeerChange, PeerInfo, PeerState, PeerTable};
+pub use slot::DECISIONS_PER_SLOT;
+pub use status::StatusSummary;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use libp2p_identity::{Keypair, PeerId};
 
-use crate::admissibility::{Inadmissible, check_admissible, check_static};
-use crate::chain::{Chain, Outcome};
+use crate::admissibility::{Inadmissible, check_static};
+use crate::chain::Chain;
 use crate::eligibility::check_eligible;
 use crate::envelope::{Envelope, Validation};
 use crate::hash::Hash32;
@@ -28,12 +48,15 @@ use crate::schedule::{finality_ms, proposal_time, proposal_window, selection_win
 use crate::select::replay_winner;
 use crate::ticket::{SlotContext, rank_cmp, ticket};
 use crate::track::{TrackRef, expected_segments};
+use fork::SyncRequest;
 use slot::{Held, SlotState};
 
 /// Domain of a node's own (deterministic) choice among its tracks.
 const PICK_DOMAIN: &[u8] = b"chorus/pick/v1";
 /// Winners of this many recent slots are avoided when picking a track (PROTOCOL.md 4.2).
 const RECENT_WINNERS: u64 = 20;
+/// The version string a Status carries unless `set_version` changes it.
+const DEFAULT_VERSION: &str = concat!("chorus/", env!("CARGO_PKG_VERSION"));
 
 /// A timed step of the protocol; at equal times they run in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,9 +74,12 @@ enum Step {
 /// [`Consensus::poll_timeout`] (or the next input) and call [`Consensus::handle_timeout`] with
 /// the current network time. The same inputs always give the same actions.
 ///
-/// The machine decides slots `chain.len()` and `chain.len() + 1` (the two in flight); a node
-/// must sync the chain up to the present before it starts driving it, or it decides the missed
-/// slots alone as replays.
+/// The machine decides slots `chain.len()` and `chain.len() + 1` (the two in flight). A node
+/// that starts far behind must sync the chain from its peers first and call
+/// [`Consensus::start_synced`]; otherwise it decides the slots in flight alone (and then heals
+/// only through the fork rule). It publishes its Status every [`Consensus::status_period`] and
+/// at once when its divergence changes, keeps the peer table ([`Consensus::peers`]) from the
+/// others' Status, and evaluates forks before each periodic Status.
 #[derive(Debug)]
 pub struct Consensus {
     keypair: Keypair,
@@ -65,6 +91,27 @@ pub struct Consensus {
     joined_slot: Option<u64>,
     slots: BTreeMap<u64, SlotState>,
     actions: VecDeque<Action>,
+    /// The latest network time passed in.
+    last_now: Option<u64>,
+    /// The peer table (PROTOCOL.md 5).
+    peers: PeerTable,
+    /// The software version a Status carries.
+    version: String,
+    /// When the own Status is next due.
+    next_status_ms: Option<u64>,
+    /// `diverged` of the last Status published.
+    last_diverged: bool,
+    /// A command changed what this node plays: check divergence at once.
+    recheck: bool,
+    /// Slots for which a substitute was chosen.
+    substituted: BTreeSet<u64>,
+    /// When the chain was last synced from peers (joining, adopting); slots whose selection
+    /// began before are only followed.
+    synced_at_ms: Option<u64>,
+    /// Consecutive fork evaluations won by another chain.
+    fork_wins: u32,
+    /// The `FetchChain` waiting for its answer.
+    sync: Option<SyncRequest>,
 }
 
 impl Consensus {
@@ -80,7 +127,38 @@ impl Consensus {
             joined_slot: None,
             slots: BTreeMap::new(),
             actions: VecDeque::new(),
+            last_now: None,
+            peers: PeerTable::default(),
+            version: DEFAULT_VERSION.to_owned(),
+            next_status_ms: None,
+            last_diverged: false,
+            recheck: false,
+            substituted: BTreeSet::new(),
+            synced_at_ms: None,
+            fork_wins: 0,
+            sync: None,
         }
+    }
+
+    /// Command: the chain given to [`Consensus::new`] was just synced from peers (a node
+    /// joining mid-stream, PROTOCOL.md 11). Slots whose selection already began are only
+    /// followed: their winners come from the others' Decisions, or from their chain
+    /// ([`Action::FetchChain`]), never from this node alone. It counts as joined in the slot
+    /// playing at `now` and proposes from the next proposal window it is eligible for.
+    /// Call it before any other input.
+    pub fn start_synced(&mut self, now: u64) {
+        self.join(now);
+        self.synced_at_ms = Some(now);
+    }
+
+    /// Command: the software version each Status carries (default `chorus/<crate version>`).
+    pub fn set_version(&mut self, version: impl Into<String>) {
+        self.version = version.into();
+    }
+
+    /// Query: the peer table.
+    pub fn peers(&self) -> &PeerTable {
+        &self.peers
     }
 
     /// This node's PeerId.
@@ -98,15 +176,21 @@ impl Consensus {
         self.library = tracks.into_iter().map(|t| (t.track_hash, t)).collect();
     }
 
-    /// Command: tracks this node never proposes.
+    /// Command: tracks this node never proposes nor plays. A decided winner on it is replaced
+    /// by an [`Action::PlaySubstitute`] for its slot.
     pub fn set_blacklist(&mut self, tracks: BTreeSet<Hash32>) {
         self.blacklist = tracks;
+        self.recheck = true;
     }
 
-    /// Command: what the player actually played in `slot` (None: nothing). Slots not reported
-    /// since the machine started count as the winner (the node was in consensus).
+    /// Command: what the player actually plays (or played) in `slot` (None: nothing), e.g. when
+    /// it could not fetch the winner or was told to play something else. Slots not reported
+    /// count as the winner (or the substitute of a blacklisted winner) from the slot the node
+    /// started in. It feeds the Status (`playing`, `diverged`, published at once when
+    /// `diverged` changes) and the `plays` of proposals.
     pub fn report_played(&mut self, slot: u64, track: Option<Hash32>) {
         self.played.insert(slot, track);
+        self.recheck = true;
     }
 
     /// The envelopes of the proposals held for `slot` among `ids` (all of them when `ids` is
@@ -130,8 +214,18 @@ impl Consensus {
 
     /// When `handle_timeout` must next be called (network time, ms); None if nothing is
     /// scheduled.
+    /// Before the first input it is `Some(0)`: call `handle_timeout` with the current time.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.next_step().map(|(at, _, _)| at)
+        [
+            self.next_step().map(|(at, _, _)| at),
+            self.next_status_check(),
+            self.peers.next_deadline(self.chain.rules().exclusion_ms),
+            self.next_fetch_retry(),
+            self.sync.as_ref().map(|s| s.due_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Input: a gossip message from `source` (the propagation peer). Returns the verdict to
@@ -142,6 +236,7 @@ impl Consensus {
             Ok(verified) => verified,
             Err(e) => {
                 if e.validation() == Validation::Reject {
+                    self.peers.violation(source);
                     self.actions.push_back(Action::Violation {
                         peer: source,
                         reason: e.to_string(),
@@ -156,7 +251,7 @@ impl Consensus {
                 if !self.in_flight(t.slot) {
                     return Validation::Ignore;
                 }
-                self.request_missing(t.from, t.slot, &t.best);
+                self.request_missing(now, t.from, t.slot, &t.best);
                 Validation::Accept
             }
             Message::Decision(d) => {
@@ -164,16 +259,15 @@ impl Consensus {
                     return Validation::Ignore;
                 }
                 if let (Some(id), Some(t)) = (d.proposal_id, d.ticket) {
-                    self.request_missing(d.from, d.slot, &[(t, id)]);
+                    self.request_missing(now, d.from, d.slot, &[(t, id)]);
                 }
-                self.slots
-                    .entry(d.slot)
-                    .or_default()
-                    .decisions
-                    .insert(d.from, d);
+                self.slots.entry(d.slot).or_default().add_decision(d);
                 Validation::Accept
             }
-            Message::Status(_) => Validation::Accept,
+            Message::Status(s) => {
+                self.on_status(now, s);
+                Validation::Accept
+            }
         }
     }
 
@@ -201,16 +295,32 @@ impl Consensus {
                 Step::Tally => self.tally(slot),
                 Step::Decide => self.decide(slot),
                 Step::Finalize => {
-                    if !self.finalize(slot) {
+                    if !self.finalize(now, slot) {
                         break;
                     }
                 }
             }
         }
+        self.housekeeping(now);
+    }
+
+    /// Everything due at `now` besides the slot steps: substitutes, peers excluded by time,
+    /// fetch retries, and the own Status (with the fork evaluation).
+    fn housekeeping(&mut self, now: u64) {
+        self.recheck = false;
+        self.substitute_blacklisted(now);
+        let exclusion_ms = self.chain.rules().exclusion_ms;
+        for change in self.peers.on_time(now, exclusion_ms) {
+            self.actions.push_back(Action::PeerChanged(change));
+        }
+        self.retry_fetches(now);
+        self.retry_sync(now);
+        self.status_tick(now);
     }
 
     /// Remembers the slot the node started in: earlier slots were not played by it.
     fn join(&mut self, now: u64) {
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         if self.joined_slot.is_none() {
             let before_start = self.chain.start(0).is_some_and(|s| now < s);
             self.joined_slot = Some(if before_start {
@@ -245,7 +355,9 @@ impl Consensus {
             {
                 steps.push((at, Step::Propose, slot));
             }
-            if let Some(window) = selection_window(&self.chain, slot) {
+            if let Some(window) = selection_window(&self.chain, slot)
+                && !self.followed(slot)
+            {
                 if !done(|s| s.tallied) {
                     steps.push((window.start_ms, Step::Tally, slot));
                 }
@@ -253,7 +365,13 @@ impl Consensus {
                     steps.push((window.end_ms, Step::Decide, slot));
                 }
             }
+            // While a chain fetch for a followed slot is out, its answer makes the slot final.
+            let fetching = self
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.purpose == fork::Purpose::Follow);
             if slot == len
+                && !fetching
                 && let Some(at) = finality_ms(&self.chain, slot)
             {
                 steps.push((at, Step::Finalize, slot));
@@ -272,6 +390,7 @@ impl Consensus {
         if !self.in_flight(slot) {
             return Validation::Ignore;
         }
+        self.answered(slot, &id);
         if self
             .slots
             .get(&slot)
@@ -280,6 +399,7 @@ impl Consensus {
             return Validation::Ignore;
         }
         if let Err(e) = check_static(&self.chain, slot, &proposal) {
+            self.peers.violation(proposal.from);
             self.actions.push_back(Action::Violation {
                 peer: proposal.from,
                 reason: e.to_string(),
@@ -296,28 +416,6 @@ impl Consensus {
         };
         self.slots.entry(slot).or_default().hold(id, held);
         Validation::Accept
-    }
-
-    /// Asks `peer` for announced proposals that beat this node's best and that it lacks.
-    fn request_missing(&mut self, peer: PeerId, slot: u64, announced: &[(u64, Hash32)]) {
-        let chain = &self.chain;
-        let state = self.slots.entry(slot).or_default();
-        let best = state.ranked(chain, slot).first().map(|(_, h)| h.ticket);
-        let ids: Vec<Hash32> = announced
-            .iter()
-            .filter(|(t, id)| {
-                best.is_none_or(|b| *t < b)
-                    && !state.proposals.contains_key(id)
-                    && !state.requested.contains(id)
-            })
-            .map(|(_, id)| *id)
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        state.requested.extend(ids.iter().copied());
-        self.actions
-            .push_back(Action::FetchProposals { peer, slot, ids });
     }
 
     /// What this node played in `j`, as its proposals report it.
@@ -473,56 +571,5 @@ impl Consensus {
             topic: Topic::Consensus,
             envelope,
         });
-    }
-
-    /// Makes slot `slot` (= chain.len()) final (PROTOCOL.md 4.4). False if it cannot.
-    fn finalize(&mut self, slot: u64) -> bool {
-        let state = self.slots.remove(&slot).unwrap_or_default();
-        let mut backed: Vec<&Decision> = state.decisions.values().collect();
-        backed.extend(state.decided.as_ref());
-        // The lowest ticket among decisions whose proposal is held and passes rules 1 to 3;
-        // rule 4 is applied after, as "the winner equivocated: replay".
-        let best = backed
-            .iter()
-            .filter_map(|d| d.proposal_id)
-            .filter_map(|id| state.proposals.get(&id).map(|held| (id, held)))
-            .filter(|(id, held)| {
-                check_admissible(&self.chain, slot, &held.proposal, id, [id]).is_ok()
-            })
-            .min_by(|a, b| {
-                rank_cmp(
-                    (a.1.ticket, &a.1.proposal.from),
-                    (b.1.ticket, &b.1.proposal.from),
-                )
-            });
-        let equivocators = state.equivocators();
-        let outcome = match best {
-            Some((id, held)) if !equivocators.contains(&held.proposal.from) => Outcome {
-                track: held.proposal.track.clone(),
-                proposal: Some((id, held.ticket)),
-                equivocators,
-            },
-            _ => {
-                let Some(replay) = replay_winner(&self.chain, slot) else {
-                    return false;
-                };
-                let Some(track) = (0..slot).rev().find_map(|j| {
-                    self.chain
-                        .winner(j)
-                        .filter(|t| t.track_hash == replay.winner)
-                }) else {
-                    return false;
-                };
-                Outcome {
-                    track: track.clone(),
-                    proposal: None,
-                    equivocators,
-                }
-            }
-        };
-        let decided = self.chain.push(outcome).clone();
-        self.slots.retain(|s, _| *s > slot);
-        self.actions.push_back(Action::Decided(decided));
-        true
     }
 }

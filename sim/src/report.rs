@@ -16,6 +16,8 @@ pub struct Traffic {
     delivered: BTreeMap<String, (u64, u64)>,
     requests: u64,
     violations: u64,
+    fork_adoptions: u64,
+    conflicts: u64,
 }
 
 impl Traffic {
@@ -36,6 +38,16 @@ impl Traffic {
     /// A proposal fetch request was sent.
     pub fn count_request(&mut self) {
         self.requests += 1;
+    }
+
+    /// A node adopted another chain (PROTOCOL.md 9).
+    pub fn count_fork_adoption(&mut self) {
+        self.fork_adoptions += 1;
+    }
+
+    /// A node's finality saw conflicting decisions.
+    pub fn count_conflicts(&mut self, n: usize) {
+        self.conflicts += n as u64;
     }
 
     /// A machine reported a violation.
@@ -84,8 +96,12 @@ pub struct Report {
     pub traffic: BTreeMap<String, KindTraffic>,
     /// Proposal fetch requests per node per slot.
     pub requests: f64,
-    /// Violations reported by all machines.
+    /// Violations reported by all machines (and chain answers they refused).
     pub violations: u64,
+    /// Chain adoptions after a fork, all nodes together.
+    pub fork_adoptions: u64,
+    /// Conflicting decisions seen at finality, all nodes together.
+    pub conflicts: u64,
     /// Simulated events.
     pub events: u64,
     /// Wall-clock seconds.
@@ -174,6 +190,8 @@ impl Report {
             traffic: per_kind,
             requests: traffic.requests as f64 / per,
             violations: traffic.violations,
+            fork_adoptions: traffic.fork_adoptions,
+            conflicts: traffic.conflicts,
             events,
             wall_s,
             events_per_s: if wall_s > 0.0 {
@@ -202,8 +220,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "replays: {} of {} slots; violations: {}",
-            self.replays, self.slots, self.violations
+            "replays: {} of {} slots; conflicts at finality: {}; fork adoptions: {}; violations: {}",
+            self.replays, self.slots, self.conflicts, self.fork_adoptions, self.violations
         )?;
         writeln!(f, "traffic per node per slot:")?;
         for (kind, t) in &self.traffic {

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::rc::Rc;
 use std::time::Instant;
 
-use chorus_consensus::{Action, Chain, Consensus, Envelope, Genesis, Hash32, Rules, TrackRef};
+use chorus_consensus::{
+    Action, Chain, Consensus, DecidedSlot, Envelope, ForkChoice, Genesis, Hash32, Rules, TrackRef,
+};
 use libp2p_identity::{Keypair, PeerId};
 
 use crate::config::SimConfig;
@@ -40,6 +42,18 @@ enum Event {
     FetchResponse {
         client: usize,
         envelopes: Vec<Envelope>,
+    },
+    /// A `/chorus/sync/1 Chain{from_slot}` request arrives at `server`.
+    ChainRequest {
+        server: usize,
+        client: usize,
+        from_slot: u64,
+    },
+    /// Its answer arrives at `client`.
+    ChainResponse {
+        client: usize,
+        server: usize,
+        slots: Vec<DecidedSlot>,
     },
 }
 
@@ -276,6 +290,34 @@ impl World {
                     }
                 }
                 Action::Violation { .. } => self.traffic.count_violation(),
+                Action::FetchChain { peer, from_slot } => {
+                    let Some(&server) = self.index.get(&peer) else {
+                        continue;
+                    };
+                    self.traffic.count_request();
+                    if self.partitioned(i, server) || self.net_rng.chance(self.cfg.loss) {
+                        continue;
+                    }
+                    let at = self.now + self.one_hop_ms();
+                    self.push(
+                        at,
+                        Event::ChainRequest {
+                            server,
+                            client: i,
+                            from_slot,
+                        },
+                    );
+                }
+                Action::Fork(report) => {
+                    if matches!(report.choice, ForkChoice::Adopt { .. }) {
+                        self.traffic.count_fork_adoption();
+                    }
+                }
+                Action::Adopted { .. } => {
+                    // The node rejoins playback as a late joiner; the simulator has no player.
+                }
+                Action::Final(report) => self.traffic.count_conflicts(report.conflicts.len()),
+                Action::PlaySubstitute { .. } | Action::PeerChanged(_) => {}
             }
         }
         self.reschedule(i);
@@ -345,6 +387,50 @@ impl World {
                 Event::FetchResponse { client, envelopes } => {
                     let t = self.node_time(client);
                     self.nodes[client].machine.handle_fetched(t, envelopes);
+                    self.drain_actions(client);
+                }
+                Event::ChainRequest {
+                    server,
+                    client,
+                    from_slot,
+                } => {
+                    // PROTOCOL.md 2: up to 256 decided slots from `from_slot`.
+                    let slots: Vec<DecidedSlot> = self.nodes[server]
+                        .machine
+                        .chain()
+                        .decided_slots()
+                        .iter()
+                        .filter(|d| d.slot >= from_slot)
+                        .take(256)
+                        .cloned()
+                        .collect();
+                    if self.net_rng.chance(self.cfg.loss) || self.partitioned(server, client) {
+                        continue;
+                    }
+                    let at = self.now + self.one_hop_ms();
+                    self.push(
+                        at,
+                        Event::ChainResponse {
+                            client,
+                            server,
+                            slots,
+                        },
+                    );
+                }
+                Event::ChainResponse {
+                    client,
+                    server,
+                    slots,
+                } => {
+                    let t = self.node_time(client);
+                    let peer = *self.nodes[server].machine.peer_id();
+                    if self.nodes[client]
+                        .machine
+                        .handle_chain(t, peer, slots)
+                        .is_err()
+                    {
+                        self.traffic.count_violation();
+                    }
                     self.drain_actions(client);
                 }
             }

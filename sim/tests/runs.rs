@@ -57,3 +57,15 @@ fn clock_skew_within_windows_keeps_agreement() {
     let report = run(c);
     assert!(report.disagreeing_slots.is_empty(), "{report}");
 }
+
+#[test]
+fn partitions_heal_after_repair() {
+    for split in [50, 80] {
+        let mut c = cfg(10, 12, 21);
+        c.partitions = vec![chorus_sim::config::Partition { at_slot: 7, split_pct: split, slots: 2 }];
+        let report = run(c);
+        assert!(report.fork_adoptions > 0, "the sides forked and one adopted the other's chain\n{report}");
+        assert!(report.disagreeing_slots.is_empty(), "split {split}: every node ends on one chain\n{report}");
+        assert_eq!(report.incomplete_nodes, 0, "{report}");
+    }
+}

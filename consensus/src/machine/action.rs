@@ -2,9 +2,13 @@
 
 use libp2p_identity::PeerId;
 
+use super::finality::FinalReport;
+use super::fork::ForkReport;
+use super::peers::PeerChange;
 use crate::chain::DecidedSlot;
 use crate::envelope::Envelope;
 use crate::hash::Hash32;
+use crate::track::TrackRef;
 
 /// The gossipsub topic a message goes to (`chorus/<network_id hex>/<name>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,5 +58,39 @@ pub enum Action {
         peer: PeerId,
         /// What was wrong.
         reason: String,
+    },
+    /// Finality of a slot, right after its [`Action::Decided`]: the choice and every decision
+    /// that disagreed (log `final slot=.. winner=.. conflicts=N`).
+    Final(FinalReport),
+    /// A decided slot's winner is blacklisted (PROTOCOL.md 5): play `track` from the own
+    /// library instead (None: silence) for the slot's length, faded out at its end. The node
+    /// reports itself diverged for that slot and is back in consensus at the next.
+    PlaySubstitute {
+        /// The slot.
+        slot: u64,
+        /// The substitute, if the library has one.
+        track: Option<TrackRef>,
+    },
+    /// A peer's state in the peer table changed (log `peer .. excluded: diverged 3 slots`).
+    PeerChanged(PeerChange),
+    /// A fork evaluation found a peer on another chain (log both support counts and the
+    /// choice).
+    Fork(ForkReport),
+    /// Ask `peer` for `/chorus/sync/1 Chain{from_slot}` and pass the answer to
+    /// `Consensus::handle_chain` (fork adoption, or slots this node only follows).
+    FetchChain {
+        /// The peer to ask.
+        peer: PeerId,
+        /// The first slot wanted.
+        from_slot: u64,
+    },
+    /// The chain was replaced from `from_slot` on by another chain (PROTOCOL.md 9): drop the
+    /// persisted slots from there, persist `slots`, recompute the schedule and rejoin playback
+    /// at the current position like a late joiner.
+    Adopted {
+        /// The first replaced slot (the fork point).
+        from_slot: u64,
+        /// The new decided slots from `from_slot` on.
+        slots: Vec<DecidedSlot>,
     },
 }

@@ -12,6 +12,25 @@ use crate::limits::PROPOSALS_PER_SLOT;
 use crate::message::{Decision, Proposal};
 use crate::ticket::rank_cmp;
 
+/// Most decisions kept per slot (PROTOCOL.md 10: bounded memory); past it the one ranked last
+/// (a replay, else the highest ticket; ties: the largest author) is dropped.
+pub const DECISIONS_PER_SLOT: usize = 256;
+
+/// A proposal id asked for with `FetchProposals`, until it arrives or the tries run out.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    /// Peers that announced the id (in a Tally or Decision).
+    pub(crate) announcers: BTreeSet<PeerId>,
+    /// Peers already asked.
+    pub(crate) asked: BTreeSet<PeerId>,
+    /// The peer asked last.
+    pub(crate) peer: PeerId,
+    /// How many times it was asked for.
+    pub(crate) tries: u32,
+    /// When to ask again if it has not arrived; None once answered or given up.
+    pub(crate) due_ms: Option<u64>,
+}
+
 /// A proposal held for a slot.
 #[derive(Debug, Clone)]
 pub(crate) struct Held {
@@ -29,8 +48,8 @@ pub(crate) struct SlotState {
     pub(crate) by_proposer: BTreeMap<PeerId, BTreeSet<Hash32>>,
     /// Decisions received, by author.
     pub(crate) decisions: BTreeMap<PeerId, Decision>,
-    /// Ids already requested from peers.
-    pub(crate) requested: BTreeSet<Hash32>,
+    /// Ids requested from peers.
+    pub(crate) requests: BTreeMap<Hash32, Request>,
     pub(crate) proposed: bool,
     pub(crate) tallied: bool,
     /// This node's decision, once made.
@@ -58,6 +77,25 @@ impl SlotState {
                 .map(|(id, _)| *id);
             match worst {
                 Some(id) => self.proposals.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// Keeps the first decision of each author, at most [`DECISIONS_PER_SLOT`] in all.
+    pub(crate) fn add_decision(&mut self, decision: Decision) {
+        self.decisions.entry(decision.from).or_insert(decision);
+        while self.decisions.len() > DECISIONS_PER_SLOT {
+            let worst = self
+                .decisions
+                .values()
+                .max_by(|a, b| {
+                    let rank = |d: &Decision| (d.ticket.is_none(), d.ticket, d.from.to_bytes());
+                    rank(a).cmp(&rank(b))
+                })
+                .map(|d| d.from);
+            match worst {
+                Some(peer) => self.decisions.remove(&peer),
                 None => break,
             };
         }

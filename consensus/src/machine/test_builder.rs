@@ -1,14 +1,15 @@
 //! `TestBuilder`: a few state machines on virtual time over a scripted network, driven by hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p_identity::PeerId;
 
 use super::{Action, Consensus};
-use crate::chain::Chain;
+use crate::chain::{Chain, DecidedSlot};
 use crate::envelope::Envelope;
 use crate::genesis::tests::signed_genesis;
 use crate::hash::Hash32;
+use crate::limits::CHAIN_RESPONSE_SLOTS;
 use crate::message::Message;
 use crate::testing::keypair;
 use crate::track::TrackRef;
@@ -23,24 +24,28 @@ pub(crate) struct TestBuilder {
     latency_ms: u64,
     libraries: BTreeMap<usize, Vec<TrackRef>>,
     drop: DropRule,
+    partition: Option<(BTreeSet<usize>, u64)>,
+    lost_fetches: usize,
+}
+
+/// Node `i`'s library: three tracks of its own.
+pub(crate) fn library_of(i: usize) -> Vec<TrackRef> {
+    (0..3)
+        .map(|j| track(&format!("node {i} track {j}"), 90_000 + 10_000 * j))
+        .collect()
 }
 
 impl TestBuilder {
     /// `nodes` nodes, each with a library of three tracks of its own, 50 ms latency, no loss.
     pub(crate) fn new(nodes: usize) -> TestBuilder {
-        let libraries = (0..nodes)
-            .map(|i| {
-                let tracks = (0..3)
-                    .map(|j| track(&format!("node {i} track {j}"), 90_000 + 10_000 * j))
-                    .collect();
-                (i, tracks)
-            })
-            .collect();
+        let libraries = (0..nodes).map(|i| (i, library_of(i))).collect();
         TestBuilder {
             nodes,
             latency_ms: 50,
             libraries,
             drop: Box::new(|_, _, _| false),
+            partition: None,
+            lost_fetches: 0,
         }
     }
 
@@ -59,13 +64,25 @@ impl TestBuilder {
         self
     }
 
+    /// Until network time `until_ms`, nodes in `side` and the others cannot reach each other
+    /// (gossip and requests).
+    pub(crate) fn partition(mut self, side: &[usize], until_ms: u64) -> TestBuilder {
+        self.partition = Some((side.iter().copied().collect(), until_ms));
+        self
+    }
+
+    /// The first `n` `FetchProposals` requests get no answer.
+    pub(crate) fn lose_fetches(mut self, n: usize) -> TestBuilder {
+        self.lost_fetches = n;
+        self
+    }
+
     /// Starts every node one second before the genesis start.
     pub(crate) fn build(self) -> TestNet {
         let genesis = signed_genesis();
         let nodes: Vec<Consensus> = (0..self.nodes)
             .map(|i| {
-                let seed = u8::try_from(10 + i).expect("tests use few nodes");
-                let mut node = Consensus::new(keypair(seed), Chain::new(&genesis));
+                let mut node = Consensus::new(node_key(i), Chain::new(&genesis));
                 node.set_library(self.libraries.get(&i).cloned().unwrap_or_default());
                 node
             })
@@ -75,16 +92,36 @@ impl TestBuilder {
             nodes,
             latency_ms: self.latency_ms,
             drop: self.drop,
+            partition: self.partition,
+            lost_fetches: self.lost_fetches,
             queue: BTreeMap::new(),
             seq: 0,
             violations: Vec::new(),
+            events: Vec::new(),
+            published: Vec::new(),
         }
     }
 }
 
+/// Node `i`'s key.
+fn node_key(i: usize) -> libp2p_identity::Keypair {
+    keypair(u8::try_from(10 + i).expect("tests use few nodes"))
+}
+
 enum Delivery {
-    Gossip { source: PeerId, envelope: Envelope },
+    Gossip {
+        source: PeerId,
+        envelope: Envelope,
+    },
     Fetched(Vec<Envelope>),
+    ChainAsked {
+        from: usize,
+        from_slot: u64,
+    },
+    Chain {
+        peer: PeerId,
+        slots: Vec<DecidedSlot>,
+    },
 }
 
 /// Running state machines and the messages in flight between them.
@@ -93,10 +130,17 @@ pub(crate) struct TestNet {
     pub(crate) nodes: Vec<Consensus>,
     latency_ms: u64,
     drop: DropRule,
+    partition: Option<(BTreeSet<usize>, u64)>,
+    lost_fetches: usize,
     queue: BTreeMap<(u64, u64), (usize, Delivery)>,
     seq: u64,
     /// `(reporting node, reason)` of every Violation action.
     pub(crate) violations: Vec<(usize, String)>,
+    /// `(node, time, action)` of every action but Publish and Decided (requests are recorded
+    /// and executed).
+    pub(crate) events: Vec<(usize, u64, Action)>,
+    /// `(node, envelope)` of every message published.
+    pub(crate) published: Vec<(usize, Envelope)>,
 }
 
 impl TestNet {
@@ -106,11 +150,35 @@ impl TestNet {
             .insert((self.now + delay, self.seq), (to, delivery));
     }
 
+    /// Whether `a` and `b` are cut off from each other now.
+    fn cut(&self, a: usize, b: usize) -> bool {
+        self.partition.as_ref().is_some_and(|(side, until)| {
+            self.now < *until && side.contains(&a) != side.contains(&b)
+        })
+    }
+
+    fn index_of(&self, peer: &PeerId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.peer_id() == peer)
+    }
+
+    /// Adds a node with `chain` (synced from the others) that starts now with
+    /// [`Consensus::start_synced`]; returns its index.
+    pub(crate) fn join(&mut self, chain: Chain) -> usize {
+        let i = self.nodes.len();
+        let mut node = Consensus::new(node_key(i), chain);
+        node.set_library(library_of(i));
+        node.start_synced(self.now);
+        self.nodes.push(node);
+        self.drain(i);
+        i
+    }
+
     /// Executes node `i`'s actions.
     fn drain(&mut self, i: usize) {
         while let Some(action) = self.nodes[i].poll_action() {
             match action {
                 Action::Publish { envelope, .. } => {
+                    self.published.push((i, envelope.clone()));
                     let message = envelope
                         .clone()
                         .open(self.nodes[i].chain().network_id())
@@ -118,21 +186,48 @@ impl TestNet {
                         .message;
                     let source = *self.nodes[i].peer_id();
                     for to in (0..self.nodes.len()).filter(|to| *to != i) {
-                        if !(self.drop)(i, to, &message) {
+                        if !(self.drop)(i, to, &message) && !self.cut(i, to) {
                             let envelope = envelope.clone();
                             self.send(to, self.latency_ms, Delivery::Gossip { source, envelope });
                         }
                     }
                 }
                 Action::FetchProposals { peer, slot, ids } => {
-                    let Some(from) = self.nodes.iter().position(|n| *n.peer_id() == peer) else {
+                    self.events.push((
+                        i,
+                        self.now,
+                        Action::FetchProposals {
+                            peer,
+                            slot,
+                            ids: ids.clone(),
+                        },
+                    ));
+                    let Some(from) = self.index_of(&peer) else {
                         continue;
                     };
+                    if self.lost_fetches > 0 {
+                        self.lost_fetches -= 1;
+                        continue;
+                    }
+                    if self.cut(i, from) {
+                        continue;
+                    }
                     let envelopes = self.nodes[from].proposal_envelopes(slot, &ids);
                     self.send(i, 2 * self.latency_ms, Delivery::Fetched(envelopes));
                 }
-                Action::Decided(_) => {}
+                Action::FetchChain { peer, from_slot } => {
+                    self.events
+                        .push((i, self.now, Action::FetchChain { peer, from_slot }));
+                    let Some(from) = self.index_of(&peer) else {
+                        continue;
+                    };
+                    if !self.cut(i, from) {
+                        self.send(i, self.latency_ms, Delivery::ChainAsked { from, from_slot });
+                    }
+                }
                 Action::Violation { reason, .. } => self.violations.push((i, reason)),
+                Action::Decided(_) => {}
+                other => self.events.push((i, self.now, other)),
             }
         }
     }
@@ -155,6 +250,23 @@ impl TestNet {
                     self.nodes[to].handle_message(self.now, source, envelope);
                 }
                 Delivery::Fetched(envelopes) => self.nodes[to].handle_fetched(self.now, envelopes),
+                Delivery::ChainAsked { from, from_slot } => {
+                    // The peer answers when the request reaches it.
+                    let slots: Vec<DecidedSlot> = self.nodes[from]
+                        .chain()
+                        .decided_slots()
+                        .iter()
+                        .filter(|d| d.slot >= from_slot)
+                        .take(CHAIN_RESPONSE_SLOTS)
+                        .cloned()
+                        .collect();
+                    let peer = *self.nodes[from].peer_id();
+                    self.send(to, self.latency_ms, Delivery::Chain { peer, slots });
+                }
+                Delivery::Chain { peer, slots } => {
+                    // Errors (an empty answer, a peer behind) leave the request to its retry.
+                    let _ = self.nodes[to].handle_chain(self.now, peer, slots);
+                }
             }
             self.drain(to);
         }
@@ -178,11 +290,39 @@ impl TestNet {
         panic!("no progress to chain length {len}");
     }
 
+    /// Steps until network time `until_ms` (panics after a bounded number of steps).
+    pub(crate) fn run_until(&mut self, until_ms: u64) {
+        for _ in 0..100_000 {
+            let next_delivery = self.queue.keys().next().map(|(at, _)| *at);
+            let next_timeout = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            let next = [next_delivery, next_timeout].into_iter().flatten().min();
+            if next.is_none_or(|t| t > until_ms) {
+                self.now = self.now.max(until_ms);
+                return;
+            }
+            self.step();
+        }
+        panic!("no progress to time {until_ms}");
+    }
+
     /// The chain hash at `slot` of every node.
     pub(crate) fn hashes_at(&self, slot: u64) -> Vec<Option<Hash32>> {
         self.nodes
             .iter()
             .map(|n| n.chain().chain_hash(slot))
             .collect()
+    }
+
+    /// The PeerId of node `i`.
+    pub(crate) fn peer(&self, i: usize) -> PeerId {
+        *self.nodes[i].peer_id()
+    }
+
+    /// Node `i`'s events, in order.
+    pub(crate) fn events_of(&self, i: usize) -> impl Iterator<Item = &Action> {
+        self.events
+            .iter()
+            .filter(move |(n, _, _)| *n == i)
+            .map(|(_, _, a)| a)
     }
 }

@@ -119,3 +119,64 @@ fn invalid_and_foreign_messages_get_their_verdicts() {
     garbage.sig[0] ^= 1;
     assert_eq!(node.handle_message(0, source, garbage), Validation::Reject);
 }
+
+#[test]
+fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
+    let mut net = TestBuilder::new(3).build();
+    net.run_until_len(9);
+    // Join after the decision point of slot 9: its proposals, tallies and decisions are gone.
+    let chain = net.nodes[0].chain().clone();
+    let decision_point = crate::schedule::selection_window(&chain, 9)
+        .expect("known")
+        .end_ms;
+    net.run_until(decision_point + 1_000);
+    assert_eq!(net.nodes[0].chain().len(), 9, "slot 9 is not final yet");
+    let joiner = net.join(net.nodes[0].chain().clone());
+    net.run_until_len(14);
+    for slot in 9..14 {
+        let hashes = net.hashes_at(slot);
+        assert!(
+            hashes.iter().all(|h| *h == hashes[0]),
+            "slot {slot}: {hashes:?}"
+        );
+        assert!(
+            net.nodes[joiner]
+                .chain()
+                .decided(slot)
+                .expect("decided")
+                .proposal_id
+                .is_some(),
+            "slot {slot} is no replay decided alone"
+        );
+    }
+    // Slot 9 came from a peer's chain; slot 10 onwards it decided with the others.
+    let fetched: Vec<u64> = net
+        .events_of(joiner)
+        .filter_map(|a| match a {
+            Action::FetchChain { from_slot, .. } => Some(*from_slot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetched, [9]);
+    // It never held a chain of its own that the fork rule had to repair.
+    assert!(
+        net.events
+            .iter()
+            .all(|(_, _, a)| !matches!(a, Action::Adopted { .. } | Action::Fork(_))),
+        "no fork"
+    );
+    // It proposes again: its own proposal is among those the others hold for a later slot.
+    let me = net.peer(joiner);
+    let proposed = net.published.iter().any(|(i, e)| {
+        *i == joiner
+            && matches!(
+                e.clone().open(chain.network_id()).map(|v| v.message),
+                Ok(Message::Proposal(p)) if p.from == me
+            )
+    });
+    assert!(
+        proposed,
+        "the joiner proposes from its next eligible window"
+    );
+    assert!(net.violations.is_empty(), "{:?}", net.violations);
+}

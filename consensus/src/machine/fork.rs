@@ -1,0 +1,453 @@
+//! Forks (PROTOCOL.md 9) and chain sync: comparing the heads peers report with the own chain,
+//! counting supporters, adopting the other chain with hysteresis, and fetching decided slots
+//! that this node only follows (after joining or adopting).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use libp2p_identity::PeerId;
+
+use super::slot::SlotState;
+use super::{Action, Consensus};
+use crate::chain::{ChainError, DecidedSlot};
+use crate::hash::Hash32;
+use crate::limits::CHAIN_RESPONSE_SLOTS;
+use crate::schedule::selection_window;
+
+/// Statuses over this many status periods count as support (PROTOCOL.md 9).
+const SUPPORT_PERIODS: u64 = 3;
+/// Consecutive evaluations the other chain must win before it is adopted (PROTOCOL.md 9).
+const WINS_TO_ADOPT: u32 = 2;
+/// A peer whose head is this many slots behind the own head is not counted (it is catching up).
+const HEAD_LAG_MAX: u64 = 4;
+/// Slots before the first known difference that a fork fetch starts from, when no slot is known
+/// to agree.
+const FORK_BACKTRACK: u64 = 32;
+/// How long a `FetchChain` may go unanswered before it is sent again, ms.
+pub const SYNC_TIMEOUT_MS: u64 = 5_000;
+/// How many times a fork fetch is sent before the fork is evaluated afresh.
+const ADOPT_TRIES_MAX: u32 = 3;
+
+/// One side of a fork: a chain hash at the comparison slot and how many nodes hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Support {
+    /// The chain hash at the comparison slot.
+    pub chain_hash: Hash32,
+    /// Distinct supporters heard in the last three status periods (this node included on its
+    /// own side).
+    pub supporters: usize,
+}
+
+/// What this node does about a fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkChoice {
+    /// Its own chain has the most supporters (or wins the tie): it keeps it.
+    Keep,
+    /// The other chain wins this evaluation; it is adopted if it wins the next one too.
+    Wait,
+    /// The other chain won two consecutive evaluations: it is fetched from `from` (a
+    /// [`Action::FetchChain`] follows) and adopted when it arrives.
+    Adopt {
+        /// The supporter asked for the chain.
+        from: PeerId,
+    },
+}
+
+/// An evaluation that found a fork, for the log line
+/// `fork slot=12 own=<hash>:2 other=<hash>:3 choice=adopt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkReport {
+    /// The comparison slot (the lowest head among the peers counted and this node).
+    pub slot: u64,
+    /// This node's chain.
+    pub own: Support,
+    /// The strongest other chain.
+    pub other: Support,
+    /// What this node does.
+    pub choice: ForkChoice,
+}
+
+/// Why a chain sent by a peer was not taken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SyncError {
+    /// No `FetchChain` is waiting for an answer.
+    #[error("no chain was asked for")]
+    Unsolicited,
+    /// The answer holds no slot.
+    #[error("the peer sent no decided slot")]
+    Empty,
+    /// The answer does not start at a decided slot this node can chain it from.
+    #[error("the answer starts at slot {first}, outside {lookahead}..={len}")]
+    NotConnected {
+        /// Its first slot.
+        first: u64,
+        /// L, the first decided slot.
+        lookahead: u64,
+        /// This node's chain length.
+        len: u64,
+    },
+    /// A slot of the answer does not chain (number or chain hash).
+    #[error("invalid chain: {0}")]
+    Invalid(#[from] ChainError),
+}
+
+/// What a chain sent by a peer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainSync {
+    /// It agrees with the own chain and adds nothing (yet).
+    Unchanged,
+    /// It appended this many decided slots (each also reported as [`Action::Decided`]).
+    Extended(usize),
+    /// It replaced the own decided slots from this slot on ([`Action::Adopted`]).
+    Adopted(u64),
+}
+
+/// Why a chain is being fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// To adopt another chain (a fork).
+    Adopt,
+    /// To learn slots this node only follows.
+    Follow,
+}
+
+/// A `FetchChain` waiting for its answer.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncRequest {
+    pub(crate) purpose: Purpose,
+    pub(crate) peer: PeerId,
+    pub(crate) from_slot: u64,
+    pub(crate) due_ms: u64,
+    pub(crate) tries: u32,
+    pub(crate) asked: BTreeSet<PeerId>,
+}
+
+impl Consensus {
+    /// Whether `slot` is only followed: its selection began before this node synced its chain
+    /// (joining or adopting), so it neither tallies nor decides it and takes its final winner
+    /// from the others' decisions or their chain.
+    pub(super) fn followed(&self, slot: u64) -> bool {
+        self.synced_at_ms
+            .is_some_and(|at| selection_window(&self.chain, slot).is_some_and(|w| w.start_ms <= at))
+    }
+
+    /// Asks a peer for the chain from `slot` because a followed slot cannot be made final from
+    /// what was received. False if no peer is known (the node then decides alone).
+    pub(super) fn follow_sync(&mut self, now: u64, slot: u64, state: &SlotState) -> bool {
+        if self.sync.is_some() {
+            return true;
+        }
+        let authors = state.decisions.keys().copied().collect();
+        let Some(peer) = self.follow_candidates(authors).into_iter().next() else {
+            return false;
+        };
+        self.ask_chain(now, Purpose::Follow, peer, slot);
+        true
+    }
+
+    /// Peers to ask for a followed slot: the authors of its decisions, then the peers heard
+    /// recently, highest head first.
+    fn follow_candidates(&self, authors: Vec<PeerId>) -> Vec<PeerId> {
+        let mut out = authors;
+        let mut heard: Vec<(std::cmp::Reverse<u64>, PeerId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.last_heard_ms.is_some())
+            .map(|(id, p)| (std::cmp::Reverse(p.head_slot().unwrap_or(0)), *id))
+            .collect();
+        heard.sort();
+        out.extend(
+            heard
+                .into_iter()
+                .map(|(_, id)| id)
+                .filter(|id| !out.contains(id))
+                .collect::<Vec<_>>(),
+        );
+        out
+    }
+
+    fn ask_chain(&mut self, now: u64, purpose: Purpose, peer: PeerId, from_slot: u64) {
+        let mut asked = BTreeSet::new();
+        asked.insert(peer);
+        self.sync = Some(SyncRequest {
+            purpose,
+            peer,
+            from_slot,
+            due_ms: now.saturating_add(SYNC_TIMEOUT_MS),
+            tries: 1,
+            asked,
+        });
+        self.actions
+            .push_back(Action::FetchChain { peer, from_slot });
+    }
+
+    /// Sends an unanswered `FetchChain` again: a fork fetch to the same supporter (up to
+    /// [`ADOPT_TRIES_MAX`] times, then the fork is evaluated afresh), a follow fetch to the next
+    /// candidate peer.
+    pub(super) fn retry_sync(&mut self, now: u64) {
+        let Some(sync) = self.sync.as_mut().filter(|s| s.due_ms <= now) else {
+            return;
+        };
+        let peer = match sync.purpose {
+            Purpose::Adopt if sync.tries >= ADOPT_TRIES_MAX => {
+                self.sync = None;
+                return;
+            }
+            Purpose::Adopt => sync.peer,
+            Purpose::Follow => {
+                let slot = self.chain.len();
+                let authors = self
+                    .slots
+                    .get(&slot)
+                    .map(|s| s.decisions.keys().copied().collect())
+                    .unwrap_or_default();
+                let candidates = self.follow_candidates(authors);
+                let Some(sync) = self.sync.as_mut() else {
+                    return;
+                };
+                let next = candidates
+                    .iter()
+                    .find(|p| !sync.asked.contains(p))
+                    .or(candidates.first())
+                    .copied()
+                    .unwrap_or(sync.peer);
+                if candidates.iter().all(|p| sync.asked.contains(p)) {
+                    sync.asked.clear();
+                }
+                sync.from_slot = slot;
+                next
+            }
+        };
+        let Some(sync) = self.sync.as_mut() else {
+            return;
+        };
+        sync.peer = peer;
+        sync.asked.insert(peer);
+        sync.tries += 1;
+        sync.due_ms = now.saturating_add(SYNC_TIMEOUT_MS);
+        let from_slot = sync.from_slot;
+        self.actions
+            .push_back(Action::FetchChain { peer, from_slot });
+    }
+
+    /// Compares the heads of the peers heard in the last three status periods with the own
+    /// chain (PROTOCOL.md 9), reports a fork and adopts the other chain when it has won
+    /// [`WINS_TO_ADOPT`] consecutive evaluations.
+    pub(super) fn evaluate_forks(&mut self, now: u64) {
+        if self.sync.is_some() {
+            return;
+        }
+        let since = now.saturating_sub(SUPPORT_PERIODS * self.status_period());
+        let own_head = self.chain.head().slot;
+        let recent: Vec<(PeerId, &super::PeerInfo)> = self
+            .peers
+            .heard_since(since)
+            .filter(|(_, p)| p.head_slot().is_some_and(|h| h + HEAD_LAG_MAX >= own_head))
+            .map(|(id, p)| (*id, p))
+            .collect();
+        let slot = recent
+            .iter()
+            .filter_map(|(_, p)| p.head_slot())
+            .fold(own_head, u64::min);
+        let Some(own_hash) = self.chain.chain_hash(slot) else {
+            return;
+        };
+        let mut support: BTreeMap<Hash32, BTreeSet<PeerId>> = BTreeMap::new();
+        support.entry(own_hash).or_default().insert(self.me);
+        for (peer, info) in &recent {
+            if let Some(hash) = info.head_hash(slot) {
+                support.entry(hash).or_default().insert(*peer);
+            }
+        }
+        // The strongest other chain: most supporters, then the smaller hash.
+        let other = support
+            .iter()
+            .filter(|(hash, _)| **hash != own_hash)
+            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)));
+        let Some((other_hash, other_peers)) = other else {
+            self.fork_wins = 0;
+            return;
+        };
+        let own = Support {
+            chain_hash: own_hash,
+            supporters: support.get(&own_hash).map_or(0, BTreeSet::len),
+        };
+        let other = Support {
+            chain_hash: *other_hash,
+            supporters: other_peers.len(),
+        };
+        let other_wins = other.supporters > own.supporters
+            || (other.supporters == own.supporters && other.chain_hash < own.chain_hash);
+        let choice = if !other_wins {
+            self.fork_wins = 0;
+            ForkChoice::Keep
+        } else {
+            self.fork_wins += 1;
+            if self.fork_wins < WINS_TO_ADOPT {
+                ForkChoice::Wait
+            } else {
+                // The supporter with the highest head (then the smallest PeerId) serves it.
+                let from = recent
+                    .iter()
+                    .filter(|(id, _)| other_peers.contains(id))
+                    .max_by(|a, b| {
+                        a.1.head_slot()
+                            .cmp(&b.1.head_slot())
+                            .then(b.0.to_bytes().cmp(&a.0.to_bytes()))
+                    });
+                match from {
+                    Some((from, info)) => {
+                        let from_slot = self.fork_fetch_start(info, slot);
+                        let from = *from;
+                        self.fork_wins = 0;
+                        self.ask_chain(now, Purpose::Adopt, from, from_slot);
+                        ForkChoice::Adopt { from }
+                    }
+                    None => ForkChoice::Wait,
+                }
+            }
+        };
+        let report = ForkReport {
+            slot,
+            own,
+            other,
+            choice,
+        };
+        // The report goes before the FetchChain that an adoption queued.
+        let at = self
+            .actions
+            .iter()
+            .rposition(|a| matches!(a, Action::FetchChain { .. }))
+            .filter(|_| matches!(choice, ForkChoice::Adopt { .. }))
+            .unwrap_or(self.actions.len());
+        self.actions.insert(at, Action::Fork(report));
+    }
+
+    /// Where to fetch the other chain from: just after the last slot the supporter is known to
+    /// agree on, else [`FORK_BACKTRACK`] slots before the first known difference.
+    fn fork_fetch_start(&self, info: &super::PeerInfo, differs_at: u64) -> u64 {
+        let lookahead = self.chain.lookahead();
+        let agreed = info
+            .heads
+            .iter()
+            .filter(|(s, h)| self.chain.chain_hash(**s) == Some(**h))
+            .map(|(s, _)| *s)
+            .max();
+        let first_diff = info
+            .heads
+            .iter()
+            .filter(|(s, h)| self.chain.chain_hash(**s).is_some_and(|own| own != **h))
+            .map(|(s, _)| *s)
+            .min()
+            .unwrap_or(differs_at);
+        match agreed.filter(|a| *a < first_diff) {
+            Some(a) => a + 1,
+            None => first_diff.saturating_sub(FORK_BACKTRACK),
+        }
+        .max(lookahead)
+    }
+
+    /// Input: the decided slots a peer sent for an [`Action::FetchChain`] (`/chorus/sync/1
+    /// Chain{from_slot}`). Slots that agree with the own chain extend it; slots that differ
+    /// replace it from the first difference on (fork adoption, PROTOCOL.md 9): the schedule is
+    /// recomputed, and slots whose selection already began are then only followed.
+    pub fn handle_chain(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        slots: Vec<DecidedSlot>,
+    ) -> Result<ChainSync, SyncError> {
+        self.join(now);
+        let Some(sync) = self.sync.clone() else {
+            return Err(SyncError::Unsolicited);
+        };
+        let first = slots.first().map(|s| s.slot).ok_or(SyncError::Empty)?;
+        let lookahead = self.chain.lookahead();
+        if first < lookahead || first > self.chain.len() {
+            return Err(SyncError::NotConnected {
+                first,
+                lookahead,
+                len: self.chain.len(),
+            });
+        }
+        let full = slots.len() >= CHAIN_RESPONSE_SLOTS;
+        let mut candidate = self.chain.clone();
+        candidate.truncate(first);
+        for slot in slots {
+            if let Err(e) = candidate.push_synced(slot) {
+                let earlier = matches!(e, ChainError::HashMismatch { slot, .. } if slot == first);
+                if earlier && first > lookahead && sync.purpose == Purpose::Adopt {
+                    // The fork is older than the slots asked for: ask from further back.
+                    let from_slot = first
+                        .saturating_sub(CHAIN_RESPONSE_SLOTS as u64)
+                        .max(lookahead);
+                    self.ask_chain(now, Purpose::Adopt, peer, from_slot);
+                }
+                return Err(e.into());
+            }
+        }
+        let overlap = self.chain.len().min(candidate.len());
+        let fork = (first..overlap).find(|s| self.chain.chain_hash(*s) != candidate.chain_hash(*s));
+        let result = match fork {
+            None if candidate.len() <= self.chain.len() => {
+                if sync.purpose == Purpose::Adopt {
+                    self.sync = None;
+                }
+                return Ok(ChainSync::Unchanged);
+            }
+            None => {
+                let added: Vec<DecidedSlot> = (self.chain.len()..candidate.len())
+                    .filter_map(|s| candidate.decided(s).cloned())
+                    .collect();
+                self.chain = candidate;
+                let count = added.len();
+                self.actions.extend(added.into_iter().map(Action::Decided));
+                ChainSync::Extended(count)
+            }
+            Some(fork) => {
+                self.adopt(now, fork, candidate);
+                ChainSync::Adopted(fork)
+            }
+        };
+        let len = self.chain.len();
+        self.slots.retain(|s, _| *s >= len);
+        self.sync = None;
+        if full {
+            self.ask_chain(now, Purpose::Follow, peer, len);
+        }
+        Ok(result)
+    }
+
+    /// Replaces the own chain from `fork` on with `chain`.
+    fn adopt(&mut self, now: u64, fork: u64, chain: crate::chain::Chain) {
+        let old = std::mem::replace(&mut self.chain, chain);
+        // What this node played in the replaced slots stays what it played: the old winners.
+        let played_until = old.slot_at(now).unwrap_or(old.len());
+        for j in fork..played_until {
+            if self.joined_slot.is_some_and(|s| s <= j) {
+                let track = old.winner(j).map(|t| t.track_hash);
+                self.played.entry(j).or_insert(track);
+            }
+        }
+        self.substituted.retain(|s| *s < fork);
+        for state in self.slots.values_mut() {
+            state.requests.clear();
+        }
+        self.synced_at_ms = Some(now);
+        self.fork_wins = 0;
+        let slots = self
+            .chain
+            .decided_slots()
+            .iter()
+            .filter(|d| d.slot >= fork)
+            .cloned()
+            .collect();
+        self.actions.push_back(Action::Adopted {
+            from_slot: fork,
+            slots,
+        });
+        self.recheck = true;
+    }
+}
+
+#[cfg(test)]
+mod tests;

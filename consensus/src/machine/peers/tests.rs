@@ -1,0 +1,137 @@
+use super::*;
+use crate::message::{Head, Playing};
+use crate::testing::peer;
+
+const EXCLUSION_MS: u64 = 600_000;
+
+fn status(seed: u8, slot: Option<u64>, diverged: bool) -> Status {
+    Status {
+        network_id: Hash32::ZERO,
+        from: peer(seed),
+        sent_ms: 0,
+        playing: slot.map(|slot| Playing {
+            slot,
+            track_hash: Hash32::digest(&[seed]),
+            position_ms: 0,
+        }),
+        consensus_track: None,
+        diverged,
+        head: Head {
+            slot: slot.unwrap_or(4),
+            chain_hash: Hash32::digest(b"head"),
+        },
+        queue: vec![],
+        version: "test".to_owned(),
+    }
+}
+
+/// Feeds one Status per slot (`true`: diverged) and returns the states after each.
+fn run(table: &mut PeerTable, first_slot: u64, diverged: &[bool]) -> Vec<PeerState> {
+    diverged
+        .iter()
+        .zip(first_slot..)
+        .map(|(d, slot)| {
+            table.on_status(
+                slot * 1000,
+                Some(slot),
+                status(1, Some(slot), *d),
+                EXCLUSION_MS,
+            );
+            table.get(&peer(1)).expect("known").state
+        })
+        .collect()
+}
+
+#[test]
+fn three_consecutive_divergences_exclude_until_eligible_again() {
+    use PeerState::*;
+    let mut table = PeerTable::default();
+    let states = run(
+        &mut table,
+        5,
+        &[false, true, true, true, false, false, true, false],
+    );
+    // Slot 8 completes three diverged slots; slot 9 is in sync but still banned (6..8 all
+    // diverged, as eligibility says); slot 10 rejoins.
+    assert_eq!(
+        states,
+        [
+            InSync, Diverged, Diverged, Excluded, Excluded, InSync, Diverged, InSync
+        ]
+    );
+}
+
+#[test]
+fn changes_carry_reasons_for_the_log() {
+    let mut table = PeerTable::default();
+    let reasons: Vec<String> = [false, true, true, true, false, false]
+        .iter()
+        .zip(5u64..)
+        .filter_map(|(d, slot)| {
+            table.on_status(
+                slot * 1000,
+                Some(slot),
+                status(1, Some(slot), *d),
+                EXCLUSION_MS,
+            )
+        })
+        .map(|c| format!("{} -> {}: {}", c.from, c.to, c.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "unknown -> in sync: in sync in slot 5",
+            "in sync -> diverged: diverged in slot 6",
+            "diverged -> excluded: diverged 3 slots",
+            "excluded -> in sync: rejoined",
+        ]
+    );
+}
+
+#[test]
+fn continuous_divergence_excludes_by_time_between_statuses() {
+    let mut table = PeerTable::default();
+    // A peer that plays nothing reports no slot: only time can exclude it.
+    let change = table.on_status(1_000, None, status(1, None, true), EXCLUSION_MS);
+    assert_eq!(change.map(|c| c.to), Some(PeerState::Diverged));
+    assert_eq!(table.next_deadline(EXCLUSION_MS), Some(601_000));
+    assert!(table.on_time(600_999, EXCLUSION_MS).is_empty());
+    let changes = table.on_time(601_000, EXCLUSION_MS);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].to, PeerState::Excluded);
+    assert_eq!(changes[0].reason, "diverged for 600 s");
+    assert_eq!(table.next_deadline(EXCLUSION_MS), None);
+    // A later diverged Status keeps it excluded; an in-sync one brings it back.
+    assert!(
+        table
+            .on_status(602_000, None, status(1, None, true), EXCLUSION_MS)
+            .is_none()
+    );
+    let back = table
+        .on_status(603_000, None, status(1, None, false), EXCLUSION_MS)
+        .expect("a change");
+    assert_eq!(
+        (back.to, back.reason.as_str()),
+        (PeerState::InSync, "rejoined")
+    );
+}
+
+#[test]
+fn violations_heads_and_bounds() {
+    let mut table = PeerTable::default();
+    table.violation(peer(2));
+    table.violation(peer(2));
+    let info = table.get(&peer(2)).expect("known from its violations");
+    assert_eq!((info.state, info.violations), (PeerState::Unknown, 2));
+    assert_eq!(table.heard(), 0);
+    for slot in 0..(HEADS_KEPT as u64 + 5) {
+        table.on_status(slot, Some(slot), status(1, Some(slot), false), EXCLUSION_MS);
+    }
+    let info = table.get(&peer(1)).expect("known");
+    assert_eq!(info.heads.len(), HEADS_KEPT);
+    assert_eq!(info.head_slot(), Some(HEADS_KEPT as u64 + 4));
+    assert_eq!(info.slots.len(), SLOTS_KEPT);
+    assert_eq!(table.heard(), 1);
+    assert_eq!(table.heard_since(HEADS_KEPT as u64 + 4).count(), 1);
+    assert_eq!(table.heard_since(HEADS_KEPT as u64 + 5).count(), 0);
+}
