@@ -32,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
     body::<Decision>(data);
     body::<Status>(data);
     if let Some(genesis) = round_trip::<Genesis>(data) {
-        let _ = (genesis.validate(), genesis.network_id(), genesis.rules_hash());
+        let _ = (
+            genesis.validate(),
+            genesis.network_id(),
+            genesis.rules_hash(),
+        );
     }
     round_trip::<TrackRef>(data);
     round_trip::<DecidedSlot>(data);

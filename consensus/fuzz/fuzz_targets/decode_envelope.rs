@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     match Envelope::from_cbor(data, GOSSIP_MAX_BYTES) {
         Ok(envelope) => {
             let again = Envelope::from_cbor(&envelope.to_cbor(), usize::MAX);
-            assert_eq!(again.as_ref(), Ok(&envelope), "re-encoding changes the envelope");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&envelope),
+                "re-encoding changes the envelope"
+            );
             assert_eq!(envelope.clone().open(&network_id), opened);
             let _ = envelope.id();
         }

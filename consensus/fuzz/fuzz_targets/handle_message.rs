@@ -9,14 +9,16 @@ use std::sync::OnceLock;
 use chorus_consensus::limits::GOSSIP_MAX_BYTES;
 use chorus_consensus::track::expected_segments;
 use chorus_consensus::{
-    Action, Chain, Consensus, Decision, Envelope, Genesis, Hash32, Proposal, Rules,
-    SignedGenesis, Tally, TrackRef,
+    Action, Chain, Consensus, Decision, Envelope, Genesis, Hash32, Proposal, Rules, SignedGenesis,
+    Tally, TrackRef,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use libp2p_identity::{Keypair, PeerId};
 
-const KINDS: [&str; 6] = ["proposal", "tally", "decision", "status", "genesis", "other"];
+const KINDS: [&str; 6] = [
+    "proposal", "tally", "decision", "status", "genesis", "other",
+];
 
 struct Fixture {
     genesis: SignedGenesis,
@@ -65,7 +67,11 @@ fn fixture() -> &'static Fixture {
 /// A proposal near the slots in flight, mostly well formed.
 fn proposal(u: &mut Unstructured, chain: &Chain, from: PeerId) -> Result<Proposal> {
     let slot = chain.len() + u.int_in_range(0..=3)?;
-    let duration_ms = if u.ratio(1, 8)? { u.arbitrary()? } else { u.int_in_range(1_000..=1_000_000)? };
+    let duration_ms = if u.ratio(1, 8)? {
+        u.arbitrary()?
+    } else {
+        u.int_in_range(1_000..=1_000_000)?
+    };
     let mut track = track(u.int_in_range(0..=15)?, duration_ms);
     if u.ratio(1, 8)? {
         track.segment_count = u.arbitrary()?;
@@ -126,7 +132,12 @@ fn envelope(u: &mut Unstructured, node: &Consensus) -> Result<Option<Envelope>> 
                 best.push((u.arbitrary()?, some_id(u, node, slot)?));
             }
             best.sort_by_key(|(t, _)| *t);
-            let tally = Tally { network_id: *chain.network_id(), slot, from, best };
+            let tally = Tally {
+                network_id: *chain.network_id(),
+                slot,
+                from,
+                best,
+            };
             Envelope::seal(&tally, signer)
         }
         _ => {
@@ -136,7 +147,11 @@ fn envelope(u: &mut Unstructured, node: &Consensus) -> Result<Option<Envelope>> 
                 slot,
                 from,
                 winner: Hash32(u.arbitrary()?),
-                proposal_id: if backed { Some(some_id(u, node, slot)?) } else { None },
+                proposal_id: if backed {
+                    Some(some_id(u, node, slot)?)
+                } else {
+                    None
+                },
                 ticket: if backed { Some(u.arbitrary()?) } else { None },
                 equivocators: if u.ratio(1, 4)? { vec![from] } else { vec![] },
                 rules_hash: *chain.rules_hash(),
@@ -154,7 +169,10 @@ fn drain(node: &mut Consensus, now: u64, peer_store: &[Envelope]) {
         match action {
             Action::Publish { envelope, .. } => {
                 let opened = envelope.open(node.chain().network_id());
-                assert!(opened.is_ok(), "the node published an invalid message: {opened:?}");
+                assert!(
+                    opened.is_ok(),
+                    "the node published an invalid message: {opened:?}"
+                );
             }
             Action::FetchProposals { ids, .. } => {
                 fetched.extend(peer_store.iter().filter(|e| ids.contains(&e.id())).cloned());

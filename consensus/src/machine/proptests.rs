@@ -493,7 +493,9 @@ proptest! {
         net.run_until_len(LAST);
         net.assert_agreement(LAST)?;
         let node0_ok = |k: u64| {
-            !diverged[(k - 5) as usize] && !(k >= 8 && diverged[(k - 8) as usize..(k - 5) as usize].iter().all(|d| *d))
+            let three_off = k >= 8 && diverged[(k - 8) as usize..(k - 5) as usize].iter().all(|d| *d);
+            let now_off = diverged[(k - 5) as usize];
+            !now_off && !three_off
         };
         let outsider_peer = outsider.public().to_peer_id();
         assert_winners(&net, LAST, |k| {
