@@ -9,7 +9,8 @@
 //! Files: `slot` (state of a slot in flight), `fetch` (fetching announced proposals, retries),
 //! `finality` (4.4 and its conflicts), `status` (the own Status, divergence, substitutes, the
 //! summary line), `peers` (the peer table of section 5), `fork` (section 9 and chain sync for
-//! joiners), `action` (what the driver executes).
+//! joiners), `speak` (Tally and Decision, and when a node stays silent: the erratum of 4.3),
+//! `action` (what the driver executes).
 
 mod action;
 mod fetch;
@@ -17,6 +18,7 @@ mod finality;
 mod fork;
 mod peers;
 mod slot;
+mod speak;
 mod status;
 
 #[cfg(test)]
@@ -29,9 +31,12 @@ mod tests;
 pub use action::{Action, Topic};
 pub use fetch::{FETCH_TIMEOUT_MS, FETCH_TRIES_MAX};
 pub use finality::{Conflict, ConflictReason, FinalReport};
-pub use fork::{ChainSync, ForkChoice, ForkReport, SYNC_TIMEOUT_MS, Support, SyncError};
+pub use fork::{
+    ChainSync, FOLLOW_TRIES_MAX, ForkChoice, ForkReport, SYNC_TIMEOUT_MS, Support, SyncError,
+};
 pub use peers::{PEERS_MAX, PeerChange, PeerInfo, PeerState, PeerTable};
 pub use slot::DECISIONS_PER_SLOT;
+pub use speak::{HEARD_MIN, SPEAK_GRACE_MS, SPEAK_SHARE, SPEAKERS};
 pub use status::StatusSummary;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,11 +46,10 @@ use libp2p_identity::{Keypair, PeerId};
 use crate::admissibility::{Inadmissible, check_static};
 use crate::chain::Chain;
 use crate::eligibility::check_eligible;
-use crate::envelope::{Envelope, Validation};
+use crate::envelope::{Envelope, EnvelopeError, Validation};
 use crate::hash::Hash32;
-use crate::message::{Body, Decision, Message, Play, Proposal, Tally, library_hash, track_index};
+use crate::message::{Body, Message, Play, Proposal, Verified, library_hash, track_index};
 use crate::schedule::{finality_ms, proposal_time, proposal_window, selection_window};
-use crate::select::replay_winner;
 use crate::ticket::{SlotContext, rank_cmp, ticket};
 use crate::track::{TrackRef, expected_segments};
 use fork::SyncRequest;
@@ -112,6 +116,9 @@ pub struct Consensus {
     fork_wins: u32,
     /// The `FetchChain` waiting for its answer.
     sync: Option<SyncRequest>,
+    /// Chain hashes of other chains known to lose a tie at their first difference with the
+    /// own chain (fetched and compared, PROTOCOL.md 9).
+    ties_lost: BTreeSet<Hash32>,
 }
 
 impl Consensus {
@@ -137,6 +144,7 @@ impl Consensus {
             synced_at_ms: None,
             fork_wins: 0,
             sync: None,
+            ties_lost: BTreeSet::new(),
         }
     }
 
@@ -229,22 +237,33 @@ impl Consensus {
     }
 
     /// Input: a gossip message from `source` (the propagation peer). Returns the verdict to
-    /// report to gossipsub.
+    /// report to gossipsub. The same as [`Envelope::open`] with this node's network id followed
+    /// by [`Consensus::handle_verified`].
     pub fn handle_message(&mut self, now: u64, source: PeerId, envelope: Envelope) -> Validation {
         self.join(now);
-        let verified = match envelope.open(self.chain.network_id()) {
-            Ok(verified) => verified,
-            Err(e) => {
-                if e.validation() == Validation::Reject {
-                    self.peers.violation(source);
-                    self.actions.push_back(Action::Violation {
-                        peer: source,
-                        reason: e.to_string(),
-                    });
-                }
-                return e.validation();
-            }
-        };
+        match envelope.open(self.chain.network_id()) {
+            Ok(verified) => self.handle_verified(now, source, verified),
+            Err(e) => self.refuse(source, &e),
+        }
+    }
+
+    /// Input: a gossip message already verified, for a driver that checks each distinct
+    /// message once and hands it to many machines (the simulator). Returns the verdict to report
+    /// to gossipsub, as [`Consensus::handle_message`] would.
+    ///
+    /// Only the caller's own successful [`crate::envelope::open_gossip`] (or [`Envelope::open`])
+    /// may produce `verified`: the machine trusts its signature, sender and structure checks and
+    /// does not repeat them. It checks only the network id again (cheap), so that a message
+    /// opened for another network is refused as `handle_message` would.
+    pub fn handle_verified(&mut self, now: u64, source: PeerId, verified: Verified) -> Validation {
+        self.join(now);
+        if verified.message.network_id() != self.chain.network_id() {
+            let e = EnvelopeError::WrongNetwork {
+                expected: *self.chain.network_id(),
+                got: *verified.message.network_id(),
+            };
+            return self.refuse(source, &e);
+        }
         match verified.message {
             Message::Proposal(p) => self.ingest_proposal(verified.id, p, verified.envelope),
             Message::Tally(t) => {
@@ -252,6 +271,7 @@ impl Consensus {
                     return Validation::Ignore;
                 }
                 self.request_missing(now, t.from, t.slot, &t.best);
+                self.slots.entry(t.slot).or_default().note_tally(&t);
                 Validation::Accept
             }
             Message::Decision(d) => {
@@ -269,6 +289,19 @@ impl Consensus {
                 Validation::Accept
             }
         }
+    }
+
+    /// Counts an envelope that failed its checks against `source` (unless merely of an unknown
+    /// kind) and returns its verdict.
+    fn refuse(&mut self, source: PeerId, e: &EnvelopeError) -> Validation {
+        if e.validation() == Validation::Reject {
+            self.peers.violation(source);
+            self.actions.push_back(Action::Violation {
+                peer: source,
+                reason: e.to_string(),
+            });
+        }
+        e.validation()
     }
 
     /// Input: proposal envelopes fetched from a peer after an [`Action::FetchProposals`].
@@ -292,8 +325,8 @@ impl Consensus {
             }
             match step {
                 Step::Propose => self.propose(now, slot),
-                Step::Tally => self.tally(slot),
-                Step::Decide => self.decide(slot),
+                Step::Tally => self.tally(now, slot),
+                Step::Decide => self.decide(now, slot),
                 Step::Finalize => {
                     if !self.finalize(now, slot) {
                         break;
@@ -359,10 +392,11 @@ impl Consensus {
                 && !self.followed(slot)
             {
                 if !done(|s| s.tallied) {
-                    steps.push((window.start_ms, Step::Tally, slot));
+                    steps.push((self.tally_time(slot, window, state), Step::Tally, slot));
                 }
-                if !done(|s| s.decided.is_some()) {
-                    steps.push((window.end_ms, Step::Decide, slot));
+                if !done(|s| s.decision_done) {
+                    let at = self.decision_time(slot, window, state);
+                    steps.push((at, Step::Decide, slot));
                 }
             }
             // While a chain fetch for a followed slot is out, its answer makes the slot final.
@@ -511,57 +545,6 @@ impl Consensus {
         first.copy_from_slice(&seed.0[..8]);
         let index = usize::try_from(u64::from_be_bytes(first) % n).ok()?;
         pool.get(index).map(|t| (*t).clone())
-    }
-
-    fn tally(&mut self, slot: u64) {
-        let chain = &self.chain;
-        let state = self.slots.entry(slot).or_default();
-        state.tallied = true;
-        if state.decided.is_some() {
-            return;
-        }
-        let best = state
-            .ranked(chain, slot)
-            .iter()
-            .take(crate::limits::TALLY_BEST_MAX)
-            .map(|(id, held)| (held.ticket, *id))
-            .collect();
-        let tally = Tally {
-            network_id: *chain.network_id(),
-            slot,
-            from: self.me,
-            best,
-        };
-        self.publish(&tally);
-    }
-
-    fn decide(&mut self, slot: u64) {
-        let chain = &self.chain;
-        let state = self.slots.entry(slot).or_default();
-        let best = state
-            .ranked(chain, slot)
-            .first()
-            .map(|(id, held)| (held.proposal.track.track_hash, *id, held.ticket));
-        let (winner, proposal_id, ticket) = match best {
-            Some((winner, id, ticket)) => (winner, Some(id), Some(ticket)),
-            None => match replay_winner(chain, slot) {
-                Some(replay) => (replay.winner, None, None),
-                // Only a chain without a single known winner has no replay candidate.
-                None => (Hash32::ZERO, None, None),
-            },
-        };
-        let decision = Decision {
-            network_id: *chain.network_id(),
-            slot,
-            from: self.me,
-            winner,
-            proposal_id,
-            ticket,
-            equivocators: state.equivocators(),
-            rules_hash: *chain.rules_hash(),
-        };
-        state.decided = Some(decision.clone());
-        self.publish(&decision);
     }
 
     fn publish<B: Body>(&mut self, body: &B) {

@@ -61,7 +61,10 @@ pub struct FinalReport {
 impl Consensus {
     /// Makes slot `slot` (= chain.len()) final (PROTOCOL.md 4.4). False if it cannot now: no
     /// replay candidate, or (for a slot the node only follows) no decision received agrees and
-    /// the chain is being fetched instead.
+    /// the chain is being fetched instead. The fetch is bounded ([`FOLLOW_TRIES_MAX`]): after
+    /// it the slot is made final from what the node holds, so finality always happens.
+    ///
+    /// [`FOLLOW_TRIES_MAX`]: super::FOLLOW_TRIES_MAX
     pub(super) fn finalize(&mut self, now: u64, slot: u64) -> bool {
         let followed = self.followed(slot);
         let state = self.slots.remove(&slot).unwrap_or_default();
@@ -72,7 +75,10 @@ impl Consensus {
         let proposal_id = outcome.proposal.map(|(id, _)| id);
         let winner = outcome.track.track_hash;
         let agrees = |d: &Decision| d.proposal_id == proposal_id && d.winner == winner;
-        if followed && !state.decisions.values().any(agrees) && self.follow_sync(now, slot, &state)
+        if followed
+            && !state.follow_given_up
+            && !state.decisions.values().any(agrees)
+            && self.follow_sync(now, slot, &state)
         {
             self.slots.insert(slot, state);
             return false;

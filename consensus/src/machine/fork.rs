@@ -14,7 +14,7 @@ use crate::limits::CHAIN_RESPONSE_SLOTS;
 use crate::schedule::selection_window;
 
 /// Statuses over this many status periods count as support (PROTOCOL.md 9).
-const SUPPORT_PERIODS: u64 = 3;
+pub(super) const SUPPORT_PERIODS: u64 = 3;
 /// Consecutive evaluations the other chain must win before it is adopted (PROTOCOL.md 9).
 const WINS_TO_ADOPT: u32 = 2;
 /// A peer whose head is this many slots behind the own head is not counted (it is catching up).
@@ -26,6 +26,13 @@ const FORK_BACKTRACK: u64 = 32;
 pub const SYNC_TIMEOUT_MS: u64 = 5_000;
 /// How many times a fork fetch is sent before the fork is evaluated afresh.
 const ADOPT_TRIES_MAX: u32 = 3;
+/// How many times a follow fetch (a slot this node only follows, and no Decision received
+/// agrees with what it holds) is sent before the node makes the slot final from what it holds
+/// (PROTOCOL.md 4.4); a wrong choice is then repaired by section 9. With [`SYNC_TIMEOUT_MS`]
+/// this bounds the wait to 15 s past finality.
+pub const FOLLOW_TRIES_MAX: u32 = 3;
+/// Most other-chain hashes remembered as losing a tie at their first difference.
+const TIES_KEPT: usize = 1024;
 
 /// One side of a fork: a chain hash at the comparison slot and how many nodes hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +54,14 @@ pub enum ForkChoice {
     /// The other chain won two consecutive evaluations: it is fetched from `from` (a
     /// [`Action::FetchChain`] follows) and adopted when it arrives.
     Adopt {
+        /// The supporter asked for the chain.
+        from: PeerId,
+    },
+    /// A tie held for two consecutive evaluations and the first slot where the chains differ
+    /// is not known yet: the other chain is fetched from `from` and adopted only if its chain
+    /// hash at the first difference is the smaller (PROTOCOL.md 9); otherwise a
+    /// [`ForkChoice::Keep`] report at that slot follows.
+    Compare {
         /// The supporter asked for the chain.
         from: PeerId,
     },
@@ -114,6 +129,9 @@ pub(crate) enum Purpose {
 #[derive(Debug, Clone)]
 pub(crate) struct SyncRequest {
     pub(crate) purpose: Purpose,
+    /// For a fork fetch on a tie: the supporters of each side; the chain is adopted only if it
+    /// wins the tie-break at the first difference.
+    pub(crate) tie: Option<usize>,
     pub(crate) peer: PeerId,
     pub(crate) from_slot: u64,
     pub(crate) due_ms: u64,
@@ -170,6 +188,7 @@ impl Consensus {
         asked.insert(peer);
         self.sync = Some(SyncRequest {
             purpose,
+            tie: None,
             peer,
             from_slot,
             due_ms: now.saturating_add(SYNC_TIMEOUT_MS),
@@ -193,6 +212,14 @@ impl Consensus {
                 return;
             }
             Purpose::Adopt => sync.peer,
+            Purpose::Follow if sync.tries >= FOLLOW_TRIES_MAX => {
+                // Nobody answers: make the slot final from what is held (finality runs at
+                // once, its time has passed); section 9 repairs a wrong choice later.
+                self.sync = None;
+                let slot = self.chain.len();
+                self.slots.entry(slot).or_default().follow_given_up = true;
+                return;
+            }
             Purpose::Follow => {
                 let slot = self.chain.len();
                 let authors = self
@@ -275,8 +302,12 @@ impl Consensus {
             chain_hash: *other_hash,
             supporters: other_peers.len(),
         };
+        // On a tie the smaller chain hash at the first slot where the chains differ wins
+        // (PROTOCOL.md 9). Heads do not tell that slot, so the other chain is fetched to compare
+        // (`ForkChoice::Compare`), unless a fetch already showed that it loses.
+        let tie = other.supporters == own.supporters;
         let other_wins = other.supporters > own.supporters
-            || (other.supporters == own.supporters && other.chain_hash < own.chain_hash);
+            || (tie && !self.ties_lost.contains(&other.chain_hash));
         let choice = if !other_wins {
             self.fork_wins = 0;
             ForkChoice::Keep
@@ -300,7 +331,14 @@ impl Consensus {
                         let from = *from;
                         self.fork_wins = 0;
                         self.ask_chain(now, Purpose::Adopt, from, from_slot);
-                        ForkChoice::Adopt { from }
+                        if tie {
+                            if let Some(sync) = self.sync.as_mut() {
+                                sync.tie = Some(own.supporters);
+                            }
+                            ForkChoice::Compare { from }
+                        } else {
+                            ForkChoice::Adopt { from }
+                        }
                     }
                     None => ForkChoice::Wait,
                 }
@@ -317,7 +355,12 @@ impl Consensus {
             .actions
             .iter()
             .rposition(|a| matches!(a, Action::FetchChain { .. }))
-            .filter(|_| matches!(choice, ForkChoice::Adopt { .. }))
+            .filter(|_| {
+                matches!(
+                    choice,
+                    ForkChoice::Adopt { .. } | ForkChoice::Compare { .. }
+                )
+            })
             .unwrap_or(self.actions.len());
         self.actions.insert(at, Action::Fork(report));
     }
@@ -381,6 +424,9 @@ impl Consensus {
                         .saturating_sub(CHAIN_RESPONSE_SLOTS as u64)
                         .max(lookahead);
                     self.ask_chain(now, Purpose::Adopt, peer, from_slot);
+                    if let Some(next) = self.sync.as_mut() {
+                        next.tie = sync.tie;
+                    }
                 }
                 return Err(e.into());
             }
@@ -404,6 +450,12 @@ impl Consensus {
                 ChainSync::Extended(count)
             }
             Some(fork) => {
+                if let Some(supporters) = sync.tie
+                    && !self.wins_tie(fork, &candidate, supporters)
+                {
+                    self.sync = None;
+                    return Ok(ChainSync::Unchanged);
+                }
                 self.adopt(now, fork, candidate);
                 ChainSync::Adopted(fork)
             }
@@ -415,6 +467,36 @@ impl Consensus {
             self.ask_chain(now, Purpose::Follow, peer, len);
         }
         Ok(result)
+    }
+
+    /// The tie-break of PROTOCOL.md 9 once the other chain is known: whether its chain hash at
+    /// `fork`, the first slot where the chains differ, is the smaller. If not, the node keeps
+    /// its chain (reported as [`ForkChoice::Keep`] at `fork`) and remembers the other chain's
+    /// hashes, so that later evaluations keep it without fetching again.
+    fn wins_tie(&mut self, fork: u64, candidate: &crate::chain::Chain, supporters: usize) -> bool {
+        let (Some(theirs), Some(ours)) = (candidate.chain_hash(fork), self.chain.chain_hash(fork))
+        else {
+            return true;
+        };
+        if theirs < ours {
+            return true;
+        }
+        if self.ties_lost.len() >= TIES_KEPT {
+            self.ties_lost.clear();
+        }
+        self.ties_lost
+            .extend((fork..candidate.len()).filter_map(|s| candidate.chain_hash(s)));
+        let side = |chain_hash| Support {
+            chain_hash,
+            supporters,
+        };
+        self.actions.push_back(Action::Fork(ForkReport {
+            slot: fork,
+            own: side(ours),
+            other: side(theirs),
+            choice: ForkChoice::Keep,
+        }));
+        false
     }
 
     /// Replaces the own chain from `fork` on with `chain`.
@@ -434,6 +516,8 @@ impl Consensus {
         }
         self.synced_at_ms = Some(now);
         self.fork_wins = 0;
+        // Verdicts were against the replaced chain.
+        self.ties_lost.clear();
         let slots = self
             .chain
             .decided_slots()

@@ -9,12 +9,16 @@ use crate::chain::Chain;
 use crate::envelope::Envelope;
 use crate::hash::Hash32;
 use crate::limits::PROPOSALS_PER_SLOT;
-use crate::message::{Decision, Proposal};
+use crate::message::{Decision, Proposal, Tally};
 use crate::ticket::rank_cmp;
 
 /// Most decisions kept per slot (PROTOCOL.md 10: bounded memory); past it the one ranked last
 /// (a replay, else the highest ticket; ties: the largest author) is dropped.
 pub const DECISIONS_PER_SLOT: usize = 256;
+
+/// Authors of Tallies counted per slot: past the minimum that silences a node, more change
+/// nothing.
+pub(crate) const TALLY_AUTHORS_KEPT: usize = 64;
 
 /// A proposal id asked for with `FetchProposals`, until it arrives or the tries run out.
 #[derive(Debug, Clone)]
@@ -51,9 +55,21 @@ pub(crate) struct SlotState {
     /// Ids requested from peers.
     pub(crate) requests: BTreeMap<Hash32, Request>,
     pub(crate) proposed: bool,
+    /// The Tally step is done (published, or silent).
     pub(crate) tallied: bool,
+    /// Whether this node is one of the slot's speakers (computed when its Tally step begins).
+    pub(crate) speaker: Option<bool>,
+    /// Authors of the Tallies received (at most [`TALLY_AUTHORS_KEPT`]).
+    pub(crate) tally_authors: BTreeSet<PeerId>,
+    /// The lowest ticket announced in a Tally received.
+    pub(crate) announced: Option<u64>,
+    /// The own Decision was published, or the node stays silent.
+    pub(crate) decision_done: bool,
     /// This node's decision, once made.
     pub(crate) decided: Option<Decision>,
+    /// The follow fetch for this slot ran out of tries: it is made final from what is held
+    /// (PROTOCOL.md 4.4), and section 9 repairs a wrong choice later.
+    pub(crate) follow_given_up: bool,
 }
 
 impl SlotState {
@@ -79,6 +95,16 @@ impl SlotState {
                 Some(id) => self.proposals.remove(&id),
                 None => break,
             };
+        }
+    }
+
+    /// Counts a Tally received: its author and the lowest ticket it announces.
+    pub(crate) fn note_tally(&mut self, tally: &Tally) {
+        if self.tally_authors.len() < TALLY_AUTHORS_KEPT {
+            self.tally_authors.insert(tally.from);
+        }
+        if let Some(low) = tally.best.iter().map(|(ticket, _)| *ticket).min() {
+            self.announced = Some(self.announced.map_or(low, |a| a.min(low)));
         }
     }
 

@@ -26,6 +26,7 @@ pub(crate) struct TestBuilder {
     drop: DropRule,
     partition: Option<(BTreeSet<usize>, u64)>,
     lost_fetches: usize,
+    lost_chain_fetches: usize,
 }
 
 /// Node `i`'s library: three tracks of its own.
@@ -46,6 +47,7 @@ impl TestBuilder {
             drop: Box::new(|_, _, _| false),
             partition: None,
             lost_fetches: 0,
+            lost_chain_fetches: 0,
         }
     }
 
@@ -77,6 +79,12 @@ impl TestBuilder {
         self
     }
 
+    /// The first `n` `FetchChain` requests get no answer.
+    pub(crate) fn lose_chain_fetches(mut self, n: usize) -> TestBuilder {
+        self.lost_chain_fetches = n;
+        self
+    }
+
     /// Starts every node one second before the genesis start.
     pub(crate) fn build(self) -> TestNet {
         let genesis = signed_genesis();
@@ -94,6 +102,7 @@ impl TestBuilder {
             drop: self.drop,
             partition: self.partition,
             lost_fetches: self.lost_fetches,
+            lost_chain_fetches: self.lost_chain_fetches,
             queue: BTreeMap::new(),
             seq: 0,
             violations: Vec::new(),
@@ -132,6 +141,7 @@ pub(crate) struct TestNet {
     drop: DropRule,
     partition: Option<(BTreeSet<usize>, u64)>,
     lost_fetches: usize,
+    lost_chain_fetches: usize,
     queue: BTreeMap<(u64, u64), (usize, Delivery)>,
     seq: u64,
     /// `(reporting node, reason)` of every Violation action.
@@ -221,6 +231,10 @@ impl TestNet {
                     let Some(from) = self.index_of(&peer) else {
                         continue;
                     };
+                    if self.lost_chain_fetches > 0 {
+                        self.lost_chain_fetches -= 1;
+                        continue;
+                    }
                     if !self.cut(i, from) {
                         self.send(i, self.latency_ms, Delivery::ChainAsked { from, from_slot });
                     }

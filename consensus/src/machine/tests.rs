@@ -1,6 +1,6 @@
 use super::test_builder::TestBuilder;
 use super::*;
-use crate::message::Message;
+use crate::message::{Decision, Message, Tally};
 use crate::testing::keypair;
 
 const LEN: u64 = 11;
@@ -179,4 +179,103 @@ fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
         "the joiner proposes from its next eligible window"
     );
     assert!(net.violations.is_empty(), "{:?}", net.violations);
+}
+
+/// Every input of `handle_message` has the same effect through `open_gossip` +
+/// `handle_verified`: verdicts, then every action up to three slots later.
+#[test]
+fn handle_verified_gives_the_same_actions_as_handle_message() {
+    let genesis = crate::genesis::tests::signed_genesis();
+    let network_id = genesis.network_id();
+    let make = || {
+        let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+        node.set_library(super::test_builder::library_of(0));
+        node
+    };
+    let (mut plain, mut verified) = (make(), make());
+    let chain = plain.chain().clone();
+    let source = keypair(50).public().to_peer_id();
+    let good = crate::testing::proposal(&chain, 5, 50);
+    let mut bad = crate::testing::proposal(&chain, 5, 51);
+    bad.track.duration_ms = 1;
+    let announced = crate::testing::proposal(&chain, 6, 52);
+    let tally = Tally {
+        network_id,
+        slot: 6,
+        from: keypair(53).public().to_peer_id(),
+        best: vec![(0, crate::testing::id_of(&announced))],
+    };
+    let decision = Decision {
+        network_id,
+        slot: 5,
+        from: keypair(54).public().to_peer_id(),
+        winner: good.track.track_hash,
+        proposal_id: Some(crate::testing::id_of(&good)),
+        ticket: Some(crate::ticket::ticket(
+            &SlotContext::on_chain(&chain, 5),
+            &good.from,
+        )),
+        equivocators: vec![],
+        rules_hash: *chain.rules_hash(),
+    };
+    let mut foreign = crate::testing::proposal(&chain, 5, 55);
+    foreign.network_id = Hash32::digest(b"another network");
+    let other_network = foreign.network_id;
+    let envelopes = [
+        (
+            Envelope::seal(&good, &keypair(50)).expect("signs"),
+            network_id,
+        ),
+        (
+            Envelope::seal(&bad, &keypair(51)).expect("signs"),
+            network_id,
+        ),
+        (
+            Envelope::seal(&tally, &keypair(53)).expect("signs"),
+            network_id,
+        ),
+        (
+            Envelope::seal(&decision, &keypair(54)).expect("signs"),
+            network_id,
+        ),
+        (
+            Envelope::seal(&foreign, &keypair(55)).expect("signs"),
+            other_network,
+        ),
+        (plain.status_envelope_of(&keypair(56), 0), network_id),
+    ];
+    let now = chain.start(0).expect("genesis") + 100;
+    let drain =
+        |node: &mut Consensus| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
+    let mut verdicts = Vec::new();
+    for (envelope, network) in envelopes {
+        // The driver opened it for the network it believed in (here: the foreign one too).
+        let opened =
+            crate::envelope::open_gossip(&envelope.to_cbor(), &network).expect("a valid envelope");
+        let a = plain.handle_message(now, source, envelope);
+        let b = verified.handle_verified(now, source, opened);
+        assert_eq!(a, b);
+        verdicts.push(a);
+        assert_eq!(drain(&mut plain), drain(&mut verified));
+    }
+    use Validation::{Accept, Reject};
+    assert_eq!(verdicts, [Accept, Reject, Accept, Accept, Reject, Accept]);
+    let end = chain.start(3).expect("genesis");
+    let mut t = now;
+    while t < end {
+        plain.handle_timeout(t);
+        verified.handle_timeout(t);
+        assert_eq!(drain(&mut plain), drain(&mut verified), "at {t}");
+        t = plain.poll_timeout().unwrap_or(end).max(t + 1);
+    }
+    assert_eq!(plain.chain(), verified.chain());
+}
+
+impl Consensus {
+    /// A Status of another node `key` at `now`, sealed (a test helper).
+    fn status_envelope_of(&self, key: &libp2p_identity::Keypair, now: u64) -> Envelope {
+        let mut status = self.status(now);
+        status.from = key.public().to_peer_id();
+        Envelope::seal(&status, key).expect("signs its own")
+    }
 }

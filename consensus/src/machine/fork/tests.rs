@@ -1,6 +1,7 @@
 use super::super::test_builder::{TestBuilder, TestNet};
 use super::*;
 use crate::genesis::tests::signed_genesis;
+use crate::schedule::selection_window;
 
 /// Network time at which the partitions of these tests heal: slots 5 to 8 are decided apart.
 fn heal_ms() -> u64 {
@@ -89,24 +90,97 @@ fn a_two_against_three_partition_heals_to_the_majority_chain() {
 }
 
 #[test]
-fn a_tie_resolves_to_the_smaller_chain_hash() {
+fn a_tie_resolves_to_the_smaller_chain_hash_at_the_first_difference() {
     let mut net = TestBuilder::new(4).partition(&[0, 1], heal_ms()).build();
     net.run_until(heal_ms() - 1);
-    assert_ne!(net.hashes_at(5)[0], net.hashes_at(5)[2], "the sides forked");
+    let sides = [net.nodes[0].chain().clone(), net.nodes[2].chain().clone()];
+    // The sides decided slot 5 apart already: it is the first slot where they differ.
+    assert_eq!(sides[0].chain_hash(4), sides[1].chain_hash(4));
+    assert_ne!(
+        sides[0].chain_hash(5),
+        sides[1].chain_hash(5),
+        "the sides forked"
+    );
+    let smaller = usize::from(sides[1].chain_hash(5) < sides[0].chain_hash(5));
+    let winner = sides[smaller].clone();
     net.run_until_len(15);
     assert_all_agree(&net, 5..15);
+    assert_eq!(net.nodes[0].chain().decided(5), winner.decided(5));
     let adopters: Vec<usize> = (0..4).filter(|i| !adopted(&net, *i).is_empty()).collect();
-    assert!(
-        adopters == [0, 1] || adopters == [2, 3],
-        "one side adopts: {adopters:?}"
-    );
+    let losers = if smaller == 0 { [2, 3] } else { [0, 1] };
+    assert_eq!(adopters, losers, "the side larger at slot 5 adopts");
     for i in 0..4 {
-        for r in fork_reports(&net, i) {
+        let reports = fork_reports(&net, i);
+        for r in &reports {
             assert_eq!((r.own.supporters, r.other.supporters), (2, 2), "node {i}");
-            let other_smaller = r.other.chain_hash < r.own.chain_hash;
-            assert_eq!(other_smaller, adopters.contains(&i), "node {i}: {r:?}");
+        }
+        // Heads do not show the first difference: each side fetched the other chain to compare.
+        assert!(
+            reports
+                .iter()
+                .any(|r| matches!(r.choice, ForkChoice::Compare { .. })),
+            "node {i}: {reports:?}"
+        );
+        // The side that won compared at slot 5 and kept its chain.
+        let kept_at_5: Vec<&ForkReport> = reports
+            .iter()
+            .filter(|r| r.slot == 5 && r.choice == ForkChoice::Keep)
+            .collect();
+        if losers.contains(&i) {
+            assert!(kept_at_5.is_empty(), "node {i}: {reports:?}");
+        } else {
+            assert!(!kept_at_5.is_empty(), "node {i}: {reports:?}");
+            assert!(
+                kept_at_5
+                    .iter()
+                    .all(|r| r.own.chain_hash < r.other.chain_hash)
+            );
         }
     }
+}
+
+#[test]
+fn a_follow_fetch_nobody_answers_is_bounded_and_repaired_by_the_fork_rule() {
+    let mut net = TestBuilder::new(3)
+        .lose_chain_fetches(FOLLOW_TRIES_MAX as usize)
+        .build();
+    net.run_until_len(9);
+    let chain = net.nodes[0].chain().clone();
+    let decision_point = selection_window(&chain, 9).expect("known").end_ms;
+    net.run_until(decision_point + 1_000);
+    // Joins after slot 9's decisions: it holds nothing for slot 9 and must follow it.
+    let joiner = net.join(net.nodes[0].chain().clone());
+    let finality = crate::schedule::finality_ms(&chain, 9).expect("known");
+    net.run_until(finality + u64::from(FOLLOW_TRIES_MAX) * SYNC_TIMEOUT_MS + 1_000);
+    let asked: Vec<(u64, u64)> = net
+        .events
+        .iter()
+        .filter_map(|(n, t, a)| match a {
+            Action::FetchChain { from_slot, .. } if *n == joiner => Some((*t, *from_slot)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), FOLLOW_TRIES_MAX as usize, "{asked:?}");
+    assert!(asked.iter().all(|(_, from)| *from == 9));
+    // Nobody answered: slot 9 became final from what it holds, a replay decided alone.
+    let final_9 = net
+        .events
+        .iter()
+        .find_map(|(n, t, a)| match a {
+            Action::Final(r) if *n == joiner && r.slot == 9 => Some((*t, r.proposal_id)),
+            _ => None,
+        })
+        .expect("slot 9 became final");
+    assert_eq!(
+        final_9.0,
+        finality + u64::from(FOLLOW_TRIES_MAX) * SYNC_TIMEOUT_MS
+    );
+    assert_eq!(final_9.1, None);
+    // Its chain differs from the others' at slot 9: the fork rule repairs it.
+    net.run_until_len(14);
+    assert_all_agree(&net, 5..14);
+    assert_eq!(adopted(&net, joiner), [9]);
+    assert!((0..3).all(|i| adopted(&net, i).is_empty()));
 }
 
 #[test]
@@ -138,4 +212,26 @@ fn unsolicited_or_broken_chains_are_refused() {
         Ok(ChainSync::Extended(3))
     );
     assert_eq!(node.chain(), &other);
+}
+
+/// Two nodes decide apart and then see a 1-against-1 tie. In this run the order of the two
+/// chains' hashes at the comparison slot (the lowest head) is the opposite of their order at
+/// slot 5, where they first differ: the exact rule of PROTOCOL.md 9 follows slot 5.
+#[test]
+fn a_tie_is_broken_at_the_first_difference_not_at_the_heads() {
+    let mut net = TestBuilder::new(2).partition(&[0], heal_ms()).build();
+    net.run_until(heal_ms() - 1);
+    let (a, b) = (net.nodes[0].chain().clone(), net.nodes[1].chain().clone());
+    let c = a.len().min(b.len()) - 1;
+    assert_ne!(a.chain_hash(5), b.chain_hash(5), "they forked at slot 5");
+    assert!(a.chain_hash(5) < b.chain_hash(5));
+    assert!(
+        a.chain_hash(c) > b.chain_hash(c),
+        "the heads order them the other way"
+    );
+    net.run_until_len(15);
+    assert_all_agree(&net, 5..15);
+    assert_eq!(net.nodes[1].chain().decided(5), a.decided(5));
+    assert!(adopted(&net, 0).is_empty());
+    assert_eq!(adopted(&net, 1), [5]);
 }
