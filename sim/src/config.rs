@@ -5,7 +5,46 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::adversary::Adversaries;
 use crate::latency::Latency;
+
+/// Bounds of the (uniform) track lengths of the simulated libraries and genesis queue, ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackLengths {
+    /// Shortest track, ms.
+    pub min_ms: u64,
+    /// Longest track, ms.
+    pub max_ms: u64,
+}
+
+/// Track lengths that are not `MIN..MAX` in ms.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "track lengths {0:?}: expected MIN..MAX in milliseconds, MIN <= MAX (for example 20000..40000)"
+)]
+pub struct ParseTrackLengthsError(String);
+
+impl FromStr for TrackLengths {
+    type Err = ParseTrackLengthsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseTrackLengthsError(s.to_owned());
+        let (a, b) = s.split_once("..").ok_or_else(err)?;
+        let min_ms: u64 = a.trim().parse().map_err(|_| err())?;
+        let max_ms: u64 = b.trim().parse().map_err(|_| err())?;
+        if min_ms <= max_ms {
+            Ok(TrackLengths { min_ms, max_ms })
+        } else {
+            Err(err())
+        }
+    }
+}
+
+impl std::fmt::Display for TrackLengths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.min_ms, self.max_ms)
+    }
+}
 
 /// A network partition: at slot `at_slot`, the first `split_pct` % of the nodes and the rest
 /// stop hearing each other for `slots` slots.
@@ -77,6 +116,15 @@ pub struct SimConfig {
     pub skew_ms: u64,
     /// Tracks in each node's library.
     pub library_size: usize,
+    /// Churn: expected churn events per node per slot (see docs/sim.md, "Churn").
+    pub churn: f64,
+    /// Misbehaving nodes, by kind.
+    pub adversaries: Vec<Adversaries>,
+    /// Lengths of the tracks in the libraries and the genesis queue.
+    pub track_ms: TrackLengths,
+    /// The genesis rules' `status_interval_ms`; None keeps the default (5 s). Longer intervals
+    /// make long runs cheap (fewer Status messages) but slow down fork healing.
+    pub status_interval_ms: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -90,6 +138,13 @@ impl Default for SimConfig {
             partitions: Vec::new(),
             skew_ms: 0,
             library_size: 8,
+            churn: 0.0,
+            adversaries: Vec::new(),
+            track_ms: TrackLengths {
+                min_ms: 120_000,
+                max_ms: 299_999,
+            },
+            status_interval_ms: None,
         }
     }
 }
@@ -134,6 +189,30 @@ impl SimConfig {
         if self.library_size == 0 {
             return bad("library_size must be at least 1".into());
         }
+        if !(0.0..=0.5).contains(&self.churn) {
+            return bad(format!(
+                "churn must be in [0, 0.5] events per node per slot, not {}",
+                self.churn
+            ));
+        }
+        let adversaries = self.adversary_count();
+        if adversaries * 2 >= self.nodes {
+            return bad(format!(
+                "{adversaries} adversaries among {} nodes: they must be a strict minority",
+                self.nodes
+            ));
+        }
+        let rules = chorus_consensus::Rules::default();
+        let TrackLengths { min_ms, max_ms } = self.track_ms;
+        if min_ms < rules.min_track_ms || max_ms > rules.max_track_ms {
+            return bad(format!(
+                "track lengths {} must lie within the rules' {}..{} ms",
+                self.track_ms, rules.min_track_ms, rules.max_track_ms
+            ));
+        }
+        if self.status_interval_ms == Some(0) {
+            return bad("status_interval_ms must be positive".into());
+        }
         for p in &self.partitions {
             if p.at_slot >= self.slots + 5 {
                 return bad(format!(
@@ -143,6 +222,11 @@ impl SimConfig {
             }
         }
         Ok(())
+    }
+
+    /// Adversary identities of every kind together.
+    pub fn adversary_count(&self) -> usize {
+        self.adversaries.iter().map(|a| a.count).sum()
     }
 }
 
@@ -171,6 +255,15 @@ pub struct Scenario {
     pub library_size: Option<usize>,
     /// Report format.
     pub report: Option<ReportFormat>,
+    /// Expected churn events per node per slot.
+    pub churn: Option<f64>,
+    /// Adversaries as `KIND:COUNT`.
+    #[serde(default)]
+    pub adversary: Vec<String>,
+    /// Track lengths as `MIN..MAX` (ms).
+    pub track_ms: Option<String>,
+    /// The rules' Status interval, ms.
+    pub status_interval_ms: Option<u64>,
 }
 
 impl Scenario {
@@ -214,6 +307,18 @@ impl Scenario {
         if let Some(v) = self.library_size {
             cfg.library_size = v;
         }
+        if let Some(v) = self.churn {
+            cfg.churn = v;
+        }
+        for a in &self.adversary {
+            cfg.adversaries.push(a.parse().map_err(|e| invalid(&e))?);
+        }
+        if let Some(v) = &self.track_ms {
+            cfg.track_ms = v.parse().map_err(|e| invalid(&e))?;
+        }
+        if let Some(v) = self.status_interval_ms {
+            cfg.status_interval_ms = Some(v);
+        }
         Ok(())
     }
 }
@@ -253,5 +358,16 @@ mod tests {
         assert!(err.contains("nodez"), "{err}");
         cfg.loss = 1.0;
         assert!(cfg.validate().is_err());
+        let s: Scenario = toml::from_str(
+            "nodes = 10\nchurn = 0.05\nadversary = [\"equivocate:2\", \"spam:1\"]\ntrack_ms = \"20000..40000\"",
+        )
+        .unwrap();
+        let mut cfg = SimConfig::default();
+        s.apply(&mut cfg).unwrap();
+        assert_eq!(cfg.adversary_count(), 3);
+        assert_eq!(cfg.track_ms.min_ms, 20_000);
+        cfg.validate().unwrap();
+        cfg.adversaries[0].count = 4;
+        assert!(cfg.validate().is_err(), "5 of 10 is not a minority");
     }
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chorus_sim::config::{Partition, ReportFormat, Scenario};
+use chorus_sim::adversary::Adversaries;
+use chorus_sim::config::{Partition, ReportFormat, Scenario, TrackLengths};
 use chorus_sim::latency::Latency;
 use chorus_sim::{SimConfig, run};
 use clap::Parser;
@@ -39,6 +40,19 @@ struct Cli {
     /// Clock skew bound in ms: each node's clock is off by up to this much either way.
     #[arg(long)]
     skew: Option<u64>,
+    /// Churn: expected churn events (crash and restart, leave, join) per node per slot.
+    #[arg(long, value_name = "RATE")]
+    churn: Option<f64>,
+    /// Misbehaving nodes KIND:COUNT (equivocate, wrong-rules, late, withhold, spam, liar);
+    /// repeatable. All adversaries together must be a strict minority.
+    #[arg(long, value_name = "KIND:COUNT")]
+    adversary: Vec<Adversaries>,
+    /// Track lengths MIN..MAX in ms (default 120000..299999); short tracks make long runs cheap.
+    #[arg(long, value_name = "MIN..MAX")]
+    track_ms: Option<TrackLengths>,
+    /// The rules' Status interval in ms (default 5000); longer makes long runs cheap.
+    #[arg(long, value_name = "MS")]
+    status_ms: Option<u64>,
     /// Report format.
     #[arg(long, value_enum)]
     report: Option<ReportFormat>,
@@ -70,6 +84,10 @@ fn real_main() -> Result<ExitCode> {
     cfg.loss = cli.loss.unwrap_or(cfg.loss);
     cfg.partitions.extend(cli.partition);
     cfg.skew_ms = cli.skew.unwrap_or(cfg.skew_ms);
+    cfg.churn = cli.churn.unwrap_or(cfg.churn);
+    cfg.adversaries.extend(cli.adversary);
+    cfg.track_ms = cli.track_ms.unwrap_or(cfg.track_ms);
+    cfg.status_interval_ms = cli.status_ms.or(cfg.status_interval_ms);
     let format = cli.report.unwrap_or(format);
     cfg.validate()?;
     eprintln!("seed {}", cfg.seed);

@@ -1,4 +1,9 @@
 //! What a run measured, as text or JSON.
+//!
+//! Files: `stats` (chi-square and binomial tails), `wins` (adversary wins and fairness).
+
+pub mod stats;
+mod wins;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +13,20 @@ use chorus_consensus::{Chain, Hash32};
 use serde::Serialize;
 
 use crate::config::SimConfig;
+use crate::world::{ChurnCounts, Observer};
+pub use wins::Wins;
+
+/// What the world hands over at the end of a run.
+pub struct RunData<'a> {
+    /// The chains of the honest nodes running at the end.
+    pub chains: Vec<&'a Chain>,
+    /// What was recorded during the run.
+    pub observed: &'a Observer,
+    /// Adversary identities.
+    pub adversaries: usize,
+    /// Honest nodes running at the end.
+    pub honest_live: usize,
+}
 
 /// Message counters, by message kind.
 #[derive(Clone, Debug, Default)]
@@ -80,13 +99,28 @@ pub struct Report {
     pub latency: String,
     /// Loss probability.
     pub loss: f64,
-    /// For each slot, the share of nodes whose final decision is the majority's.
+    /// Adversary identities.
+    pub adversaries: usize,
+    /// Honest nodes running at the end (agreement is measured over these only).
+    pub live_honest_nodes: usize,
+    /// Churn events.
+    pub churn: ChurnCounts,
+    /// Per partition, slots from its repair until every running honest node held one chain
+    /// (checked at each slot start; None: not within the run).
+    pub heal_slots: Vec<Option<u64>>,
+    /// Adversary wins and fairness among honest proposers.
+    pub wins: Wins,
+    /// For each slot, the share of live honest nodes whose decision at the end of the run (a
+    /// settling time after the last slot's finality) is the majority's.
     pub agreement: Vec<f64>,
     /// The lowest per-slot agreement.
     pub min_agreement: f64,
     /// Slots on which some node decided otherwise than the majority.
     pub disagreeing_slots: Vec<u64>,
-    /// Nodes that had not decided every slot when the run ended.
+    /// Slots on which honest nodes appended different outcomes at finality (healed or not by
+    /// the fork rule afterwards).
+    pub forked_at_finality: Vec<u64>,
+    /// Live honest nodes that had not decided every slot when the run ended.
     pub incomplete_nodes: usize,
     /// Slots the majority decided as replays.
     pub replays: u64,
@@ -114,26 +148,28 @@ impl Report {
     /// Computes the report from every node's chain.
     pub fn new(
         cfg: &SimConfig,
-        chains: &[&Chain],
+        data: &RunData<'_>,
         traffic: &Traffic,
         events: u64,
         wall: Duration,
     ) -> Self {
+        let chains = &data.chains;
         let first = chains.first().map(|c| c.lookahead()).unwrap_or(5);
         let mut agreement = Vec::new();
         let mut disagreeing_slots = Vec::new();
         let mut replays = 0;
+        let mut winners = BTreeMap::new();
         for slot in first..first + cfg.slots {
-            let mut votes: BTreeMap<(Hash32, bool), usize> = BTreeMap::new();
-            for c in chains {
+            let mut votes: BTreeMap<(Option<Hash32>, Hash32), usize> = BTreeMap::new();
+            for c in chains.iter() {
                 if let Some(d) = c.decided(slot) {
                     *votes
-                        .entry((d.track.track_hash, d.proposal_id.is_none()))
+                        .entry((d.proposal_id, d.track.track_hash))
                         .or_default() += 1;
                 }
             }
             let decided: usize = votes.values().sum();
-            let Some((&(_, replay), &best)) = votes
+            let Some((&(proposal_id, _), &best)) = votes
                 .iter()
                 .max_by_key(|(k, v)| (**v, std::cmp::Reverse(**k)))
             else {
@@ -141,9 +177,10 @@ impl Report {
                 disagreeing_slots.push(slot);
                 continue;
             };
-            if replay {
+            if proposal_id.is_none() {
                 replays += 1;
             }
+            winners.insert(slot, proposal_id);
             let share = best as f64 / chains.len() as f64;
             agreement.push(share);
             if votes.len() > 1 || decided < chains.len() {
@@ -165,7 +202,7 @@ impl Report {
         }
         let target = first + cfg.slots;
         let mut heads: BTreeMap<Hash32, usize> = BTreeMap::new();
-        for c in chains {
+        for c in chains.iter() {
             if let Some(h) = c.chain_hash(target - 1) {
                 *heads.entry(h).or_default() += 1;
             }
@@ -181,9 +218,21 @@ impl Report {
             slots: cfg.slots,
             latency: cfg.latency.to_string(),
             loss: cfg.loss,
+            adversaries: data.adversaries,
+            live_honest_nodes: data.honest_live,
+            churn: data.observed.churn,
+            heal_slots: data.observed.heal_slots.clone(),
+            wins: Wins::new(&winners, data.observed),
             min_agreement: agreement.iter().copied().fold(1.0, f64::min),
             agreement,
             disagreeing_slots,
+            forked_at_finality: data
+                .observed
+                .outcomes
+                .range(first..first + cfg.slots)
+                .filter(|(_, o)| o.len() > 1)
+                .map(|(s, _)| *s)
+                .collect(),
             incomplete_nodes: chains.iter().filter(|c| c.len() < target).count(),
             replays,
             final_chain_hash,
@@ -212,7 +261,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "agreement at finality: min {:.4}, {} slots with any disagreement {:?}, {} nodes incomplete",
+            "agreement at the end: min {:.4}, {} slots with any disagreement {:?}, {} nodes incomplete",
             self.min_agreement,
             self.disagreeing_slots.len(),
             self.disagreeing_slots,
@@ -220,8 +269,51 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
+            "slots forked at finality (then healed or not): {} {:?}",
+            self.forked_at_finality.len(),
+            self.forked_at_finality
+        )?;
+        writeln!(
+            f,
             "replays: {} of {} slots; conflicts at finality: {}; fork adoptions: {}; violations: {}",
             self.replays, self.slots, self.conflicts, self.fork_adoptions, self.violations
+        )?;
+        writeln!(
+            f,
+            "live honest nodes: {}; adversaries: {}; churn: {} crashes, {} restarts, {} leaves, {} joins",
+            self.live_honest_nodes,
+            self.adversaries,
+            self.churn.crashes,
+            self.churn.restarts,
+            self.churn.leaves,
+            self.churn.joins
+        )?;
+        if !self.heal_slots.is_empty() {
+            let heal: Vec<String> = self
+                .heal_slots
+                .iter()
+                .map(|h| h.map_or("never".to_owned(), |s| s.to_string()))
+                .collect();
+            writeln!(
+                f,
+                "slots to heal after each partition's repair: {}",
+                heal.join(", ")
+            )?;
+        }
+        let w = &self.wins;
+        writeln!(
+            f,
+            "adversary wins: {} of {} slots won (fair share {:.2}, P(X >= wins) {:.4}) {:?}",
+            w.adversary_wins,
+            w.slots_won,
+            w.adversary_fair_share,
+            w.adversary_win_p,
+            w.adversary_wins_by_kind
+        )?;
+        writeln!(
+            f,
+            "fairness among honest proposers: chi2 {:.2}, df {}, p {:.4}",
+            w.fairness_chi2, w.fairness_df, w.fairness_p
         )?;
         writeln!(f, "traffic per node per slot:")?;
         for (kind, t) in &self.traffic {

@@ -1,108 +1,79 @@
 //! The discrete-event loop: N real `chorus_consensus::Consensus` machines, a virtual clock and a
 //! simulated network between them.
+//!
+//! Files: `event` (what happens at an instant), `node` (one node and whether it runs), `churn`
+//! (crashes, restarts, leaves, joins and the chain sync before a start), `adversary` (what
+//! misbehaving nodes do to their traffic), `observe` (what is recorded at each slot start for the
+//! report).
+
+mod adversary;
+mod churn;
+mod event;
+mod node;
+mod observe;
+
+pub use adversary::SPAM_PER_SLOT;
+pub use observe::{ChurnCounts, Eligible, Observer};
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 use std::time::Instant;
 
 use chorus_consensus::{
-    Action, Chain, Consensus, DecidedSlot, Envelope, ForkChoice, Genesis, Hash32, Rules, TrackRef,
+    Action, Chain, Consensus, DecidedSlot, Envelope, ForkChoice, Genesis, Hash32, Rules,
+    SignedGenesis, TrackRef,
 };
-use libp2p_identity::{Keypair, PeerId};
+use libp2p_identity::Keypair;
 
+use crate::adversary::AdversaryKind;
 use crate::config::SimConfig;
-use crate::report::{Report, Traffic};
+use crate::report::{Report, RunData, Traffic};
 use crate::rng::Rng;
 use crate::topology::Mesh;
+use event::{Event, Scheduled};
+use node::{Node, NodeState};
 
 /// Network time of the genesis start: any fixed, realistic epoch (ms).
 const GENESIS_START_MS: u64 = 1_800_000_000_000;
 /// Gossipsub's mesh degree.
 const MESH_DEGREE: usize = 6;
-
-/// What happens at an instant.
-enum Event {
-    /// A node's timer (stale if the node has rescheduled since).
-    Timer { node: usize },
-    /// A gossip message arrives.
-    Gossip {
-        to: usize,
-        from: usize,
-        envelope: Rc<Envelope>,
-    },
-    /// A `/chorus/sync/1 Proposals` request arrives at `server`.
-    FetchRequest {
-        server: usize,
-        client: usize,
-        slot: u64,
-        ids: Vec<Hash32>,
-    },
-    /// Its answer arrives at `client`.
-    FetchResponse {
-        client: usize,
-        envelopes: Vec<Envelope>,
-    },
-    /// A `/chorus/sync/1 Chain{from_slot}` request arrives at `server`.
-    ChainRequest {
-        server: usize,
-        client: usize,
-        from_slot: u64,
-    },
-    /// Its answer arrives at `client`.
-    ChainResponse {
-        client: usize,
-        server: usize,
-        slots: Vec<DecidedSlot>,
-    },
-}
-
-struct Scheduled {
-    at: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-struct Node {
-    machine: Consensus,
-    /// Added to the true time to give this node's clock.
-    skew_ms: i64,
-    /// The true time of the timer event in the queue, if any.
-    timer: Option<u64>,
-}
+/// After every running honest node has decided the configured slots the run goes on for this
+/// many (mean) slots, so that a fork at finality of the last slots can heal as it would had the
+/// run gone on (PROTOCOL.md 9 needs two Status evaluations).
+const SETTLE_SLOTS: u64 = 2;
+/// `/chorus/sync/1 Chain` answers carry at most this many slots (PROTOCOL.md 2).
+const CHAIN_ANSWER_MAX: usize = 256;
 
 /// A simulated network of consensus machines.
 pub struct World {
     cfg: SimConfig,
+    genesis: SignedGenesis,
+    rules: Rules,
     net_rng: Rng,
+    key_rng: Rng,
+    lib_rng: Rng,
+    clock_rng: Rng,
+    churn_rng: Rng,
+    adv_rng: Rng,
     mesh: Mesh,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     nodes: Vec<Node>,
-    index: BTreeMap<PeerId, usize>,
+    index: BTreeMap<libp2p_identity::PeerId, usize>,
     traffic: Traffic,
     target_len: u64,
-    finished: Vec<bool>,
-    finished_count: usize,
+    /// No event after this true time runs: the run ends even if a node never finishes.
+    deadline: u64,
+    /// Something happened that may have finished the run.
+    check_done: bool,
+    /// Set once the run is done: it ends after this true time.
+    settle_until: Option<u64>,
     events: u64,
+    obs: Observer,
+    /// The genesis's network id (every node's).
+    network_id: Hash32,
 }
 
 fn random_hash(rng: &mut Rng) -> Hash32 {
@@ -113,41 +84,34 @@ fn random_hash(rng: &mut Rng) -> Hash32 {
     Hash32(h)
 }
 
-fn random_track(rng: &mut Rng, rules: &Rules, label: &str) -> TrackRef {
-    let duration_ms = 120_000 + rng.below(180_000);
-    TrackRef {
-        track_hash: random_hash(rng),
-        manifest_id: random_hash(rng),
-        duration_ms,
-        segment_count: duration_ms.div_ceil(rules.segment_ms),
-        title: label.to_owned(),
-        artist: String::new(),
-        album: String::new(),
-        loudness_lufs: Some(-14.0),
+fn random_key(rng: &mut Rng) -> Keypair {
+    let mut secret = [0u8; 32];
+    for chunk in secret.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
     }
+    Keypair::ed25519_from_bytes(secret).expect("32 bytes make an ed25519 secret key")
 }
 
 impl World {
-    /// Builds the network of `cfg`: keys, libraries, a genesis, the mesh and the clocks.
+    /// Builds the network of `cfg`: keys, libraries, a genesis, the mesh, the clocks and the
+    /// adversaries' roles.
     pub fn new(cfg: SimConfig) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let mut key_rng = rng.fork(1);
         let mut lib_rng = rng.fork(2);
         let mut mesh_rng = rng.fork(3);
-        let mut clock_rng = rng.fork(4);
+        let clock_rng = rng.fork(4);
         let net_rng = rng.fork(5);
-        let rules = Rules::default();
-        let keys: Vec<Keypair> = (0..cfg.nodes)
-            .map(|_| {
-                let mut secret = [0u8; 32];
-                for chunk in secret.chunks_mut(8) {
-                    chunk.copy_from_slice(&key_rng.next_u64().to_le_bytes());
-                }
-                Keypair::ed25519_from_bytes(secret).expect("32 bytes make an ed25519 secret key")
-            })
-            .collect();
+        let churn_rng = rng.fork(6);
+        let mut adv_rng = rng.fork(7);
+        let mut rules = Rules::default();
+        if let Some(ms) = cfg.status_interval_ms {
+            rules.status_interval_ms = ms;
+        }
+        let keys: Vec<Keypair> = (0..cfg.nodes).map(|_| random_key(&mut key_rng)).collect();
+        let track = |rng: &mut Rng, label: String| random_track(rng, &cfg, &rules, label);
         let queue: Vec<TrackRef> = (0..rules.lookahead)
-            .map(|i| random_track(&mut lib_rng, &rules, &format!("genesis {i}")))
+            .map(|i| track(&mut lib_rng, format!("genesis {i}")))
             .collect();
         let genesis = Genesis::new(
             "sim",
@@ -159,53 +123,101 @@ impl World {
         )
         .and_then(|g| g.sign(&keys[0]))
         .expect("the simulator's genesis is valid");
-        let nodes: Vec<Node> =
-            keys.into_iter()
-                .enumerate()
-                .map(|(i, key)| {
-                    let mut machine = Consensus::new(key, Chain::new(&genesis));
-                    machine.set_library((0..cfg.library_size).map(|j| {
-                        random_track(&mut lib_rng, &rules, &format!("node {i} track {j}"))
-                    }));
-                    let skew_ms = if cfg.skew_ms == 0 {
-                        0
-                    } else {
-                        clock_rng.below(2 * cfg.skew_ms + 1) as i64 - cfg.skew_ms as i64
-                    };
-                    Node {
-                        machine,
-                        skew_ms,
-                        timer: None,
-                    }
-                })
-                .collect();
-        let index = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (*n.machine.peer_id(), i))
-            .collect();
+        let roles = assign_adversaries(&cfg, &mut adv_rng);
         let mesh = Mesh::random(cfg.nodes, MESH_DEGREE, &mut mesh_rng);
         let target_len = rules.lookahead + cfg.slots;
-        let n = nodes.len();
+        let deadline =
+            GENESIS_START_MS + (target_len + 6) * (cfg.track_ms.max_ms + rules.gap_ms) + 60_000;
         let mut world = Self {
-            cfg,
+            network_id: genesis.network_id(),
+            genesis,
             net_rng,
+            key_rng,
+            lib_rng,
+            clock_rng,
+            churn_rng,
+            adv_rng,
             mesh,
             now: GENESIS_START_MS - 1_000,
             seq: 0,
             queue: BinaryHeap::new(),
-            nodes,
-            index,
+            nodes: Vec::new(),
+            index: BTreeMap::new(),
             traffic: Traffic::default(),
             target_len,
-            finished: vec![false; n],
-            finished_count: 0,
+            deadline,
+            check_done: false,
+            settle_until: None,
             events: 0,
+            obs: Observer::new(cfg.partitions.len()),
+            rules,
+            cfg,
         };
+        for (i, key) in keys.into_iter().enumerate() {
+            let chain = Chain::new(&world.genesis);
+            let node = world.new_node(key, i, roles[i]);
+            world.add_node(node);
+            let machine = world.start_machine(i, chain);
+            world.nodes[i].state = NodeState::Live(Box::new(machine));
+        }
         for i in 0..world.nodes.len() {
+            world.choose_victims(i);
             world.reschedule(i);
         }
         world
+    }
+
+    /// A node (not yet running) with a fresh library and clock.
+    fn new_node(
+        &mut self,
+        key: Keypair,
+        mesh_pos: usize,
+        adversary: Option<AdversaryKind>,
+    ) -> Node {
+        let i = self.nodes.len();
+        let library = (0..self.cfg.library_size)
+            .map(|j| {
+                random_track(
+                    &mut self.lib_rng,
+                    &self.cfg,
+                    &self.rules,
+                    format!("node {i} track {j}"),
+                )
+            })
+            .collect();
+        let skew_ms = if self.cfg.skew_ms == 0 {
+            0
+        } else {
+            self.clock_rng.below(2 * self.cfg.skew_ms + 1) as i64 - self.cfg.skew_ms as i64
+        };
+        Node {
+            peer: key.public().to_peer_id(),
+            key,
+            library,
+            adversary,
+            state: NodeState::Left,
+            mesh_pos,
+            skew_ms,
+            timer: None,
+            inc: 0,
+            live_since: None,
+            victims: BTreeSet::new(),
+        }
+    }
+
+    fn add_node(&mut self, node: Node) -> usize {
+        let i = self.nodes.len();
+        self.index.insert(node.peer, i);
+        self.nodes.push(node);
+        i
+    }
+
+    /// A machine for node `i` on `chain`, with its library.
+    fn start_machine(&self, i: usize, chain: Chain) -> Consensus {
+        let node = &self.nodes[i];
+        let mut machine = Consensus::new(node.key.clone(), chain);
+        machine.set_library(node.library.iter().cloned());
+        machine
     }
 
     fn node_time(&self, i: usize) -> u64 {
@@ -221,25 +233,30 @@ impl World {
         }));
     }
 
-    /// Keeps exactly one live timer event per node, at its `poll_timeout`.
+    /// Keeps exactly one live timer event per running node, at its `poll_timeout`.
     fn reschedule(&mut self, i: usize) {
-        let skew = self.nodes[i].skew_ms;
-        let due = self.nodes[i]
-            .machine
-            .poll_timeout()
+        let node = &self.nodes[i];
+        let skew = node.skew_ms;
+        let due = node
+            .machine()
+            .and_then(|m| m.poll_timeout())
             .map(|t| t.saturating_add_signed(-skew).max(self.now));
-        if due != self.nodes[i].timer {
+        if due != node.timer {
+            let inc = node.inc;
             self.nodes[i].timer = due;
             if let Some(at) = due {
-                self.push(at, Event::Timer { node: i });
+                self.push(at, Event::Timer { node: i, inc });
             }
         }
     }
 
-    /// The slot a partition is judged by: the slot playing now by the reference chain (node 0's
-    /// view of the schedule, which every node shares while in agreement).
+    /// The slot playing now by the reference chain: node 0's (node 0 never churns and is never
+    /// an adversary), which every node shares while in agreement.
     fn current_slot(&self) -> u64 {
-        self.nodes[0].machine.chain().slot_at(self.now).unwrap_or(0)
+        self.nodes[0]
+            .machine()
+            .and_then(|m| m.chain().slot_at(self.now))
+            .unwrap_or(0)
     }
 
     fn partitioned(&self, a: usize, b: usize) -> bool {
@@ -248,6 +265,7 @@ impl World {
         }
         let slot = self.current_slot();
         let n = self.cfg.nodes;
+        let (a, b) = (self.nodes[a].mesh_pos, self.nodes[b].mesh_pos);
         self.cfg.partitions.iter().any(|p| {
             let active = slot >= p.at_slot && slot < p.at_slot + p.slots;
             let cut = n * usize::from(p.split_pct) / 100;
@@ -259,34 +277,40 @@ impl World {
         self.cfg.latency.sample(&mut self.net_rng).ceil() as u64
     }
 
+    /// Sends a request-response leg from `from` to `to`: None if it is lost or cut off, else
+    /// when it arrives.
+    fn leg(&mut self, from: usize, to: usize) -> Option<u64> {
+        if self.partitioned(from, to) || self.net_rng.chance(self.cfg.loss) {
+            return None;
+        }
+        Some(self.now + self.one_hop_ms())
+    }
+
     fn drain_actions(&mut self, i: usize) {
-        while let Some(action) = self.nodes[i].machine.poll_action() {
+        while let Some(action) = self.nodes[i].machine_mut().and_then(|m| m.poll_action()) {
             match action {
-                Action::Publish { envelope, .. } => self.gossip(i, envelope),
+                Action::Publish { envelope, .. } => self.publish(i, envelope),
                 Action::FetchProposals { peer, slot, ids } => {
                     let Some(&server) = self.index.get(&peer) else {
                         continue;
                     };
                     self.traffic.count_request();
-                    if self.partitioned(i, server) || self.net_rng.chance(self.cfg.loss) {
-                        continue;
-                    }
-                    let at = self.now + self.one_hop_ms();
-                    self.push(
-                        at,
-                        Event::FetchRequest {
+                    if let Some(at) = self.leg(i, server) {
+                        let event = Event::FetchRequest {
                             server,
                             client: i,
                             slot,
                             ids,
-                        },
-                    );
+                        };
+                        self.push(at, event);
+                    }
                 }
-                Action::Decided(_) => {
-                    // Results are read from the chains at the end; here only "is everyone done".
-                    if !self.finished[i] && self.nodes[i].machine.chain().len() >= self.target_len {
-                        self.finished[i] = true;
-                        self.finished_count += 1;
+                Action::Decided(d) => {
+                    if d.slot + 1 >= self.target_len {
+                        self.check_done = true;
+                    }
+                    if self.nodes[i].adversary.is_none() {
+                        self.obs.decided(&d);
                     }
                 }
                 Action::Violation { .. } => self.traffic.count_violation(),
@@ -295,18 +319,7 @@ impl World {
                         continue;
                     };
                     self.traffic.count_request();
-                    if self.partitioned(i, server) || self.net_rng.chance(self.cfg.loss) {
-                        continue;
-                    }
-                    let at = self.now + self.one_hop_ms();
-                    self.push(
-                        at,
-                        Event::ChainRequest {
-                            server,
-                            client: i,
-                            from_slot,
-                        },
-                    );
+                    self.request_chain(i, server, from_slot);
                 }
                 Action::Fork(report) => {
                     if matches!(report.choice, ForkChoice::Adopt { .. }) {
@@ -323,128 +336,270 @@ impl World {
         self.reschedule(i);
     }
 
-    fn gossip(&mut self, from: usize, envelope: Envelope) {
+    fn request_chain(&mut self, client: usize, server: usize, from_slot: u64) {
+        if let Some(at) = self.leg(client, server) {
+            let event = Event::ChainRequest {
+                server,
+                client,
+                from_slot,
+            };
+            self.push(at, event);
+        }
+    }
+
+    /// Gossips `envelope` from `from` to every other running node (counted under `label`).
+    fn gossip(&mut self, from: usize, envelope: Envelope, label: &str) {
         let size = envelope.to_cbor().len();
-        let envelope = Rc::new(envelope);
-        self.traffic.count_publish(&envelope.kind, size);
+        if envelope.kind == "proposal" {
+            self.obs.proposer(envelope.id(), from);
+        }
+        // One signature check per distinct message instead of one per delivery: the machines
+        // take pre-verified messages through `handle_verified`.
+        let message = Rc::new(
+            envelope
+                .clone()
+                .open(&self.network_id)
+                .map_err(|_| envelope),
+        );
+        self.traffic.count_publish(label, size);
         for to in 0..self.nodes.len() {
-            if to == from || self.partitioned(from, to) || self.net_rng.chance(self.cfg.loss) {
+            if to == from
+                || self.nodes[to].machine().is_none()
+                || self.nodes[from].victims.contains(&to)
+                || self.partitioned(from, to)
+                || self.net_rng.chance(self.cfg.loss)
+            {
                 continue;
             }
-            let hops = self.mesh.hops(from, to).max(1);
+            let (a, b) = (self.nodes[from].mesh_pos, self.nodes[to].mesh_pos);
+            let hops = self.mesh.hops(a, b).max(1);
             let delay: u64 = (0..hops).map(|_| self.one_hop_ms()).sum();
-            self.traffic.count_delivery(&envelope.kind, size);
+            self.traffic.count_delivery(label, size);
             self.push(
                 self.now + delay,
                 Event::Gossip {
                     to,
                     from,
-                    envelope: envelope.clone(),
+                    message: message.clone(),
                 },
             );
         }
     }
 
-    /// Runs until every node has decided the configured slots (or nothing is left to happen),
-    /// and reports.
+    /// Whether every running honest node has decided the configured slots and no node is on its
+    /// way back.
+    fn done(&self) -> bool {
+        self.nodes.iter().all(|n| match &n.state {
+            NodeState::Live(m) => n.adversary.is_some() || m.chain().len() >= self.target_len,
+            NodeState::Down { .. } | NodeState::Syncing { .. } => false,
+            NodeState::Left => true,
+        })
+    }
+
+    /// Runs until every running honest node has decided the configured slots (or the deadline
+    /// passes), and reports.
     pub fn run(mut self) -> Report {
         let started = Instant::now();
         while let Some(Reverse(Scheduled { at, event, .. })) = self.queue.pop() {
+            if at > self.deadline {
+                break;
+            }
             self.now = self.now.max(at);
             self.events += 1;
-            match event {
-                Event::Timer { node } => {
-                    if self.nodes[node].timer != Some(at) {
-                        continue; // superseded
-                    }
-                    self.nodes[node].timer = None;
-                    let t = self.node_time(node);
-                    self.nodes[node].machine.handle_timeout(t);
-                    self.drain_actions(node);
-                }
-                Event::Gossip { to, from, envelope } => {
-                    let t = self.node_time(to);
-                    let source = *self.nodes[from].machine.peer_id();
-                    let _verdict =
-                        self.nodes[to]
-                            .machine
-                            .handle_message(t, source, (*envelope).clone());
-                    self.drain_actions(to);
-                }
-                Event::FetchRequest {
-                    server,
-                    client,
-                    slot,
-                    ids,
-                } => {
-                    let envelopes = self.nodes[server].machine.proposal_envelopes(slot, &ids);
-                    if self.net_rng.chance(self.cfg.loss) || self.partitioned(server, client) {
-                        continue;
-                    }
-                    let at = self.now + self.one_hop_ms();
-                    self.push(at, Event::FetchResponse { client, envelopes });
-                }
-                Event::FetchResponse { client, envelopes } => {
-                    let t = self.node_time(client);
-                    self.nodes[client].machine.handle_fetched(t, envelopes);
-                    self.drain_actions(client);
-                }
-                Event::ChainRequest {
-                    server,
-                    client,
-                    from_slot,
-                } => {
-                    // PROTOCOL.md 2: up to 256 decided slots from `from_slot`.
-                    let slots: Vec<DecidedSlot> = self.nodes[server]
-                        .machine
-                        .chain()
-                        .decided_slots()
-                        .iter()
-                        .filter(|d| d.slot >= from_slot)
-                        .take(256)
-                        .cloned()
-                        .collect();
-                    if self.net_rng.chance(self.cfg.loss) || self.partitioned(server, client) {
-                        continue;
-                    }
-                    let at = self.now + self.one_hop_ms();
-                    self.push(
-                        at,
-                        Event::ChainResponse {
-                            client,
-                            server,
-                            slots,
-                        },
-                    );
-                }
-                Event::ChainResponse {
-                    client,
-                    server,
-                    slots,
-                } => {
-                    let t = self.node_time(client);
-                    let peer = *self.nodes[server].machine.peer_id();
-                    if self.nodes[client]
-                        .machine
-                        .handle_chain(t, peer, slots)
-                        .is_err()
-                    {
-                        self.traffic.count_violation();
-                    }
-                    self.drain_actions(client);
+            self.dispatch(at, event);
+            if self.check_done {
+                self.check_done = false;
+                if self.settle_until.is_none() && self.done() {
+                    self.settle_until = Some(self.now + SETTLE_SLOTS * self.mean_slot_ms());
                 }
             }
-            if self.finished_count == self.nodes.len() {
+            if self.settle_until.is_some_and(|t| self.now > t) {
                 break;
             }
         }
-        let chains: Vec<&Chain> = self.nodes.iter().map(|n| n.machine.chain()).collect();
+        let live: Vec<&Chain> = self
+            .nodes
+            .iter()
+            .filter(|n| n.live_honest())
+            .filter_map(|n| n.machine().map(Consensus::chain))
+            .collect();
+        let data = RunData {
+            chains: live,
+            observed: &self.obs,
+            adversaries: self.nodes.iter().filter(|n| n.adversary.is_some()).count(),
+            honest_live: self.nodes.iter().filter(|n| n.live_honest()).count(),
+        };
         Report::new(
             &self.cfg,
-            &chains,
+            &data,
             &self.traffic,
             self.events,
             started.elapsed(),
         )
+    }
+
+    fn dispatch(&mut self, at: u64, event: Event) {
+        match event {
+            Event::Timer { node, inc } => {
+                if self.nodes[node].timer != Some(at) || self.nodes[node].inc != inc {
+                    return; // superseded
+                }
+                self.nodes[node].timer = None;
+                let t = self.node_time(node);
+                if let Some(m) = self.nodes[node].machine_mut() {
+                    m.handle_timeout(t);
+                }
+                self.drain_actions(node);
+                if node == 0 {
+                    self.slot_ticks();
+                }
+            }
+            Event::Gossip { to, from, message } => {
+                let t = self.node_time(to);
+                let source = self.nodes[from].peer;
+                let Some(m) = self.nodes[to].machine_mut() else {
+                    return;
+                };
+                let _verdict = match &*message {
+                    Ok(verified) => m.handle_verified(t, source, verified.clone()),
+                    Err(envelope) => m.handle_message(t, source, envelope.clone()),
+                };
+                self.drain_actions(to);
+            }
+            Event::FetchRequest {
+                server,
+                client,
+                slot,
+                ids,
+            } => {
+                let Some(m) = self.nodes[server].machine() else {
+                    return;
+                };
+                let envelopes = m.proposal_envelopes(slot, &ids);
+                let Some(envelopes) = self.serve_proposals(server, envelopes) else {
+                    return;
+                };
+                if let Some(at) = self.leg(server, client) {
+                    let inc = self.nodes[client].inc;
+                    let event = Event::FetchResponse {
+                        client,
+                        inc,
+                        envelopes,
+                    };
+                    self.push(at, event);
+                }
+            }
+            Event::FetchResponse {
+                client,
+                inc,
+                envelopes,
+            } => {
+                if self.nodes[client].inc != inc {
+                    return;
+                }
+                let t = self.node_time(client);
+                if let Some(m) = self.nodes[client].machine_mut() {
+                    m.handle_fetched(t, envelopes);
+                    self.drain_actions(client);
+                }
+            }
+            Event::ChainRequest {
+                server,
+                client,
+                from_slot,
+            } => {
+                if self.withholds(server) {
+                    return;
+                }
+                let Some(m) = self.nodes[server].machine() else {
+                    return;
+                };
+                // PROTOCOL.md 2: up to 256 decided slots from `from_slot`.
+                let slots: Vec<DecidedSlot> = m
+                    .chain()
+                    .decided_slots()
+                    .iter()
+                    .filter(|d| d.slot >= from_slot)
+                    .take(CHAIN_ANSWER_MAX)
+                    .cloned()
+                    .collect();
+                if let Some(at) = self.leg(server, client) {
+                    let inc = self.nodes[client].inc;
+                    let event = Event::ChainResponse {
+                        client,
+                        inc,
+                        server,
+                        slots,
+                    };
+                    self.push(at, event);
+                }
+            }
+            Event::ChainResponse {
+                client,
+                inc,
+                server,
+                slots,
+            } => {
+                if self.nodes[client].inc != inc {
+                    return;
+                }
+                if matches!(self.nodes[client].state, NodeState::Syncing { .. }) {
+                    self.synced(client, server, slots);
+                    return;
+                }
+                let t = self.node_time(client);
+                let peer = self.nodes[server].peer;
+                let Some(m) = self.nodes[client].machine_mut() else {
+                    return;
+                };
+                if m.handle_chain(t, peer, slots).is_err() {
+                    self.traffic.count_violation();
+                }
+                self.drain_actions(client);
+            }
+            Event::Publish {
+                node,
+                inc,
+                envelope,
+            } => {
+                if self.nodes[node].inc == inc {
+                    self.gossip(node, envelope, "proposal");
+                }
+            }
+            Event::Restart { node } => self.restart(node),
+            Event::SyncTimeout { node, inc, attempt } => self.sync_timeout(node, inc, attempt),
+        }
+    }
+}
+
+/// Which nodes misbehave, and how: a seeded choice among nodes 1.. (node 0 is the reference
+/// clock and stays honest).
+fn assign_adversaries(cfg: &SimConfig, rng: &mut Rng) -> Vec<Option<AdversaryKind>> {
+    let mut roles = vec![None; cfg.nodes];
+    let mut candidates: Vec<usize> = (1..cfg.nodes).collect();
+    for a in &cfg.adversaries {
+        for _ in 0..a.count {
+            if candidates.is_empty() {
+                break;
+            }
+            let pick = rng.below(candidates.len() as u64) as usize;
+            roles[candidates.swap_remove(pick)] = Some(a.kind);
+        }
+    }
+    roles
+}
+
+fn random_track(rng: &mut Rng, cfg: &SimConfig, rules: &Rules, label: String) -> TrackRef {
+    let span = cfg.track_ms.max_ms - cfg.track_ms.min_ms;
+    let duration_ms = cfg.track_ms.min_ms + rng.below(span + 1);
+    TrackRef {
+        track_hash: random_hash(rng),
+        manifest_id: random_hash(rng),
+        duration_ms,
+        segment_count: duration_ms.div_ceil(rules.segment_ms),
+        title: label,
+        artist: String::new(),
+        album: String::new(),
+        loudness_lufs: Some(-14.0),
     }
 }

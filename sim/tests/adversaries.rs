@@ -1,0 +1,104 @@
+//! Misbehaving nodes: they never break agreement among honest nodes and win no more than their
+//! share of identities.
+
+mod common;
+
+use chorus_sim::adversary::{Adversaries, AdversaryKind};
+use chorus_sim::report::stats::binomial_sf;
+use chorus_sim::run;
+use common::cheap;
+
+fn with(kinds: &[(AdversaryKind, usize)], mut c: chorus_sim::SimConfig) -> chorus_sim::SimConfig {
+    c.adversaries = kinds
+        .iter()
+        .map(|&(kind, count)| Adversaries { kind, count })
+        .collect();
+    c
+}
+
+#[test]
+fn equivocators_never_win() {
+    let c = with(&[(AdversaryKind::Equivocate, 3)], cheap(10, 40, 5));
+    let report = run(c);
+    assert!(report.disagreeing_slots.is_empty(), "{report}");
+    assert_eq!(report.incomplete_nodes, 0, "{report}");
+    assert_eq!(report.wins.adversary_wins, 0, "{report}");
+    assert!(
+        report.replays > 0,
+        "an equivocator with the lowest ticket turns its slot into a replay\n{report}"
+    );
+}
+
+#[test]
+fn rule_breakers_and_spammers_never_win_nor_split_the_honest_nodes() {
+    let c = with(
+        &[(AdversaryKind::WrongRules, 2), (AdversaryKind::Spam, 2)],
+        cheap(10, 30, 6),
+    );
+    let report = run(c);
+    assert!(report.disagreeing_slots.is_empty(), "{report}");
+    assert_eq!(report.incomplete_nodes, 0, "{report}");
+    assert_eq!(
+        report.wins.adversary_wins_by_kind.get("wrong-rules"),
+        None,
+        "{report}"
+    );
+    assert!(report.violations > 0, "{report}");
+    assert!(report.traffic.contains_key("spam"), "{report}");
+}
+
+#[test]
+fn adversaries_win_no_more_than_their_share() {
+    // k = 5 of n = 11 identities: four that can win (late, withholding, lying) and an equivocator.
+    let c = with(
+        &[
+            (AdversaryKind::Late, 1),
+            (AdversaryKind::Withhold, 2),
+            (AdversaryKind::Liar, 1),
+            (AdversaryKind::Equivocate, 1),
+        ],
+        cheap(11, 120, 8),
+    );
+    let report = run(c);
+    assert!(report.disagreeing_slots.is_empty(), "{report}");
+    let w = &report.wins;
+    assert_eq!(w.adversary_wins_by_kind.get("equivocate"), None, "{report}");
+    let p = w.adversary_fair_share / w.slots_won as f64;
+    assert!((p - 5.0 / 11.0).abs() < 0.01, "{report}");
+    let tail = binomial_sf(w.slots_won, p, w.adversary_wins);
+    assert!(
+        tail >= 0.001,
+        "P(X >= {}) = {tail} under Binomial({}, {p})\n{report}",
+        w.adversary_wins,
+        w.slots_won
+    );
+    assert_eq!(tail, w.adversary_win_p);
+}
+
+/// Regression, seed 4: over WAN with 5 % loss, an equivocator (or a late proposer) split the
+/// honest nodes at finality of the last slot (34: agreement 0.6667), because some nodes held
+/// only one of its bodies. The fork rule heals such splits within two slots, but the run used to
+/// stop right at the last slot's finality; it now settles two slots first. Seeds 6 and 7 failed
+/// the same way. (Since the consensus change that keeps most nodes silent in Tally and Decision,
+/// this seed splits at slot 5 instead, which heals too.)
+#[test]
+fn regression_seed_4_split_at_the_last_finality_heals() {
+    let mut c = with(
+        &[
+            (AdversaryKind::Equivocate, 2),
+            (AdversaryKind::Late, 1),
+            (AdversaryKind::Withhold, 1),
+        ],
+        cheap(10, 30, 4),
+    );
+    c.latency = chorus_sim::latency::Latency::Wan;
+    c.loss = 0.05;
+    let report = run(c);
+    assert!(!report.forked_at_finality.is_empty(), "{report}");
+    assert!(report.disagreeing_slots.is_empty(), "{report}");
+    assert_eq!(
+        report.wins.adversary_wins_by_kind.get("equivocate"),
+        None,
+        "{report}"
+    );
+}
