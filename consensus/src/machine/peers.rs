@@ -144,6 +144,12 @@ impl PeerInfo {
 #[derive(Debug, Clone, Default)]
 pub struct PeerTable {
     peers: BTreeMap<PeerId, PeerInfo>,
+    /// The diverged peers by `diverged_since_ms`: the machine asks for the next exclusion
+    /// deadline after every input, and scanning a thousand peers each time dominated large
+    /// simulations. Kept in step by [`PeerTable::reindex`].
+    diverged: std::collections::BTreeSet<(u64, PeerId)>,
+    /// Each indexed peer's key in `diverged`.
+    diverged_key: BTreeMap<PeerId, u64>,
 }
 
 impl PeerTable {
@@ -182,6 +188,20 @@ impl PeerTable {
             .filter(move |(_, p)| p.last_heard_ms.is_some_and(|t| t >= since_ms))
     }
 
+    /// Puts `peer` into the deadline index, or takes it out, as its row now says.
+    fn reindex(&mut self, peer: PeerId) {
+        if let Some(old) = self.diverged_key.remove(&peer) {
+            self.diverged.remove(&(old, peer));
+        }
+        if let Some(info) = self.peers.get(&peer)
+            && info.state == PeerState::Diverged
+            && let Some(since) = info.diverged_since_ms
+        {
+            self.diverged.insert((since, peer));
+            self.diverged_key.insert(peer, since);
+        }
+    }
+
     fn entry(&mut self, peer: PeerId) -> &mut PeerInfo {
         if !self.peers.contains_key(&peer) && self.peers.len() >= PEERS_MAX {
             // Least recently heard first (never heard counts as oldest); ties: smallest PeerId.
@@ -192,6 +212,7 @@ impl PeerTable {
                 .map(|(id, _)| *id);
             if let Some(oldest) = oldest {
                 self.peers.remove(&oldest);
+                self.reindex(oldest);
             }
         }
         self.peers.entry(peer).or_insert_with(PeerInfo::new)
@@ -235,17 +256,14 @@ impl PeerTable {
         info.last_heard_ms = Some(now);
         info.status = Some(status);
         let (to, reason) = info.judge(now, slot, exclusion_ms);
-        change(peer, info, to, reason)
+        let changed = change(peer, info, to, reason);
+        self.reindex(peer);
+        changed
     }
 
     /// When the next peer becomes excluded by time alone, if any is diverged.
     pub(crate) fn next_deadline(&self, exclusion_ms: u64) -> Option<u64> {
-        self.peers
-            .values()
-            .filter(|p| p.state == PeerState::Diverged)
-            .filter_map(|p| p.diverged_since_ms)
-            .map(|since| since.saturating_add(exclusion_ms))
-            .min()
+        self.diverged.first().map(|(since, _)| since.saturating_add(exclusion_ms))
     }
 
     /// Excludes the peers diverged continuously for `exclusion_ms` at `now`, even between their
@@ -261,6 +279,9 @@ impl PeerTable {
                 let reason = format!("diverged for {} s", exclusion_ms / 1000);
                 changes.extend(change(*peer, info, PeerState::Excluded, reason));
             }
+        }
+        for c in &changes {
+            self.reindex(c.peer);
         }
         changes
     }
