@@ -240,7 +240,8 @@ fn spawn_ingest_until_first_track(
             return (child, stderr);
         }
     }
-    panic!("chorus ingest ended without ingesting a track");
+    let status = child.wait();
+    panic!("chorus ingest ended ({status:?}) without ingesting a track");
 }
 
 /// Runs `chorus ingest` to completion with JSON logs, checks that it succeeded, and returns its

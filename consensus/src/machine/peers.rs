@@ -263,7 +263,9 @@ impl PeerTable {
 
     /// When the next peer becomes excluded by time alone, if any is diverged.
     pub(crate) fn next_deadline(&self, exclusion_ms: u64) -> Option<u64> {
-        self.diverged.first().map(|(since, _)| since.saturating_add(exclusion_ms))
+        self.diverged
+            .first()
+            .map(|(since, _)| since.saturating_add(exclusion_ms))
     }
 
     /// Excludes the peers diverged continuously for `exclusion_ms` at `now`, even between their
