@@ -271,19 +271,21 @@ impl PeerTable {
     /// Excludes the peers diverged continuously for `exclusion_ms` at `now`, even between their
     /// Status messages.
     pub(crate) fn on_time(&mut self, now: u64, exclusion_ms: u64) -> Vec<PeerChange> {
+        // Only the diverged peers whose deadline has passed: the index is sorted by
+        // `diverged_since_ms`, so they are at its front.
+        let due: Vec<PeerId> = self
+            .diverged
+            .iter()
+            .take_while(|(since, _)| now.saturating_sub(*since) >= exclusion_ms)
+            .map(|(_, peer)| *peer)
+            .collect();
         let mut changes = Vec::new();
-        for (peer, info) in &mut self.peers {
-            let due = info.state == PeerState::Diverged
-                && info
-                    .diverged_since_ms
-                    .is_some_and(|since| now.saturating_sub(since) >= exclusion_ms);
-            if due {
+        for peer in due {
+            if let Some(info) = self.peers.get_mut(&peer) {
                 let reason = format!("diverged for {} s", exclusion_ms / 1000);
-                changes.extend(change(*peer, info, PeerState::Excluded, reason));
+                changes.extend(change(peer, info, PeerState::Excluded, reason));
             }
-        }
-        for c in &changes {
-            self.reindex(c.peer);
+            self.reindex(peer);
         }
         changes
     }

@@ -135,3 +135,51 @@ fn violations_heads_and_bounds() {
     assert_eq!(table.heard_since(HEADS_KEPT as u64 + 4).count(), 1);
     assert_eq!(table.heard_since(HEADS_KEPT as u64 + 5).count(), 0);
 }
+
+/// The deadline index always agrees with a scan of the whole table, whatever the sequence of
+/// Status messages and timer runs.
+#[test]
+fn the_deadline_index_matches_a_full_scan() {
+    let scan = |t: &PeerTable| {
+        t.iter()
+            .filter(|(_, p)| p.state == PeerState::Diverged)
+            .filter_map(|(_, p)| p.diverged_since_ms)
+            .map(|since| since + EXCLUSION_MS)
+            .min()
+    };
+    let mut table = PeerTable::default();
+    let mut x: u64 = 12345;
+    let mut now = 0;
+    let mut excluded_by_time = 0;
+    for step in 0..2_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        now += x % 50_000;
+        let seed = (x >> 20) as u8 % 12;
+        if step % 7 == 0 {
+            let before = scan(&table);
+            let changes = table.on_time(now, EXCLUSION_MS);
+            assert!(changes.iter().all(|c| c.to == PeerState::Excluded));
+            assert_eq!(before.is_some_and(|d| d <= now), !changes.is_empty());
+            excluded_by_time += changes.len();
+        } else {
+            let slot = (x >> 30).is_multiple_of(3).then_some(step);
+            table.on_status(
+                now,
+                slot,
+                status(seed, slot, (x >> 40) % 3 == 0),
+                EXCLUSION_MS,
+            );
+        }
+        assert_eq!(
+            table.next_deadline(EXCLUSION_MS),
+            scan(&table),
+            "step {step}"
+        );
+    }
+    assert!(
+        excluded_by_time > 0,
+        "the sequence must exercise exclusion by time"
+    );
+}
