@@ -168,7 +168,7 @@ fn the_deadline_index_matches_a_full_scan() {
             table.on_status(
                 now,
                 slot,
-                status(seed, slot, (x >> 40) % 3 == 0),
+                status(seed, slot, (x >> 40).is_multiple_of(3)),
                 EXCLUSION_MS,
             );
         }
