@@ -327,6 +327,15 @@ impl TestNet {
             .collect()
     }
 
+    /// Asserts that every node holds the same decided chain hash at `slot`.
+    pub(crate) fn assert_agree(&self, slot: u64) {
+        let hashes = self.hashes_at(slot);
+        assert!(
+            hashes[0].is_some() && hashes.iter().all(|h| *h == hashes[0]),
+            "slot {slot}: {hashes:?}"
+        );
+    }
+
     /// The PeerId of node `i`.
     pub(crate) fn peer(&self, i: usize) -> PeerId {
         *self.nodes[i].peer_id()

@@ -10,11 +10,7 @@ fn three_nodes_agree_on_every_slot() {
     let mut net = TestBuilder::new(3).build();
     net.run_until_len(LEN);
     for slot in 5..LEN {
-        let hashes = net.hashes_at(slot);
-        assert!(
-            hashes.iter().all(|h| *h == hashes[0]),
-            "slot {slot}: {hashes:?}"
-        );
+        net.assert_agree(slot);
         let decided = net.nodes[0].chain().decided(slot).expect("decided").clone();
         assert!(
             decided.proposal_id.is_some(),
@@ -40,8 +36,7 @@ fn without_libraries_the_network_replays() {
         .map(|j| net.nodes[0].chain().winner(j).expect("genesis").track_hash)
         .collect();
     for slot in 5..LEN {
-        let hashes = net.hashes_at(slot);
-        assert!(hashes.iter().all(|h| *h == hashes[0]), "slot {slot}");
+        net.assert_agree(slot);
         let decided = net.nodes[0].chain().decided(slot).expect("decided");
         assert_eq!(decided.proposal_id, None);
         assert!(genesis.contains(&decided.track.track_hash));
@@ -56,11 +51,7 @@ fn a_node_that_misses_every_proposal_fetches_them() {
         .build();
     net.run_until_len(LEN);
     for slot in 5..LEN {
-        let hashes = net.hashes_at(slot);
-        assert!(
-            hashes.iter().all(|h| *h == hashes[0]),
-            "slot {slot}: {hashes:?}"
-        );
+        net.assert_agree(slot);
         assert!(
             net.nodes[2]
                 .chain()
@@ -134,11 +125,7 @@ fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
     let joiner = net.join(net.nodes[0].chain().clone());
     net.run_until_len(14);
     for slot in 9..14 {
-        let hashes = net.hashes_at(slot);
-        assert!(
-            hashes.iter().all(|h| *h == hashes[0]),
-            "slot {slot}: {hashes:?}"
-        );
+        net.assert_agree(slot);
         assert!(
             net.nodes[joiner]
                 .chain()

@@ -11,8 +11,7 @@ fn an_unanswered_fetch_is_retried_with_another_announcer() {
         .build();
     net.run_until_len(8);
     for slot in 5..8 {
-        let hashes = net.hashes_at(slot);
-        assert!(hashes.iter().all(|h| *h == hashes[0]), "slot {slot}");
+        net.assert_agree(slot);
         let decided = net.nodes[2].chain().decided(slot).expect("decided");
         assert!(decided.proposal_id.is_some(), "slot {slot}");
     }

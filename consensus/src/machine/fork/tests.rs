@@ -28,11 +28,7 @@ fn adopted(net: &TestNet, i: usize) -> Vec<u64> {
 
 fn assert_all_agree(net: &TestNet, slots: std::ops::Range<u64>) {
     for slot in slots {
-        let hashes = net.hashes_at(slot);
-        assert!(
-            hashes.iter().all(|h| *h == hashes[0]),
-            "slot {slot}: {hashes:?}"
-        );
+        net.assert_agree(slot);
     }
 }
 

@@ -49,11 +49,7 @@ fn speakers(net: &TestNet) -> BTreeMap<(&'static str, u64), Vec<usize>> {
 fn assert_agree_on_lowest(net: &TestNet, lowest: impl Fn(u64) -> usize) {
     let all = peers(net.nodes.len());
     for slot in 5..LEN {
-        let hashes = net.hashes_at(slot);
-        assert!(
-            hashes.iter().all(|h| *h == hashes[0]),
-            "slot {slot}: {hashes:?}"
-        );
+        net.assert_agree(slot);
         let decided = net.nodes[0].chain().decided(slot).expect("decided");
         let ctx = SlotContext::detached(*net.nodes[0].chain().network_id(), slot);
         assert_eq!(
