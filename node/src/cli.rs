@@ -1,8 +1,15 @@
 //! The command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use libp2p::Multiaddr;
+
+/// The HTTP API's default port (on 127.0.0.1).
+pub const DEFAULT_HTTP_PORT: u16 = 7300;
+/// The default libp2p port (TCP and QUIC).
+pub const DEFAULT_P2P_PORT: u16 = 4747;
 
 /// Chorus: a fully decentralized community-radio node.
 ///
@@ -16,6 +23,11 @@ pub struct Cli {
     /// directory, for example ~/.local/share/chorus on Linux.
     #[arg(long, global = true, env = "CHORUS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Where configuration lives (the blacklist). Defaults to the platform's config
+    /// directory, for example ~/.config/chorus on Linux.
+    #[arg(long, global = true, env = "CHORUS_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -72,11 +84,119 @@ pub enum Command {
         /// A folder of vector files (JSON), such as the project's shared/vectors.
         dir: PathBuf,
     },
-    /// Run a local demo with no configuration: generate a small library of music, ingest it
-    /// and show the result.
+    /// Run a local demo with no configuration: generate a small library of music for each of
+    /// three nodes, bootstrap a network of them on loopback and show consensus in the log.
+    /// Ctrl-C stops it.
     Demo {
-        /// How many demo tracks to generate.
-        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=50))]
+        /// How many demo tracks each node's library holds.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(5..=50))]
         tracks: u16,
+        /// How many nodes.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=10))]
+        nodes: u16,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long, value_name = "SECONDS")]
+        seconds: Option<u64>,
     },
+    /// Start a new network from a seed queue and run as its first node.
+    ///
+    /// The seed queue (TOML) names the network, its start time and the first five tracks:
+    ///
+    ///     name = "Friday Night Radio"
+    ///     start = "in 30s"             # or an RFC 3339 time
+    ///     [[track]]
+    ///     path = "Artist - Song.flac"  # relative to --library; exactly 5 entries
+    ///     [rules]                      # optional overrides
+    ///     proposal_pct = 25
+    ///
+    /// Prints the network id and the addresses to give to others (`chorus run --network ID
+    /// --peer ADDRESS`).
+    Bootstrap {
+        /// The seed queue file.
+        #[arg(long, value_name = "FILE")]
+        seed_queue: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Join a network (or resume the one in the data directory) and run the node.
+    Run {
+        /// The network id (64 hex digits, printed by `chorus bootstrap`). Needed the first
+        /// time only; afterwards the data directory remembers it.
+        #[arg(long, value_name = "ID")]
+        network: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Manage the local blacklist: tracks this node never proposes nor plays. A running node
+    /// applies changes at the next slot.
+    Blacklist {
+        #[command(subcommand)]
+        action: BlacklistAction,
+    },
+    /// Show a running node's status (from its HTTP API) as a table.
+    Status {
+        /// The node's HTTP address (default: the one the node in the data directory wrote).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// Print the JSON document instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of a running node.
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    /// The music library to ingest and propose from.
+    #[arg(long, value_name = "DIR")]
+    pub library: Option<PathBuf>,
+    /// Peers to dial, as multiaddrs with /p2p/ (printed by the node that gives them).
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub peers: Vec<Multiaddr>,
+    /// Addresses to listen on (default: TCP and QUIC on port 4747 of every interface).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Do not look for peers on the LAN with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Where the HTTP API listens (loopback by default).
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)))]
+    pub http_listen: SocketAddr,
+    /// Files transcoded at once while ingesting. Defaults to the number of cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Testing: add this many ms to the node's view of the system clock.
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_skew_ms: i64,
+    /// Testing: serve every block with one byte flipped.
+    #[arg(long, hide = true)]
+    pub serve_corrupt_blocks: bool,
+    /// Testing: publish malformed gossip besides the real messages.
+    #[arg(long, hide = true)]
+    pub send_garbage: bool,
+}
+
+/// `chorus blacklist` actions.
+#[derive(Debug, Subcommand)]
+pub enum BlacklistAction {
+    /// Add a rule: a track hash, or --title / --artist text (case-insensitive substring).
+    Add(BlacklistRule),
+    /// Remove a rule given the same way it was added.
+    Remove(BlacklistRule),
+    /// List the rules and the library tracks they catch.
+    List,
+}
+
+/// One blacklist rule on the command line.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BlacklistRule {
+    /// A track hash (64 hex digits, as `chorus library` shows).
+    pub track_hash: Option<String>,
+    /// Tracks whose title contains this text.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Tracks whose artist contains this text.
+    #[arg(long)]
+    pub artist: Option<String>,
 }

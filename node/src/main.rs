@@ -5,11 +5,25 @@
 //! - `logging`: `tracing` on stderr, text or JSON.
 //! - `paths`: the data directory.
 //! - `commands`: one module per subcommand.
+//! - `node`: a running node (the driver between the network and the consensus state machine).
+//! - `net`: the libp2p swarm and its event loop.
+//! - `fetch`: the segment exchange.
+//! - `clock`: network time.
+//! - `state`: identity, chain and peer addresses on disk.
+//! - `blacklist`: the local blacklist.
+//! - `http`: the HTTP API.
 
+mod blacklist;
 mod cli;
+mod clock;
 mod commands;
+mod fetch;
+mod http;
 mod logging;
+mod net;
+mod node;
 mod paths;
+mod state;
 
 use std::process::ExitCode;
 

@@ -17,3 +17,16 @@ pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     Ok(dir)
 }
+
+/// The config directory: `--config-dir`, or the platform's.
+pub fn config_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    match flag {
+        Some(d) => Ok(d),
+        None => Ok(directories::ProjectDirs::from("org", "Chorus", "chorus")
+            .context(
+                "cannot find a home directory for Chorus's configuration: pass --config-dir DIR",
+            )?
+            .config_dir()
+            .to_path_buf()),
+    }
+}

@@ -1,0 +1,614 @@
+//! The segment exchange of PROTOCOL.md 6, as one task: fetches each decided winner's manifest
+//! and segments before its slot, from every provider it knows, earliest deadline first.
+//!
+//! - Providers of a track: the peers this node is connected to plus the DHT's provider records
+//!   of the manifest id, less peers that served a corrupt block recently.
+//! - Want lists of up to [`BATCH`] ids go to peers with fewer than [`PER_PEER`] requests in
+//!   flight; the most urgent block (segment i of slot s is due at `start(s) + i * segment_ms`)
+//!   is always asked for first. "Don't have" moves a block to the next provider; a failed or
+//!   timed-out request puts its blocks back for anyone else.
+//! - Every block is hashed before it is stored; a mismatch drops it, bans the sender from the
+//!   exchange for [`BAN`], reports it, and asks another provider.
+//! - A finished track is announced as a provider record (cross-seeding).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chorus_consensus::{Hash32, TrackRef};
+use chorus_media::Manifest;
+use chorus_media::store::BlockStore;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::net::protocol::{SyncRequest, SyncResponse};
+use crate::net::{Client, RequestError};
+
+/// Ids per want list.
+pub const BATCH: usize = 16;
+/// Want lists in flight per peer.
+pub const PER_PEER: usize = 2;
+/// How long a peer that served a corrupt block is left out of the exchange.
+pub const BAN: Duration = Duration::from_secs(600);
+/// How often providers and "don't have" answers are refreshed.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// What the driver asks of the fetcher.
+#[derive(Debug)]
+pub enum FetchCommand {
+    /// Hold `track` by `start_ms`, the start of `slot`.
+    Want {
+        /// The slot it plays in.
+        slot: u64,
+        /// The track.
+        track: TrackRef,
+        /// `start(slot)`, network time ms.
+        start_ms: u64,
+        /// `rules.segment_ms`.
+        segment_ms: u64,
+    },
+}
+
+/// What the fetcher reports.
+#[derive(Debug)]
+pub enum FetchEvent {
+    /// Every block of a track is in the store.
+    Complete {
+        /// The track.
+        track: TrackRef,
+        /// Blocks fetched from peers (0 when all were already held).
+        fetched: usize,
+        /// Bytes fetched.
+        bytes: u64,
+        /// From the first request to the last block.
+        elapsed: Duration,
+    },
+    /// A peer served bytes that do not hash to the id asked for.
+    Corrupt {
+        /// The peer.
+        peer: PeerId,
+        /// The block.
+        block: Hash32,
+    },
+}
+
+struct TrackFetch {
+    track: TrackRef,
+    start_ms: u64,
+    segment_ms: u64,
+    /// Segment ids in order, once the manifest is held.
+    segments: Option<Vec<Hash32>>,
+    missing: usize,
+    manifest_tried: HashSet<PeerId>,
+    manifest_in_flight: bool,
+    dht: Vec<PeerId>,
+    dht_asked: Option<Instant>,
+    started: Instant,
+    fetched: usize,
+    bytes: u64,
+}
+
+struct BlockState {
+    track: Hash32,
+    due_ms: u64,
+    dont_have: HashSet<PeerId>,
+    in_flight: Option<PeerId>,
+}
+
+enum Outcome {
+    Manifest {
+        track: Hash32,
+        peer: PeerId,
+        result: Result<Option<Vec<u8>>, String>,
+    },
+    Want {
+        peer: PeerId,
+        ids: Vec<Hash32>,
+        result: Result<Received, RequestError>,
+    },
+    Providers {
+        track: Hash32,
+        peers: Vec<PeerId>,
+    },
+}
+
+/// The verified result of one want list.
+#[derive(Default)]
+struct Received {
+    stored: Vec<(Hash32, usize)>,
+    corrupt: Vec<Hash32>,
+    dont_have: Vec<Hash32>,
+    failed_store: Vec<(Hash32, String)>,
+}
+
+/// The fetch task's state.
+pub struct Fetcher {
+    client: Client,
+    store: BlockStore,
+    events: mpsc::Sender<FetchEvent>,
+    tracks: BTreeMap<Hash32, TrackFetch>,
+    blocks: HashMap<Hash32, BlockState>,
+    /// Pending blocks by (due, id): the earliest deadline first.
+    queue: BTreeSet<(u64, Hash32)>,
+    in_flight: HashMap<PeerId, usize>,
+    banned: HashMap<PeerId, Instant>,
+    connected: Vec<PeerId>,
+    work: FuturesUnordered<BoxFuture<'static, Outcome>>,
+}
+
+impl Fetcher {
+    /// A fetcher that stores into `store` and reports on `events`.
+    pub fn new(client: Client, store: BlockStore, events: mpsc::Sender<FetchEvent>) -> Fetcher {
+        Fetcher {
+            client,
+            store,
+            events,
+            tracks: BTreeMap::new(),
+            blocks: HashMap::new(),
+            queue: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            banned: HashMap::new(),
+            connected: Vec::new(),
+            work: FuturesUnordered::new(),
+        }
+    }
+
+    /// Runs until the command channel closes.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<FetchCommand>) {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(c) => self.on_command(c).await,
+                    None => return,
+                },
+                Some(outcome) = self.work.next(), if !self.work.is_empty() => {
+                    self.on_outcome(outcome).await;
+                }
+                _ = tick.tick() => self.refresh().await,
+            }
+            self.schedule();
+        }
+    }
+
+    async fn on_command(&mut self, command: FetchCommand) {
+        let FetchCommand::Want {
+            slot: _,
+            track,
+            start_ms,
+            segment_ms,
+        } = command;
+        if let Some(t) = self.tracks.get_mut(&track.track_hash) {
+            if start_ms < t.start_ms {
+                t.start_ms = start_ms;
+                // Earlier deadlines for blocks still pending.
+                if let Some(segments) = t.segments.clone() {
+                    self.enqueue(&track.track_hash, &segments, start_ms, segment_ms);
+                }
+            }
+            return;
+        }
+        let mut fetch = TrackFetch {
+            track: track.clone(),
+            start_ms,
+            segment_ms,
+            segments: None,
+            missing: 0,
+            manifest_tried: HashSet::new(),
+            manifest_in_flight: false,
+            dht: Vec::new(),
+            dht_asked: None,
+            started: Instant::now(),
+            fetched: 0,
+            bytes: 0,
+        };
+        let manifest_id = media_id(&track.manifest_id);
+        if let Ok(bytes) = self.store.get(&manifest_id) {
+            match Manifest::parse(&bytes) {
+                Ok(m) => fetch.segments = Some(segment_ids(&m)),
+                Err(e) => warn!("the stored manifest of {} is unreadable: {e}", track.title),
+            }
+        }
+        let segments = fetch.segments.clone();
+        self.tracks.insert(track.track_hash, fetch);
+        match segments {
+            Some(segments) => self.manifest_ready(track.track_hash, segments).await,
+            None => self.ask_dht(track.track_hash),
+        }
+    }
+
+    fn ask_dht(&mut self, track: Hash32) {
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        t.dht_asked = Some(Instant::now());
+        let client = self.client.clone();
+        let key = t.track.manifest_id.as_bytes().to_vec();
+        self.work.push(
+            async move {
+                let peers = client.providers(key).await;
+                Outcome::Providers { track, peers }
+            }
+            .boxed(),
+        );
+    }
+
+    /// The manifest is held: queue the segments not in the store.
+    async fn manifest_ready(&mut self, track: Hash32, segments: Vec<Hash32>) {
+        let store = self.store.clone();
+        let ids = segments.clone();
+        let missing: Vec<bool> = tokio::task::spawn_blocking(move || {
+            ids.iter()
+                .map(|id| !store.contains(&media_id(id)))
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|_| vec![true; segments.len()]);
+        let Some(t) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        t.segments = Some(segments.clone());
+        t.missing = missing.iter().filter(|m| **m).count();
+        let (start_ms, segment_ms) = (t.start_ms, t.segment_ms);
+        let wanted: Vec<Hash32> = segments
+            .iter()
+            .zip(&missing)
+            .filter(|(_, m)| **m)
+            .map(|(id, _)| *id)
+            .collect();
+        for (i, id) in segments.iter().enumerate() {
+            if missing[i] {
+                self.blocks.entry(*id).or_insert(BlockState {
+                    track,
+                    due_ms: u64::MAX,
+                    dont_have: HashSet::new(),
+                    in_flight: None,
+                });
+            }
+        }
+        let _ = wanted;
+        self.enqueue(&track, &segments, start_ms, segment_ms);
+        self.check_complete(track).await;
+    }
+
+    fn enqueue(&mut self, track: &Hash32, segments: &[Hash32], start_ms: u64, segment_ms: u64) {
+        for (i, id) in segments.iter().enumerate() {
+            let Some(b) = self.blocks.get_mut(id) else {
+                continue;
+            };
+            if b.track != *track {
+                continue;
+            }
+            let due = start_ms.saturating_add(segment_ms.saturating_mul(i as u64));
+            if due < b.due_ms {
+                self.queue.remove(&(b.due_ms, *id));
+                b.due_ms = due;
+                if b.in_flight.is_none() {
+                    self.queue.insert((due, *id));
+                }
+            }
+        }
+    }
+
+    async fn check_complete(&mut self, track: Hash32) {
+        let done = self
+            .tracks
+            .get(&track)
+            .is_some_and(|t| t.segments.is_some() && t.missing == 0);
+        if !done {
+            return;
+        }
+        if let Some(t) = self.tracks.remove(&track) {
+            self.client
+                .provide(t.track.manifest_id.as_bytes().to_vec())
+                .await;
+            let _ = self
+                .events
+                .send(FetchEvent::Complete {
+                    track: t.track,
+                    fetched: t.fetched,
+                    bytes: t.bytes,
+                    elapsed: t.started.elapsed(),
+                })
+                .await;
+        }
+    }
+
+    async fn refresh(&mut self) {
+        self.connected = self.client.info().await.connected;
+        let now = Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        // Peers that had nothing may have fetched it since (cross-seeding): ask them again.
+        for b in self.blocks.values_mut() {
+            b.dont_have.clear();
+        }
+        let stale: Vec<Hash32> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| {
+                t.dht_asked
+                    .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for track in stale {
+            if let Some(t) = self.tracks.get_mut(&track) {
+                t.manifest_tried.clear();
+            }
+            self.ask_dht(track);
+        }
+    }
+
+    fn candidates(&self, track: &TrackFetch) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self.connected.clone();
+        for p in &track.dht {
+            if !peers.contains(p) {
+                peers.push(*p);
+            }
+        }
+        peers.retain(|p| !self.banned.contains_key(p));
+        peers
+    }
+
+    /// Sends what can be sent: manifests first, then want lists in deadline order.
+    fn schedule(&mut self) {
+        let manifests: Vec<(Hash32, PeerId, Hash32)> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.segments.is_none() && !t.manifest_in_flight)
+            .filter_map(|(h, t)| {
+                let peer = self
+                    .candidates(t)
+                    .into_iter()
+                    .find(|p| !t.manifest_tried.contains(p))?;
+                Some((*h, peer, t.track.manifest_id))
+            })
+            .collect();
+        for (track, peer, manifest_id) in manifests {
+            if let Some(t) = self.tracks.get_mut(&track) {
+                t.manifest_in_flight = true;
+                t.manifest_tried.insert(peer);
+            }
+            let client = self.client.clone();
+            self.work.push(
+                async move {
+                    let result = match client
+                        .sync(peer, SyncRequest::Manifest { manifest_id })
+                        .await
+                    {
+                        Ok(SyncResponse::Manifest(m)) => Ok(m.map(|b| b.into_vec())),
+                        Ok(other) => Err(format!("unexpected answer {other:?}")),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    Outcome::Manifest {
+                        track,
+                        peer,
+                        result,
+                    }
+                }
+                .boxed(),
+            );
+        }
+
+        // Want lists: walk the queue in deadline order, giving each block to the first peer
+        // that may have it and has room.
+        let mut lists: BTreeMap<PeerId, Vec<Hash32>> = BTreeMap::new();
+        let mut taken = Vec::new();
+        let candidates: HashMap<Hash32, Vec<PeerId>> = self
+            .tracks
+            .iter()
+            .map(|(h, t)| (*h, self.candidates(t)))
+            .collect();
+        for (due, id) in self.queue.iter() {
+            let Some(b) = self.blocks.get(id) else {
+                continue;
+            };
+            let Some(peers) = candidates.get(&b.track) else {
+                continue;
+            };
+            // Spread load: prefer the peer with the fewest requests in flight.
+            let choice = peers
+                .iter()
+                .filter(|p| !b.dont_have.contains(*p))
+                .filter(|p| {
+                    let busy = self.in_flight.get(*p).copied().unwrap_or(0);
+                    let open = lists.get(*p).map_or(0, |l| l.len());
+                    busy < PER_PEER && open < BATCH
+                })
+                .min_by_key(|p| {
+                    (
+                        self.in_flight.get(*p).copied().unwrap_or(0),
+                        lists.get(*p).map_or(0, |l| l.len()),
+                    )
+                })
+                .copied();
+            if let Some(peer) = choice {
+                lists.entry(peer).or_default().push(*id);
+                taken.push((*due, *id, peer));
+            }
+        }
+        for (due, id, peer) in taken {
+            self.queue.remove(&(due, id));
+            if let Some(b) = self.blocks.get_mut(&id) {
+                b.in_flight = Some(peer);
+            }
+        }
+        for (peer, ids) in lists {
+            *self.in_flight.entry(peer).or_default() += 1;
+            let client = self.client.clone();
+            let store = self.store.clone();
+            self.work.push(
+                async move {
+                    let result = match client.want(peer, ids.clone()).await {
+                        Ok(have) => {
+                            let asked = ids.clone();
+                            tokio::task::spawn_blocking(move || {
+                                verify_and_store(&store, &asked, have)
+                            })
+                            .await
+                            .map_err(|e| RequestError::Failed {
+                                peer,
+                                reason: e.to_string(),
+                            })
+                        }
+                        Err(e) => Err(e),
+                    };
+                    Outcome::Want { peer, ids, result }
+                }
+                .boxed(),
+            );
+        }
+    }
+
+    async fn on_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Providers { track, peers } => {
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    for p in peers {
+                        if !t.dht.contains(&p) {
+                            t.dht.push(p);
+                        }
+                    }
+                }
+            }
+            Outcome::Manifest {
+                track,
+                peer,
+                result,
+            } => {
+                let Some(t) = self.tracks.get_mut(&track) else {
+                    return;
+                };
+                t.manifest_in_flight = false;
+                let manifest_id = t.track.manifest_id;
+                match result {
+                    Ok(Some(bytes)) if chorus_consensus::Hash32::digest(&bytes) == manifest_id => {
+                        match Manifest::parse(&bytes) {
+                            Ok(m) => {
+                                if let Err(e) =
+                                    self.store.put_with_id(media_id(&manifest_id), &bytes)
+                                {
+                                    warn!(
+                                        event = "store_error",
+                                        "cannot store the manifest of {}: {e}", t.track.title
+                                    );
+                                    return;
+                                }
+                                let segments = segment_ids(&m);
+                                self.manifest_ready(track, segments).await;
+                            }
+                            Err(e) => warn!("peer {peer} sent an unreadable manifest: {e}"),
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        warn!(event = "corrupt_block", peer = %peer, block = %manifest_id, "peer {peer} sent a manifest that does not match its id {manifest_id}; asking another provider");
+                        self.ban(peer, manifest_id).await;
+                    }
+                    Ok(None) => debug!("peer {peer} does not have manifest {manifest_id}"),
+                    Err(e) => debug!("manifest request to {peer} failed: {e}"),
+                }
+            }
+            Outcome::Want { peer, ids, result } => {
+                if let Some(n) = self.in_flight.get_mut(&peer) {
+                    *n = n.saturating_sub(1);
+                }
+                let received = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        debug!("want list to {peer} failed: {e}");
+                        for id in &ids {
+                            self.requeue(id, Some(peer));
+                        }
+                        return;
+                    }
+                };
+                let mut touched = BTreeSet::new();
+                for (id, len) in &received.stored {
+                    if let Some(b) = self.blocks.remove(id) {
+                        self.queue.remove(&(b.due_ms, *id));
+                        if let Some(t) = self.tracks.get_mut(&b.track) {
+                            t.missing = t.missing.saturating_sub(1);
+                            t.fetched += 1;
+                            t.bytes += *len as u64;
+                            touched.insert(b.track);
+                        }
+                    }
+                }
+                for id in &received.corrupt {
+                    warn!(event = "corrupt_block", peer = %peer, block = %id, "peer {peer} sent block {id} with bytes that hash to something else: dropped, peer banned from the exchange for {} s, asking another provider", BAN.as_secs());
+                    self.ban(peer, *id).await;
+                }
+                for (id, e) in &received.failed_store {
+                    warn!(event = "store_error", block = %id, "cannot store block {id}: {e}");
+                }
+                let answered: HashSet<Hash32> = received.stored.iter().map(|(id, _)| *id).collect();
+                for id in &ids {
+                    if answered.contains(id) {
+                        continue;
+                    }
+                    let lacks = received.dont_have.contains(id) || received.corrupt.contains(id);
+                    self.requeue(id, lacks.then_some(peer));
+                }
+                for track in touched {
+                    self.check_complete(track).await;
+                }
+            }
+        }
+    }
+
+    fn requeue(&mut self, id: &Hash32, lacks: Option<PeerId>) {
+        if let Some(b) = self.blocks.get_mut(id) {
+            b.in_flight = None;
+            if let Some(p) = lacks {
+                b.dont_have.insert(p);
+            }
+            self.queue.insert((b.due_ms, *id));
+        }
+    }
+
+    async fn ban(&mut self, peer: PeerId, block: Hash32) {
+        self.banned.insert(peer, Instant::now() + BAN);
+        let _ = self.events.send(FetchEvent::Corrupt { peer, block }).await;
+    }
+}
+
+/// Hashes every block received before storing it; only ids that were asked for are taken.
+fn verify_and_store(
+    store: &BlockStore,
+    asked: &[Hash32],
+    have: crate::net::protocol::Have,
+) -> Received {
+    let mut received = Received {
+        dont_have: have.dont_have,
+        ..Received::default()
+    };
+    received.dont_have.extend(have.later);
+    for block in have.blocks {
+        if !asked.contains(&block.id) {
+            continue;
+        }
+        let actual = chorus_consensus::Hash32::digest(&block.data);
+        if actual != block.id {
+            received.corrupt.push(block.id);
+            continue;
+        }
+        match store.put_with_id(media_id(&block.id), &block.data) {
+            Ok(()) => received.stored.push((block.id, block.data.len())),
+            Err(e) => received.failed_store.push((block.id, e.to_string())),
+        }
+    }
+    received
+}
+
+/// The store's id type for a protocol id (both are SHA-256 digests).
+pub fn media_id(id: &Hash32) -> chorus_media::Hash32 {
+    chorus_media::Hash32(id.0)
+}
+
+fn segment_ids(m: &Manifest) -> Vec<Hash32> {
+    m.segments.iter().map(|s| Hash32(s.id.0)).collect()
+}

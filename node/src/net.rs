@@ -1,0 +1,288 @@
+//! The libp2p side of the node, split as in rust-libp2p's file-sharing example: a cloneable
+//! [`Client`] sends [`Command`]s to the [`EventLoop`], which alone owns the `Swarm`, and the
+//! event loop reports [`Event`]s on a channel.
+//!
+//! - `behaviour`: the composed behaviour (gossipsub, Kademlia, identify, ping, mDNS and the
+//!   request-response protocols).
+//! - `protocol`: the request and answer types of `/chorus/sync/1`, `/chorus/time/1` and the
+//!   block exchange.
+//! - `event_loop`: the loop that owns the swarm.
+
+pub mod behaviour;
+mod event_loop;
+pub mod protocol;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_media::store::BlockStore;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::identity::Keypair;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+
+pub use event_loop::EventLoop;
+use protocol::{Have, Pong, SyncRequest, SyncResponse, Want};
+
+use crate::clock::Clock;
+
+/// What a request to a peer can end in besides an answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// The request failed on the way (timeout, connection closed, unsupported, oversized).
+    #[error("request to {peer} failed: {reason}")]
+    Failed {
+        /// The peer asked.
+        peer: PeerId,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The event loop has stopped.
+    #[error("the network has stopped")]
+    Stopped,
+}
+
+/// Commands for the event loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Listen on an address.
+    Listen(Multiaddr),
+    /// Dial an address (with `/p2p/` when known).
+    Dial(Multiaddr),
+    /// Subscribe to a gossipsub topic.
+    Subscribe(String),
+    /// Publish on a topic; the answer says whether any peer took it.
+    Publish { topic: String, data: Vec<u8> },
+    /// The verdict on a gossip message (explicit validation).
+    Validate {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    /// `/chorus/sync/1` request.
+    Sync {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, RequestError>>,
+    },
+    /// Answer an inbound sync request.
+    RespondSync {
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    },
+    /// `/chorus/time/1` request.
+    Time {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(Pong, u64), RequestError>>,
+    },
+    /// Want-list request.
+    Want {
+        peer: PeerId,
+        want: Want,
+        reply: oneshot::Sender<Result<Have, RequestError>>,
+    },
+    /// Answer an inbound want list (from the block-reading task).
+    RespondBlocks {
+        channel: ResponseChannel<Have>,
+        have: Have,
+    },
+    /// Announce a provider record for a key (a manifest id).
+    Provide(Vec<u8>),
+    /// Ask the DHT for providers of a key.
+    Providers {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Connected peers and listen addresses.
+    Info { reply: oneshot::Sender<NetInfo> },
+}
+
+/// A snapshot of the swarm.
+#[derive(Debug, Clone, Default)]
+pub struct NetInfo {
+    /// Connected peers.
+    pub connected: Vec<PeerId>,
+}
+
+/// What the event loop reports.
+#[derive(Debug)]
+pub enum Event {
+    /// A new listen address (with `/p2p/`).
+    Listening(Multiaddr),
+    /// A gossip message to validate.
+    Gossip {
+        id: MessageId,
+        source: PeerId,
+        topic: String,
+        data: Vec<u8>,
+    },
+    /// An inbound sync request to answer with [`Client::respond_sync`].
+    SyncRequest {
+        peer: PeerId,
+        request: SyncRequest,
+        channel: ResponseChannel<SyncResponse>,
+    },
+    /// A peer connected (first connection).
+    Connected(PeerId, Multiaddr),
+    /// A peer's last connection closed.
+    Disconnected(PeerId),
+}
+
+/// The handle the rest of the node uses to talk to the network.
+#[derive(Clone, Debug)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+}
+
+/// Everything the network needs to start.
+pub struct NetConfig {
+    /// The node's identity.
+    pub keypair: Keypair,
+    /// LAN discovery.
+    pub mdns: bool,
+    /// Where blocks are served from.
+    pub store: BlockStore,
+    /// Network time, for `/chorus/time/1` stamps.
+    pub clock: Arc<Clock>,
+    /// Testing only: serve every block with one byte flipped.
+    pub corrupt_blocks: bool,
+}
+
+/// Builds the swarm and returns the client, the event stream and the loop to spawn.
+pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, EventLoop)> {
+    let mdns = config.mdns;
+    let swarm: Swarm<behaviour::Behaviour> =
+        libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_dns()?
+            .with_behaviour(|key| {
+                behaviour::Behaviour::new(key, mdns)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+    let (command_tx, command_rx) = mpsc::channel(1024);
+    let (event_tx, event_rx) = mpsc::channel(4096);
+    let event_loop = EventLoop::new(
+        swarm,
+        command_rx,
+        command_tx.clone(),
+        event_tx,
+        config.store,
+        config.clock,
+        config.corrupt_blocks,
+    );
+    Ok((Client { tx: command_tx }, event_rx, event_loop))
+}
+
+impl Client {
+    async fn send(&self, command: Command) {
+        // A stopped event loop means the node is shutting down; callers see it through the
+        // replies that never come (RequestError::Stopped).
+        let _ = self.tx.send(command).await;
+    }
+
+    /// Listens on `addr`.
+    pub async fn listen(&self, addr: Multiaddr) {
+        self.send(Command::Listen(addr)).await;
+    }
+
+    /// Dials `addr`.
+    pub async fn dial(&self, addr: Multiaddr) {
+        self.send(Command::Dial(addr)).await;
+    }
+
+    /// Subscribes to `topic`.
+    pub async fn subscribe(&self, topic: String) {
+        self.send(Command::Subscribe(topic)).await;
+    }
+
+    /// Publishes `data` on `topic`.
+    pub async fn publish(&self, topic: String, data: Vec<u8>) {
+        self.send(Command::Publish { topic, data }).await;
+    }
+
+    /// Reports the verdict on a gossip message.
+    pub async fn validate(&self, id: MessageId, source: PeerId, acceptance: MessageAcceptance) {
+        self.send(Command::Validate {
+            id,
+            source,
+            acceptance,
+        })
+        .await;
+    }
+
+    /// Sends a sync request and waits for the answer.
+    pub async fn sync(
+        &self,
+        peer: PeerId,
+        request: SyncRequest,
+    ) -> Result<SyncResponse, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Sync {
+            peer,
+            request,
+            reply,
+        })
+        .await;
+        rx.await.unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Answers an inbound sync request.
+    pub async fn respond_sync(
+        &self,
+        channel: ResponseChannel<SyncResponse>,
+        response: SyncResponse,
+    ) {
+        self.send(Command::RespondSync { channel, response }).await;
+    }
+
+    /// One `/chorus/time/1` exchange: the pong and `t3`, the receive time.
+    pub async fn time(&self, peer: PeerId) -> Result<(Pong, u64), RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Time { peer, reply }).await;
+        rx.await.unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Sends a want list and waits for the answer.
+    pub async fn want(
+        &self,
+        peer: PeerId,
+        ids: Vec<chorus_consensus::Hash32>,
+    ) -> Result<Have, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Want {
+            peer,
+            want: Want { ids },
+            reply,
+        })
+        .await;
+        rx.await.unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Announces that this node provides `key`.
+    pub async fn provide(&self, key: Vec<u8>) {
+        self.send(Command::Provide(key)).await;
+    }
+
+    /// Providers of `key` known to the DHT.
+    pub async fn providers(&self, key: Vec<u8>) -> Vec<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Providers { key, reply }).await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// Connected peers.
+    pub async fn info(&self) -> NetInfo {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Info { reply }).await;
+        rx.await.unwrap_or_default()
+    }
+}

@@ -1,0 +1,430 @@
+//! The loop that owns the swarm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chorus_media::store::BlockStore;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, Swarm, identify, mdns};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::protocol::{Block, Have, Pong, SyncResponse, WANT_MAX, WANT_RESPONSE_BUDGET, Want};
+use super::{Command, Event, NetInfo, RequestError};
+use crate::clock::Clock;
+
+type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// Owns the swarm; run it with [`EventLoop::run`] on its own task.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    /// For the block-reading tasks' answers.
+    loopback: mpsc::Sender<Command>,
+    events: mpsc::Sender<Event>,
+    store: BlockStore,
+    clock: Arc<Clock>,
+    corrupt_blocks: bool,
+    pending_sync: HashMap<OutboundRequestId, (PeerId, Reply<SyncResponse>)>,
+    pending_time: HashMap<OutboundRequestId, (PeerId, Reply<(Pong, u64)>)>,
+    pending_want: HashMap<OutboundRequestId, (PeerId, Reply<Have>)>,
+    pending_providers: HashMap<QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        loopback: mpsc::Sender<Command>,
+        events: mpsc::Sender<Event>,
+        store: BlockStore,
+        clock: Arc<Clock>,
+        corrupt_blocks: bool,
+    ) -> EventLoop {
+        EventLoop {
+            swarm,
+            commands,
+            loopback,
+            events,
+            store,
+            clock,
+            corrupt_blocks,
+            pending_sync: HashMap::new(),
+            pending_time: HashMap::new(),
+            pending_want: HashMap::new(),
+            pending_providers: HashMap::new(),
+        }
+    }
+
+    /// Runs until every [`super::Client`] is dropped.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // Never block the swarm: a driver that cannot keep up loses events (gossip is then
+        // ignored, requests time out) rather than stalling every connection.
+        if let Err(e) = self.events.try_send(event) {
+            debug!("event dropped, the node is busy: {e}");
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::Listen(addr) => {
+                if let Err(e) = self.swarm.listen_on(addr.clone()) {
+                    warn!(event = "listen_failed", address = %addr, "cannot listen on {addr}: {e}");
+                }
+            }
+            Command::Dial(addr) => {
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                }
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    warn!(event = "dial_failed", address = %addr, "cannot dial {addr}: {e}");
+                }
+            }
+            Command::Subscribe(topic) => {
+                if let Err(e) = behaviour
+                    .gossipsub
+                    .subscribe(&IdentTopic::new(topic.clone()))
+                {
+                    warn!("cannot subscribe to {topic}: {e}");
+                }
+            }
+            Command::Publish { topic, data } => {
+                match behaviour
+                    .gossipsub
+                    .publish(IdentTopic::new(topic.clone()), data)
+                {
+                    Ok(_) => {}
+                    // Alone, or before any peer subscribed: the protocol's own catch-up (Tally,
+                    // Decision, sync requests, periodic Status) covers what is lost here.
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        debug!("published on {topic} with no peer subscribed")
+                    }
+                    Err(e) => debug!("cannot publish on {topic}: {e}"),
+                }
+            }
+            Command::Validate {
+                id,
+                source,
+                acceptance,
+            } => {
+                behaviour
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+            }
+            Command::Sync {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.sync.send_request(&peer, request);
+                self.pending_sync.insert(id, (peer, reply));
+            }
+            Command::RespondSync { channel, response } => {
+                let _ = behaviour.sync.send_response(channel, response);
+            }
+            Command::Time { peer, reply } => {
+                let t0 = self.clock.now_ms();
+                let id = behaviour
+                    .time
+                    .send_request(&peer, super::protocol::Ping { t0 });
+                self.pending_time.insert(id, (peer, reply));
+            }
+            Command::Want { peer, want, reply } => {
+                let id = behaviour.blocks.send_request(&peer, want);
+                self.pending_want.insert(id, (peer, reply));
+            }
+            Command::RespondBlocks { channel, have } => {
+                let _ = behaviour.blocks.send_response(channel, have);
+            }
+            Command::Provide(key) => {
+                if let Err(e) = behaviour.kad.start_providing(RecordKey::new(&key)) {
+                    warn!("cannot announce a provider record: {e}");
+                }
+            }
+            Command::Providers { key, reply } => {
+                let id = behaviour.kad.get_providers(RecordKey::new(&key));
+                self.pending_providers.insert(id, (Vec::new(), reply));
+            }
+            Command::Info { reply } => {
+                let _ = reply.send(NetInfo {
+                    connected: self.swarm.connected_peers().copied().collect(),
+                });
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let me = *self.swarm.local_peer_id();
+                self.emit(Event::Listening(address.with(Protocol::P2p(me))));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 {
+                    self.emit(Event::Connected(
+                        peer_id,
+                        endpoint.get_remote_address().clone(),
+                    ));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => self.emit(Event::Disconnected(peer_id)),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!("outgoing connection to {peer_id:?} failed: {error}");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let event = Event::Gossip {
+                    id: message_id.clone(),
+                    source: propagation_source,
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                };
+                if self.events.try_send(event).is_err() {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    info!(event = "mdns_discovered", peer = %peer, address = %addr, "found peer {peer} on the LAN at {addr}");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+            BehaviourEvent::Sync(event) => self.on_sync(event),
+            BehaviourEvent::Time(event) => self.on_time(event),
+            BehaviourEvent::Blocks(event) => self.on_blocks(event),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            }) => {
+                if let QueryResult::GetProviders(result) = result {
+                    let done = step.last;
+                    if let Some((found, _)) = self.pending_providers.get_mut(&id) {
+                        if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result {
+                            found.extend(providers);
+                        }
+                    }
+                    let finished = done
+                        || self
+                            .pending_providers
+                            .get(&id)
+                            .is_some_and(|(found, _)| !found.is_empty());
+                    if finished && let Some((found, reply)) = self.pending_providers.remove(&id) {
+                        let _ = reply.send(found);
+                        if !done && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                        {
+                            q.finish();
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sync(
+        &mut self,
+        event: request_response::Event<super::protocol::SyncRequest, SyncResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.emit(Event::SyncRequest {
+                    peer,
+                    request,
+                    channel,
+                }),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_sync.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_time(&mut self, event: request_response::Event<super::protocol::Ping, Pong>) {
+        match event {
+            request_response::Event::Message { message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let t1 = self.clock.now_ms();
+                    let pong = Pong {
+                        t0: request.t0,
+                        t1,
+                        t2: self.clock.now_ms(),
+                    };
+                    let _ = self.swarm.behaviour_mut().time.send_response(channel, pong);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let t3 = self.clock.now_ms();
+                    if let Some((_, reply)) = self.pending_time.remove(&request_id) {
+                        let _ = reply.send(Ok((response, t3)));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_time.remove(&request_id) {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_blocks(&mut self, event: request_response::Event<Want, Have>) {
+        match event {
+            request_response::Event::Message { message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    // Disk reads off the event loop; the answer comes back as a command.
+                    let store = self.store.clone();
+                    let loopback = self.loopback.clone();
+                    let corrupt = self.corrupt_blocks;
+                    tokio::task::spawn_blocking(move || {
+                        let have = read_blocks(&store, request, corrupt);
+                        let _ = loopback.blocking_send(Command::RespondBlocks { channel, have });
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_want.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_want.remove(&request_id) {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The answer to a want list from the store: blocks up to the budget, `later` for the rest of
+/// those held, `dont_have` for the others. Only the first [`WANT_MAX`] ids are considered.
+fn read_blocks(store: &BlockStore, want: Want, corrupt: bool) -> Have {
+    let mut have = Have::default();
+    let mut bytes = 0usize;
+    for id in want.ids.into_iter().take(WANT_MAX) {
+        let media_id = chorus_media::Hash32(id.0);
+        if !store.contains(&media_id) {
+            have.dont_have.push(id);
+            continue;
+        }
+        if bytes >= WANT_RESPONSE_BUDGET {
+            have.later.push(id);
+            continue;
+        }
+        match store.get(&media_id) {
+            Ok(mut data) => {
+                let middle = data.len() / 2;
+                if corrupt && let Some(b) = data.get_mut(middle) {
+                    *b ^= 0x5a;
+                }
+                bytes += data.len();
+                have.blocks.push(Block { id, data });
+            }
+            Err(_) => have.dont_have.push(id),
+        }
+    }
+    have
+}

@@ -1,0 +1,181 @@
+//! `GET /status`: the node's state as JSON, rebuilt by the driver twice a second.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use chorus_consensus::schedule::{proposal_window, selection_window};
+use chorus_consensus::{Consensus, Hash32, PeerState, TrackRef};
+use libp2p::{Multiaddr, PeerId};
+use serde_json::{Value, json};
+
+/// The best (least round-trip) time sample of a peer.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerTime {
+    /// Its clock minus ours, ms.
+    pub offset_ms: i64,
+    /// Round trip, ms.
+    pub rtt_ms: u64,
+    /// Samples held.
+    pub samples: usize,
+}
+
+/// What the snapshot is built from.
+pub struct Inputs<'a> {
+    pub now: u64,
+    pub consensus: &'a Consensus,
+    pub listen: &'a [Multiaddr],
+    pub http: SocketAddr,
+    pub connected: &'a BTreeMap<PeerId, Multiaddr>,
+    pub times: &'a HashMap<PeerId, PeerTime>,
+    pub corrupt: &'a HashMap<PeerId, u64>,
+    pub complete: &'a BTreeSet<Hash32>,
+    pub substitute: Option<Option<TrackRef>>,
+    pub violations: u64,
+    pub store_bytes: u64,
+    pub clock_offset_ms: i64,
+    pub data_dir: &'a Path,
+}
+
+fn track_json(t: &TrackRef) -> Value {
+    json!({
+        "track_hash": t.track_hash.to_hex(),
+        "title": t.title,
+        "artist": t.artist,
+        "album": t.album,
+        "duration_ms": t.duration_ms,
+    })
+}
+
+/// Builds the JSON document.
+pub fn build(i: &Inputs<'_>) -> Value {
+    let c = i.consensus;
+    let chain = c.chain();
+    let slot = chain.slot_at(i.now);
+    let status = c.status(i.now);
+    let playing = slot.and_then(|s| {
+        let winner = chain.winner(s)?;
+        let start = chain.start(s)?;
+        let mut v = json!({
+            "slot": s,
+            "position_ms": i.now.saturating_sub(start),
+            "consensus_track": track_json(winner),
+            "diverged": status.diverged,
+        });
+        match &i.substitute {
+            Some(sub) => {
+                v["track"] = sub.as_ref().map_or(Value::Null, track_json);
+                v["substitute"] = json!(true);
+            }
+            None => {
+                v["track"] = track_json(winner);
+                v["substitute"] = json!(false);
+            }
+        }
+        Some(v)
+    });
+    let first_pending = slot.map_or(0, |s| s + 1);
+    let mut next = Vec::new();
+    for k in first_pending..first_pending + 5 {
+        let phase = phase_of(c, k, i.now);
+        let mut v = json!({ "slot": k, "phase": phase, "start_ms": chain.start(k) });
+        if let Some(t) = chain.winner(k) {
+            v["track"] = track_json(t);
+            v["held"] = json!(i.complete.contains(&t.track_hash));
+        }
+        next.push(v);
+    }
+    let mut peers = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (peer, info) in c.peers().iter() {
+        seen.insert(*peer);
+        let time = i.times.get(peer);
+        peers.push(json!({
+            "peer_id": peer.to_string(),
+            "state": match info.state {
+                PeerState::Unknown => "unknown",
+                PeerState::InSync => "in_sync",
+                PeerState::Diverged => "diverged",
+                PeerState::Excluded => "excluded",
+            },
+            "connected": i.connected.contains_key(peer),
+            "address": i.connected.get(peer).map(|a| a.to_string()),
+            "diverged_since_slot": info.diverged_since_slot,
+            "violations": info.violations,
+            "corrupt_blocks": i.corrupt.get(peer).copied().unwrap_or(0),
+            "last_heard_ms": info.last_heard_ms,
+            "playing_slot": info.status.as_ref().and_then(|s| s.playing.as_ref().map(|p| p.slot)),
+            "head_slot": info.head_slot(),
+            "rtt_ms": time.map(|t| t.rtt_ms),
+            "clock_offset_ms": time.map(|t| t.offset_ms),
+            "time_samples": time.map_or(0, |t| t.samples),
+        }));
+    }
+    for (peer, addr) in i.connected {
+        if seen.contains(peer) {
+            continue;
+        }
+        let time = i.times.get(peer);
+        peers.push(json!({
+            "peer_id": peer.to_string(),
+            "state": "unknown",
+            "connected": true,
+            "address": addr.to_string(),
+            "violations": 0,
+            "corrupt_blocks": i.corrupt.get(peer).copied().unwrap_or(0),
+            "rtt_ms": time.map(|t| t.rtt_ms),
+            "clock_offset_ms": time.map(|t| t.offset_ms),
+        }));
+    }
+    let summary = c.status_summary(i.now);
+    json!({
+        "identity": c.peer_id().to_string(),
+        "version": status.version,
+        "network": {
+            "id": chain.network_id().to_hex(),
+            "start_ms": chain.start(0),
+        },
+        "now_ms": i.now,
+        "clock_offset_ms": i.clock_offset_ms,
+        "listen": i.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "http": i.http.to_string(),
+        "playing": playing,
+        "diverged": status.diverged,
+        "next": next,
+        "chain": {
+            "len": chain.len(),
+            "head_slot": status.head.slot,
+            "head_hash": status.head.chain_hash.to_hex(),
+        },
+        "consensus": {
+            "in_sync": summary.in_sync,
+            "total": summary.total,
+            "diverged": summary.diverged.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "excluded": summary.excluded.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        },
+        "peers": peers,
+        "violations": i.violations,
+        "store": {
+            "bytes": i.store_bytes,
+            "path": i.data_dir.join("store").display().to_string(),
+        },
+    })
+}
+
+/// The phase slot `k` is in at `now` (PROTOCOL.md 1).
+pub fn phase_of(c: &Consensus, k: u64, now: u64) -> &'static str {
+    let chain = c.chain();
+    if k < chain.len() {
+        return match chain.start(k) {
+            Some(s) if now >= s => "playing",
+            _ => "final",
+        };
+    }
+    if selection_window(chain, k).is_some_and(|w| now >= w.start_ms) {
+        return "selection";
+    }
+    if proposal_window(chain, k).is_some_and(|w| now >= w.start_ms) {
+        return "proposal";
+    }
+    "pending"
+}
