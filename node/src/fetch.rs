@@ -505,7 +505,6 @@ impl Fetcher {
                         }
                     }
                     Ok(Some(_)) => {
-                        warn!(event = "corrupt_block", peer = %peer, block = %manifest_id, "peer {peer} sent a manifest that does not match its id {manifest_id}; asking another provider");
                         self.ban(peer, manifest_id).await;
                     }
                     Ok(None) => debug!("peer {peer} does not have manifest {manifest_id}"),
@@ -539,7 +538,6 @@ impl Fetcher {
                     }
                 }
                 for id in &received.corrupt {
-                    warn!(event = "corrupt_block", peer = %peer, block = %id, "peer {peer} sent block {id} with bytes that hash to something else: dropped, peer banned from the exchange for {} s, asking another provider", BAN.as_secs());
                     self.ban(peer, *id).await;
                 }
                 for (id, e) in &received.failed_store {

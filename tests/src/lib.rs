@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - this file: helpers to find and run the `chorus` binary and to generate libraries.
+//! - `net`: real node processes on loopback and their JSON logs.
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
+//! - `tests/network.rs`: networks of real nodes: agreement, fetching, blacklist, late joiner,
+//!   kill -9, corrupt blocks, garbage gossip.
 //! - `src/bin/bench-ingest.rs`: ingest speed against the ffmpeg program.
 #![deny(missing_docs)]
 
@@ -11,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
+
+pub mod net;
 
 /// The `chorus` binary of this build (built first if it is missing).
 pub fn chorus_bin() -> PathBuf {

@@ -154,7 +154,15 @@ impl Driver {
             self.client.subscribe(topic.name(&self.network_id)).await;
         }
         for event in std::mem::take(&mut self.replay) {
-            self.on_event(event).await;
+            match event {
+                // Logged by the joiner already.
+                Event::Listening(addr) => self.listen.push(addr),
+                other => self.on_event(other).await,
+            }
+        }
+        // PROTOCOL.md 6: announce every track held in full, the own library first.
+        for track in &self.library {
+            self.client.provide(track.manifest_id.as_bytes().to_vec()).await;
         }
         self.reload_blacklist(true);
         self.want_upcoming().await;
@@ -210,9 +218,7 @@ impl Driver {
         match event {
             Event::Listening(addr) => {
                 if !self.listen.contains(&addr) {
-                    if self.replay.is_empty() && !self.listen.is_empty() {
-                        log_listening(&addr);
-                    }
+                    log_listening(&addr);
                     self.listen.push(addr);
                 }
             }
@@ -372,7 +378,10 @@ impl Driver {
             }
             FetchEvent::Corrupt { peer, block } => {
                 *self.corrupt.entry(peer).or_default() += 1;
-                let _ = block;
+                self.publish_snapshot();
+                warn!(event = "corrupt_block", peer = %peer, block = %block,
+                    "peer {peer} sent block {block} with bytes that hash to something else: dropped, peer left out of the exchange for {} s, asking another provider",
+                    crate::fetch::BAN.as_secs());
             }
         }
     }

@@ -1,0 +1,304 @@
+//! Real `chorus` node processes on loopback, with their JSON logs parsed as they arrive.
+//!
+//! Tests wait for log events (a condition variable wakes them on every new line), never for
+//! fixed times.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::chorus_bin;
+
+#[derive(Default)]
+struct Log {
+    events: Vec<Value>,
+    stdout: Vec<String>,
+    closed: bool,
+}
+
+/// One running node.
+pub struct Node {
+    /// A short name for messages.
+    pub name: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its config directory (the blacklist).
+    pub config_dir: PathBuf,
+    /// Where its raw log is written.
+    pub log_file: PathBuf,
+    child: Option<Child>,
+    log: Arc<(Mutex<Log>, Condvar)>,
+}
+
+/// What a node is started with.
+pub struct NodeSpec<'a> {
+    /// Name for messages and folder names.
+    pub name: &'a str,
+    /// The folder that holds its data, config and log.
+    pub root: &'a Path,
+    /// `bootstrap` or `run` arguments after the subcommand (library, network, peers...).
+    pub args: Vec<String>,
+    /// The subcommand: `bootstrap` or `run`.
+    pub command: &'a str,
+}
+
+impl Node {
+    /// Starts `chorus --log-format json <command> ...` with loopback listen and HTTP addresses
+    /// and mDNS off.
+    pub fn start(spec: NodeSpec<'_>) -> Node {
+        let dir = spec.root.join(spec.name);
+        let data_dir = dir.join("data");
+        let config_dir = dir.join("config");
+        std::fs::create_dir_all(&data_dir).expect("create the node's data folder");
+        let log_file = dir.join("node.log");
+        let mut node = Node {
+            name: spec.name.to_owned(),
+            data_dir,
+            config_dir,
+            log_file,
+            child: None,
+            log: Arc::new((Mutex::new(Log::default()), Condvar::new())),
+        };
+        node.spawn(spec.command, &spec.args);
+        node
+    }
+
+    fn spawn(&mut self, command: &str, args: &[String]) {
+        let mut cmd = Command::new(chorus_bin());
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--config-dir")
+            .arg(&self.config_dir)
+            .args(["--log-format", "json", command])
+            .args(args)
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start chorus");
+        {
+            let mut log = self.log.0.lock().unwrap_or_else(|e| e.into_inner());
+            log.closed = false;
+        }
+        let raw = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .expect("open the node's log file");
+        let raw = Arc::new(Mutex::new(raw));
+        for (stream, is_out) in [
+            (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+            (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), false),
+        ] {
+            let Some(stream) = stream else { continue };
+            let log = self.log.clone();
+            let raw = raw.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut f) = raw.lock() {
+                        let _ = writeln!(f, "{line}");
+                    }
+                    let (lock, cvar) = &*log;
+                    let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if is_out {
+                        log.stdout.push(line);
+                    } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        log.events.push(v);
+                    }
+                    cvar.notify_all();
+                }
+                if !is_out {
+                    let (lock, cvar) = &*log;
+                    lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+                    cvar.notify_all();
+                }
+            });
+        }
+        self.child = Some(child);
+    }
+
+    /// Starts the node again (same data) with `chorus run` and `args`.
+    pub fn restart(&mut self, args: &[String]) {
+        self.spawn("run", args);
+    }
+
+    /// Waits until an event satisfies `pred` (events seen before count too) and returns it;
+    /// panics with the log's tail after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_from(0, what, timeout, pred)
+    }
+
+    /// As [`Node::wait_for`], among events from index `from` on.
+    pub fn wait_for_from(
+        &self,
+        from: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.log;
+        let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = log.events.iter().skip(from).find(|v| pred(v)) {
+                return v.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || log.closed {
+                let tail: Vec<String> = log
+                    .events
+                    .iter()
+                    .rev()
+                    .take(25)
+                    .rev()
+                    .map(|v| v.to_string())
+                    .collect();
+                panic!(
+                    "{}: {} waiting for {what}; last events:\n{}",
+                    self.name,
+                    if log.closed { "exited" } else { "timed out" },
+                    tail.join("\n")
+                );
+            }
+            log = cvar.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Waits for a line on stdout starting with `prefix`; returns the rest.
+    pub fn wait_stdout(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.log;
+        let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(l) = log.stdout.iter().find_map(|l| l.strip_prefix(prefix)) {
+                return l.trim().to_owned();
+            }
+            let now = Instant::now();
+            assert!(now < deadline && !log.closed, "{}: no stdout line {prefix:?}", self.name);
+            log = cvar.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Every event so far with `"event": name`.
+    pub fn events(&self, name: &str) -> Vec<Value> {
+        let log = self.log.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.events
+            .iter()
+            .filter(|v| v["event"] == name)
+            .cloned()
+            .collect()
+    }
+
+    /// How many events were logged so far.
+    pub fn event_count(&self) -> usize {
+        self.log.0.lock().unwrap_or_else(|e| e.into_inner()).events.len()
+    }
+
+    /// The node's `/status` document.
+    pub fn status(&self) -> Value {
+        let addr = std::fs::read_to_string(self.data_dir.join("http.addr"))
+            .expect("the node wrote http.addr");
+        let mut s = TcpStream::connect(addr.trim()).expect("connect to the HTTP API");
+        write!(s, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        let body = text.split_once("\r\n\r\n").expect("HTTP answer").1;
+        serde_json::from_str(body).expect("status JSON")
+    }
+
+    /// The first listen address it printed (`address ...`).
+    pub fn address(&self) -> String {
+        self.wait_stdout("address ", Duration::from_secs(300))
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let (lock, cvar) = &*self.log;
+        let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while !log.closed {
+            log = cvar.wait_timeout(log, Duration::from_secs(5)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Runs `chorus blacklist ...` against this node's directories.
+    pub fn blacklist(&self, args: &[&str]) -> String {
+        let out = Command::new(chorus_bin())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--config-dir")
+            .arg(&self.config_dir)
+            .arg("blacklist")
+            .args(args)
+            .output()
+            .expect("run chorus blacklist");
+        assert!(out.status.success(), "chorus blacklist failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The slot of an event, if it has one.
+pub fn slot(v: &Value) -> Option<u64> {
+    v["slot"].as_u64()
+}
+
+/// Writes a seed queue naming the first five (sorted) files of `library`.
+pub fn write_seed_queue(path: &Path, library: &Path, start: &str, rules: &str) {
+    let mut names: Vec<String> = std::fs::read_dir(library)
+        .expect("read the library")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut text = format!("name = \"Test Radio\"\nstart = \"{start}\"\n");
+    for n in names.iter().take(5) {
+        text.push_str(&format!("[[track]]\npath = {n:?}\n"));
+    }
+    if !rules.is_empty() {
+        text.push_str(&format!("[rules]\n{rules}\n"));
+    }
+    std::fs::write(path, text).expect("write the seed queue");
+}
+
+/// Every block file in a data directory's store hashes to its name.
+pub fn store_is_intact(data_dir: &Path) -> Result<usize, String> {
+    use sha2::{Digest, Sha256};
+    let mut n = 0;
+    let blocks = data_dir.join("store").join("blocks");
+    for fan in std::fs::read_dir(&blocks).map_err(|e| e.to_string())? {
+        let fan = fan.map_err(|e| e.to_string())?;
+        for f in std::fs::read_dir(fan.path()).map_err(|e| e.to_string())? {
+            let f = f.map_err(|e| e.to_string())?;
+            let bytes = std::fs::read(f.path()).map_err(|e| e.to_string())?;
+            let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            if f.file_name().to_string_lossy() != hex {
+                return Err(format!("{} does not hash to its name", f.path().display()));
+            }
+            n += 1;
+        }
+    }
+    Ok(n)
+}

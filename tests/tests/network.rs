@@ -1,0 +1,256 @@
+//! Networks of real `chorus` processes on loopback (TCP), each with its own generated library,
+//! as PROTOCOL.md describes them: bootstrap, join, agree, fetch, blacklist, late join, kill -9,
+//! a peer serving corrupt blocks and a peer sending garbage gossip.
+//!
+//! Tracks are 7 s long (two segments), so a slot lasts 7 s. Each test waits for log events,
+//! never for fixed times. The tests run one at a time (a shared lock): each starts several
+//! debug-build nodes, and the machine may have two cores.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chorus_media::synth::{FileTags, Format, Tune, write_tune};
+use chorus_tests::net::{Node, NodeSpec, slot, store_is_intact, write_seed_queue};
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const TRACK_SECONDS: f64 = 7.0;
+const LONG: Duration = Duration::from_secs(300);
+
+/// A library of `n` tracks unique to `seed` (different audio, so different track hashes).
+fn library(dir: &Path, seed: u64, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create library");
+    for i in 0..n {
+        let path = dir.join(format!("Artist {seed} - Song {i}.flac"));
+        let tags = FileTags {
+            title: format!("Song {seed}.{i}"),
+            artist: format!("Artist {seed}"),
+            album: "Test".into(),
+        };
+        write_tune(&path, Format::Flac, &Tune::new(seed * 1000 + i as u64, TRACK_SECONDS), &tags)
+            .expect("write a track");
+    }
+    dir.to_path_buf()
+}
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+/// Starts the bootstrap node; returns it with the network id and its address.
+fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, String, String) {
+    let seed = root.join("seed.toml");
+    write_seed_queue(&seed, lib, start, "");
+    let mut args = vec![
+        s("--seed-queue"),
+        seed.display().to_string(),
+        s("--library"),
+        lib.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let node = Node::start(NodeSpec {
+        name: "a",
+        root,
+        command: "bootstrap",
+        args,
+    });
+    let network = node.wait_stdout("network ", LONG);
+    let address = node.address();
+    (node, network, address)
+}
+
+fn join(root: &Path, name: &str, lib: &Path, network: &str, peers: &[&str], extra: &[String]) -> Node {
+    let mut args = vec![s("--library"), lib.display().to_string(), s("--network"), s(network)];
+    for p in peers {
+        args.push(s("--peer"));
+        args.push(s(p));
+    }
+    args.extend_from_slice(extra);
+    Node::start(NodeSpec {
+        name,
+        root,
+        command: "run",
+        args,
+    })
+}
+
+fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |v| v["event"] == event
+}
+
+fn at_slot(event: &'static str, k: u64) -> impl Fn(&Value) -> bool {
+    move |v| v["event"] == event && slot(v) == Some(k)
+}
+
+fn final_of(node: &Node, k: u64) -> String {
+    node.wait_for(&format!("final slot={k}"), LONG, at_slot("final", k))["track_hash"]
+        .as_str()
+        .expect("final has a track_hash")
+        .to_owned()
+}
+
+/// Four nodes with different libraries agree on every slot and hold each winner in full before
+/// its slot; one of them blacklists a coming winner, diverges for that slot only, and is seen
+/// diverged by the others; a fifth node joins mid-track and is in consensus within one status
+/// interval.
+#[test]
+fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let libs: Vec<PathBuf> = (1..=5)
+        .map(|i| library(&root.join(format!("lib{i}")), i, 6))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], "in 15s", &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let d = join(root, "d", &libs[3], &network, &[&addr], &[]);
+    let nodes = [&a, &b, &c, &d];
+
+    // d blacklists the winner of slot 8 as soon as it is final (at start(6)).
+    let banned = final_of(&d, 8);
+    let out = d.blacklist(&["add", &banned]);
+    assert!(out.contains("added"), "{out}");
+    let diverged = d.wait_for("d diverged in slot 8", LONG, at_slot("diverged", 8));
+    assert_eq!(diverged["reason"], "blacklisted", "{diverged}");
+    let status = d.status();
+    assert_eq!(status["diverged"], true, "d's status during slot 8: {status}");
+    assert_eq!(status["playing"]["substitute"], true, "{status}");
+    let d_id = d.status()["identity"].as_str().expect("identity").to_owned();
+    for other in [&a, &b, &c] {
+        other.wait_for("the others see d diverged", LONG, |v| {
+            v["event"] == "peer" && v["peer"] == d_id.as_str() && v["to"] == "diverged"
+        });
+    }
+
+    // A late joiner, mid-track in slot 9.
+    let nine = a.wait_for("slot 9 playing", LONG, at_slot("playing", 9));
+    let _ = nine;
+    let e = join(root, "e", &libs[4], &network, &[&addr], &[]);
+    let joined = e.wait_for("e joined", LONG, is("joined"));
+    let joined_slot = slot(&joined).expect("joined has a slot");
+    let playing = e.wait_for("e playing", LONG, |v| {
+        v["event"] == "playing" && slot(v).is_some_and(|k| k >= joined_slot)
+    });
+    let (t_join, t_play) = (timestamp(&joined), timestamp(&playing));
+    assert!(
+        t_play - t_join <= 5.0,
+        "the late joiner took {:.1} s from joining to playing",
+        t_play - t_join
+    );
+
+    // d is back in consensus at slot 9: the others see it in sync again.
+    for other in [&a, &b, &c] {
+        other.wait_for("the others see d back", LONG, |v| {
+            v["event"] == "peer" && v["peer"] == d_id.as_str() && v["to"] == "in_sync"
+        });
+    }
+
+    // Every node, the joiner included, decides the same winner for slots 5 ..= 12.
+    for k in 5..=12 {
+        let expected = final_of(&a, k);
+        for n in nodes.iter().skip(1) {
+            assert_eq!(final_of(n, k), expected, "{} disagrees at slot {k}", n.name);
+        }
+        if k > joined_slot + 3 {
+            assert_eq!(final_of(&e, k), expected, "the late joiner disagrees at slot {k}");
+        }
+    }
+    // Every winner was held in full before its slot began.
+    for n in nodes {
+        for k in 5..=12 {
+            let p = n.wait_for(&format!("{} playing slot {k}", n.name), LONG, at_slot("playing", k));
+            if n.name == "d" && k == 8 {
+                assert_eq!(p["substitute"], true, "{p}");
+                continue;
+            }
+            assert_eq!(p["segments_held"], p["segments"], "{} slot {k}: {p}", n.name);
+            assert!(p["late"].is_null(), "{} started slot {k} late: {p}", n.name);
+        }
+        assert!(n.events("diverged").iter().all(|v| n.name == "d" && slot(v) == Some(8)),
+            "{} diverged: {:?}", n.name, n.events("diverged"));
+    }
+    // d proposed nothing while diverged (the proposal window of slot 13 lies in slot 8).
+    assert!(
+        d.events("proposed").iter().all(|v| slot(v) != Some(13)),
+        "d proposed for slot 13 while diverged"
+    );
+    // The joiner's chain is the others'.
+    let (sa, se) = (a.status(), e.status());
+    let len = sa["chain"]["len"].as_u64().expect("len").min(se["chain"]["len"].as_u64().expect("len"));
+    assert!(len >= 13);
+    assert_eq!(sa["network"]["id"], se["network"]["id"]);
+}
+
+fn timestamp(v: &Value) -> f64 {
+    // RFC 3339 from tracing: 2026-01-01T12:34:56.789012Z; seconds of the day are enough here.
+    let t = v["timestamp"].as_str().expect("timestamp");
+    let time = t.split('T').nth(1).expect("time part").trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().and_then(|x| x.parse().ok()).expect("hours");
+    let m: f64 = parts.next().and_then(|x| x.parse().ok()).expect("minutes");
+    let sec: f64 = parts.next().and_then(|x| x.parse().ok()).expect("seconds");
+    h * 3600.0 + m * 60.0 + sec
+}
+
+/// A provider that serves corrupt blocks is caught and banned and the blocks come from another
+/// provider; the same peer's garbage gossip disturbs nobody; a node killed with -9 in the middle
+/// of its fetches resumes from disk with an intact store and the same chain.
+#[test]
+fn corrupt_provider_garbage_gossip_and_kill9_mid_fetch() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let lib_a = library(&root.join("lib-a"), 11, 6);
+    let lib_c = library(&root.join("lib-c"), 13, 6);
+    let (a, network, addr) = bootstrap(root, &lib_a, "in 10s", &[]);
+    // b holds the same library as a, serves every block corrupted and sends garbage gossip.
+    let b = join(root, "b", &lib_a, &network, &[&addr], &[s("--serve-corrupt-blocks"), s("--send-garbage")]);
+    let b_addr = b.address();
+    let b_id = b_addr.rsplit('/').next().expect("peer id").to_owned();
+    let mut c = join(root, "c", &lib_c, &network, &[&addr, &b_addr], &[]);
+
+    // c fetches the genesis tracks from a and b; b's blocks are caught.
+    let corrupt = c.wait_for("c catches a corrupt block", LONG, is("corrupt_block"));
+    assert_eq!(corrupt["peer"], b_id.as_str(), "{corrupt}");
+    let peers = c.status()["peers"].clone();
+    let b_row = peers
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["peer_id"] == b_id.as_str()).cloned())
+        .expect("b in c's peers");
+    assert!(b_row["corrupt_blocks"].as_u64().unwrap_or(0) >= 1, "{b_row}");
+    // Kill c in the middle of its fetches, then restart it from disk.
+    c.wait_for("c fetched a track", LONG, is("fetched"));
+    c.kill9();
+    let blocks = store_is_intact(&c.data_dir).expect("c's store is intact after kill -9");
+    assert!(blocks > 0);
+    let before = c.event_count();
+    c.restart(&[s("--peer"), addr.clone()]);
+    c.wait_for_from(before, "c resumes", LONG, |v| v["event"] == "genesis");
+
+    // Everyone agrees on slots 5 ..= 8 despite b's garbage; a and c log b's violations.
+    for k in 5..=8 {
+        let expected = final_of(&a, k);
+        assert_eq!(final_of(&c, k), expected, "c disagrees at slot {k}");
+    }
+    let violations: Vec<Value> = a.events("violation");
+    assert!(
+        violations.iter().any(|v| v["peer"] == b_id.as_str()),
+        "a logged no violation by b: {violations:?}"
+    );
+    // c played the winners of slots 5 ..= 8 with every segment held, none from b.
+    for k in 5..=8 {
+        let p = c.wait_for_from(before, &format!("c playing slot {k}"), LONG, at_slot("playing", k));
+        assert_eq!(p["segments_held"], p["segments"], "slot {k}: {p}");
+    }
+    assert!(a.events("diverged").is_empty(), "{:?}", a.events("diverged"));
+    let blocks = store_is_intact(&c.data_dir).expect("c's store holds no corrupt block");
+    assert!(blocks > 0);
+    // c's chain after the restart is a's.
+    let (sa, sc) = (a.status(), c.status());
+    assert_eq!(sa["network"]["id"], sc["network"]["id"]);
+    let k = 8;
+    assert_eq!(final_of(&a, k), final_of(&c, k));
+}
