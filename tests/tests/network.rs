@@ -115,6 +115,8 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     assert!(out.contains("added"), "{out}");
     let diverged = d.wait_for("d diverged in slot 8", LONG, at_slot("diverged", 8));
     assert_eq!(diverged["reason"], "blacklisted", "{diverged}");
+    let playing = d.wait_for("d plays slot 8", LONG, at_slot("playing", 8));
+    assert_eq!(playing["substitute"], true, "{playing}");
     let status = d.status();
     assert_eq!(status["diverged"], true, "d's status during slot 8: {status}");
     assert_eq!(status["playing"]["substitute"], true, "{status}");
@@ -144,7 +146,7 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     // d is back in consensus at slot 9: the others see it in sync again.
     for other in [&a, &b, &c] {
         other.wait_for("the others see d back", LONG, |v| {
-            v["event"] == "peer" && v["peer"] == d_id.as_str() && v["to"] == "in_sync"
+            v["event"] == "peer" && v["peer"] == d_id.as_str() && v["to"] == "in sync"
         });
     }
 

@@ -483,6 +483,9 @@ impl Driver {
         } else {
             Playing::Winner
         };
+        // The status document shows the new slot before the log says so.
+        self.playing.insert(slot, playing.clone());
+        self.publish_snapshot();
         match &playing {
             Playing::Winner => {
                 info!(event = "playing", slot, track_hash = %winner.track_hash, track = %track_name(&winner), position_ms = position, segments_held = held, segments = total,
@@ -500,7 +503,6 @@ impl Driver {
             }
             Playing::Missing => {}
         }
-        self.playing.insert(slot, playing);
         let keep_from = slot.saturating_sub(8);
         self.playing = self.playing.split_off(&keep_from);
         self.substitutes = self.substitutes.split_off(&keep_from);
