@@ -162,6 +162,10 @@ pub struct NodeArgs {
     /// Where the HTTP API listens (loopback by default).
     #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)))]
     pub http_listen: SocketAddr,
+    /// Store budget in MiB: fetched tracks (never the own library or the coming slots) are
+    /// evicted least recently used above it.
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub store_budget_mb: u64,
     /// Files transcoded at once while ingesting. Defaults to the number of cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

@@ -11,6 +11,7 @@
 //! - `clock`: network time.
 //! - `state`: identity, chain and peer addresses on disk.
 //! - `blacklist`: the local blacklist.
+//! - `retention`: evicting fetched tracks above the store budget.
 //! - `http`: the HTTP API.
 
 mod blacklist;
@@ -23,6 +24,7 @@ mod logging;
 mod net;
 mod node;
 mod paths;
+mod retention;
 mod state;
 
 use std::process::ExitCode;

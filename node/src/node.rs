@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// The HTTP API's address.
     pub http_listen: SocketAddr,
+    /// Store budget: fetched tracks are evicted above it.
+    pub store_budget_bytes: u64,
     /// Testing: clock skew.
     pub clock_skew_ms: i64,
     /// Testing: serve corrupt blocks.

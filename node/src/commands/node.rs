@@ -62,6 +62,7 @@ fn config(
         listen,
         mdns: !args.no_mdns,
         http_listen: args.http_listen,
+        store_budget_bytes: args.store_budget_mb.saturating_mul(1024 * 1024),
         clock_skew_ms: args.clock_skew_ms,
         corrupt_blocks: args.serve_corrupt_blocks,
         garbage: args.send_garbage,

@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::fetch::{FetchCommand, FetchEvent, media_id};
 use crate::net::protocol::{CHAIN_BATCH, SyncRequest, SyncResponse};
 use crate::net::{Client, Event};
+use crate::retention::Retention;
 use crate::state;
 
 /// How often the time of each connected peer is sampled (`/chorus/time/1`).
@@ -94,6 +95,7 @@ pub struct Driver {
     corrupt: HashMap<PeerId, u64>,
     violations: u64,
     store_bytes: u64,
+    retention: Retention,
 }
 
 impl Driver {
@@ -118,7 +120,6 @@ impl Driver {
         Driver {
             blacklist_stamp: None,
             blacklist: Blacklist::default(),
-            config,
             consensus,
             client,
             replay,
@@ -146,6 +147,8 @@ impl Driver {
             corrupt: HashMap::new(),
             violations: 0,
             store_bytes,
+            retention: Retention::load(&config.data_dir),
+            config,
         }
     }
 
@@ -162,7 +165,9 @@ impl Driver {
         }
         // PROTOCOL.md 6: announce every track held in full, the own library first.
         for track in &self.library {
-            self.client.provide(track.manifest_id.as_bytes().to_vec()).await;
+            self.client
+                .provide(track.manifest_id.as_bytes().to_vec())
+                .await;
         }
         self.reload_blacklist(true);
         self.want_upcoming().await;
@@ -374,6 +379,25 @@ impl Driver {
                         "fetched \"{}\": {fetched} blocks, {bytes} bytes in {} ms", track_name(&track), elapsed.as_millis());
                 }
                 self.complete.insert(track.track_hash);
+                if !self
+                    .library
+                    .iter()
+                    .any(|t| t.track_hash == track.track_hash)
+                {
+                    let chain = self.consensus.chain();
+                    let last = (0..chain.len())
+                        .rev()
+                        .find(|s| {
+                            chain
+                                .winner(*s)
+                                .is_some_and(|w| w.track_hash == track.track_hash)
+                        })
+                        .unwrap_or(0);
+                    self.retention.touch(track.manifest_id, last);
+                    if let Err(e) = self.retention.save() {
+                        debug!("cannot save the retention record: {e}");
+                    }
+                }
                 self.check_waiting(self.clock.now_ms());
             }
             FetchEvent::Corrupt { peer, block } => {
@@ -469,6 +493,7 @@ impl Driver {
         }
         self.current = Some(slot);
         self.reload_blacklist(false);
+        self.enforce_budget(slot);
         let chain = self.consensus.chain();
         let Some(winner) = chain.winner(slot).cloned() else {
             return;
@@ -507,6 +532,54 @@ impl Driver {
         self.playing = self.playing.split_off(&keep_from);
         self.substitutes = self.substitutes.split_off(&keep_from);
         self.proposers.retain(|_, (s, _)| *s + 8 >= slot);
+    }
+
+    /// Evicts fetched tracks above the store budget; the own library and the slots
+    /// `slot-3 ..= slot+5` are pinned.
+    fn enforce_budget(&mut self, slot: u64) {
+        let budget = self.config.store_budget_bytes;
+        if self.store_bytes <= budget {
+            return;
+        }
+        let chain = self.consensus.chain();
+        let pinned: BTreeSet<Hash32> = (slot.saturating_sub(3)..=slot + 5)
+            .filter_map(|k| chain.winner(k).map(|t| t.manifest_id))
+            .chain(self.library.iter().map(|t| t.manifest_id))
+            .collect();
+        let evicted = self
+            .retention
+            .evict(&self.lib.store, &pinned, self.store_bytes, budget);
+        if !evicted.tracks.is_empty() {
+            self.store_bytes = self.store_bytes.saturating_sub(evicted.bytes);
+            for m in &evicted.tracks {
+                self.complete.retain(|h| {
+                    chain
+                        .decided_slots()
+                        .iter()
+                        .all(|d| d.track.manifest_id != *m || d.track.track_hash != *h)
+                });
+            }
+            info!(
+                event = "evicted",
+                tracks = evicted.tracks.len(),
+                bytes = evicted.bytes,
+                store_bytes = self.store_bytes,
+                budget,
+                "store above its budget: evicted {} fetched tracks ({} bytes)",
+                evicted.tracks.len(),
+                evicted.bytes
+            );
+            let _ = self.retention.save();
+        }
+        if self.store_bytes > budget {
+            warn!(
+                event = "store_over_budget",
+                store_bytes = self.store_bytes,
+                budget,
+                "the store holds {} bytes, above its budget of {budget}, and nothing more can be evicted (the own library and the coming slots are pinned)",
+                self.store_bytes
+            );
+        }
     }
 
     /// A slot waiting for its first segment starts as soon as one arrives (at the current
