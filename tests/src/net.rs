@@ -98,8 +98,20 @@ impl Node {
             .expect("open the node's log file");
         let raw = Arc::new(Mutex::new(raw));
         for (stream, is_out) in [
-            (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
-            (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), false),
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                true,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                false,
+            ),
         ] {
             let Some(stream) = stream else { continue };
             let log = self.log.clone();
@@ -171,7 +183,10 @@ impl Node {
                     tail.join("\n")
                 );
             }
-            log = cvar.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            log = cvar
+                .wait_timeout(log, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -185,8 +200,15 @@ impl Node {
                 return l.trim().to_owned();
             }
             let now = Instant::now();
-            assert!(now < deadline && !log.closed, "{}: no stdout line {prefix:?}", self.name);
-            log = cvar.wait_timeout(log, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            assert!(
+                now < deadline && !log.closed,
+                "{}: no stdout line {prefix:?}",
+                self.name
+            );
+            log = cvar
+                .wait_timeout(log, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -202,7 +224,12 @@ impl Node {
 
     /// How many events were logged so far.
     pub fn event_count(&self) -> usize {
-        self.log.0.lock().unwrap_or_else(|e| e.into_inner()).events.len()
+        self.log
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .events
+            .len()
     }
 
     /// The node's `/status` document.
@@ -210,7 +237,11 @@ impl Node {
         let addr = std::fs::read_to_string(self.data_dir.join("http.addr"))
             .expect("the node wrote http.addr");
         let mut s = TcpStream::connect(addr.trim()).expect("connect to the HTTP API");
-        write!(s, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+        write!(
+            s,
+            "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read");
         let body = text.split_once("\r\n\r\n").expect("HTTP answer").1;
@@ -231,7 +262,10 @@ impl Node {
         let (lock, cvar) = &*self.log;
         let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
         while !log.closed {
-            log = cvar.wait_timeout(log, Duration::from_secs(5)).unwrap_or_else(|e| e.into_inner()).0;
+            log = cvar
+                .wait_timeout(log, Duration::from_secs(5))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -246,7 +280,11 @@ impl Node {
             .args(args)
             .output()
             .expect("run chorus blacklist");
-        assert!(out.status.success(), "chorus blacklist failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "chorus blacklist failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -293,7 +331,10 @@ pub fn store_is_intact(data_dir: &Path) -> Result<usize, String> {
         for f in std::fs::read_dir(fan.path()).map_err(|e| e.to_string())? {
             let f = f.map_err(|e| e.to_string())?;
             let bytes = std::fs::read(f.path()).map_err(|e| e.to_string())?;
-            let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let hex: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             if f.file_name().to_string_lossy() != hex {
                 return Err(format!("{} does not hash to its name", f.path().display()));
             }

@@ -44,7 +44,16 @@ fn help_on_every_subcommand() {
     let out = Command::new(chorus_bin()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for sub in ["ingest", "library", "export-hls", "demo"] {
+    for sub in [
+        "ingest",
+        "library",
+        "export-hls",
+        "demo",
+        "bootstrap",
+        "run",
+        "blacklist",
+        "status",
+    ] {
         assert!(text.contains(sub), "--help lacks {sub}: {text}");
         let out = Command::new(chorus_bin())
             .args([sub, "--help"])
@@ -366,4 +375,182 @@ fn find_hex64(v: &serde_json::Value) -> Option<String> {
         serde_json::Value::Object(o) => o.values().rev().find_map(find_hex64),
         _ => None,
     }
+}
+
+fn run_chorus(data: &Path, config: &Path, args: &[&str]) -> std::process::Output {
+    chorus(data)
+        .arg("--config-dir")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bootstrap_names_line_and_field_of_seed_queue_mistakes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("music");
+    fs::create_dir_all(&lib).unwrap();
+    for i in 0..5 {
+        fs::write(
+            lib.join(format!("t{i}.flac")),
+            b"not ingested before the check",
+        )
+        .unwrap();
+    }
+    let seed = tmp.path().join("seed.toml");
+    let tracks: String = (0..5)
+        .map(|i| format!("[[track]]\npath = \"t{i}.flac\"\n"))
+        .collect();
+    let cases = [
+        (
+            format!("name = \"R\"\nstart = \"in 30s\"\n{tracks}[rules]\nproposal_pc = 3\n"),
+            "line 14",
+            "proposal_pc",
+        ),
+        (
+            format!("name = \"R\"\nstart = \"tomorrow\"\n{tracks}"),
+            "line 2",
+            "start",
+        ),
+        (
+            format!("name = \"R\"\nstart = \"in 30s\"\n{tracks}[[track]]\npath = \"t0.flac\"\n"),
+            "line 13",
+            "track",
+        ),
+    ];
+    for (text, line, field) in cases {
+        fs::write(&seed, &text).unwrap();
+        let out = run_chorus(
+            &tmp.path().join("data"),
+            &tmp.path().join("config"),
+            &[
+                "bootstrap",
+                "--seed-queue",
+                seed.to_str().unwrap(),
+                "--library",
+                lib.to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(line) && err.contains(field) && err.contains("seed.toml"),
+            "{text}\n->\n{err}"
+        );
+    }
+    // Nothing was created: the mistakes were found before any work.
+    assert!(!tmp.path().join("data").join("genesis.cbor").exists());
+}
+
+#[test]
+fn run_without_a_network_and_status_without_a_node_explain_themselves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("config");
+    let out = run_chorus(&data, &config, &["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("--network") && err.contains("--peer"), "{err}");
+    let out = run_chorus(&data, &config, &["run", "--network", "xyz"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a network id"));
+    let out = run_chorus(&data, &config, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node has run"));
+}
+
+#[test]
+fn blacklist_add_list_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("config");
+    let music = tmp.path().join("music");
+    write_tracks(&music, 2, 5.5, &[Format::Flac]);
+    let out = chorus(&data)
+        .args(["ingest", "--library", music.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = run_chorus(
+        &data,
+        &config,
+        &["blacklist", "add", "--artist", "ARTIST 1"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    // The rule catches "Artist 1 - Track 1" of the library, whatever the case.
+    assert!(
+        text.contains("added") && text.contains("Artist 1 - Track 1"),
+        "{text}"
+    );
+    assert!(!text.contains("Artist 0"), "{text}");
+    let out = run_chorus(&data, &config, &["blacklist", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("artist contains \"ARTIST 1\""));
+    let out = run_chorus(&data, &config, &["blacklist", "add", "12345"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a track hash"));
+    let out = run_chorus(
+        &data,
+        &config,
+        &["blacklist", "remove", "--artist", "ARTIST 1"],
+    );
+    assert!(out.status.success());
+    let out = run_chorus(&data, &config, &["blacklist", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("empty"));
+    let out = run_chorus(
+        &data,
+        &config,
+        &["blacklist", "remove", "--title", "nothing"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// The README's command to run the radio: three real nodes on loopback reach consensus, shown
+/// in the log; then Ctrl-C stops all of them.
+#[test]
+fn demo_runs_a_three_node_network() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = chorus(tmp.path())
+        .args(["demo", "--tracks", "5"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut finals = std::collections::BTreeSet::new();
+    let mut seen = Vec::new();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("final slot=5 ") {
+            let node = line.split(']').next().unwrap_or("").to_owned();
+            let track = line
+                .split("track=")
+                .nth(1)
+                .unwrap_or("")
+                .split(" ticket")
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            finals.insert(node);
+            seen.push(track);
+            if finals.len() == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(finals.len(), 3, "not every demo node decided slot 5");
+    assert!(
+        seen.iter().all(|t| *t == seen[0]),
+        "demo nodes disagree: {seen:?}"
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    // Keep reading: the demo reports its nodes stopping.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
+    assert!(status.success(), "demo exit {status}");
 }

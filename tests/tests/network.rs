@@ -29,8 +29,13 @@ fn library(dir: &Path, seed: u64, n: usize) -> PathBuf {
             artist: format!("Artist {seed}"),
             album: "Test".into(),
         };
-        write_tune(&path, Format::Flac, &Tune::new(seed * 1000 + i as u64, TRACK_SECONDS), &tags)
-            .expect("write a track");
+        write_tune(
+            &path,
+            Format::Flac,
+            &Tune::new(seed * 1000 + i as u64, TRACK_SECONDS),
+            &tags,
+        )
+        .expect("write a track");
     }
     dir.to_path_buf()
 }
@@ -61,8 +66,20 @@ fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, S
     (node, network, address)
 }
 
-fn join(root: &Path, name: &str, lib: &Path, network: &str, peers: &[&str], extra: &[String]) -> Node {
-    let mut args = vec![s("--library"), lib.display().to_string(), s("--network"), s(network)];
+fn join(
+    root: &Path,
+    name: &str,
+    lib: &Path,
+    network: &str,
+    peers: &[&str],
+    extra: &[String],
+) -> Node {
+    let mut args = vec![
+        s("--library"),
+        lib.display().to_string(),
+        s("--network"),
+        s(network),
+    ];
     for p in peers {
         args.push(s("--peer"));
         args.push(s(p));
@@ -118,9 +135,15 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     let playing = d.wait_for("d plays slot 8", LONG, at_slot("playing", 8));
     assert_eq!(playing["substitute"], true, "{playing}");
     let status = d.status();
-    assert_eq!(status["diverged"], true, "d's status during slot 8: {status}");
+    assert_eq!(
+        status["diverged"], true,
+        "d's status during slot 8: {status}"
+    );
     assert_eq!(status["playing"]["substitute"], true, "{status}");
-    let d_id = d.status()["identity"].as_str().expect("identity").to_owned();
+    let d_id = d.status()["identity"]
+        .as_str()
+        .expect("identity")
+        .to_owned();
     for other in [&a, &b, &c] {
         other.wait_for("the others see d diverged", LONG, |v| {
             v["event"] == "peer" && v["peer"] == d_id.as_str() && v["to"] == "diverged"
@@ -157,22 +180,40 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
             assert_eq!(final_of(n, k), expected, "{} disagrees at slot {k}", n.name);
         }
         if k > joined_slot + 3 {
-            assert_eq!(final_of(&e, k), expected, "the late joiner disagrees at slot {k}");
+            assert_eq!(
+                final_of(&e, k),
+                expected,
+                "the late joiner disagrees at slot {k}"
+            );
         }
     }
     // Every winner was held in full before its slot began.
     for n in nodes {
         for k in 5..=12 {
-            let p = n.wait_for(&format!("{} playing slot {k}", n.name), LONG, at_slot("playing", k));
+            let p = n.wait_for(
+                &format!("{} playing slot {k}", n.name),
+                LONG,
+                at_slot("playing", k),
+            );
             if n.name == "d" && k == 8 {
                 assert_eq!(p["substitute"], true, "{p}");
                 continue;
             }
-            assert_eq!(p["segments_held"], p["segments"], "{} slot {k}: {p}", n.name);
+            assert_eq!(
+                p["segments_held"], p["segments"],
+                "{} slot {k}: {p}",
+                n.name
+            );
             assert!(p["late"].is_null(), "{} started slot {k} late: {p}", n.name);
         }
-        assert!(n.events("diverged").iter().all(|v| n.name == "d" && slot(v) == Some(8)),
-            "{} diverged: {:?}", n.name, n.events("diverged"));
+        assert!(
+            n.events("diverged")
+                .iter()
+                .all(|v| n.name == "d" && slot(v) == Some(8)),
+            "{} diverged: {:?}",
+            n.name,
+            n.events("diverged")
+        );
     }
     // d proposed nothing while diverged (the proposal window of slot 13 lies in slot 8).
     assert!(
@@ -181,7 +222,10 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     );
     // The joiner's chain is the others'.
     let (sa, se) = (a.status(), e.status());
-    let len = sa["chain"]["len"].as_u64().expect("len").min(se["chain"]["len"].as_u64().expect("len"));
+    let len = sa["chain"]["len"]
+        .as_u64()
+        .expect("len")
+        .min(se["chain"]["len"].as_u64().expect("len"));
     assert!(len >= 13);
     assert_eq!(sa["network"]["id"], se["network"]["id"]);
 }
@@ -189,7 +233,11 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
 fn timestamp(v: &Value) -> f64 {
     // RFC 3339 from tracing: 2026-01-01T12:34:56.789012Z; seconds of the day are enough here.
     let t = v["timestamp"].as_str().expect("timestamp");
-    let time = t.split('T').nth(1).expect("time part").trim_end_matches('Z');
+    let time = t
+        .split('T')
+        .nth(1)
+        .expect("time part")
+        .trim_end_matches('Z');
     let mut parts = time.split(':');
     let h: f64 = parts.next().and_then(|x| x.parse().ok()).expect("hours");
     let m: f64 = parts.next().and_then(|x| x.parse().ok()).expect("minutes");
@@ -209,7 +257,14 @@ fn corrupt_provider_garbage_gossip_and_kill9_mid_fetch() {
     let lib_c = library(&root.join("lib-c"), 13, 6);
     let (a, network, addr) = bootstrap(root, &lib_a, "in 10s", &[]);
     // b holds the same library as a, serves every block corrupted and sends garbage gossip.
-    let b = join(root, "b", &lib_a, &network, &[&addr], &[s("--serve-corrupt-blocks"), s("--send-garbage")]);
+    let b = join(
+        root,
+        "b",
+        &lib_a,
+        &network,
+        &[&addr],
+        &[s("--serve-corrupt-blocks"), s("--send-garbage")],
+    );
     let b_addr = b.address();
     let b_id = b_addr.rsplit('/').next().expect("peer id").to_owned();
     let mut c = join(root, "c", &lib_c, &network, &[&addr, &b_addr], &[]);
@@ -222,7 +277,10 @@ fn corrupt_provider_garbage_gossip_and_kill9_mid_fetch() {
         .as_array()
         .and_then(|p| p.iter().find(|p| p["peer_id"] == b_id.as_str()).cloned())
         .expect("b in c's peers");
-    assert!(b_row["corrupt_blocks"].as_u64().unwrap_or(0) >= 1, "{b_row}");
+    assert!(
+        b_row["corrupt_blocks"].as_u64().unwrap_or(0) >= 1,
+        "{b_row}"
+    );
     // Kill c in the middle of its fetches, then restart it from disk.
     c.wait_for("c fetched a track", LONG, is("fetched"));
     c.kill9();
@@ -244,10 +302,19 @@ fn corrupt_provider_garbage_gossip_and_kill9_mid_fetch() {
     );
     // c played the winners of slots 5 ..= 8 with every segment held, none from b.
     for k in 5..=8 {
-        let p = c.wait_for_from(before, &format!("c playing slot {k}"), LONG, at_slot("playing", k));
+        let p = c.wait_for_from(
+            before,
+            &format!("c playing slot {k}"),
+            LONG,
+            at_slot("playing", k),
+        );
         assert_eq!(p["segments_held"], p["segments"], "slot {k}: {p}");
     }
-    assert!(a.events("diverged").is_empty(), "{:?}", a.events("diverged"));
+    assert!(
+        a.events("diverged").is_empty(),
+        "{:?}",
+        a.events("diverged")
+    );
     let blocks = store_is_intact(&c.data_dir).expect("c's store holds no corrupt block");
     assert!(blocks > 0);
     // c's chain after the restart is a's.

@@ -61,6 +61,14 @@ pub fn write_demo_library(dir: &Path, tracks: u16, offset: usize) -> Result<()> 
     Ok(())
 }
 
+/// Writes a line to stderr, ignoring a closed stderr (the demo must still stop its nodes).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// One demo node process.
 struct DemoNode {
     name: String,
@@ -127,7 +135,8 @@ enum Line {
     Err(String),
 }
 
-fn interrupt(nodes: &mut [DemoNode]) {
+/// Stops every node with SIGINT (kill -9 after 10 s), showing their last lines.
+fn interrupt(nodes: &mut [DemoNode], lines: &mpsc::Receiver<(String, Line)>) {
     for n in nodes.iter() {
         let _ = Command::new("kill")
             .args(["-INT", &n.child.id().to_string()])
@@ -139,7 +148,11 @@ fn interrupt(nodes: &mut [DemoNode]) {
             if let Ok(Some(_)) = n.child.try_wait() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if let Ok((name, Line::Out(l) | Line::Err(l))) =
+                lines.recv_timeout(Duration::from_millis(50))
+            {
+                say!("[{name}] {l}");
+            }
         }
         if let Ok(None) = n.child.try_wait() {
             let _ = n.child.kill();
@@ -227,9 +240,9 @@ pub fn run(
                     } else if let Some(a) = l.strip_prefix("address ") {
                         address = Some(a.trim().to_owned());
                     }
-                    eprintln!("[{name}] {l}");
+                    say!("[{name}] {l}");
                 }
-                Ok((name, Line::Err(l))) => eprintln!("[{name}] {l}"),
+                Ok((name, Line::Err(l))) => say!("[{name}] {l}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(n) = running.first_mut()
                         && let Ok(Some(status)) = n.child.try_wait()
@@ -262,7 +275,7 @@ pub fn run(
                 tx.clone(),
             )?);
         }
-        eprintln!(
+        say!(
             "[demo] network {network}: {nodes} nodes on loopback; `chorus --data-dir {} status` shows node1; Ctrl-C stops",
             root.join("node1").display()
         );
@@ -272,7 +285,7 @@ pub fn run(
                 return Ok(());
             }
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok((name, Line::Out(l) | Line::Err(l))) => eprintln!("[{name}] {l}"),
+                Ok((name, Line::Out(l) | Line::Err(l))) => say!("[{name}] {l}"),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -283,7 +296,12 @@ pub fn run(
             }
         }
     })();
-    interrupt(&mut running);
+    interrupt(&mut running, &rx);
+    // What the nodes wrote while stopping.
+    while let Ok((name, Line::Out(l) | Line::Err(l))) = rx.recv_timeout(Duration::from_millis(200))
+    {
+        say!("[{name}] {l}");
+    }
     result?;
     Ok(ExitCode::SUCCESS)
 }
