@@ -11,6 +11,17 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// the old file or the complete new one, never a partial write. The temp file lives in `tmp_dir`,
 /// which must be on the same file system as `path`; it is removed on any error.
 pub fn atomic_write_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_renamed(tmp_dir, path, bytes, true)
+}
+
+/// As [`atomic_write_in`] without the fsyncs: a process killed at any moment still leaves the
+/// old file or the complete new one, but a power cut may leave a torn file. Only for content
+/// that is verified when read and can be fetched again (blocks fetched from peers).
+pub fn renamed_write_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_renamed(tmp_dir, path, bytes, false)
+}
+
+fn write_renamed(tmp_dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = tmp_dir.join(format!(
         ".{name}.{}.{}.tmp",
@@ -20,10 +31,12 @@ pub fn atomic_write_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
+        if durable && let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
         Ok(())

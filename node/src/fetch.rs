@@ -33,6 +33,8 @@ pub const BATCH: usize = 16;
 pub const PER_PEER: usize = 2;
 /// How long a peer that served a corrupt block is left out of the exchange.
 pub const BAN: Duration = Duration::from_secs(600);
+/// Manifest requests in flight per track.
+const MANIFEST_PARALLEL: usize = 3;
 /// How often providers and "don't have" answers are refreshed.
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -49,6 +51,8 @@ pub enum FetchCommand {
         start_ms: u64,
         /// `rules.segment_ms`.
         segment_ms: u64,
+        /// A peer known to hold it (the winning proposal's author).
+        hint: Option<PeerId>,
     },
 }
 
@@ -83,8 +87,9 @@ struct TrackFetch {
     segments: Option<Vec<Hash32>>,
     missing: usize,
     manifest_tried: HashSet<PeerId>,
-    manifest_in_flight: bool,
-    dht: Vec<PeerId>,
+    manifest_in_flight: usize,
+    /// Peers known to hold the track: the hint, DHT providers, peers that sent the manifest.
+    holders: Vec<PeerId>,
     dht_asked: Option<Instant>,
     started: Instant,
     fetched: usize,
@@ -181,6 +186,7 @@ impl Fetcher {
             track,
             start_ms,
             segment_ms,
+            hint,
         } = command;
         if let Some(t) = self.tracks.get_mut(&track.track_hash) {
             if start_ms < t.start_ms {
@@ -199,8 +205,8 @@ impl Fetcher {
             segments: None,
             missing: 0,
             manifest_tried: HashSet::new(),
-            manifest_in_flight: false,
-            dht: Vec::new(),
+            manifest_in_flight: 0,
+            holders: hint.into_iter().collect(),
             dht_asked: None,
             started: Instant::now(),
             fetched: 0,
@@ -343,9 +349,10 @@ impl Fetcher {
         }
     }
 
+    /// Peers to ask for a track: those known to hold it first, then every connected peer.
     fn candidates(&self, track: &TrackFetch) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = self.connected.clone();
-        for p in &track.dht {
+        let mut peers: Vec<PeerId> = track.holders.clone();
+        for p in &self.connected {
             if !peers.contains(p) {
                 peers.push(*p);
             }
@@ -354,23 +361,40 @@ impl Fetcher {
         peers
     }
 
+    /// Peers to ask for blocks: the known holders when any is usable, else every candidate.
+    fn block_sources(&self, track: &TrackFetch) -> Vec<PeerId> {
+        let holders: Vec<PeerId> = track
+            .holders
+            .iter()
+            .filter(|p| !self.banned.contains_key(*p) && self.connected.contains(*p))
+            .copied()
+            .collect();
+        if holders.is_empty() {
+            self.candidates(track)
+        } else {
+            holders
+        }
+    }
+
     /// Sends what can be sent: manifests first, then want lists in deadline order.
     fn schedule(&mut self) {
+        // Up to MANIFEST_PARALLEL peers at once, the likely holders first.
         let manifests: Vec<(Hash32, PeerId, Hash32)> = self
             .tracks
             .iter()
-            .filter(|(_, t)| t.segments.is_none() && !t.manifest_in_flight)
-            .filter_map(|(h, t)| {
-                let peer = self
-                    .candidates(t)
+            .filter(|(_, t)| t.segments.is_none() && t.manifest_in_flight < MANIFEST_PARALLEL)
+            .flat_map(|(h, t)| {
+                self.candidates(t)
                     .into_iter()
-                    .find(|p| !t.manifest_tried.contains(p))?;
-                Some((*h, peer, t.track.manifest_id))
+                    .filter(|p| !t.manifest_tried.contains(p))
+                    .take(MANIFEST_PARALLEL - t.manifest_in_flight)
+                    .map(|peer| (*h, peer, t.track.manifest_id))
+                    .collect::<Vec<_>>()
             })
             .collect();
         for (track, peer, manifest_id) in manifests {
             if let Some(t) = self.tracks.get_mut(&track) {
-                t.manifest_in_flight = true;
+                t.manifest_in_flight += 1;
                 t.manifest_tried.insert(peer);
             }
             let client = self.client.clone();
@@ -401,7 +425,7 @@ impl Fetcher {
         let candidates: HashMap<Hash32, Vec<PeerId>> = self
             .tracks
             .iter()
-            .map(|(h, t)| (*h, self.candidates(t)))
+            .map(|(h, t)| (*h, self.block_sources(t)))
             .collect();
         for (due, id) in self.queue.iter() {
             let Some(b) = self.blocks.get(id) else {
@@ -469,8 +493,8 @@ impl Fetcher {
             Outcome::Providers { track, peers } => {
                 if let Some(t) = self.tracks.get_mut(&track) {
                     for p in peers {
-                        if !t.dht.contains(&p) {
-                            t.dht.push(p);
+                        if !t.holders.contains(&p) {
+                            t.holders.push(p);
                         }
                     }
                 }
@@ -483,10 +507,17 @@ impl Fetcher {
                 let Some(t) = self.tracks.get_mut(&track) else {
                     return;
                 };
-                t.manifest_in_flight = false;
+                t.manifest_in_flight = t.manifest_in_flight.saturating_sub(1);
                 let manifest_id = t.track.manifest_id;
+                let have = t.segments.is_some();
                 match result {
                     Ok(Some(bytes)) if chorus_consensus::Hash32::digest(&bytes) == manifest_id => {
+                        if !t.holders.contains(&peer) {
+                            t.holders.push(peer);
+                        }
+                        if have {
+                            return;
+                        }
                         match Manifest::parse(&bytes) {
                             Ok(m) => {
                                 if let Err(e) =
@@ -594,7 +625,7 @@ fn verify_and_store(
             received.corrupt.push(block.id);
             continue;
         }
-        match store.put_with_id(media_id(&block.id), &block.data) {
+        match store.put_fetched(media_id(&block.id), &block.data) {
             Ok(()) => received.stored.push((block.id, block.data.len())),
             Err(e) => received.failed_store.push((block.id, e.to_string())),
         }

@@ -1,5 +1,6 @@
 //! The composed libp2p behaviour.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -64,11 +65,15 @@ impl Behaviour {
         let mut gossipsub =
             gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
                 .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+        // Peer scoring on, with loopback exempt from the IP-colocation penalty: nodes on one
+        // machine share 127.0.0.1, and above 10 of them the default penalty graylists every
+        // one of them (their gossip is then dropped, and each node decides alone).
+        let mut score = gossipsub::PeerScoreParams::default();
+        score
+            .ip_colocation_factor_whitelist
+            .extend([IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]);
         gossipsub
-            .with_peer_score(
-                gossipsub::PeerScoreParams::default(),
-                gossipsub::PeerScoreThresholds::default(),
-            )
+            .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
             .map_err(BuildError::Gossipsub)?;
 
         let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));

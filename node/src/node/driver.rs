@@ -639,11 +639,17 @@ impl Driver {
                 continue;
             }
             if let (Some(track), Some(start_ms)) = (chain.winner(slot), chain.start(slot)) {
+                let hint = chain
+                    .decided(slot)
+                    .and_then(|d| d.proposal_id)
+                    .and_then(|id| self.proposers.get(&id))
+                    .map(|(_, p)| *p);
                 wants.push(FetchCommand::Want {
                     slot,
                     track: track.clone(),
                     start_ms,
                     segment_ms,
+                    hint,
                 });
             }
         }

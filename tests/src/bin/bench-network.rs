@@ -1,0 +1,189 @@
+//! Benchmarks of running nodes (real `chorus` processes on loopback):
+//!
+//!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- propagate --nodes 20 --slots 6
+//!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- rss --tracks 500
+//!
+//! `propagate`: N nodes, each with its own 3-track library (7 s tracks), one bootstrap node and
+//! N-1 joiners. For each consensus slot, the time from the first node's `final` for the slot to
+//! the moment the last node holds every segment of the winner (its `fetched` event; 0 for the
+//! node whose library holds it). Prints each slot and the median and maximum.
+//!
+//! `rss`: one node bootstrapped with a library of T tracks (6 s each: ingest time is not what
+//! is measured, the size of the library is), left idle for 30 s after it starts playing, then
+//! its resident set size (VmRSS) and peak (VmHWM) from /proc.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chorus_media::synth::{FileTags, Format, Tune, write_tune};
+use chorus_tests::net::{Node, NodeSpec, slot, write_seed_queue};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(900);
+
+fn arg(args: &[String], name: &str, default: u64) -> Result<u64> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => Ok(args.get(i + 1).context("missing value")?.parse()?),
+        None => Ok(default),
+    }
+}
+
+fn library(dir: &Path, seed: u64, n: usize, seconds: f64) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for i in 0..n {
+        let path = dir.join(format!("Artist {seed} - Song {i}.flac"));
+        if path.exists() {
+            continue;
+        }
+        let tags = FileTags {
+            title: format!("Song {seed}.{i}"),
+            artist: format!("Artist {seed}"),
+            album: "Bench".into(),
+        };
+        write_tune(&path, Format::Flac, &Tune::new(seed * 10_000 + i as u64, seconds), &tags)?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+fn seconds_of_day(v: &Value) -> f64 {
+    let t = v["timestamp"].as_str().unwrap_or("");
+    let time = t.split('T').nth(1).unwrap_or("0:0:0").trim_end_matches('Z');
+    let p: Vec<f64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
+    if p.len() == 3 { p[0] * 3600.0 + p[1] * 60.0 + p[2] } else { 0.0 }
+}
+
+fn bootstrap(root: &Path, lib: &Path, start: &str) -> Result<(Node, String, String)> {
+    let seed = root.join("seed.toml");
+    write_seed_queue(&seed, lib, start, "");
+    let node = Node::start(NodeSpec {
+        name: "n0",
+        root,
+        command: "bootstrap",
+        args: vec![
+            "--seed-queue".into(),
+            seed.display().to_string(),
+            "--library".into(),
+            lib.display().to_string(),
+        ],
+    });
+    let network = node.wait_stdout("network ", LONG);
+    let address = node.address();
+    Ok((node, network, address))
+}
+
+fn propagate(n: usize, slots: u64) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    println!("logs in {} (kept with CHORUS_BENCH_KEEP=1)", root.display());
+    let libs: Vec<PathBuf> = (0..n)
+        .map(|i| library(&root.join(format!("lib{i}")), i as u64 + 1, if i == 0 { 5 } else { 3 }, 7.0))
+        .collect::<Result<_>>()?;
+    let (first, network, addr) = bootstrap(root, &libs[0], &format!("in {}s", 10 + n))?;
+    let mut nodes = vec![first];
+    for (i, lib) in libs.iter().enumerate().skip(1) {
+        nodes.push(Node::start(NodeSpec {
+            name: &format!("n{i}"),
+            root,
+            command: "run",
+            args: vec![
+                "--library".into(),
+                lib.display().to_string(),
+                "--network".into(),
+                network.clone(),
+                "--peer".into(),
+                addr.clone(),
+            ],
+        }));
+    }
+    let mut times = Vec::new();
+    println!("nodes {n}");
+    for k in 6..6 + slots {
+        let mut t_final = f64::MAX;
+        let mut winner = String::new();
+        for node in &nodes {
+            let f = node.wait_for(&format!("final {k}"), LONG, |v| v["event"] == "final" && slot(v) == Some(k));
+            t_final = t_final.min(seconds_of_day(&f));
+            winner = f["track_hash"].as_str().unwrap_or("").to_owned();
+        }
+        let mut t_all = t_final;
+        let mut fetchers = 0;
+        for node in &nodes {
+            // The node holds it once it logs `fetched` for it, or when its slot plays with every
+            // segment held (its own track, or one fetched for an earlier slot).
+            let w = winner.clone();
+            let e = node.wait_for(&format!("holding slot {k}"), LONG, |v| {
+                (v["event"] == "fetched"
+                    && v["track_hash"] == w.as_str()
+                    && seconds_of_day(v) >= t_final - 0.5)
+                    || (v["event"] == "playing" && slot(v) == Some(k))
+            });
+            if e["event"] == "fetched" {
+                t_all = t_all.max(seconds_of_day(&e));
+                fetchers += 1;
+            }
+        }
+        if fetchers == 0 {
+            println!("slot {k}: every node already held the winner");
+            continue;
+        }
+        let ms = (t_all - t_final) * 1000.0;
+        println!("slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final", &winner[..8.min(winner.len())]);
+        times.push(ms);
+    }
+    if times.is_empty() {
+        let _ = tmp.keep();
+        bail!("no slot needed a fetch");
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let max = times.last().copied().unwrap_or(0.0);
+    if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
+        println!("kept {}", tmp.keep().display());
+    }
+    println!("propagation to all {n} nodes: median {median:.0} ms, max {max:.0} ms over {} slots", times.len());
+    Ok(())
+}
+
+fn rss(tracks: usize) -> Result<()> {
+    let cache = std::env::temp_dir().join(format!("chorus-bench-rss-{tracks}"));
+    let lib = library(&cache.join("library"), 7, tracks, 6.0)?;
+    let tmp = tempfile::tempdir()?;
+    let (node, _, _) = bootstrap(tmp.path(), &lib, "in 5s")?;
+    node.wait_for("playing", LONG, |v| v["event"] == "playing");
+    std::thread::sleep(Duration::from_secs(30));
+    let pid = std::fs::read_to_string(tmp.path().join("n0").join("data").join("http.addr")).ok();
+    let _ = pid;
+    let status = node.status();
+    let library_tracks = tracks;
+    let (rss_kb, hwm_kb) = proc_rss(&node)?;
+    println!(
+        "idle node, {library_tracks} tracks in its library, store {:.0} MB: VmRSS {:.1} MB, VmHWM {:.1} MB",
+        status["store"]["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        rss_kb as f64 / 1024.0,
+        hwm_kb as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn proc_rss(node: &Node) -> Result<(u64, u64)> {
+    let pid = node.pid().context("the node is not running")?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("propagate") => propagate(arg(&args, "--nodes", 2)? as usize, arg(&args, "--slots", 6)?),
+        Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
+        _ => bail!("usage: bench-network propagate --nodes N --slots S | rss --tracks T"),
+    }
+}
