@@ -40,6 +40,7 @@ pub use speak::{HEARD_MIN, SPEAK_GRACE_MS, SPEAK_SHARE, SPEAKERS};
 pub use status::StatusSummary;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use libp2p_identity::{Keypair, PeerId};
 
@@ -48,7 +49,9 @@ use crate::chain::Chain;
 use crate::eligibility::check_eligible;
 use crate::envelope::{Envelope, EnvelopeError, Validation};
 use crate::hash::Hash32;
-use crate::message::{Body, Message, Play, Proposal, Verified, library_hash, track_index};
+use crate::message::{
+    Body, Message, Play, Proposal, Status, Tally, Verified, library_hash, track_index,
+};
 use crate::schedule::{finality_ms, proposal_time, proposal_window, selection_window};
 use crate::ticket::{SlotContext, rank_cmp, ticket};
 use crate::track::{TrackRef, expected_segments};
@@ -69,6 +72,31 @@ enum Step {
     Finalize,
     Tally,
     Propose,
+}
+
+/// A verified gossip message prepared for [`Consensus::handle_shared`]: opened once, handed to
+/// many machines, its Status (if it is one) held once for all of their peer tables.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    verified: Verified,
+    status: Option<Arc<Status>>,
+}
+
+impl Shared {
+    /// The message.
+    pub fn verified(&self) -> &Verified {
+        &self.verified
+    }
+}
+
+impl From<Verified> for Shared {
+    fn from(verified: Verified) -> Shared {
+        let status = match &verified.message {
+            Message::Status(s) => Some(Arc::new(s.clone())),
+            _ => None,
+        };
+        Shared { verified, status }
+    }
 }
 
 /// One node's consensus state machine.
@@ -119,12 +147,24 @@ pub struct Consensus {
     /// Chain hashes of other chains known to lose a tie at their first difference with the
     /// own chain (fetched and compared, PROTOCOL.md 9).
     ties_lost: BTreeSet<Hash32>,
+    /// This node's tickets for the slots in flight, at `slot % 4`: `poll_timeout` needs them
+    /// after every input, and a SHA-256 each time was a large share of big simulations. Valid
+    /// because a ticket depends only on the network and the slot (version 1, [`ticket`]).
+    my_tickets: [Option<(u64, u64)>; 4],
+    /// `next_step()` as of the last input that could change it: `poll_timeout` is called after
+    /// every input, most inputs (Status) cannot change it, and recomputing it (windows from the
+    /// chain, slot states) was a large share of big simulations. Kept by `refresh_step`.
+    step_due: Option<(u64, Step, u64)>,
+    /// `(lo, hi, next)`: while the latest time passed in is in `[lo, hi)`, the next slot
+    /// starts at `next`. `poll_timeout` needs it after every input, and finding the slot in
+    /// the chain's schedule each time cost several cache misses. Kept by `bound_slot`.
+    slot_bounds: Option<(u64, u64, Option<u64>)>,
 }
 
 impl Consensus {
     /// A state machine for the node `keypair` on `chain` (from the genesis or persisted).
     pub fn new(keypair: Keypair, chain: Chain) -> Consensus {
-        Consensus {
+        let mut machine = Consensus {
             me: keypair.public().to_peer_id(),
             keypair,
             chain,
@@ -145,7 +185,20 @@ impl Consensus {
             fork_wins: 0,
             sync: None,
             ties_lost: BTreeSet::new(),
-        }
+            my_tickets: [None; 4],
+            step_due: None,
+            slot_bounds: None,
+        };
+        machine.refresh_step();
+        machine
+    }
+
+    /// Recomputes the earliest pending slot step after an input that may have changed the
+    /// chain, the slots in flight or a sync.
+    fn refresh_step(&mut self) {
+        self.step_due = self.next_step();
+        self.slot_bounds = None;
+        self.bound_slot();
     }
 
     /// Command: the chain given to [`Consensus::new`] was just synced from peers (a node
@@ -157,6 +210,7 @@ impl Consensus {
     pub fn start_synced(&mut self, now: u64) {
         self.join(now);
         self.synced_at_ms = Some(now);
+        self.refresh_step();
     }
 
     /// Command: the software version each Status carries (default `chorus/<crate version>`).
@@ -224,8 +278,13 @@ impl Consensus {
     /// scheduled.
     /// Before the first input it is `Some(0)`: call `handle_timeout` with the current time.
     pub fn poll_timeout(&self) -> Option<u64> {
+        debug_assert_eq!(
+            self.step_due,
+            self.next_step(),
+            "refresh_step after every input"
+        );
         [
-            self.next_step().map(|(at, _, _)| at),
+            self.step_due.map(|(at, _, _)| at),
             self.next_status_check(),
             self.peers.next_deadline(self.chain.rules().exclusion_ms),
             self.next_fetch_retry(),
@@ -256,24 +315,18 @@ impl Consensus {
     /// does not repeat them. It checks only the network id again (cheap), so that a message
     /// opened for another network is refused as `handle_message` would.
     pub fn handle_verified(&mut self, now: u64, source: PeerId, verified: Verified) -> Validation {
-        self.join(now);
-        if verified.message.network_id() != self.chain.network_id() {
-            let e = EnvelopeError::WrongNetwork {
-                expected: *self.chain.network_id(),
-                got: *verified.message.network_id(),
-            };
-            return self.refuse(source, &e);
+        let verdict = self.accept(now, source, verified);
+        self.refresh_step();
+        verdict
+    }
+
+    fn accept(&mut self, now: u64, source: PeerId, verified: Verified) -> Validation {
+        if let Some(refused) = self.admit(now, source, &verified.message) {
+            return refused;
         }
         match verified.message {
             Message::Proposal(p) => self.ingest_proposal(verified.id, p, verified.envelope),
-            Message::Tally(t) => {
-                if !self.in_flight(t.slot) {
-                    return Validation::Ignore;
-                }
-                self.request_missing(now, t.from, t.slot, &t.best);
-                self.slots.entry(t.slot).or_default().note_tally(&t);
-                Validation::Accept
-            }
+            Message::Tally(t) => self.on_tally(now, &t),
             Message::Decision(d) => {
                 if !self.in_flight(d.slot) {
                     return Validation::Ignore;
@@ -285,10 +338,62 @@ impl Consensus {
                 Validation::Accept
             }
             Message::Status(s) => {
-                self.on_status(now, s);
+                self.on_status(now, &Arc::new(s));
                 Validation::Accept
             }
         }
+    }
+
+    /// Input: a gossip message already verified, handed to many machines (the simulator), as
+    /// [`Consensus::handle_verified`] (same verdicts, same actions) but by reference: the
+    /// machine copies only what it keeps, and keeps a Status by sharing it. Copying every
+    /// Status into every receiver's peer table was a large share of big simulations. The trust
+    /// rule of `handle_verified` applies to the message inside `shared`.
+    pub fn handle_shared(&mut self, now: u64, source: PeerId, shared: &Shared) -> Validation {
+        let verified = &shared.verified;
+        match (&verified.message, &shared.status) {
+            (Message::Tally(t), _) => {
+                if let Some(refused) = self.admit(now, source, &verified.message) {
+                    return refused;
+                }
+                let verdict = self.on_tally(now, t);
+                self.refresh_step();
+                verdict
+            }
+            // A Status changes only the peer table: no slot step moves.
+            (Message::Status(_), Some(status)) => {
+                if let Some(refused) = self.admit(now, source, &verified.message) {
+                    return refused;
+                }
+                self.on_status(now, status);
+                Validation::Accept
+            }
+            // Rare, and kept whole when held.
+            _ => self.handle_verified(now, source, verified.clone()),
+        }
+    }
+
+    /// The checks common to every verified message: notes the time, and refuses a message of
+    /// another network (the verdict), as `handle_message` would.
+    fn admit(&mut self, now: u64, source: PeerId, message: &Message) -> Option<Validation> {
+        self.join(now);
+        if message.network_id() == self.chain.network_id() {
+            return None;
+        }
+        let e = EnvelopeError::WrongNetwork {
+            expected: *self.chain.network_id(),
+            got: *message.network_id(),
+        };
+        Some(self.refuse(source, &e))
+    }
+
+    fn on_tally(&mut self, now: u64, t: &Tally) -> Validation {
+        if !self.in_flight(t.slot) {
+            return Validation::Ignore;
+        }
+        self.request_missing(now, t.from, t.slot, &t.best);
+        self.slots.entry(t.slot).or_default().note_tally(t);
+        Validation::Accept
     }
 
     /// Counts an envelope that failed its checks against `source` (unless merely of an unknown
@@ -314,6 +419,7 @@ impl Consensus {
                 self.ingest_proposal(verified.id, p, verified.envelope);
             }
         }
+        self.refresh_step();
     }
 
     /// Input: the network time reached `now`; runs every step due.
@@ -335,6 +441,7 @@ impl Consensus {
             }
         }
         self.housekeeping(now);
+        self.refresh_step();
     }
 
     /// Everything due at `now` besides the slot steps: substitutes, peers excluded by time,
@@ -354,6 +461,14 @@ impl Consensus {
     /// Remembers the slot the node started in: earlier slots were not played by it.
     fn join(&mut self, now: u64) {
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
+        self.bound_slot();
+        let len = self.chain.len();
+        for slot in len..len + 3 {
+            let at = (slot % 4) as usize;
+            if self.my_tickets[at].is_none_or(|(s, _)| s != slot) {
+                self.my_tickets[at] = Some((slot, self.ticket_of(slot, &self.me)));
+            }
+        }
         if self.joined_slot.is_none() {
             let before_start = self.chain.start(0).is_some_and(|s| now < s);
             self.joined_slot = Some(if before_start {
@@ -369,7 +484,10 @@ impl Consensus {
     }
 
     fn my_ticket(&self, slot: u64) -> u64 {
-        self.ticket_of(slot, &self.me)
+        match self.my_tickets[(slot % 4) as usize] {
+            Some((s, ticket)) if s == slot => ticket,
+            _ => self.ticket_of(slot, &self.me),
+        }
     }
 
     fn ticket_of(&self, slot: u64, peer: &PeerId) -> u64 {

@@ -125,6 +125,9 @@ pub struct SimConfig {
     /// The genesis rules' `status_interval_ms`; None keeps the default (5 s). Longer intervals
     /// make long runs cheap (fewer Status messages) but slow down fork healing.
     pub status_interval_ms: Option<u64>,
+    /// Threads that run the machines (1: all on the calling thread). The report does not
+    /// depend on it.
+    pub threads: usize,
 }
 
 impl Default for SimConfig {
@@ -145,6 +148,7 @@ impl Default for SimConfig {
                 max_ms: 299_999,
             },
             status_interval_ms: None,
+            threads: 1,
         }
     }
 }
@@ -182,6 +186,9 @@ impl SimConfig {
         }
         if self.slots == 0 {
             return bad("slots must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.threads) {
+            return bad(format!("threads must be 1 to 64, not {}", self.threads));
         }
         if !(0.0..1.0).contains(&self.loss) {
             return bad(format!("loss must be in [0, 1), not {}", self.loss));

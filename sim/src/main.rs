@@ -56,6 +56,10 @@ struct Cli {
     /// Report format.
     #[arg(long, value_enum)]
     report: Option<ReportFormat>,
+    /// Threads that run the machines (default: the number of cores). The report is the same
+    /// for any number.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,9 @@ fn real_main() -> Result<ExitCode> {
     cfg.adversaries.extend(cli.adversary);
     cfg.track_ms = cli.track_ms.unwrap_or(cfg.track_ms);
     cfg.status_interval_ms = cli.status_ms.or(cfg.status_interval_ms);
+    cfg.threads = cli.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let format = cli.report.unwrap_or(format);
     cfg.validate()?;
     eprintln!("seed {}", cfg.seed);

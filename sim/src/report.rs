@@ -47,11 +47,11 @@ impl Traffic {
         e.1 += size as u64;
     }
 
-    /// A message reached a node.
-    pub fn count_delivery(&mut self, kind: &str, size: usize) {
+    /// A message of `size` bytes will reach `count` nodes.
+    pub fn count_deliveries(&mut self, kind: &str, size: usize, count: usize) {
         let e = self.delivered.entry(kind.to_owned()).or_default();
-        e.0 += 1;
-        e.1 += size as u64;
+        e.0 += count as u64;
+        e.1 += (size * count) as u64;
     }
 
     /// A proposal fetch request was sent.

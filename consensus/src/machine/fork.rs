@@ -265,11 +265,12 @@ impl Consensus {
         }
         let since = now.saturating_sub(SUPPORT_PERIODS * self.status_period());
         let own_head = self.chain.head().slot;
-        let recent: Vec<(PeerId, &super::PeerInfo)> = self
+        // Nothing below depends on the order of `recent`: counts, a minimum, and a maximum
+        // under a total order.
+        let recent: Vec<(&PeerId, &super::PeerInfo)> = self
             .peers
-            .heard_since(since)
+            .heard_since_unordered(since)
             .filter(|(_, p)| p.head_slot().is_some_and(|h| h + HEAD_LAG_MAX >= own_head))
-            .map(|(id, p)| (*id, p))
             .collect();
         let slot = recent
             .iter()
@@ -278,29 +279,31 @@ impl Consensus {
         let Some(own_hash) = self.chain.chain_hash(slot) else {
             return;
         };
-        let mut support: BTreeMap<Hash32, BTreeSet<PeerId>> = BTreeMap::new();
-        support.entry(own_hash).or_default().insert(self.me);
-        for (peer, info) in &recent {
+        // Supporters per chain hash. Counted, not collected: the peers of the table are
+        // distinct and never this node (its own Status never enters the table).
+        let mut support: BTreeMap<Hash32, usize> = BTreeMap::new();
+        *support.entry(own_hash).or_default() += 1;
+        for (_, info) in &recent {
             if let Some(hash) = info.head_hash(slot) {
-                support.entry(hash).or_default().insert(*peer);
+                *support.entry(hash).or_default() += 1;
             }
         }
         // The strongest other chain: most supporters, then the smaller hash.
         let other = support
             .iter()
             .filter(|(hash, _)| **hash != own_hash)
-            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)));
-        let Some((other_hash, other_peers)) = other else {
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+        let Some((&other_hash, &other_supporters)) = other else {
             self.fork_wins = 0;
             return;
         };
         let own = Support {
             chain_hash: own_hash,
-            supporters: support.get(&own_hash).map_or(0, BTreeSet::len),
+            supporters: support.get(&own_hash).copied().unwrap_or(0),
         };
         let other = Support {
-            chain_hash: *other_hash,
-            supporters: other_peers.len(),
+            chain_hash: other_hash,
+            supporters: other_supporters,
         };
         // On a tie the smaller chain hash at the first slot where the chains differ wins
         // (PROTOCOL.md 9). Heads do not tell that slot, so the other chain is fetched to compare
@@ -319,7 +322,7 @@ impl Consensus {
                 // The supporter with the highest head (then the smallest PeerId) serves it.
                 let from = recent
                     .iter()
-                    .filter(|(id, _)| other_peers.contains(id))
+                    .filter(|(_, info)| info.head_hash(slot) == Some(other_hash))
                     .max_by(|a, b| {
                         a.1.head_slot()
                             .cmp(&b.1.head_slot())
@@ -328,7 +331,7 @@ impl Consensus {
                 match from {
                     Some((from, info)) => {
                         let from_slot = self.fork_fetch_start(info, slot);
-                        let from = *from;
+                        let from = **from;
                         self.fork_wins = 0;
                         self.ask_chain(now, Purpose::Adopt, from, from_slot);
                         if tie {
@@ -372,14 +375,18 @@ impl Consensus {
         let agreed = info
             .heads
             .iter()
-            .filter(|(s, h)| self.chain.chain_hash(**s) == Some(**h))
-            .map(|(s, _)| *s)
+            .filter(|(s, h)| self.chain.chain_hash(*s) == Some(h.head.chain_hash))
+            .map(|(s, _)| s)
             .max();
         let first_diff = info
             .heads
             .iter()
-            .filter(|(s, h)| self.chain.chain_hash(**s).is_some_and(|own| own != **h))
-            .map(|(s, _)| *s)
+            .filter(|(s, h)| {
+                self.chain
+                    .chain_hash(*s)
+                    .is_some_and(|own| own != h.head.chain_hash)
+            })
+            .map(|(s, _)| s)
             .min()
             .unwrap_or(differs_at);
         match agreed.filter(|a| *a < first_diff) {
@@ -394,6 +401,17 @@ impl Consensus {
     /// replace it from the first difference on (fork adoption, PROTOCOL.md 9): the schedule is
     /// recomputed, and slots whose selection already began are then only followed.
     pub fn handle_chain(
+        &mut self,
+        now: u64,
+        peer: PeerId,
+        slots: Vec<DecidedSlot>,
+    ) -> Result<ChainSync, SyncError> {
+        let result = self.take_chain(now, peer, slots);
+        self.refresh_step();
+        result
+    }
+
+    fn take_chain(
         &mut self,
         now: u64,
         peer: PeerId,

@@ -1,13 +1,19 @@
 //! The peer table of PROTOCOL.md 5: what each peer reports in its Status messages, and whether
 //! it is in sync, diverged or excluded.
 
-use std::collections::BTreeMap;
+mod recent;
+mod rows;
+
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 
 use crate::hash::Hash32;
 use crate::message::Status;
+pub(crate) use recent::{Heads, SlotFlags};
+use rows::Rows;
 
 /// Most peers kept; past it the one heard from least recently is dropped (PROTOCOL.md 10).
 pub const PEERS_MAX: usize = 1024;
@@ -69,12 +75,37 @@ pub struct PeerInfo {
     pub violations: u64,
     /// When its last Status arrived (this node's network time).
     pub last_heard_ms: Option<u64>,
-    /// Its last Status.
-    pub status: Option<Status>,
+    /// Its last Status (shared: a simulator hands one Status to a thousand tables).
+    pub status: Option<Arc<Status>>,
     /// Recent slots it played, with whether it reported `diverged` in them.
-    pub(crate) slots: BTreeMap<u64, bool>,
-    /// Recent heads it reported: slot -> chain hash.
-    pub(crate) heads: BTreeMap<u64, Hash32>,
+    pub(crate) slots: SlotFlags<SLOTS_KEPT>,
+    /// Recent heads it reported: slot -> the last Status reporting its head at that slot.
+    pub(crate) heads: Heads<HEADS_KEPT>,
+}
+
+/// Why a peer is in its state; formatted only when the state changes (a thousand peers'
+/// Status messages mostly change nothing).
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    DivergedSlots,
+    DivergedFor(u64),
+    DivergedIn(Option<u64>),
+    Rejoined,
+    InSyncIn(Option<u64>),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::DivergedSlots => write!(f, "diverged {DIVERGED_SLOTS_MAX} slots"),
+            Reason::DivergedFor(ms) => write!(f, "diverged for {} s", ms / 1000),
+            Reason::DivergedIn(Some(s)) => write!(f, "diverged in slot {s}"),
+            Reason::DivergedIn(None) => f.write_str("diverged"),
+            Reason::Rejoined => f.write_str("rejoined"),
+            Reason::InSyncIn(Some(s)) => write!(f, "in sync in slot {s}"),
+            Reason::InSyncIn(None) => f.write_str("in sync"),
+        }
+    }
 }
 
 impl PeerInfo {
@@ -86,14 +117,14 @@ impl PeerInfo {
             violations: 0,
             last_heard_ms: None,
             status: None,
-            slots: BTreeMap::new(),
-            heads: BTreeMap::new(),
+            slots: SlotFlags::default(),
+            heads: Heads::default(),
         }
     }
 
     /// The chain hash it reported for `slot`, if one of its recent heads is at that slot.
     pub fn head_hash(&self, slot: u64) -> Option<Hash32> {
-        self.heads.get(&slot).copied()
+        self.heads.hash_at(slot)
     }
 
     /// The slot of its latest head.
@@ -102,100 +133,110 @@ impl PeerInfo {
     }
 
     fn diverged_in(&self, slots: std::ops::RangeInclusive<u64>) -> bool {
-        slots.into_iter().all(|j| self.slots.get(&j) == Some(&true))
+        slots.into_iter().all(|j| self.slots.get(j) == Some(true))
     }
 
     /// The state its records give at `now` with `slot` its latest slot, and why.
-    fn judge(&self, now: u64, slot: Option<u64>, exclusion_ms: u64) -> (PeerState, String) {
+    fn judge(&self, now: u64, slot: Option<u64>, exclusion_ms: u64) -> (PeerState, Reason) {
         let diverged = self.diverged_since_ms.is_some();
         if let Some(s) = slot {
             let n = DIVERGED_SLOTS_MAX;
             if diverged && s + 1 >= n && self.diverged_in(s + 1 - n..=s) {
-                return (PeerState::Excluded, format!("diverged {n} slots"));
+                return (PeerState::Excluded, Reason::DivergedSlots);
             }
             // Still banned: in sync now, but the three slots before were all diverged
             // (eligibility of PROTOCOL.md 5: it may not propose in this slot).
             if !diverged && s >= n && self.diverged_in(s - n..=s - 1) {
-                return (PeerState::Excluded, format!("diverged {n} slots"));
+                return (PeerState::Excluded, Reason::DivergedSlots);
             }
         }
         if let Some(since) = self.diverged_since_ms {
             if now.saturating_sub(since) >= exclusion_ms {
-                return (
-                    PeerState::Excluded,
-                    format!("diverged for {} s", exclusion_ms / 1000),
-                );
+                return (PeerState::Excluded, Reason::DivergedFor(exclusion_ms));
             }
-            let at = self
-                .diverged_since_slot
-                .map_or(String::new(), |s| format!(" in slot {s}"));
-            return (PeerState::Diverged, format!("diverged{at}"));
+            return (
+                PeerState::Diverged,
+                Reason::DivergedIn(self.diverged_since_slot),
+            );
         }
-        let reason = match (self.state, slot) {
-            (PeerState::Excluded, _) => "rejoined".to_owned(),
-            (_, Some(s)) => format!("in sync in slot {s}"),
-            (_, None) => "in sync".to_owned(),
+        let reason = match self.state {
+            PeerState::Excluded => Reason::Rejoined,
+            _ => Reason::InSyncIn(slot),
         };
         (PeerState::InSync, reason)
     }
 }
 
+/// A PeerId's lookup key: the last 8 bytes of its multihash (for an ed25519 identity, 8 bytes
+/// of the public key), read big-endian. The table also orders its rows by it first, then by
+/// the whole PeerId: the order stays a pure function of the PeerIds.
+fn prefix(peer: &PeerId) -> u64 {
+    let digest = peer.as_ref().digest();
+    let take = digest.len().min(8);
+    let mut bytes = [0u8; 8];
+    bytes[8 - take..].copy_from_slice(&digest[digest.len() - take..]);
+    u64::from_be_bytes(bytes)
+}
+
+/// A row and what locates it.
+#[derive(Debug, Clone)]
+struct Row {
+    /// `prefix(&peer)`.
+    key: u64,
+    peer: PeerId,
+    info: PeerInfo,
+    /// Its entry in the deadline index, if any: `diverged_since_ms` when indexed.
+    indexed: Option<u64>,
+}
+
 /// The peer table: one [`PeerInfo`] per peer heard from, by PeerId.
+///
+/// Rows are stored where a hash of their PeerId points ([`rows`](self::rows)): the table is
+/// looked up on every Status received, and ordered maps keyed by PeerIds (64-byte multihash
+/// arrays) dominated simulations of 1000 nodes. Iteration follows `order` (by key, then
+/// PeerId), never the storage.
 #[derive(Debug, Clone, Default)]
 pub struct PeerTable {
-    peers: BTreeMap<Key, PeerInfo>,
+    rows: Rows,
+    /// `(key, position)` by key, then PeerId: the table's order. Keys first, in a compact
+    /// vector, so that placing a new peer rarely reads a row.
+    order: Vec<(u64, usize)>,
+    /// Rows with a Status.
+    heard: usize,
     /// The diverged peers by `diverged_since_ms`: the machine asks for the next exclusion
     /// deadline after every input, and scanning a thousand peers each time dominated large
     /// simulations. Kept in step by [`PeerTable::reindex`].
-    diverged: std::collections::BTreeSet<(u64, PeerId)>,
-    /// Each indexed peer's key in `diverged`.
-    diverged_key: BTreeMap<PeerId, u64>,
-}
-
-/// A table key: a PeerId ordered by the last 8 bytes of its multihash first (for an ed25519
-/// identity, 8 bytes of the public key). The table is looked up on every Status received, and
-/// comparing whole PeerIds (64-byte multihash arrays) dominated simulations of 1000 nodes. The
-/// order stays a pure function of the PeerIds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Key(u64, PeerId);
-
-impl Key {
-    fn of(peer: &PeerId) -> Key {
-        let digest = peer.as_ref().digest();
-        let take = digest.len().min(8);
-        let mut prefix = [0u8; 8];
-        prefix[8 - take..].copy_from_slice(&digest[digest.len() - take..]);
-        Key(u64::from_be_bytes(prefix), *peer)
-    }
+    diverged: BTreeSet<(u64, PeerId)>,
 }
 
 impl PeerTable {
     /// Every peer, in the table's (deterministic) order.
     pub fn iter(&self) -> impl Iterator<Item = (&PeerId, &PeerInfo)> {
-        self.peers.iter().map(|(k, v)| (&k.1, v))
+        self.order
+            .iter()
+            .filter_map(|&(_, pos)| self.rows.get(pos))
+            .map(|row| (&row.peer, &row.info))
     }
 
     /// One peer's row.
     pub fn get(&self, peer: &PeerId) -> Option<&PeerInfo> {
-        self.peers.get(&Key::of(peer))
+        let pos = self.rows.find(prefix(peer), peer)?;
+        self.rows.get(pos).map(|row| &row.info)
     }
 
     /// How many peers are known.
     pub fn len(&self) -> usize {
-        self.peers.len()
+        self.rows.len()
     }
 
     /// Whether no peer is known.
     pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.rows.len() == 0
     }
 
     /// How many peers sent at least one Status.
     pub fn heard(&self) -> usize {
-        self.peers
-            .values()
-            .filter(|p| p.last_heard_ms.is_some())
-            .count()
+        self.heard
     }
 
     /// Peers whose last Status arrived at or after `since_ms`.
@@ -204,40 +245,108 @@ impl PeerTable {
             .filter(move |(_, p)| p.last_heard_ms.is_some_and(|t| t >= since_ms))
     }
 
-    /// Puts `peer` into the deadline index, or takes it out, as its row now says.
-    fn reindex(&mut self, peer: PeerId) {
-        if let Some(old) = self.diverged_key.remove(&peer) {
+    /// The peers whose last Status arrived at or after `since_ms`, in no particular order (but
+    /// the same for the same table): for computations whose result does not depend on the
+    /// order. Rows are then read in memory order, much faster than in the table's order when
+    /// the machine looks at every peer (fork evaluation, speakers) in a network of 1000.
+    pub(crate) fn heard_since_unordered(
+        &self,
+        since_ms: u64,
+    ) -> impl Iterator<Item = (&PeerId, &PeerInfo)> {
+        self.rows
+            .iter()
+            .map(|(_, row)| (&row.peer, &row.info))
+            .filter(move |(_, p)| p.last_heard_ms.is_some_and(|t| t >= since_ms))
+    }
+
+    /// Sorts every row into `order` afresh (after rows moved).
+    fn rebuild_order(&mut self) {
+        let mut order: Vec<(u64, &PeerId, usize)> = self
+            .rows
+            .iter()
+            .map(|(pos, row)| (row.key, &row.peer, pos))
+            .collect();
+        order.sort_unstable();
+        self.order = order.into_iter().map(|(key, _, pos)| (key, pos)).collect();
+    }
+
+    /// Removes the row at `pos` and what refers to it.
+    fn remove(&mut self, pos: usize) {
+        let Some(row) = self.rows.remove(pos) else {
+            return;
+        };
+        if let Some(since) = row.indexed {
+            self.diverged.remove(&(since, row.peer));
+        }
+        if row.info.last_heard_ms.is_some() {
+            self.heard -= 1;
+        }
+        self.rebuild_order();
+    }
+
+    /// Puts the row at `pos` into the deadline index, or takes it out, as the row now says.
+    fn reindex(&mut self, pos: usize) {
+        let Some(row) = self.rows.get_mut(pos) else {
+            return;
+        };
+        let want = match (row.info.state, row.info.diverged_since_ms) {
+            (PeerState::Diverged, Some(since)) => Some(since),
+            _ => None,
+        };
+        if row.indexed == want {
+            return;
+        }
+        let peer = row.peer;
+        if let Some(old) = std::mem::replace(&mut row.indexed, want) {
             self.diverged.remove(&(old, peer));
         }
-        if let Some(info) = self.peers.get(&Key::of(&peer))
-            && info.state == PeerState::Diverged
-            && let Some(since) = info.diverged_since_ms
-        {
+        if let Some(since) = want {
             self.diverged.insert((since, peer));
-            self.diverged_key.insert(peer, since);
         }
     }
 
-    fn entry(&mut self, peer: PeerId) -> &mut PeerInfo {
-        let key = Key::of(&peer);
-        if !self.peers.contains_key(&key) && self.peers.len() >= PEERS_MAX {
+    /// The position of `peer`'s row, added if new (evicting the peer heard from least recently
+    /// when full).
+    fn entry(&mut self, peer: PeerId) -> usize {
+        let key = prefix(&peer);
+        if let Some(pos) = self.rows.find(key, &peer) {
+            return pos;
+        }
+        if self.rows.len() >= PEERS_MAX {
             // Least recently heard first (never heard counts as oldest); ties: smallest PeerId.
             let oldest = self
-                .peers
+                .rows
                 .iter()
-                .min_by_key(|(k, p)| (p.last_heard_ms, k.1.to_bytes()))
-                .map(|(k, _)| *k);
+                .min_by_key(|(_, r)| (r.info.last_heard_ms, r.peer.to_bytes()))
+                .map(|(pos, _)| pos);
             if let Some(oldest) = oldest {
-                self.peers.remove(&oldest);
-                self.reindex(oldest.1);
+                self.remove(oldest);
             }
         }
-        self.peers.entry(key).or_insert_with(PeerInfo::new)
+        let (pos, moved) = self.rows.insert(Row {
+            key,
+            peer,
+            info: PeerInfo::new(),
+            indexed: None,
+        });
+        if moved {
+            self.rebuild_order();
+        } else {
+            let rows = &self.rows;
+            let at = self
+                .order
+                .partition_point(|&(k, p)| (k, rows.get(p).map(|r| &r.peer)) < (key, Some(&peer)));
+            self.order.insert(at, (key, pos));
+        }
+        pos
     }
 
     /// Counts a violation of `peer`.
     pub(crate) fn violation(&mut self, peer: PeerId) {
-        self.entry(peer).violations += 1;
+        let pos = self.entry(peer);
+        if let Some(row) = self.rows.get_mut(pos) {
+            row.info.violations += 1;
+        }
     }
 
     /// Records a Status of `status.from`, received at `now`, about `slot` (the slot it plays,
@@ -246,16 +355,15 @@ impl PeerTable {
         &mut self,
         now: u64,
         slot: Option<u64>,
-        status: Status,
+        status: &Arc<Status>,
         exclusion_ms: u64,
     ) -> Option<PeerChange> {
         let peer = status.from;
-        let info = self.entry(peer);
+        let pos = self.entry(peer);
+        let row = self.rows.get_mut(pos)?;
+        let info = &mut row.info;
         if let Some(s) = slot {
             info.slots.insert(s, status.diverged);
-            while info.slots.len() > SLOTS_KEPT {
-                info.slots.pop_first();
-            }
         }
         if status.diverged {
             info.diverged_since_ms.get_or_insert(now);
@@ -266,15 +374,14 @@ impl PeerTable {
             info.diverged_since_ms = None;
             info.diverged_since_slot = None;
         }
-        info.heads.insert(status.head.slot, status.head.chain_hash);
-        while info.heads.len() > HEADS_KEPT {
-            info.heads.pop_first();
+        info.heads.insert(status);
+        if info.last_heard_ms.replace(now).is_none() {
+            self.heard += 1;
         }
-        info.last_heard_ms = Some(now);
-        info.status = Some(status);
+        info.status = Some(Arc::clone(status));
         let (to, reason) = info.judge(now, slot, exclusion_ms);
         let changed = change(peer, info, to, reason);
-        self.reindex(peer);
+        self.reindex(pos);
         changed
     }
 
@@ -298,17 +405,20 @@ impl PeerTable {
             .collect();
         let mut changes = Vec::new();
         for peer in due {
-            if let Some(info) = self.peers.get_mut(&Key::of(&peer)) {
-                let reason = format!("diverged for {} s", exclusion_ms / 1000);
-                changes.extend(change(peer, info, PeerState::Excluded, reason));
+            let Some(pos) = self.rows.find(prefix(&peer), &peer) else {
+                continue;
+            };
+            if let Some(row) = self.rows.get_mut(pos) {
+                let reason = Reason::DivergedFor(exclusion_ms);
+                changes.extend(change(peer, &mut row.info, PeerState::Excluded, reason));
             }
-            self.reindex(peer);
+            self.reindex(pos);
         }
         changes
     }
 }
 
-fn change(peer: PeerId, info: &mut PeerInfo, to: PeerState, reason: String) -> Option<PeerChange> {
+fn change(peer: PeerId, info: &mut PeerInfo, to: PeerState, reason: Reason) -> Option<PeerChange> {
     let from = info.state;
     if from == to {
         return None;
@@ -318,7 +428,7 @@ fn change(peer: PeerId, info: &mut PeerInfo, to: PeerState, reason: String) -> O
         peer,
         from,
         to,
-        reason,
+        reason: reason.to_string(),
     })
 }
 

@@ -48,7 +48,8 @@ impl Consensus {
         let since = now.saturating_sub(fork::SUPPORT_PERIODS * self.status_period());
         let mine = self.my_ticket(slot);
         let mut lower = 0;
-        for (peer, _) in self.peers.heard_since(since) {
+        // Whether three are lower does not depend on the order they are counted in.
+        for (peer, _) in self.peers.heard_since_unordered(since) {
             if *peer == self.me {
                 continue;
             }

@@ -3,6 +3,7 @@
 //! peer table for the log.
 
 use std::fmt;
+use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 
@@ -152,11 +153,52 @@ impl Consensus {
         if self.recheck {
             return Some(last);
         }
-        let next_slot = match self.chain.slot_at(last) {
+        let next_slot = match self.slot_bounds {
+            Some((lo, hi, next)) if (lo..hi).contains(&last) => next,
+            _ => self.next_slot_start(last),
+        };
+        debug_assert_eq!(
+            next_slot,
+            self.next_slot_start(last),
+            "bound_slot after inputs"
+        );
+        [self.next_status_ms, next_slot].into_iter().flatten().min()
+    }
+
+    /// When the slot after the one playing at `last` starts (the first slot before the
+    /// genesis start), if the chain tells.
+    fn next_slot_start(&self, last: u64) -> Option<u64> {
+        match self.chain.slot_at(last) {
             Some(s) => self.chain.start(s + 1),
             None => self.chain.start(0).filter(|s| *s > last),
+        }
+    }
+
+    /// Keeps `slot_bounds` valid for `last_now` and the chain.
+    pub(super) fn bound_slot(&mut self) {
+        let Some(last) = self.last_now else {
+            self.slot_bounds = None;
+            return;
         };
-        [self.next_status_ms, next_slot].into_iter().flatten().min()
+        if self
+            .slot_bounds
+            .is_some_and(|(lo, hi, _)| (lo..hi).contains(&last))
+        {
+            return;
+        }
+        let bounds = match self.chain.slot_at(last) {
+            Some(s) => self
+                .chain
+                .start(s)
+                .zip(self.chain.start(s + 1))
+                .map(|(lo, hi)| (lo, hi, Some(hi))),
+            None => match self.chain.start(0) {
+                Some(first) if last < first => Some((0, first, Some(first))),
+                // Past the known schedule: none until the chain grows.
+                _ => Some((last, u64::MAX, None)),
+            },
+        };
+        self.slot_bounds = bounds;
     }
 
     /// Publishes the Status when it is due (after evaluating forks) or when `diverged` changed.
@@ -180,7 +222,7 @@ impl Consensus {
     }
 
     /// Records a peer's Status in the peer table.
-    pub(super) fn on_status(&mut self, now: u64, status: Status) {
+    pub(super) fn on_status(&mut self, now: u64, status: &Arc<Status>) {
         if status.from == self.me {
             return;
         }

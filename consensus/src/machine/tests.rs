@@ -169,7 +169,8 @@ fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
 }
 
 /// Every input of `handle_message` has the same effect through `open_gossip` +
-/// `handle_verified`: verdicts, then every action up to three slots later.
+/// `handle_verified`, and through `handle_shared`: verdicts, then every action up to three
+/// slots later.
 #[test]
 fn handle_verified_gives_the_same_actions_as_handle_message() {
     let genesis = crate::genesis::tests::signed_genesis();
@@ -179,7 +180,7 @@ fn handle_verified_gives_the_same_actions_as_handle_message() {
         node.set_library(super::test_builder::library_of(0));
         node
     };
-    let (mut plain, mut verified) = (make(), make());
+    let (mut plain, mut verified, mut shared) = (make(), make(), make());
     let chain = plain.chain().clone();
     let source = keypair(50).public().to_peer_id();
     let good = crate::testing::proposal(&chain, 5, 50);
@@ -239,11 +240,14 @@ fn handle_verified_gives_the_same_actions_as_handle_message() {
         // The driver opened it for the network it believed in (here: the foreign one too).
         let opened =
             crate::envelope::open_gossip(&envelope.to_cbor(), &network).expect("a valid envelope");
+        let c = shared.handle_shared(now, source, &super::Shared::from(opened.clone()));
         let a = plain.handle_message(now, source, envelope);
         let b = verified.handle_verified(now, source, opened);
-        assert_eq!(a, b);
+        assert_eq!((a, a), (b, c));
         verdicts.push(a);
-        assert_eq!(drain(&mut plain), drain(&mut verified));
+        let actions = drain(&mut plain);
+        assert_eq!(actions, drain(&mut verified));
+        assert_eq!(actions, drain(&mut shared));
     }
     use Validation::{Accept, Reject};
     assert_eq!(verdicts, [Accept, Reject, Accept, Accept, Reject, Accept]);
@@ -252,10 +256,16 @@ fn handle_verified_gives_the_same_actions_as_handle_message() {
     while t < end {
         plain.handle_timeout(t);
         verified.handle_timeout(t);
-        assert_eq!(drain(&mut plain), drain(&mut verified), "at {t}");
+        shared.handle_timeout(t);
+        let actions = drain(&mut plain);
+        assert_eq!(actions, drain(&mut verified), "at {t}");
+        assert_eq!(actions, drain(&mut shared), "at {t}");
+        assert_eq!(plain.poll_timeout(), shared.poll_timeout(), "at {t}");
         t = plain.poll_timeout().unwrap_or(end).max(t + 1);
     }
     assert_eq!(plain.chain(), verified.chain());
+    assert_eq!(plain.chain(), shared.chain());
+    assert!(plain.peers().iter().eq(shared.peers().iter()));
 }
 
 impl Consensus {

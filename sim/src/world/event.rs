@@ -1,21 +1,15 @@
 //! What can happen at an instant of the simulation, and the queue order.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
-use chorus_consensus::{DecidedSlot, Envelope, Hash32, Verified};
+use chorus_consensus::machine::Shared;
+use chorus_consensus::{DecidedSlot, Envelope, Hash32};
 
 /// What happens at an instant. Events for a node carry its incarnation where a crash or restart
 /// in between must make them void.
 pub(super) enum Event {
     /// A node's timer (stale if the node has rescheduled or restarted since).
     Timer { node: usize, inc: u32 },
-    /// A gossip message arrives: opened once when published (every node shares the network
-    /// id), or the envelope that failed to open, which each receiver judges itself.
-    Gossip {
-        to: usize,
-        from: usize,
-        message: Rc<Result<Verified, Envelope>>,
-    },
     /// A `/chorus/sync/1 Proposals` request arrives at `server`.
     FetchRequest {
         server: usize,
@@ -52,6 +46,41 @@ pub(super) enum Event {
     Restart { node: usize },
     /// A node syncing its chain before it starts got no answer in time.
     SyncTimeout { node: usize, inc: u32, attempt: u32 },
+}
+
+/// A gossip message on its way to every receiver: one queue entry for all of its deliveries
+/// rather than one each (a Status reaches about a thousand nodes in the largest runs, and the
+/// queue of single deliveries was a large share of the work). Each delivery keeps the sequence
+/// number it would have had as an event of its own, so the order of events is unchanged.
+pub(super) struct Broadcast {
+    pub(super) from: usize,
+    pub(super) payload: Arc<Payload>,
+    /// `(at, seq, to)`, ascending.
+    pub(super) deliveries: Vec<(u64, u64, usize)>,
+    /// The next delivery.
+    pub(super) next: usize,
+}
+
+/// What a broadcast carries.
+pub(super) enum Payload {
+    /// Opened once when published (every node shares the network id): one copy per thread
+    /// lane, so that threads never share the reference counts the machines' peer tables
+    /// update (`parallel::lane_of`).
+    Opened {
+        lanes: Vec<Shared>,
+        /// Whether it is a Status, which only updates the receiver's peer table.
+        status: bool,
+    },
+    /// The envelope that failed to open, which each receiver judges itself.
+    Failed(Envelope),
+}
+
+/// One delivery of a broadcast, taken off the queue.
+pub(super) struct Delivery {
+    pub(super) at: u64,
+    pub(super) to: usize,
+    pub(super) from: usize,
+    pub(super) payload: Arc<Payload>,
 }
 
 /// An event and when it happens; `seq` keeps events at equal times in insertion order.

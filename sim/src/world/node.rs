@@ -17,6 +17,9 @@ pub(super) enum NodeState {
     Syncing { chain: Chain, attempt: u32 },
     /// Gone for good.
     Left,
+    /// Running, its machine lent to a helper thread for a batch of deliveries (see
+    /// `parallel`); nothing else happens meanwhile.
+    Lent,
 }
 
 /// One node.

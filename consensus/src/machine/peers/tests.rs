@@ -1,11 +1,13 @@
+use std::sync::Arc;
+
 use super::*;
 use crate::message::{Head, Playing};
 use crate::testing::peer;
 
 const EXCLUSION_MS: u64 = 600_000;
 
-fn status(seed: u8, slot: Option<u64>, diverged: bool) -> Status {
-    Status {
+fn status(seed: u8, slot: Option<u64>, diverged: bool) -> Arc<Status> {
+    Arc::new(Status {
         network_id: Hash32::ZERO,
         from: peer(seed),
         sent_ms: 0,
@@ -22,7 +24,7 @@ fn status(seed: u8, slot: Option<u64>, diverged: bool) -> Status {
         },
         queue: vec![],
         version: "test".to_owned(),
-    }
+    })
 }
 
 /// Feeds one Status per slot (`true`: diverged) and returns the states after each.
@@ -34,7 +36,7 @@ fn run(table: &mut PeerTable, first_slot: u64, diverged: &[bool]) -> Vec<PeerSta
             table.on_status(
                 slot * 1000,
                 Some(slot),
-                status(1, Some(slot), *d),
+                &status(1, Some(slot), *d),
                 EXCLUSION_MS,
             );
             table.get(&peer(1)).expect("known").state
@@ -71,7 +73,7 @@ fn changes_carry_reasons_for_the_log() {
             table.on_status(
                 slot * 1000,
                 Some(slot),
-                status(1, Some(slot), *d),
+                &status(1, Some(slot), *d),
                 EXCLUSION_MS,
             )
         })
@@ -92,7 +94,7 @@ fn changes_carry_reasons_for_the_log() {
 fn continuous_divergence_excludes_by_time_between_statuses() {
     let mut table = PeerTable::default();
     // A peer that plays nothing reports no slot: only time can exclude it.
-    let change = table.on_status(1_000, None, status(1, None, true), EXCLUSION_MS);
+    let change = table.on_status(1_000, None, &status(1, None, true), EXCLUSION_MS);
     assert_eq!(change.map(|c| c.to), Some(PeerState::Diverged));
     assert_eq!(table.next_deadline(EXCLUSION_MS), Some(601_000));
     assert!(table.on_time(600_999, EXCLUSION_MS).is_empty());
@@ -104,11 +106,11 @@ fn continuous_divergence_excludes_by_time_between_statuses() {
     // A later diverged Status keeps it excluded; an in-sync one brings it back.
     assert!(
         table
-            .on_status(602_000, None, status(1, None, true), EXCLUSION_MS)
+            .on_status(602_000, None, &status(1, None, true), EXCLUSION_MS)
             .is_none()
     );
     let back = table
-        .on_status(603_000, None, status(1, None, false), EXCLUSION_MS)
+        .on_status(603_000, None, &status(1, None, false), EXCLUSION_MS)
         .expect("a change");
     assert_eq!(
         (back.to, back.reason.as_str()),
@@ -125,7 +127,12 @@ fn violations_heads_and_bounds() {
     assert_eq!((info.state, info.violations), (PeerState::Unknown, 2));
     assert_eq!(table.heard(), 0);
     for slot in 0..(HEADS_KEPT as u64 + 5) {
-        table.on_status(slot, Some(slot), status(1, Some(slot), false), EXCLUSION_MS);
+        table.on_status(
+            slot,
+            Some(slot),
+            &status(1, Some(slot), false),
+            EXCLUSION_MS,
+        );
     }
     let info = table.get(&peer(1)).expect("known");
     assert_eq!(info.heads.len(), HEADS_KEPT);
@@ -168,7 +175,7 @@ fn the_deadline_index_matches_a_full_scan() {
             table.on_status(
                 now,
                 slot,
-                status(seed, slot, (x >> 40).is_multiple_of(3)),
+                &status(seed, slot, (x >> 40).is_multiple_of(3)),
                 EXCLUSION_MS,
             );
         }
@@ -182,4 +189,33 @@ fn the_deadline_index_matches_a_full_scan() {
         excluded_by_time > 0,
         "the sequence must exercise exclusion by time"
     );
+}
+
+/// Past `PEERS_MAX` peers the one heard from least recently goes; every other row stays
+/// reachable and the table's order stays by key, then PeerId, whatever moved in storage.
+#[test]
+fn a_full_table_drops_the_peer_heard_least_recently() {
+    let peers: Vec<PeerId> = (0..PEERS_MAX as u32 + 20)
+        .map(|i| {
+            let mut secret = [7u8; 32];
+            secret[..4].copy_from_slice(&i.to_be_bytes());
+            libp2p_identity::Keypair::ed25519_from_bytes(secret)
+                .expect("32 bytes make a key")
+                .public()
+                .to_peer_id()
+        })
+        .collect();
+    let mut table = PeerTable::default();
+    for (t, p) in peers.iter().enumerate() {
+        let mut s = (*status(1, Some(5), false)).clone();
+        s.from = *p;
+        table.on_status(t as u64, Some(5), &Arc::new(s), EXCLUSION_MS);
+    }
+    assert_eq!(table.len(), PEERS_MAX);
+    assert_eq!(table.heard(), PEERS_MAX);
+    assert!(peers[..20].iter().all(|p| table.get(p).is_none()));
+    assert!(peers[20..].iter().all(|p| table.get(p).is_some()));
+    let order: Vec<(u64, PeerId)> = table.iter().map(|(p, _)| (prefix(p), *p)).collect();
+    assert_eq!(order.len(), PEERS_MAX);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "by key, then PeerId");
 }

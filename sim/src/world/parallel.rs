@@ -1,0 +1,304 @@
+//! Batches of Status deliveries run on several threads, with the same result as on one.
+//!
+//! Nearly all events of a large run are Status deliveries (each node receives about four a
+//! second, PROTOCOL.md 5), and a Status only updates the receiver's peer table: its machine
+//! emits no message, asks for nothing and decides nothing. So the consecutive Status
+//! deliveries at the front of the queue (a *batch*) can be handed to their receivers in any
+//! order across nodes, as long as each node gets its own in queue order; the world then plays
+//! their effects (counters, timer events) back in queue order, exactly as one thread would.
+//!
+//! What keeps that exact: no event can enter the queue in front of a batch's last delivery
+//! while the batch runs. Only the receivers' timers could, and a Status moves a machine's
+//! `poll_timeout` earlier only through the peer table's exclusion deadline, which lies
+//! `rules.exclusion_ms` ahead: a batch spans less than that. The replay checks it.
+//!
+//! Each node belongs to one lane ([`lane_of`]); lane 0 is the calling thread, each other lane a
+//! helper thread that borrows the machines of its nodes for the batch (they are moved, not
+//! copied, and come back before the replay).
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::{self, Scope};
+
+use chorus_consensus::machine::Shared;
+use chorus_consensus::{Action, Consensus};
+use libp2p_identity::PeerId;
+
+use super::World;
+use super::event::{Delivery, Payload};
+use super::node::NodeState;
+
+/// Batches smaller than this run on the calling thread alone (a round trip to a helper costs
+/// about as much as a few deliveries).
+const MIN_BATCH: usize = 8;
+/// Most deliveries in one batch (bounds the memory of a batch).
+const MAX_BATCH: usize = 4096;
+/// How many times a waiting thread polls its channel before it sleeps: batches follow each
+/// other within tens of microseconds, and waking a sleeping thread costs about as long.
+const SPINS: u32 = 20_000;
+
+/// What a machine did with one Status: its actions and its next timer (true time).
+pub(super) struct Record {
+    actions: Vec<Action>,
+    due: Option<u64>,
+}
+
+/// One delivery for a helper.
+struct Work {
+    /// Its place in the batch.
+    index: usize,
+    to: usize,
+    /// True time.
+    at: u64,
+    /// The receiver's skew.
+    skew_ms: i64,
+    /// In `Job::messages`.
+    message: usize,
+}
+
+/// A helper's share of a batch, with the machines it needs.
+struct Job {
+    lane: usize,
+    /// The batch's messages with their senders, once each: cloning the shared message per
+    /// delivery would bounce its reference count between the threads.
+    messages: Vec<(PeerId, Arc<Payload>)>,
+    work: Vec<Work>,
+    /// By node, ascending.
+    machines: Vec<(usize, Box<Consensus>)>,
+}
+
+/// A helper's answer: records by place in the batch, and the machines back.
+struct Done {
+    records: Vec<(usize, Record)>,
+    machines: Vec<(usize, Box<Consensus>)>,
+}
+
+/// The helper threads of a run, one per lane but the first.
+pub(super) struct Helpers {
+    jobs: Vec<Sender<Job>>,
+    done: Vec<Receiver<Done>>,
+}
+
+/// The lane of node `i` among `lanes`. (Giving the calling thread fewer nodes, as it also
+/// runs everything else, measured slower.)
+pub(super) fn lane_of(i: usize, lanes: usize) -> usize {
+    i % lanes
+}
+
+impl Helpers {
+    /// Starts `count` helpers in `scope`; they stop when `Helpers` is dropped.
+    pub(super) fn spawn<'scope>(scope: &'scope Scope<'scope, '_>, count: usize) -> Helpers {
+        let mut helpers = Helpers {
+            jobs: Vec::new(),
+            done: Vec::new(),
+        };
+        for _ in 0..count {
+            let (job_tx, job_rx) = channel::<Job>();
+            let (done_tx, done_rx) = channel::<Done>();
+            scope.spawn(move || {
+                while let Some(job) = wait(&job_rx) {
+                    if done_tx.send(job.run()).is_err() {
+                        return;
+                    }
+                }
+            });
+            helpers.jobs.push(job_tx);
+            helpers.done.push(done_rx);
+        }
+        helpers
+    }
+
+    fn lanes(&self) -> usize {
+        self.jobs.len() + 1
+    }
+}
+
+/// The next message, or None once the sender is gone.
+fn wait<T>(rx: &Receiver<T>) -> Option<T> {
+    for spin in 0..SPINS {
+        match rx.try_recv() {
+            Ok(value) => return Some(value),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if spin % 64 == 63 => thread::yield_now(),
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    rx.recv().ok()
+}
+
+impl Job {
+    fn run(mut self) -> Done {
+        let mut records = Vec::with_capacity(self.work.len());
+        for w in &self.work {
+            let Ok(at) = self.machines.binary_search_by_key(&w.to, |(node, _)| *node) else {
+                continue;
+            };
+            let m = &mut self.machines[at].1;
+            let (source, payload) = &self.messages[w.message];
+            let Payload::Opened { lanes, .. } = &**payload else {
+                continue;
+            };
+            let record = receive(m, w.at, w.skew_ms, *source, &lanes[self.lane]);
+            records.push((w.index, record));
+        }
+        Done {
+            records,
+            machines: self.machines,
+        }
+    }
+}
+
+/// A machine receives a Status at true time `at`; what the world must then do.
+fn receive(m: &mut Consensus, at: u64, skew_ms: i64, source: PeerId, shared: &Shared) -> Record {
+    let _verdict = m.handle_shared(at.saturating_add_signed(skew_ms), source, shared);
+    let actions = std::iter::from_fn(|| m.poll_action()).collect();
+    // As `World::reschedule`: the world's clock is `at` when this delivery runs.
+    let due = m
+        .poll_timeout()
+        .map(|t| t.saturating_add_signed(-skew_ms).max(at));
+    Record { actions, due }
+}
+
+impl World {
+    /// Whether `d` may start a batch.
+    pub(super) fn batchable(&self, d: &Delivery) -> bool {
+        matches!(&*d.payload, Payload::Opened { status: true, .. })
+            && self.settle_until.is_none_or(|t| d.at <= t)
+    }
+
+    /// `first` and the Status deliveries that follow it in queue order, up to the first other
+    /// event (or the limits of a batch).
+    pub(super) fn gather(&mut self, first: Delivery) -> Vec<Delivery> {
+        // Within this span no timer a Status moves can fall (see the module comment).
+        let end = first
+            .at
+            .saturating_add((self.rules.exclusion_ms / 2).max(1));
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            let Some(&std::cmp::Reverse((at, seq, slot))) = self.deliveries.peek() else {
+                break;
+            };
+            let other_first = self
+                .queue
+                .peek()
+                .is_some_and(|std::cmp::Reverse(e)| (e.at, e.seq) < (at, seq));
+            let status = self.broadcasts[slot]
+                .as_ref()
+                .is_some_and(|b| matches!(&*b.payload, Payload::Opened { status: true, .. }));
+            if other_first
+                || !status
+                || at >= end
+                || at > self.deadline
+                || self.settle_until.is_some_and(|t| at > t)
+            {
+                break;
+            }
+            self.deliveries.pop();
+            match self.take_delivery(slot) {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        batch
+    }
+
+    /// Runs a batch of Status deliveries: the machines on their lanes, then the world's part in
+    /// queue order.
+    pub(super) fn deliver_batch(&mut self, batch: Vec<Delivery>, helpers: &Helpers) {
+        if batch.len() < MIN_BATCH {
+            for d in batch {
+                self.now = self.now.max(d.at);
+                self.events += 1;
+                self.deliver(d);
+            }
+            return;
+        }
+        let lanes = helpers.lanes();
+        let mut messages: Vec<(PeerId, Arc<Payload>)> = Vec::new();
+        let mut message_of = Vec::with_capacity(batch.len());
+        for d in &batch {
+            let known = messages
+                .iter()
+                .position(|(_, p)| Arc::ptr_eq(p, &d.payload));
+            message_of.push(known.unwrap_or_else(|| {
+                messages.push((self.nodes[d.from].peer, Arc::clone(&d.payload)));
+                messages.len() - 1
+            }));
+        }
+        let mut jobs: Vec<Job> = (1..lanes)
+            .map(|lane| Job {
+                lane,
+                messages: messages.clone(),
+                work: Vec::new(),
+                machines: Vec::new(),
+            })
+            .collect();
+        for (index, d) in batch.iter().enumerate() {
+            let lane = lane_of(d.to, lanes);
+            if lane == 0 {
+                continue;
+            }
+            let job = &mut jobs[lane - 1];
+            let node = &mut self.nodes[d.to];
+            if matches!(node.state, NodeState::Live(_))
+                && let NodeState::Live(m) = std::mem::replace(&mut node.state, NodeState::Lent)
+            {
+                job.machines.push((d.to, m));
+            }
+            job.work.push(Work {
+                index,
+                to: d.to,
+                at: d.at,
+                skew_ms: self.nodes[d.to].skew_ms,
+                message: message_of[index],
+            });
+        }
+        let mut sent = Vec::new();
+        for (job, tx) in jobs.into_iter().zip(&helpers.jobs) {
+            let mut job = job;
+            job.machines.sort_unstable_by_key(|(node, _)| *node);
+            sent.push(tx.send(job).is_ok());
+        }
+        let mut records: Vec<Option<Record>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        for (index, d) in batch.iter().enumerate() {
+            if lane_of(d.to, lanes) != 0 {
+                continue;
+            }
+            let skew_ms = self.nodes[d.to].skew_ms;
+            let source = self.nodes[d.from].peer;
+            let (Some(m), Payload::Opened { lanes, .. }) =
+                (self.nodes[d.to].machine_mut(), &*d.payload)
+            else {
+                continue;
+            };
+            records[index] = Some(receive(m, d.at, skew_ms, source, &lanes[0]));
+        }
+        for (rx, sent) in helpers.done.iter().zip(sent) {
+            let done = sent.then(|| wait(rx)).flatten();
+            let done = done.expect("invariant: a helper answers every batch until the run ends");
+            for (node, m) in done.machines {
+                self.nodes[node].state = NodeState::Live(m);
+            }
+            for (index, record) in done.records {
+                records[index] = Some(record);
+            }
+        }
+        let last = batch.last().map_or(0, |d| d.at);
+        for (d, record) in batch.into_iter().zip(records) {
+            self.now = self.now.max(d.at);
+            self.events += 1;
+            let Some(record) = record else {
+                continue; // not running
+            };
+            for action in record.actions {
+                self.apply(d.to, action);
+            }
+            assert!(
+                !self.check_done && record.due.is_none_or(|t| t >= last),
+                "invariant: a Status decides nothing and moves no timer into its batch"
+            );
+            self.set_timer(d.to, record.due);
+        }
+    }
+}
