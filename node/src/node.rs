@@ -57,7 +57,7 @@ pub struct NodeConfig {
 /// How the node gets its genesis.
 pub enum Start {
     /// It was just created by `chorus bootstrap`.
-    Genesis(SignedGenesis),
+    Genesis(Box<SignedGenesis>),
     /// From the data directory or from peers.
     Join,
 }
@@ -99,7 +99,7 @@ pub async fn run(
     let mut joiner = join::Joiner::new(client.clone(), events);
     let fresh = matches!(start, Start::Genesis(_));
     let genesis = match start {
-        Start::Genesis(g) => g,
+        Start::Genesis(g) => *g,
         Start::Join => {
             match chorus_bootstrap::load_genesis(&config.data_dir, config.network.as_ref())? {
                 Some(g) => g,

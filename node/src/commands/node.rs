@@ -34,7 +34,24 @@ fn prepare_library(
         }
     }
     let (_, index) = library::load(data_dir)?;
+    release_freed_memory();
     Ok(Some(index.tracks().into_iter().map(track_ref).collect()))
+}
+
+/// Gives the heap that transcoding freed back to the OS before the node settles in for hours
+/// (glibc keeps it otherwise: about 12 MB after a 500-track ingest).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free pages of glibc's heap to the OS; it takes no
+        // pointers and is safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 fn config(
@@ -165,6 +182,6 @@ pub fn bootstrap(
     run_node(
         config(data_dir, config_dir, args, Some(id)),
         library,
-        Start::Genesis(genesis),
+        Start::Genesis(Box::new(genesis)),
     )
 }

@@ -111,7 +111,7 @@ fn print_table(v: &Value) {
         None => println!("playing   nothing"),
     }
     println!();
-    println!("{:<6} {:<10} {}", "slot", "phase", "track");
+    println!("{:<6} {:<10} track", "slot", "phase");
     for n in v["next"].as_array().into_iter().flatten() {
         let track = if n["track"].is_null() {
             "-".to_owned()

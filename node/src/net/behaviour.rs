@@ -69,9 +69,10 @@ impl Behaviour {
         // machine share 127.0.0.1, and above 10 of them the default penalty graylists every
         // one of them (their gossip is then dropped, and each node decides alone).
         let mut score = gossipsub::PeerScoreParams::default();
-        score
-            .ip_colocation_factor_whitelist
-            .extend([IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+        score.ip_colocation_factor_whitelist.extend([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]);
         gossipsub
             .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
             .map_err(BuildError::Gossipsub)?;

@@ -186,13 +186,11 @@ impl EventLoop {
                 endpoint,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 {
-                    self.emit(Event::Connected(
-                        peer_id,
-                        endpoint.get_remote_address().clone(),
-                    ));
-                }
+            } if num_established.get() == 1 => {
+                self.emit(Event::Connected(
+                    peer_id,
+                    endpoint.get_remote_address().clone(),
+                ));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -250,30 +248,32 @@ impl EventLoop {
             BehaviourEvent::Time(event) => self.on_time(event),
             BehaviourEvent::Blocks(event) => self.on_blocks(event),
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
-            }) => {
-                if let QueryResult::GetProviders(result) = result {
-                    let done = step.last;
-                    if let Some((found, _)) = self.pending_providers.get_mut(&id) {
-                        if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result {
-                            found.extend(providers);
-                        }
-                    }
-                    let finished = done
-                        || self
-                            .pending_providers
-                            .get(&id)
-                            .is_some_and(|(found, _)| !found.is_empty());
-                    if finished && let Some((found, reply)) = self.pending_providers.remove(&id) {
-                        let _ = reply.send(found);
-                        if !done && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
-                        {
-                            q.finish();
-                        }
-                    }
-                }
-            }
+                id,
+                result: QueryResult::GetProviders(result),
+                step,
+                ..
+            }) => self.on_providers(id, result, step.last),
             _ => {}
+        }
+    }
+
+    /// Answers a providers query with the first providers found (or none once it ends).
+    fn on_providers(&mut self, id: QueryId, result: kad::GetProvidersResult, done: bool) {
+        if let Some((found, _)) = self.pending_providers.get_mut(&id)
+            && let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result
+        {
+            found.extend(providers);
+        }
+        let finished = done
+            || self
+                .pending_providers
+                .get(&id)
+                .is_some_and(|(found, _)| !found.is_empty());
+        if finished && let Some((found, reply)) = self.pending_providers.remove(&id) {
+            let _ = reply.send(found);
+            if !done && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                q.finish();
+            }
         }
     }
 

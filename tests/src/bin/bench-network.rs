@@ -41,7 +41,12 @@ fn library(dir: &Path, seed: u64, n: usize, seconds: f64) -> Result<PathBuf> {
             artist: format!("Artist {seed}"),
             album: "Bench".into(),
         };
-        write_tune(&path, Format::Flac, &Tune::new(seed * 10_000 + i as u64, seconds), &tags)?;
+        write_tune(
+            &path,
+            Format::Flac,
+            &Tune::new(seed * 10_000 + i as u64, seconds),
+            &tags,
+        )?;
     }
     Ok(dir.to_path_buf())
 }
@@ -50,7 +55,11 @@ fn seconds_of_day(v: &Value) -> f64 {
     let t = v["timestamp"].as_str().unwrap_or("");
     let time = t.split('T').nth(1).unwrap_or("0:0:0").trim_end_matches('Z');
     let p: Vec<f64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
-    if p.len() == 3 { p[0] * 3600.0 + p[1] * 60.0 + p[2] } else { 0.0 }
+    if p.len() == 3 {
+        p[0] * 3600.0 + p[1] * 60.0 + p[2]
+    } else {
+        0.0
+    }
 }
 
 fn bootstrap(root: &Path, lib: &Path, start: &str) -> Result<(Node, String, String)> {
@@ -77,7 +86,14 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
     let root = tmp.path();
     println!("logs in {} (kept with CHORUS_BENCH_KEEP=1)", root.display());
     let libs: Vec<PathBuf> = (0..n)
-        .map(|i| library(&root.join(format!("lib{i}")), i as u64 + 1, if i == 0 { 5 } else { 3 }, 7.0))
+        .map(|i| {
+            library(
+                &root.join(format!("lib{i}")),
+                i as u64 + 1,
+                if i == 0 { 5 } else { 3 },
+                7.0,
+            )
+        })
         .collect::<Result<_>>()?;
     let (first, network, addr) = bootstrap(root, &libs[0], &format!("in {}s", 10 + n))?;
     let mut nodes = vec![first];
@@ -102,7 +118,9 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
         let mut t_final = f64::MAX;
         let mut winner = String::new();
         for node in &nodes {
-            let f = node.wait_for(&format!("final {k}"), LONG, |v| v["event"] == "final" && slot(v) == Some(k));
+            let f = node.wait_for(&format!("final {k}"), LONG, |v| {
+                v["event"] == "final" && slot(v) == Some(k)
+            });
             t_final = t_final.min(seconds_of_day(&f));
             winner = f["track_hash"].as_str().unwrap_or("").to_owned();
         }
@@ -128,7 +146,10 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
             continue;
         }
         let ms = (t_all - t_final) * 1000.0;
-        println!("slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final", &winner[..8.min(winner.len())]);
+        println!(
+            "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final",
+            &winner[..8.min(winner.len())]
+        );
         times.push(ms);
     }
     if times.is_empty() {
@@ -141,7 +162,10 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
     if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
         println!("kept {}", tmp.keep().display());
     }
-    println!("propagation to all {n} nodes: median {median:.0} ms, max {max:.0} ms over {} slots", times.len());
+    println!(
+        "propagation to all {n} nodes: median {median:.0} ms, max {max:.0} ms over {} slots",
+        times.len()
+    );
     Ok(())
 }
 
@@ -149,7 +173,7 @@ fn rss(tracks: usize) -> Result<()> {
     let cache = std::env::temp_dir().join(format!("chorus-bench-rss-{tracks}"));
     let lib = library(&cache.join("library"), 7, tracks, 6.0)?;
     let tmp = tempfile::tempdir()?;
-    let (node, _, _) = bootstrap(tmp.path(), &lib, "in 5s")?;
+    let (mut node, _, _) = bootstrap(tmp.path(), &lib, "in 5s")?;
     node.wait_for("playing", LONG, |v| v["event"] == "playing");
     std::thread::sleep(Duration::from_secs(30));
     let pid = std::fs::read_to_string(tmp.path().join("n0").join("data").join("http.addr")).ok();
@@ -158,8 +182,20 @@ fn rss(tracks: usize) -> Result<()> {
     let library_tracks = tracks;
     let (rss_kb, hwm_kb) = proc_rss(&node)?;
     println!(
-        "idle node, {library_tracks} tracks in its library, store {:.0} MB: VmRSS {:.1} MB, VmHWM {:.1} MB",
+        "idle node right after ingesting its {library_tracks} tracks, store {:.0} MB: VmRSS {:.1} MB, VmHWM {:.1} MB",
         status["store"]["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        rss_kb as f64 / 1024.0,
+        hwm_kb as f64 / 1024.0
+    );
+    // The usual case: a node restarted on an ingested library (the rescan finds nothing new).
+    node.kill9();
+    let before = node.event_count();
+    node.restart(&["--library".into(), lib.display().to_string()]);
+    node.wait_for_from(before, "playing again", LONG, |v| v["event"] == "playing");
+    std::thread::sleep(Duration::from_secs(30));
+    let (rss_kb, hwm_kb) = proc_rss(&node)?;
+    println!(
+        "idle node restarted on the same {library_tracks} tracks: VmRSS {:.1} MB, VmHWM {:.1} MB",
         rss_kb as f64 / 1024.0,
         hwm_kb as f64 / 1024.0
     );
@@ -182,7 +218,10 @@ fn proc_rss(node: &Node) -> Result<(u64, u64)> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("propagate") => propagate(arg(&args, "--nodes", 2)? as usize, arg(&args, "--slots", 6)?),
+        Some("propagate") => propagate(
+            arg(&args, "--nodes", 2)? as usize,
+            arg(&args, "--slots", 6)?,
+        ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
         _ => bail!("usage: bench-network propagate --nodes N --slots S | rss --tracks T"),
     }
