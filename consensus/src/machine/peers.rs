@@ -63,7 +63,11 @@ pub struct PeerChange {
 }
 
 /// One row of the peer table.
+///
+/// Fields in the order written (`repr(C)`), the recent heads last: a Status received reads
+/// and writes everything before the ring of heads, which [`Row`] keeps in a few cache lines.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct PeerInfo {
     /// Its state.
     pub state: PeerState,
@@ -179,15 +183,25 @@ fn prefix(peer: &PeerId) -> u64 {
 }
 
 /// A row and what locates it.
+///
+/// Fields in the order written, on cache-line boundaries: what a Status received reads and
+/// writes (the lookup's key and PeerId, then the row up to the ring of heads) lies in the first
+/// [`ROW_HOT`] bytes, the few cache lines [`PeerTable::prefetch`] asks for.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 struct Row {
     /// `prefix(&peer)`.
     key: u64,
     peer: PeerId,
-    info: PeerInfo,
     /// Its entry in the deadline index, if any: `diverged_since_ms` when indexed.
     indexed: Option<u64>,
+    info: PeerInfo,
 }
+
+/// The bytes at the start of a [`Row`] that a Status received reads, the ring of heads aside.
+const ROW_HOT: usize = std::mem::offset_of!(Row, info)
+    + std::mem::offset_of!(PeerInfo, heads)
+    + Heads::<HEADS_KEPT>::RING_AT;
 
 /// The peer table: one [`PeerInfo`] per peer heard from, by PeerId.
 ///
@@ -347,6 +361,16 @@ impl PeerTable {
         if let Some(row) = self.rows.get_mut(pos) {
             row.info.violations += 1;
         }
+    }
+
+    /// Starts bringing `peer`'s row into the cache (see [`Rows::prefetch`]).
+    pub(crate) fn prefetch(&self, peer: &PeerId) {
+        self.rows.prefetch(prefix(peer), ROW_HOT);
+    }
+
+    /// Starts bringing into the cache where the rows are (see [`Rows::prefetch_header`]).
+    pub(crate) fn prefetch_header(&self) {
+        self.rows.prefetch_header();
     }
 
     /// Records a Status of `status.from`, received at `now`, about `slot` (the slot it plays,

@@ -71,12 +71,22 @@ impl<const N: usize> SlotFlags<N> {
 /// slot -> the last Status reporting its head at that slot. A ring in the row itself, of
 /// shared Status messages (the slot and chain hash are read from them): a separate buffer
 /// cost one more cache miss per Status received.
+///
+/// `repr(C)`: where the ring starts and ends is known, and what locates the heads comes first
+/// (see [`Heads::RING_AT`]).
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub(crate) struct Heads<const N: usize> {
-    ring: [Option<Arc<Status>>; N],
     /// Where the lowest head is.
     first: usize,
     len: usize,
+    ring: [Option<Arc<Status>>; N],
+}
+
+impl<const N: usize> Heads<N> {
+    /// Where the ring starts: a Status received reads what comes before it, and one entry of
+    /// the ring.
+    pub(crate) const RING_AT: usize = std::mem::offset_of!(Self, ring);
 }
 
 impl<const N: usize> Default for Heads<N> {
