@@ -16,8 +16,28 @@ use tracing::{info, warn};
 /// Exit status after Ctrl-C (128 + SIGINT), as shells expect.
 const INTERRUPTED: u8 = 130;
 
-/// Installs the Ctrl-C handler once: the first Ctrl-C asks the ingest to stop after saving what
-/// is finished; a second one exits at once (safe: every write is atomic).
+/// Whether an ingest is running: the Ctrl-C handler stays installed afterwards (a running node
+/// has its own), and must then leave the signal to the node.
+static INGESTING: AtomicBool = AtomicBool::new(false);
+
+/// Marks an ingest as running while alive.
+struct Ingesting;
+
+impl Ingesting {
+    fn start() -> Ingesting {
+        INGESTING.store(true, Ordering::SeqCst);
+        Ingesting
+    }
+}
+
+impl Drop for Ingesting {
+    fn drop(&mut self) {
+        INGESTING.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Installs the Ctrl-C handler once: the first Ctrl-C during an ingest asks it to stop after
+/// saving what is finished; a second one exits at once (safe: every write is atomic).
 fn cancel_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
@@ -25,6 +45,9 @@ fn cancel_flag() -> Arc<AtomicBool> {
         let presses = AtomicU8::new(0);
         let f = flag.clone();
         let installed = ctrlc::set_handler(move || {
+            if !INGESTING.load(Ordering::SeqCst) {
+                return;
+            }
             if presses.fetch_add(1, Ordering::SeqCst) > 0 {
                 std::process::exit(i32::from(INTERRUPTED));
             }
@@ -79,6 +102,7 @@ pub fn ingest(
         opts.jobs = usize::from(j);
     }
     let cancel = cancel_flag();
+    let _running = Ingesting::start();
     let show_bar = !json_logs && std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     info!(event = "ingest_start", library = %library.display(), data_dir = %data_dir.display(), jobs = opts.jobs, "ingesting {}", library.display());
