@@ -500,6 +500,20 @@ impl Driver {
         };
         let start = chain.start(slot).unwrap_or(now);
         let position = now.saturating_sub(start);
+        // PROTOCOL.md 1: every slot start moves each pending slot one phase on.
+        let l = chain.lookahead();
+        info!(
+            event = "phase",
+            slot,
+            playing = slot,
+            final_through = slot + l - 2,
+            selection = slot + l - 1,
+            proposal = slot + l,
+            "phase slot={slot}: playing {slot}, final through {}, selection {}, proposal {}",
+            slot + l - 2,
+            slot + l - 1,
+            slot + l
+        );
         let (held, total) = self.segments_held(&winner);
         let playing = if let Some(sub) = self.substitutes.get(&slot) {
             Playing::Substitute(sub.clone())
