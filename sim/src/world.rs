@@ -18,6 +18,7 @@ pub use adversary::SPAM_PER_SLOT;
 pub use observe::{ChurnCounts, Eligible, Observer};
 
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -431,9 +432,17 @@ impl World {
         self.deliveries.push(Reverse((at, seq, slot)));
     }
 
-    /// Takes the next delivery of broadcast `slot` off the queue, and queues the one after.
-    fn take_delivery(&mut self, slot: usize) -> Option<Delivery> {
-        let broadcast = self.broadcasts[slot].as_mut()?;
+    /// Takes the next delivery of the broadcast at the front of the queue, and queues the one
+    /// after: None when no broadcast is queued, `Some(None)` when the front one is gone.
+    fn pop_delivery(&mut self) -> Option<Option<Delivery>> {
+        // The broadcast's next delivery replaces it at the front, sifted down once (a pop and
+        // a push would sift twice): the order of entries is total, so the same either way.
+        let mut top = self.deliveries.peek_mut()?;
+        let Reverse((_, _, slot)) = *top;
+        let Some(broadcast) = self.broadcasts[slot].as_mut() else {
+            PeekMut::pop(top);
+            return Some(None);
+        };
         let (at, _, to) = broadcast.deliveries[broadcast.next];
         broadcast.next += 1;
         let delivery = Delivery {
@@ -443,13 +452,14 @@ impl World {
             payload: Arc::clone(&broadcast.payload),
         };
         match broadcast.deliveries.get(broadcast.next) {
-            Some(&(at, seq, _)) => self.deliveries.push(Reverse((at, seq, slot))),
+            Some(&(at, seq, _)) => *top = Reverse((at, seq, slot)),
             None => {
+                PeekMut::pop(top);
                 self.broadcasts[slot] = None;
                 self.free.push(slot);
             }
         }
-        Some(delivery)
+        Some(Some(delivery))
     }
 
     /// Hands a delivery to its receiver.
@@ -513,10 +523,10 @@ impl World {
                 break;
             }
             if delivery.is_some_and(|d| event.is_none_or(|e| d < e)) {
-                let Some(Reverse((_, _, slot))) = self.deliveries.pop() else {
+                let Some(d) = self.pop_delivery() else {
                     break;
                 };
-                let Some(d) = self.take_delivery(slot) else {
+                let Some(d) = d else {
                     continue;
                 };
                 match helpers {

@@ -212,10 +212,9 @@ impl World {
             {
                 break;
             }
-            self.deliveries.pop();
-            match self.take_delivery(slot) {
-                Some(d) => batch.push(d),
-                None => break,
+            match self.pop_delivery() {
+                Some(Some(d)) => batch.push(d),
+                _ => break,
             }
         }
         batch
