@@ -126,14 +126,7 @@ impl BlockStore {
     /// Stores `bytes` under `id`, which the caller has computed (or received) and that this
     /// method checks again.
     pub fn put_with_id(&self, id: Hash32, bytes: &[u8]) -> Result<()> {
-        let actual = Hash32::of(bytes);
-        if actual != id {
-            return Err(StoreError::Corrupt {
-                id,
-                path: PathBuf::new(),
-                actual,
-            });
-        }
+        check_id(id, bytes)?;
         self.put_verified(id, bytes)
     }
 
@@ -141,14 +134,7 @@ impl BlockStore {
     /// the disk: every read verifies the block, so a block torn by a power cut is found, removed
     /// and fetched again, and a node fetching for a slot about to play must not stall on fsync.
     pub fn put_fetched(&self, id: Hash32, bytes: &[u8]) -> Result<()> {
-        let actual = Hash32::of(bytes);
-        if actual != id {
-            return Err(StoreError::Corrupt {
-                id,
-                path: PathBuf::new(),
-                actual,
-            });
-        }
+        check_id(id, bytes)?;
         self.write_block(id, bytes, false)
     }
 
@@ -216,6 +202,19 @@ impl BlockStore {
         }
         Ok(bytes)
     }
+}
+
+/// Checks that `bytes` hash to `id`.
+fn check_id(id: Hash32, bytes: &[u8]) -> Result<()> {
+    let actual = Hash32::of(bytes);
+    if actual != id {
+        return Err(StoreError::Corrupt {
+            id,
+            path: PathBuf::new(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// Whether an I/O error means that the disk or quota is full.

@@ -304,14 +304,7 @@ impl EventLoop {
                 request_id,
                 error,
                 ..
-            } => {
-                if let Some((_, reply)) = self.pending_sync.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::Failed {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
+            } => fail(&mut self.pending_sync, request_id, peer, &error),
             _ => {}
         }
     }
@@ -345,14 +338,7 @@ impl EventLoop {
                 request_id,
                 error,
                 ..
-            } => {
-                if let Some((_, reply)) = self.pending_time.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::Failed {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
+            } => fail(&mut self.pending_time, request_id, peer, &error),
             _ => {}
         }
     }
@@ -386,16 +372,24 @@ impl EventLoop {
                 request_id,
                 error,
                 ..
-            } => {
-                if let Some((_, reply)) = self.pending_want.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::Failed {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
+            } => fail(&mut self.pending_want, request_id, peer, &error),
             _ => {}
         }
+    }
+}
+
+/// Ends a pending request with the failure libp2p reported.
+fn fail<T>(
+    pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
+    request_id: OutboundRequestId,
+    peer: PeerId,
+    error: &request_response::OutboundFailure,
+) {
+    if let Some((_, reply)) = pending.remove(&request_id) {
+        let _ = reply.send(Err(RequestError::Failed {
+            peer,
+            reason: error.to_string(),
+        }));
     }
 }
 
