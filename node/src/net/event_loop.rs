@@ -293,11 +293,7 @@ impl EventLoop {
                 request_response::Message::Response {
                     request_id,
                     response,
-                } => {
-                    if let Some((_, reply)) = self.pending_sync.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
+                } => settle(&mut self.pending_sync, request_id, Ok(response)),
             },
             request_response::Event::OutboundFailure {
                 peer,
@@ -361,11 +357,7 @@ impl EventLoop {
                 request_response::Message::Response {
                     request_id,
                     response,
-                } => {
-                    if let Some((_, reply)) = self.pending_want.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
+                } => settle(&mut self.pending_want, request_id, Ok(response)),
             },
             request_response::Event::OutboundFailure {
                 peer,
@@ -378,6 +370,17 @@ impl EventLoop {
     }
 }
 
+/// Hands a pending request its result (the requester may have gone: then nobody listens).
+fn settle<T>(
+    pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
+    request_id: OutboundRequestId,
+    result: Result<T, RequestError>,
+) {
+    if let Some((_, reply)) = pending.remove(&request_id) {
+        let _ = reply.send(result);
+    }
+}
+
 /// Ends a pending request with the failure libp2p reported.
 fn fail<T>(
     pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
@@ -385,12 +388,12 @@ fn fail<T>(
     peer: PeerId,
     error: &request_response::OutboundFailure,
 ) {
-    if let Some((_, reply)) = pending.remove(&request_id) {
-        let _ = reply.send(Err(RequestError::Failed {
-            peer,
-            reason: error.to_string(),
-        }));
-    }
+    let reason = error.to_string();
+    settle(
+        pending,
+        request_id,
+        Err(RequestError::Failed { peer, reason }),
+    );
 }
 
 /// The answer to a want list from the store: blocks up to the budget, `later` for the rest of
