@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Chorus needs, if any is missing: FFmpeg's development libraries
 # (ffmpeg-next links them), clang (bindgen), pkg-config, ALSA's development files (cpal), and
-# with --test also the ffmpeg program (the tests check exports with ffprobe).
+# with --test also the ffmpeg program (the tests check exports with ffprobe) and PulseAudio with
+# ALSA's pulse plugin (pulseaudio, libasound2-plugins): a machine without a sound card has no
+# real-time audio device, and the cpal sink's tests need one that runs callbacks at the real
+# rate (ALSA's null device is not paced). scripts/start-pulse.sh starts it with a null sink.
 # Uses apt-get as root, or through sudo otherwise. Does nothing when everything is present.
 set -euo pipefail
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libavfilter-dev
           libavdevice-dev libswscale-dev pkg-config clang libclang-dev libasound2-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(ffmpeg)
+  packages+=(ffmpeg pulseaudio libasound2-plugins)
 fi
 
 missing=()

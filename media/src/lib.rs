@@ -30,6 +30,7 @@ pub mod index;
 pub mod ingest;
 pub mod loudness;
 pub mod manifest;
+pub mod player;
 pub mod sniff;
 pub mod store;
 pub mod synth;

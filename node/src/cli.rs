@@ -169,6 +169,19 @@ pub struct NodeArgs {
     /// Files transcoded at once while ingesting. Defaults to the number of cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Audio output: auto (the sound card if there is one, else null with a warning), cpal
+    /// (the sound card; failing to open it is an error), null (no sound, same timing) or
+    /// wav:PATH (writes what it plays to PATH, 48 kHz stereo float, and a timing row per
+    /// buffer to PATH.csv).
+    #[arg(long, value_name = "OUTPUT", default_value = "auto")]
+    pub audio: chorus_media::player::SinkSpec,
+    /// Volume in percent (0 to 100); local to this node. Change it while running with
+    /// `curl -X POST 'http://127.0.0.1:7300/volume?level=N'`.
+    #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub volume: u8,
+    /// Start muted (unmute with `curl -X POST 'http://127.0.0.1:7300/mute?on=false'`).
+    #[arg(long)]
+    pub mute: bool,
     /// Testing: add this many ms to the node's view of the system clock.
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_skew_ms: i64,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chorus_consensus::{Chain, Consensus, Hash32, SignedGenesis, TrackRef};
 use chorus_media::ingest::Library;
+use chorus_media::player::{Player, PlayerConfig, SinkSpec};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use tokio::sync::{mpsc, watch};
@@ -48,11 +49,21 @@ pub struct NodeConfig {
     pub store_budget_bytes: u64,
     /// Testing: clock skew.
     pub clock_skew_ms: i64,
+    /// The audio output.
+    pub audio: SinkSpec,
+    /// Volume, 0.0 to 1.0.
+    pub volume: f32,
+    /// Start muted.
+    pub muted: bool,
     /// Testing: serve corrupt blocks.
     pub corrupt_blocks: bool,
     /// Testing: publish garbage gossip besides the real messages.
     pub garbage: bool,
 }
+
+/// How far ahead of the clock the player hands audio to a clock-paced sink (null, wav) or to
+/// the device's queue: enough to ride out a busy machine, and what a volume change waits.
+const PLAYER_LEAD: std::time::Duration = std::time::Duration::from_millis(150);
 
 /// How the node gets its genesis.
 pub enum Start {
@@ -150,8 +161,30 @@ pub async fn run(
         Fetcher::new(client.clone(), lib.store.clone(), fetch_events_tx).run(fetch_rx),
     );
 
+    let player = Arc::new(
+        Player::start(PlayerConfig {
+            sink: config.audio.clone(),
+            store: lib.store.clone(),
+            time: clock.clone(),
+            volume: config.volume,
+            muted: config.muted,
+            lead: PLAYER_LEAD,
+        })
+        .with_context(|| format!("cannot open the audio output {:?} (--audio)", config.audio))?,
+    );
+    info!(event = "audio_output", sink = %player.stats().sink, "audio output: {}", player.stats().sink);
+
     let (snapshot_tx, snapshot_rx) = watch::channel(serde_json::Value::Null);
-    let http_addr = http::serve(config.http_listen, snapshot_rx, shutdown.child_token()).await?;
+    let http_addr = http::serve(
+        config.http_listen,
+        http::Shared {
+            snapshot: snapshot_rx,
+            player: player.clone(),
+            clock: clock.clone(),
+        },
+        shutdown.child_token(),
+    )
+    .await?;
     std::fs::write(config.data_dir.join("http.addr"), http_addr.to_string())
         .context("cannot write http.addr")?;
     info!(event = "http", address = %http_addr, "HTTP API on http://{http_addr}/status");
@@ -169,6 +202,7 @@ pub async fn run(
         clock,
         snapshot_tx,
         http_addr,
+        player,
     );
     let result = driver.run(shutdown).await;
     fetch_task.abort();

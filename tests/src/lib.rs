@@ -4,6 +4,7 @@
 //! # Layout
 //! - this file: helpers to find and run the `chorus` binary and to generate libraries.
 //! - `net`: real node processes on loopback and their JSON logs.
+//! - `sync`: reading wav sinks' CSVs and the offsets between nodes.
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
 //! - `tests/network.rs`: networks of real nodes: agreement, fetching, blacklist, late joiner,
 //!   kill -9, corrupt blocks, garbage gossip.
@@ -16,6 +17,7 @@ use std::process::Command;
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 
 pub mod net;
+pub mod sync;
 
 /// The `chorus` binary of this build (built first if it is missing).
 pub fn chorus_bin() -> PathBuf {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use chorus_media::synth::{FileTags, Format, Tune, write_tune};
+
 use crate::chorus_bin;
 
 #[derive(Default)]
@@ -76,6 +78,12 @@ impl Node {
             .arg(&self.config_dir)
             .args(["--log-format", "json", command])
             .args(args)
+            // Tests never play through the machine's sound card unless they ask for it.
+            .args(if args.iter().any(|a| a == "--audio") {
+                &[][..]
+            } else {
+                &["--audio", "null"][..]
+            })
             .args([
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
@@ -347,4 +355,83 @@ pub fn store_is_intact(data_dir: &Path) -> Result<usize, String> {
         }
     }
     Ok(n)
+}
+
+/// Length of the tracks of [`library`]: a slot lasts this long.
+pub const TRACK_SECONDS: f64 = 7.0;
+
+/// A library of `n` tracks unique to `seed` (different audio, so different track hashes).
+pub fn library(dir: &Path, seed: u64, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create library");
+    for i in 0..n {
+        let path = dir.join(format!("Artist {seed} - Song {i}.flac"));
+        let tags = FileTags {
+            title: format!("Song {seed}.{i}"),
+            artist: format!("Artist {seed}"),
+            album: "Test".into(),
+        };
+        write_tune(
+            &path,
+            Format::Flac,
+            &Tune::new(seed * 1000 + i as u64, TRACK_SECONDS),
+            &tags,
+        )
+        .expect("write a track");
+    }
+    dir.to_path_buf()
+}
+
+/// An owned string.
+pub fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+/// Starts the bootstrap node; returns it with the network id and its address.
+pub fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, String, String) {
+    let seed = root.join("seed.toml");
+    write_seed_queue(&seed, lib, start, "");
+    let mut args = vec![
+        s("--seed-queue"),
+        seed.display().to_string(),
+        s("--library"),
+        lib.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let node = Node::start(NodeSpec {
+        name: "a",
+        root,
+        command: "bootstrap",
+        args,
+    });
+    let network = node.wait_stdout("network ", Duration::from_secs(300));
+    let address = node.address();
+    (node, network, address)
+}
+
+/// Starts `chorus run` joining `network` through `peers`.
+pub fn join(
+    root: &Path,
+    name: &str,
+    lib: &Path,
+    network: &str,
+    peers: &[&str],
+    extra: &[String],
+) -> Node {
+    let mut args = vec![
+        s("--library"),
+        lib.display().to_string(),
+        s("--network"),
+        s(network),
+    ];
+    for p in peers {
+        args.push(s("--peer"));
+        args.push(s(p));
+    }
+    args.extend_from_slice(extra);
+    Node::start(NodeSpec {
+        name,
+        root,
+        command: "run",
+        args,
+    })
 }

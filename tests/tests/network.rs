@@ -6,92 +6,16 @@
 //! never for fixed times. The tests run one at a time (a shared lock): each starts several
 //! debug-build nodes, and the machine may have two cores.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chorus_media::synth::{FileTags, Format, Tune, write_tune};
-use chorus_tests::net::{Node, NodeSpec, slot, store_is_intact, write_seed_queue};
+use chorus_tests::net::{Node, bootstrap, join, library, s, slot, store_is_intact};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-const TRACK_SECONDS: f64 = 7.0;
 const LONG: Duration = Duration::from_secs(300);
-
-/// A library of `n` tracks unique to `seed` (different audio, so different track hashes).
-fn library(dir: &Path, seed: u64, n: usize) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("create library");
-    for i in 0..n {
-        let path = dir.join(format!("Artist {seed} - Song {i}.flac"));
-        let tags = FileTags {
-            title: format!("Song {seed}.{i}"),
-            artist: format!("Artist {seed}"),
-            album: "Test".into(),
-        };
-        write_tune(
-            &path,
-            Format::Flac,
-            &Tune::new(seed * 1000 + i as u64, TRACK_SECONDS),
-            &tags,
-        )
-        .expect("write a track");
-    }
-    dir.to_path_buf()
-}
-
-fn s(v: &str) -> String {
-    v.to_owned()
-}
-
-/// Starts the bootstrap node; returns it with the network id and its address.
-fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, String, String) {
-    let seed = root.join("seed.toml");
-    write_seed_queue(&seed, lib, start, "");
-    let mut args = vec![
-        s("--seed-queue"),
-        seed.display().to_string(),
-        s("--library"),
-        lib.display().to_string(),
-    ];
-    args.extend_from_slice(extra);
-    let node = Node::start(NodeSpec {
-        name: "a",
-        root,
-        command: "bootstrap",
-        args,
-    });
-    let network = node.wait_stdout("network ", LONG);
-    let address = node.address();
-    (node, network, address)
-}
-
-fn join(
-    root: &Path,
-    name: &str,
-    lib: &Path,
-    network: &str,
-    peers: &[&str],
-    extra: &[String],
-) -> Node {
-    let mut args = vec![
-        s("--library"),
-        lib.display().to_string(),
-        s("--network"),
-        s(network),
-    ];
-    for p in peers {
-        args.push(s("--peer"));
-        args.push(s(p));
-    }
-    args.extend_from_slice(extra);
-    Node::start(NodeSpec {
-        name,
-        root,
-        command: "run",
-        args,
-    })
-}
 
 fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
     move |v| v["event"] == event

@@ -81,6 +81,9 @@ fn config(
         http_listen: args.http_listen,
         store_budget_bytes: args.store_budget_mb.saturating_mul(1024 * 1024),
         clock_skew_ms: args.clock_skew_ms,
+        audio: args.audio.clone(),
+        volume: f32::from(args.volume) / 100.0,
+        muted: args.mute,
         corrupt_blocks: args.serve_corrupt_blocks,
         garbage: args.send_garbage,
     }

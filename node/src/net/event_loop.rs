@@ -145,7 +145,7 @@ impl EventLoop {
                 let _ = behaviour.sync.send_response(channel, response);
             }
             Command::Time { peer, reply } => {
-                let t0 = self.clock.now_ms();
+                let t0 = self.clock.local_us(std::time::Instant::now()) as u64;
                 let id = behaviour
                     .time
                     .send_request(&peer, super::protocol::Ping { t0 });
@@ -311,11 +311,11 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let t1 = self.clock.now_ms();
+                    let t1 = self.clock.local_us(std::time::Instant::now()) as u64;
                     let pong = Pong {
                         t0: request.t0,
                         t1,
-                        t2: self.clock.now_ms(),
+                        t2: self.clock.local_us(std::time::Instant::now()) as u64,
                     };
                     let _ = self.swarm.behaviour_mut().time.send_response(channel, pong);
                 }
@@ -323,7 +323,7 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    let t3 = self.clock.now_ms();
+                    let t3 = self.clock.local_us(std::time::Instant::now()) as u64;
                     if let Some((_, reply)) = self.pending_time.remove(&request_id) {
                         let _ = reply.send(Ok((response, t3)));
                     }

@@ -70,10 +70,12 @@ pub enum SyncResponse {
     Unavailable(String),
 }
 
-/// `/chorus/time/1` request: the client's send time.
+/// `/chorus/time/1` request: the client's send time. All four stamps of an exchange are local
+/// clocks (system clock at start-up plus monotonic time, no network offset) in microseconds
+/// since the Unix epoch: milliseconds would cap agreement at about 1 ms.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Ping {
-    /// Client send time, ms (its network time).
+    /// Client send time, µs.
     pub t0: u64,
 }
 
@@ -82,9 +84,9 @@ pub struct Ping {
 pub struct Pong {
     /// The client's send time, echoed.
     pub t0: u64,
-    /// Server receive time, ms.
+    /// Server receive time, µs.
     pub t1: u64,
-    /// Server send time, ms.
+    /// Server send time, µs.
     pub t2: u64,
 }
 

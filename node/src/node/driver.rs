@@ -15,6 +15,7 @@ use chorus_consensus::{
     TrackRef, Validation,
 };
 use chorus_media::ingest::Library;
+use chorus_media::player::{Player, SlotPlan, TrackAudio, gain_db};
 use libp2p::gossipsub::MessageAcceptance;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -25,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::NodeConfig;
 use super::snapshot::{self, PeerTime};
 use crate::blacklist::{self, Blacklist};
-use crate::clock::Clock;
+use crate::clock::{Adjust, Clock, Estimator, Exchange};
 use crate::fetch::{FetchCommand, FetchEvent, media_id};
 use crate::net::protocol::{CHAIN_BATCH, SyncRequest, SyncResponse};
 use crate::net::{Client, Event};
@@ -33,15 +34,13 @@ use crate::retention::Retention;
 use crate::state;
 
 /// How often the time of each connected peer is sampled (`/chorus/time/1`).
-const TIME_SAMPLE_EVERY: Duration = Duration::from_secs(5);
-/// Time samples kept per peer (PROTOCOL.md 7).
-const TIME_SAMPLES: usize = 8;
+const TIME_SAMPLE_EVERY: Duration = Duration::from_secs(2);
 
 /// Answers of requests the driver sent, coming back from their tasks.
 enum Answer {
     Proposals(Vec<Envelope>),
     Chain(PeerId, Result<Vec<DecidedSlot>, String>),
-    Time(PeerId, i64, u64),
+    Time(PeerId, Exchange),
 }
 
 /// Logs a listen address (and prints it on stdout for the operator to hand out).
@@ -91,7 +90,10 @@ pub struct Driver {
     blacklist_stamp: Option<SystemTime>,
     /// Proposal authors by proposal id, for the `final` log line.
     proposers: BTreeMap<Hash32, (u64, PeerId)>,
-    times: HashMap<PeerId, Vec<(i64, u64)>>,
+    times: Estimator,
+    player: Arc<Player>,
+    /// The schedule last handed to the player.
+    plans: Vec<SlotPlan>,
     corrupt: HashMap<PeerId, u64>,
     violations: u64,
     store_bytes: u64,
@@ -113,6 +115,7 @@ impl Driver {
         clock: Arc<Clock>,
         snapshot: watch::Sender<serde_json::Value>,
         http_addr: SocketAddr,
+        player: Arc<Player>,
     ) -> Driver {
         let (answers_tx, answers) = mpsc::channel(256);
         let network_id = *consensus.chain().network_id();
@@ -143,7 +146,9 @@ impl Driver {
             playing: BTreeMap::new(),
             substitutes: BTreeMap::new(),
             proposers: BTreeMap::new(),
-            times: HashMap::new(),
+            times: Estimator::default(),
+            player,
+            plans: Vec::new(),
             corrupt: HashMap::new(),
             violations: 0,
             store_bytes,
@@ -205,6 +210,7 @@ impl Driver {
             self.consensus.handle_timeout(now);
             self.follow_schedule(now);
             self.drain_actions().await;
+            self.update_player();
         }
         state::save_chain(&self.config.data_dir, self.consensus.chain())?;
         info!(event = "stopped", "node stopped");
@@ -231,10 +237,12 @@ impl Driver {
                 info!(event = "peer_connected", peer = %peer, address = %addr, "connected to {peer} at {addr}");
                 self.connected.insert(peer, addr);
                 self.save_peers();
+                self.sample_time(peer);
             }
             Event::Disconnected(peer) => {
                 info!(event = "peer_disconnected", peer = %peer, "disconnected from {peer}");
                 self.connected.remove(&peer);
+                self.times.remove(&peer);
             }
             Event::Gossip {
                 id,
@@ -355,11 +363,23 @@ impl Driver {
             Answer::Chain(peer, Err(e)) => {
                 warn!(event = "chain_sync_failed", peer = %peer, "chain request to {peer} failed: {e}");
             }
-            Answer::Time(peer, offset, rtt) => {
-                let samples = self.times.entry(peer).or_default();
-                samples.push((offset, rtt));
-                if samples.len() > TIME_SAMPLES {
-                    samples.remove(0);
+            Answer::Time(peer, exchange) => {
+                self.times.add(peer, exchange.sample());
+                if let Some(target) = self.times.target_us() {
+                    match self.clock.adjust(target) {
+                        Adjust::Step { from_us, to_us } => {
+                            info!(
+                                event = "clock_step",
+                                from_ms = from_us / 1000.0,
+                                to_ms = to_us / 1000.0,
+                                "network time stepped: offset {:.3} ms -> {:.3} ms (median of {} peers and this node)",
+                                from_us / 1000.0,
+                                to_us / 1000.0,
+                                self.times.peers().count()
+                            );
+                        }
+                        Adjust::Slew { .. } => {}
+                    }
                 }
             }
         }
@@ -412,15 +432,24 @@ impl Driver {
 
     fn sample_times(&self) {
         for peer in self.connected.keys().copied() {
+            self.sample_time(peer);
+        }
+    }
+
+    /// One `/chorus/time/1` exchange with `peer`, answered into the estimator.
+    fn sample_time(&self, peer: PeerId) {
+        {
             let client = self.client.clone();
             let tx = self.answers_tx.clone();
             tokio::spawn(async move {
                 if let Ok((pong, t3)) = client.time(peer).await {
-                    let (t0, t1, t2, t3) =
-                        (pong.t0 as i64, pong.t1 as i64, pong.t2 as i64, t3 as i64);
-                    let offset = ((t1 - t0) + (t2 - t3)) / 2;
-                    let rtt = ((t3 - t0) - (t2 - t1)).max(0) as u64;
-                    let _ = tx.send(Answer::Time(peer, offset, rtt)).await;
+                    let exchange = Exchange {
+                        t0: pong.t0 as i64,
+                        t1: pong.t1 as i64,
+                        t2: pong.t2 as i64,
+                        t3: t3 as i64,
+                    };
+                    let _ = tx.send(Answer::Time(peer, exchange)).await;
                 }
             });
         }
@@ -546,6 +575,47 @@ impl Driver {
         self.playing = self.playing.split_off(&keep_from);
         self.substitutes = self.substitutes.split_off(&keep_from);
         self.proposers.retain(|_, (s, _)| *s + 8 >= slot);
+    }
+
+    /// Hands the player the schedule from the slot before the current one on, when it changed:
+    /// winners at their loudness gain, substitutes for blacklisted winners (silence when there
+    /// is none).
+    fn update_player(&mut self) {
+        let chain = self.consensus.chain();
+        let now = self.clock.now_ms();
+        let from = match chain.slot_at(now) {
+            Some(s) => s.saturating_sub(1),
+            None if chain.start(0).is_some() => 0,
+            None => return,
+        };
+        let target = chain.rules().target_lufs;
+        let gap = chain.rules().gap_ms;
+        let mut plans = Vec::new();
+        for slot in from..chain.len() {
+            let (Some(winner), Some(start_ms)) = (chain.winner(slot), chain.start(slot)) else {
+                continue;
+            };
+            let end_ms = chain
+                .start(slot + 1)
+                .unwrap_or(start_ms + winner.duration_ms + gap);
+            let track = match self.substitutes.get(&slot) {
+                Some(sub) => sub.as_ref(),
+                None => Some(winner),
+            };
+            plans.push(SlotPlan {
+                slot,
+                start_ms,
+                end_ms,
+                audio: track.map(|t| TrackAudio {
+                    manifest_id: media_id(&t.manifest_id),
+                    gain_db: gain_db(target, t.loudness_lufs),
+                }),
+            });
+        }
+        if plans != self.plans {
+            self.plans = plans.clone();
+            self.player.schedule(plans);
+        }
     }
 
     /// Evicts fetched tracks above the store budget; the own library and the slots
@@ -816,15 +886,15 @@ impl Driver {
         let now = self.clock.now_ms();
         let times: HashMap<PeerId, PeerTime> = self
             .times
-            .iter()
-            .filter_map(|(p, s)| {
-                let best = s.iter().min_by_key(|(_, rtt)| *rtt)?;
+            .peers()
+            .filter_map(|p| {
+                let (best, samples) = self.times.best(p)?;
                 Some((
                     *p,
                     PeerTime {
-                        offset_ms: best.0,
-                        rtt_ms: best.1,
-                        samples: s.len(),
+                        offset_ms: best.offset_us / 1000.0,
+                        rtt_ms: best.rtt_us as f64 / 1000.0,
+                        samples,
                     },
                 ))
             })
@@ -845,7 +915,7 @@ impl Driver {
             substitute: playing_substitute,
             violations: self.violations,
             store_bytes: self.store_bytes,
-            clock_offset_ms: self.clock.offset_ms(),
+            clock_offset_ms: self.clock.offset_us_at(std::time::Instant::now()) / 1000.0,
             data_dir: &self.config.data_dir,
         });
         self.snapshot.send_replace(value);

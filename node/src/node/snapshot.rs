@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Copy)]
 pub struct PeerTime {
     /// Its clock minus ours, ms.
-    pub offset_ms: i64,
+    pub offset_ms: f64,
     /// Round trip, ms.
-    pub rtt_ms: u64,
+    pub rtt_ms: f64,
     /// Samples held.
     pub samples: usize,
 }
@@ -33,7 +33,7 @@ pub struct Inputs<'a> {
     pub substitute: Option<Option<TrackRef>>,
     pub violations: u64,
     pub store_bytes: u64,
-    pub clock_offset_ms: i64,
+    pub clock_offset_ms: f64,
     pub data_dir: &'a Path,
 }
 

@@ -1,0 +1,205 @@
+//! Synchronized playback (PROTOCOL.md 7 and 8) with real nodes writing what they play to wav
+//! sinks: three nodes whose clocks are 400 ms behind, right and 350 ms ahead play every sample
+//! at the same true time; a late joiner starts at the right sample; a slot of output equals the
+//! decoded track after its loudness gain, sample for sample.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chorus_media::BlockStore;
+use chorus_media::Hash32;
+use chorus_media::decode::decode_track;
+use chorus_media::player::linear;
+use chorus_tests::net::{Node, bootstrap, join, library, s, slot};
+use chorus_tests::sync::{Row, first_audio, offsets, quantile, read_csv, time_of};
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(300);
+
+fn wav_args(root: &Path, name: &str, skew_ms: i64) -> Vec<String> {
+    vec![
+        s("--audio"),
+        format!("wav:{}", root.join(format!("{name}.wav")).display()),
+        format!("--clock-skew-ms={skew_ms}"),
+    ]
+}
+
+fn rows(root: &Path, name: &str) -> Vec<Row> {
+    read_csv(&root.join(format!("{name}.wav.csv"))).expect("read the wav sink's CSV")
+}
+
+fn audio_event(node: &Node, k: u64) -> Value {
+    node.wait_for(&format!("audio in slot {k}"), LONG, move |v| {
+        v["event"] == "audio" && slot(v) == Some(k)
+    })
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as i64
+}
+
+#[test]
+fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_track() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let lib = |name: &str, seed| library(&root.join(format!("lib-{name}")), seed, 6);
+    let (lib_a, lib_b, lib_c, lib_d) = (lib("a", 1), lib("b", 2), lib("c", 3), lib("d", 4));
+
+    let (a, network, addr) = bootstrap(root, &lib_a, "in 12s", &wav_args(root, "a", -400));
+    let b = join(
+        root,
+        "b",
+        &lib_b,
+        &network,
+        &[&addr],
+        &wav_args(root, "b", 0),
+    );
+    let c = join(
+        root,
+        "c",
+        &lib_c,
+        &network,
+        &[&addr],
+        &wav_args(root, "c", 350),
+    );
+
+    // The nodes 400 ms behind and 350 ms ahead step their network time to the median clock.
+    for (node, skew) in [(&a, -400.0), (&c, 350.0)] {
+        let step = node.wait_for("a clock step", LONG, |v| v["event"] == "clock_step");
+        let to = step["to_ms"].as_f64().expect("to_ms");
+        assert!(
+            (to + skew).abs() < 250.0,
+            "{}: stepped to an offset of {to} ms with a skew of {skew} ms",
+            node.name
+        );
+    }
+
+    // A late joiner, started while slot 3 plays.
+    a.wait_for("slot 3 playing", LONG, |v| {
+        v["event"] == "playing" && slot(v) == Some(3)
+    });
+    let d_started_us = now_us();
+    let d = join(
+        root,
+        "d",
+        &lib_d,
+        &network,
+        &[&addr],
+        &wav_args(root, "d", 0),
+    );
+    let d_audio = d.wait_for("d's first sound", LONG, |v| v["event"] == "audio");
+
+    // Slot 6 has begun everywhere: slots up to 5 are complete in every CSV.
+    for n in [&a, &b, &c, &d] {
+        audio_event(n, 6);
+    }
+    let (ra, rb, rc, rd) = (
+        rows(root, "a"),
+        rows(root, "b"),
+        rows(root, "c"),
+        rows(root, "d"),
+    );
+
+    // 1. After the first 10 s, any two nodes play each sample within 1 ms of each other, in
+    //    every slot.
+    let from = [&ra, &rb, &rc]
+        .iter()
+        .map(|r| r.first().expect("rows").system_us)
+        .max()
+        .expect("three nodes")
+        + 10_000_000;
+    let mut all = Vec::new();
+    let mut per_slot: std::collections::BTreeMap<u64, (usize, f64)> = Default::default();
+    for (x, y) in [(&ra, &rb), (&ra, &rc), (&rb, &rc)] {
+        for (k, _, off) in offsets(x, y, from) {
+            let e = per_slot.entry(k).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(off.abs());
+            all.push(off.abs());
+        }
+    }
+    println!("offsets per slot (comparisons, max |offset| µs): {per_slot:?}");
+    let slots: Vec<u64> = per_slot.keys().copied().collect();
+    assert!(
+        slots.len() >= 4 && (2..=5).all(|k| slots.contains(&k)),
+        "too few slots compared: {slots:?}"
+    );
+    for (k, (n, max)) in &per_slot {
+        assert!(*n >= 100, "slot {k}: only {n} comparisons");
+        assert!(*max < 1000.0, "slot {k}: two nodes {max:.0} µs apart");
+    }
+    let (p50, p99) = (quantile(&mut all, 0.5), quantile(&mut all, 0.99));
+    println!("offset between nodes after 10 s: p50 {p50:.1} µs, p99 {p99:.1} µs");
+
+    // 2. The late joiner's first sound is the right sample for the moment it is heard (the
+    //    converged nodes played that sample within 1 ms of it), and it came mid-track.
+    let first = first_audio(&rd).expect("d played audio");
+    let (k, sample) = (first.slot.expect("slot"), first.sample.expect("sample"));
+    assert_eq!(d_audio["slot"].as_u64(), Some(k));
+    assert_eq!(d_audio["sample"].as_u64(), Some(sample));
+    assert!(sample > 0, "d started at the start of a track: {first:?}");
+    let tb = time_of(&rb, k, sample).expect("b played the same sample");
+    assert!(
+        (first.system_us as f64 - tb).abs() < 1000.0,
+        "d's first sound (slot {k} sample {sample}) came {:.0} µs off b's",
+        first.system_us as f64 - tb
+    );
+    println!(
+        "late joiner: first sound at slot {k} sample {sample}, {:.0} µs from b, {:.2} s after its start",
+        first.system_us as f64 - tb,
+        (first.system_us - d_started_us) as f64 / 1e6
+    );
+
+    // 3. One whole slot of b's output is the decoded track after its gain, sample for sample.
+    let k = 4;
+    let ev = audio_event(&b, k);
+    assert_eq!(
+        ev["sample"].as_u64(),
+        Some(0),
+        "b started slot {k} mid-track"
+    );
+    let manifest: Hash32 = ev["manifest_id"]
+        .as_str()
+        .expect("manifest_id")
+        .parse()
+        .expect("manifest id");
+    let gain = linear(ev["gain_db"].as_f64().expect("gain_db"));
+    let store = BlockStore::open(b.data_dir.join("store")).expect("open b's store");
+    let track = decode_track(&store, &manifest).expect("decode the track");
+    let wav = chorus_media::player::clocked::read_wav(&root.join("b.wav")).expect("read b.wav");
+    let mut compared = 0u64;
+    let mut worst = 0f32;
+    for r in rb.iter().filter(|r| r.slot == Some(k)) {
+        let Some(first) = r.sample else {
+            // Silence inside the slot: the track is shorter than the slot by under a ms.
+            assert!(
+                compared + 48 >= (track.len() / 2) as u64,
+                "silence in slot {k} at {r:?}"
+            );
+            continue;
+        };
+        for i in 0..r.frames as usize {
+            for ch in 0..2 {
+                let played = wav[(r.wav_frame as usize + i) * 2 + ch];
+                let want = track[(first as usize + i) * 2 + ch] * gain;
+                worst = worst.max((played - want).abs());
+            }
+        }
+        compared += r.frames;
+    }
+    let track_frames = (track.len() / 2) as u64;
+    println!(
+        "slot {k}: {compared} frames compared with the decoded track, worst difference {worst}"
+    );
+    assert!(
+        compared + 4800 >= track_frames,
+        "slot {k}: only {compared} of {track_frames} frames played"
+    );
+    assert_eq!(
+        worst, 0.0,
+        "slot {k}: output differs from the decoded track"
+    );
+}
