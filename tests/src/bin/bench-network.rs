@@ -2,6 +2,7 @@
 //!
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- propagate --nodes 20 --slots 6
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- rss --tracks 500
+//!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- sync --seconds 90
 //!
 //! `propagate`: N nodes, each with its own 3-track library (7 s tracks), one bootstrap node and
 //! N-1 joiners. For each consensus slot, the time from the first node's `final` for the slot to
@@ -11,9 +12,15 @@
 //! `rss`: one node bootstrapped with a library of T tracks (6 s each: ingest time is not what
 //! is measured, the size of the library is), left idle for 30 s after it starts playing, then
 //! its resident set size (VmRSS) and peak (VmHWM) from /proc.
+//!
+//! `sync`: three nodes with wav sinks and clocks skewed by -400, 0 and +350 ms, and a fourth
+//! (no skew) started once slot 2 plays. After S seconds, from the wav sinks' CSVs: the offset
+//! between any two of the first three (when each plays the same track sample) after their first
+//! 10 s, p50 / p99 / max; how long each node took until its offsets stayed under 1 ms; the late
+//! joiner's time from start to first sound and the offset of that first sound.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
@@ -215,6 +222,83 @@ fn proc_rss(node: &Node) -> Result<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
+fn sync(seconds: u64) -> Result<()> {
+    use chorus_tests::net::{bootstrap as boot, join, library as lib, s};
+    use chorus_tests::sync::{first_audio, offsets, quantile, read_csv};
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let wav = |name: &str, skew: i64| {
+        vec![
+            s("--audio"),
+            format!("wav:{}", root.join(format!("{name}.wav")).display()),
+            format!("--clock-skew-ms={skew}"),
+        ]
+    };
+    let skews = [("a", -400), ("b", 0), ("c", 350)];
+    let libs: Vec<PathBuf> = (1..=4)
+        .map(|i| lib(&root.join(format!("lib{i}")), i, 6))
+        .collect();
+    let started = Instant::now();
+    let (a, network, addr) = boot(root, &libs[0], "in 8s", &wav("a", skews[0].1));
+    let b = join(root, "b", &libs[1], &network, &[&addr], &wav("b", skews[1].1));
+    let c = join(root, "c", &libs[2], &network, &[&addr], &wav("c", skews[2].1));
+    a.wait_for("slot 2", LONG, |v| v["event"] == "playing" && slot(v) == Some(2));
+    let d_start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
+    let d = join(root, "d", &libs[3], &network, &[&addr], &wav("d", 0));
+    let left = Duration::from_secs(seconds).saturating_sub(started.elapsed());
+    std::thread::sleep(left);
+    let rows: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| read_csv(&root.join(format!("{n}.wav.csv"))).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    drop((a, b, c, d));
+    let from = rows[..3]
+        .iter()
+        .filter_map(|r| r.first().map(|r| r.system_us))
+        .max()
+        .context("no rows")?
+        + 10_000_000;
+    let mut all = Vec::new();
+    let mut last_bad = [i64::MIN; 3];
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        for (_, t, off) in offsets(&rows[i], &rows[j], 0) {
+            if t >= from {
+                all.push(off.abs());
+            }
+            if off.abs() >= 1000.0 {
+                for k in [i, j] {
+                    last_bad[k] = last_bad[k].max(t);
+                }
+            }
+        }
+    }
+    let n = all.len();
+    let max = all.iter().copied().fold(0.0, f64::max);
+    println!(
+        "offset between any two of 3 nodes (skews -400/0/+350 ms) after their first 10 s: p50 {:.1} µs, p99 {:.1} µs, max {max:.1} µs over {n} comparisons",
+        quantile(&mut all, 0.5),
+        quantile(&mut all, 0.99)
+    );
+    for (k, (name, skew)) in skews.iter().enumerate() {
+        let start = rows[k].first().map_or(0, |r| r.system_us);
+        let conv = if last_bad[k] == i64::MIN {
+            0.0
+        } else {
+            (last_bad[k] - start) as f64 / 1e6
+        };
+        println!("node {name} (skew {skew:+} ms): within 1 ms of the others from {conv:.1} s after its player started");
+    }
+    let first = first_audio(&rows[3]).context("the late joiner played nothing")?;
+    let (k, sample) = (first.slot.context("slot")?, first.sample.context("sample")?);
+    let tb = chorus_tests::sync::time_of(&rows[1], k, sample).context("b did not play it")?;
+    println!(
+        "late joiner: first sound {:.2} s after its start (slot {k}, track sample {sample}), {:.1} µs from node b playing the same sample",
+        (first.system_us - d_start) as f64 / 1e6,
+        first.system_us as f64 - tb
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -223,6 +307,9 @@ fn main() -> Result<()> {
             arg(&args, "--slots", 6)?,
         ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
-        _ => bail!("usage: bench-network propagate --nodes N --slots S | rss --tracks T"),
+        Some("sync") => sync(arg(&args, "--seconds", 90)?),
+        _ => bail!(
+            "usage: bench-network propagate --nodes N --slots S | rss --tracks T | sync --seconds S"
+        ),
     }
 }
