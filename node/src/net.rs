@@ -4,6 +4,7 @@
 //!
 //! - `behaviour`: the composed behaviour (gossipsub, Kademlia, identify, ping, mDNS and the
 //!   request-response protocols).
+//! - `time_codec`: `/chorus/time/1`, stamped at the stream.
 //! - `protocol`: the request and answer types of `/chorus/sync/1`, `/chorus/time/1` and the
 //!   block exchange.
 //! - `event_loop`: the loop that owns the swarm.
@@ -11,6 +12,7 @@
 pub mod behaviour;
 mod event_loop;
 pub mod protocol;
+pub mod time_codec;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,6 +154,7 @@ pub struct NetConfig {
 /// Builds the swarm and returns the client, the event stream and the loop to spawn.
 pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, EventLoop)> {
     let mdns = config.mdns;
+    let clock = config.clock;
     let swarm: Swarm<behaviour::Behaviour> =
         libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
             .with_tokio()
@@ -163,7 +166,7 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
             .with_quic()
             .with_dns()?
             .with_behaviour(|key| {
-                behaviour::Behaviour::new(key, mdns)
+                behaviour::Behaviour::new(key, mdns, clock.clone())
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -176,7 +179,6 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
         command_tx.clone(),
         event_tx,
         config.store,
-        config.clock,
         config.corrupt_blocks,
     );
     Ok((Client { tx: command_tx }, event_rx, event_loop))

@@ -1,6 +1,7 @@
 //! The composed libp2p behaviour.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -11,10 +12,11 @@ use libp2p::{StreamProtocol, gossipsub, identify, kad, mdns, ping};
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    BLOCKS_MESSAGE_MAX, BLOCKS_PROTOCOL, Have, IDENTIFY_VERSION, KAD_PROTOCOL, Ping, Pong,
-    SYNC_PROTOCOL, SYNC_REQUEST_MAX, SYNC_RESPONSE_MAX, SyncRequest, SyncResponse, TIME_PROTOCOL,
-    Want,
+    BLOCKS_MESSAGE_MAX, BLOCKS_PROTOCOL, Have, IDENTIFY_VERSION, KAD_PROTOCOL, SYNC_PROTOCOL,
+    SYNC_REQUEST_MAX, SYNC_RESPONSE_MAX, SyncRequest, SyncResponse, TIME_PROTOCOL, Want,
 };
+use super::time_codec::TimeCodec;
+use crate::clock::Clock;
 
 /// PROTOCOL.md 10: a gossip message is at most 64 KiB. Receivers check the whole frame (topic,
 /// sender, sequence number and signature included), so the transport limit sits a few KiB above.
@@ -30,7 +32,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
-    pub time: request_response::cbor::Behaviour<Ping, Pong>,
+    pub time: request_response::Behaviour<TimeCodec>,
     pub blocks: request_response::cbor::Behaviour<Want, Have>,
 }
 
@@ -47,7 +49,7 @@ pub enum BuildError {
 
 impl Behaviour {
     /// Builds the behaviour for `key`; `mdns` turns LAN discovery on.
-    pub fn new(key: &Keypair, mdns: bool) -> Result<Behaviour, BuildError> {
+    pub fn new(key: &Keypair, mdns: bool, clock: Arc<Clock>) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
         // Content-based ids: the same bytes are the same message whoever relays them, and every
         // node must use the same function or IHAVE/IWANT repair silently fails (PROTOCOL.md 2).
@@ -113,10 +115,8 @@ impl Behaviour {
             [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
             rr_config(),
         );
-        let time = request_response::cbor::Behaviour::with_codec(
-            request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(1024)
-                .set_response_size_maximum(1024),
+        let time = request_response::Behaviour::with_codec(
+            TimeCodec::new(clock),
             [(StreamProtocol::new(TIME_PROTOCOL), ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
         );

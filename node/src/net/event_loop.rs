@@ -1,7 +1,6 @@
 //! The loop that owns the swarm.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chorus_media::store::BlockStore;
 use futures::StreamExt;
@@ -16,8 +15,8 @@ use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::protocol::{Block, Have, Pong, SyncResponse, WANT_MAX, WANT_RESPONSE_BUDGET, Want};
+use super::time_codec::{TimeRequest, TimeResponse};
 use super::{Command, Event, NetInfo, RequestError};
-use crate::clock::Clock;
 
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
@@ -29,7 +28,6 @@ pub struct EventLoop {
     loopback: mpsc::Sender<Command>,
     events: mpsc::Sender<Event>,
     store: BlockStore,
-    clock: Arc<Clock>,
     corrupt_blocks: bool,
     pending_sync: HashMap<OutboundRequestId, (PeerId, Reply<SyncResponse>)>,
     pending_time: HashMap<OutboundRequestId, (PeerId, Reply<(Pong, u64)>)>,
@@ -44,7 +42,6 @@ impl EventLoop {
         loopback: mpsc::Sender<Command>,
         events: mpsc::Sender<Event>,
         store: BlockStore,
-        clock: Arc<Clock>,
         corrupt_blocks: bool,
     ) -> EventLoop {
         EventLoop {
@@ -53,7 +50,6 @@ impl EventLoop {
             loopback,
             events,
             store,
-            clock,
             corrupt_blocks,
             pending_sync: HashMap::new(),
             pending_time: HashMap::new(),
@@ -145,10 +141,14 @@ impl EventLoop {
                 let _ = behaviour.sync.send_response(channel, response);
             }
             Command::Time { peer, reply } => {
-                let t0 = self.clock.local_us(std::time::Instant::now()) as u64;
-                let id = behaviour
-                    .time
-                    .send_request(&peer, super::protocol::Ping { t0 });
+                // The codec stamps t0 as it writes the request.
+                let id = behaviour.time.send_request(
+                    &peer,
+                    TimeRequest {
+                        ping: super::protocol::Ping { t0: 0 },
+                        received_us: 0,
+                    },
+                );
                 self.pending_time.insert(id, (peer, reply));
             }
             Command::Want { peer, want, reply } => {
@@ -305,27 +305,32 @@ impl EventLoop {
         }
     }
 
-    fn on_time(&mut self, event: request_response::Event<super::protocol::Ping, Pong>) {
+    fn on_time(&mut self, event: request_response::Event<TimeRequest, TimeResponse>) {
         match event {
             request_response::Event::Message { message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let t1 = self.clock.local_us(std::time::Instant::now()) as u64;
+                    // t1 was stamped by the codec on arrival, t2 is stamped as it writes.
                     let pong = Pong {
-                        t0: request.t0,
-                        t1,
-                        t2: self.clock.local_us(std::time::Instant::now()) as u64,
+                        t0: request.ping.t0,
+                        t1: request.received_us,
+                        t2: 0,
                     };
-                    let _ = self.swarm.behaviour_mut().time.send_response(channel, pong);
+                    let _ = self.swarm.behaviour_mut().time.send_response(
+                        channel,
+                        TimeResponse {
+                            pong,
+                            received_us: 0,
+                        },
+                    );
                 }
                 request_response::Message::Response {
                     request_id,
                     response,
                 } => {
-                    let t3 = self.clock.local_us(std::time::Instant::now()) as u64;
                     if let Some((_, reply)) = self.pending_time.remove(&request_id) {
-                        let _ = reply.send(Ok((response, t3)));
+                        let _ = reply.send(Ok((response.pong, response.received_us)));
                     }
                 }
             },

@@ -14,7 +14,8 @@
 //! its resident set size (VmRSS) and peak (VmHWM) from /proc.
 //!
 //! `sync`: three nodes with wav sinks and clocks skewed by -400, 0 and +350 ms, and a fourth
-//! (no skew) started once slot 2 plays. After S seconds, from the wav sinks' CSVs: the offset
+//! (no skew) started once slot 2 plays. Slot 0 starts 4 s after the first node, so the
+//! joiners start playing before their clocks have converged. After S seconds, from the wav sinks' CSVs: the offset
 //! between any two of the first three (when each plays the same track sample) after their first
 //! 10 s, p50 / p99 / max; how long each node took until its offsets stayed under 1 ms; the late
 //! joiner's time from start to first sound and the offset of that first sound.
@@ -239,10 +240,26 @@ fn sync(seconds: u64) -> Result<()> {
         .map(|i| lib(&root.join(format!("lib{i}")), i, 6))
         .collect();
     let started = Instant::now();
-    let (a, network, addr) = boot(root, &libs[0], "in 8s", &wav("a", skews[0].1));
-    let b = join(root, "b", &libs[1], &network, &[&addr], &wav("b", skews[1].1));
-    let c = join(root, "c", &libs[2], &network, &[&addr], &wav("c", skews[2].1));
-    a.wait_for("slot 2", LONG, |v| v["event"] == "playing" && slot(v) == Some(2));
+    let (a, network, addr) = boot(root, &libs[0], "in 4s", &wav("a", skews[0].1));
+    let b = join(
+        root,
+        "b",
+        &libs[1],
+        &network,
+        &[&addr],
+        &wav("b", skews[1].1),
+    );
+    let c = join(
+        root,
+        "c",
+        &libs[2],
+        &network,
+        &[&addr],
+        &wav("c", skews[2].1),
+    );
+    a.wait_for("slot 2", LONG, |v| {
+        v["event"] == "playing" && slot(v) == Some(2)
+    });
     let d_start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
     let d = join(root, "d", &libs[3], &network, &[&addr], &wav("d", 0));
     let left = Duration::from_secs(seconds).saturating_sub(started.elapsed());
@@ -251,6 +268,16 @@ fn sync(seconds: u64) -> Result<()> {
         .iter()
         .map(|n| read_csv(&root.join(format!("{n}.wav.csv"))).map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
+    // When each node last stepped its clock (after that it only slews), from its player's start.
+    let steps: Vec<Option<f64>> = [&a, &b, &c]
+        .iter()
+        .zip(&rows)
+        .map(|(n, r)| {
+            let start = r.first()?.system_us as f64 / 1e6 % 86_400.0;
+            let last = n.events("clock_step").last().map(seconds_of_day)?;
+            Some(last - start)
+        })
+        .collect();
     drop((a, b, c, d));
     let from = rows[..3]
         .iter()
@@ -286,7 +313,12 @@ fn sync(seconds: u64) -> Result<()> {
         } else {
             (last_bad[k] - start) as f64 / 1e6
         };
-        println!("node {name} (skew {skew:+} ms): within 1 ms of the others from {conv:.1} s after its player started");
+        let step = steps[k].map_or("never stepped".to_owned(), |t| {
+            format!("last clock step {t:.1} s")
+        });
+        println!(
+            "node {name} (skew {skew:+} ms): within 1 ms of the others from {conv:.1} s after its player started ({step} after it)"
+        );
     }
     let first = first_audio(&rows[3]).context("the late joiner played nothing")?;
     let (k, sample) = (first.slot.context("slot")?, first.sample.context("sample")?);
