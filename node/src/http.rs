@@ -161,3 +161,17 @@ async fn mute(
     );
     audio_state(&shared.player).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_answer_only_on_loopback() {
+        assert!(loopback_only("127.0.0.1:5000".parse().expect("addr")).is_ok());
+        assert!(loopback_only("[::1]:5000".parse().expect("addr")).is_ok());
+        let refused = loopback_only("192.168.1.20:5000".parse().expect("addr"))
+            .expect_err("a LAN address is refused");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+}

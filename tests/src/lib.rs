@@ -70,3 +70,35 @@ pub fn write_tracks(dir: &Path, n: usize, seconds: f64, formats: &[Format]) -> V
         })
         .collect()
 }
+
+/// Makes sure a PulseAudio server runs (`scripts/start-pulse.sh`), for tests of the cpal
+/// output. Returns false when such a test should be skipped: PulseAudio is not installed and
+/// this is not CI (CI installs it with `scripts/install-deps.sh --test`, so there it must work).
+pub fn pulse_available() -> bool {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/start-pulse.sh");
+    let out = Command::new("bash").arg(&script).output();
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    match out {
+        Ok(o) if o.status.success() => true,
+        _ if !ci && which("pulseaudio").is_none() => {
+            println!(
+                "SKIPPED: PulseAudio is not installed (scripts/install-deps.sh --test installs it)"
+            );
+            false
+        }
+        Ok(o) => panic!(
+            "{} could not start PulseAudio: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("cannot run {}: {e}", script.display()),
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}

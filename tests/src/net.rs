@@ -35,6 +35,7 @@ pub struct Node {
     pub log_file: PathBuf,
     child: Option<Child>,
     log: Arc<(Mutex<Log>, Condvar)>,
+    env: Vec<(String, String)>,
 }
 
 /// What a node is started with.
@@ -53,6 +54,11 @@ impl Node {
     /// Starts `chorus --log-format json <command> ...` with loopback listen and HTTP addresses
     /// and mDNS off.
     pub fn start(spec: NodeSpec<'_>) -> Node {
+        Self::start_with_env(spec, &[])
+    }
+
+    /// As [`Node::start`], with extra environment variables (kept for restarts).
+    pub fn start_with_env(spec: NodeSpec<'_>, env: &[(&str, &str)]) -> Node {
         let dir = spec.root.join(spec.name);
         let data_dir = dir.join("data");
         let config_dir = dir.join("config");
@@ -65,6 +71,10 @@ impl Node {
             log_file,
             child: None,
             log: Arc::new((Mutex::new(Log::default()), Condvar::new())),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         node.spawn(spec.command, &spec.args);
         node
@@ -92,6 +102,7 @@ impl Node {
                 "127.0.0.1:0",
             ])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start chorus");

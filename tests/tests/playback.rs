@@ -16,6 +16,13 @@ use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(300);
 
+/// The tests run one at a time: timing is what they check, and the machine may have two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn wav_args(root: &Path, name: &str, skew_ms: i64) -> Vec<String> {
     vec![
         s("--audio"),
@@ -43,6 +50,7 @@ fn now_us() -> i64 {
 
 #[test]
 fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_track() {
+    let _one = one_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     let lib = |name: &str, seed| library(&root.join(format!("lib-{name}")), seed, 6);
@@ -202,4 +210,185 @@ fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_tr
         worst, 0.0,
         "slot {k}: output differs from the decoded track"
     );
+}
+
+/// One node bootstrapped on its own library with `--audio` and `env`; returns it once slot 1
+/// has begun.
+fn lone_node(root: &Path, audio: &str, env: &[(&str, &str)]) -> Node {
+    let lib = library(&root.join("lib"), 7, 5);
+    let seed = root.join("seed.toml");
+    chorus_tests::net::write_seed_queue(&seed, &lib, "in 4s", "");
+    let node = Node::start_with_env(
+        chorus_tests::net::NodeSpec {
+            name: "solo",
+            root,
+            command: "bootstrap",
+            args: vec![
+                s("--seed-queue"),
+                seed.display().to_string(),
+                s("--library"),
+                lib.display().to_string(),
+                s("--audio"),
+                s(audio),
+            ],
+        },
+        env,
+    );
+    audio_event(&node, 1);
+    node
+}
+
+/// The cpal path against a real audio server: PulseAudio with a null sink, which runs the
+/// callbacks in real time like a sound card.
+#[test]
+fn a_node_plays_through_a_real_audio_server_with_cpal() {
+    let _one = one_at_a_time();
+    if !chorus_tests::pulse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = lone_node(tmp.path(), "cpal", &[]);
+    let out = node.wait_for("audio output", LONG, |v| v["event"] == "audio_output");
+    assert_eq!(out["sink"], "cpal");
+    let first = node.status()["audio"].clone();
+    audio_event(&node, 2);
+    let audio = node.status()["audio"].clone();
+    println!("cpal: {audio}");
+    assert_eq!(audio["sink"], "cpal");
+    let frames = |a: &Value| a["frames"].as_u64().expect("frames");
+    // A whole 7 s slot went to the device between the two looks.
+    assert!(
+        frames(&audio) >= frames(&first) + 7 * 48_000 - 4_800,
+        "{first} -> {audio}"
+    );
+    // The stream's start-up stall (about 2 s on PulseAudio) costs at most a resync or two;
+    // afterwards the error stays under 1 ms.
+    assert!(audio["resyncs"].as_u64().expect("resyncs") <= 3, "{audio}");
+    let error = audio["error_us"].as_f64().expect("error_us");
+    assert!(error.abs() < 1000.0, "error {error} µs: {audio}");
+    assert!(node.events("resync").len() <= 3);
+}
+
+/// A machine without any audio device: `--audio auto` says so once and the node plays on,
+/// paced by the clock.
+#[test]
+fn without_any_audio_device_a_node_warns_once_and_plays_on() {
+    let _one = one_at_a_time();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("asound.conf");
+    std::fs::write(&conf, "# no devices at all\n").expect("write asound.conf");
+    let conf = conf.display().to_string();
+    let node = lone_node(
+        tmp.path(),
+        "auto",
+        &[
+            ("ALSA_CONFIG_PATH", conf.as_str()),
+            ("PULSE_SERVER", "unix:/nonexistent"),
+        ],
+    );
+    let warnings = node.events("no_audio_device");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["level"], "WARN");
+    let out = node.wait_for("audio output", LONG, |v| v["event"] == "audio_output");
+    assert_eq!(out["sink"], "null");
+    let audio = node.status()["audio"].clone();
+    assert_eq!(audio["sink"], "null");
+    assert!(
+        audio["frames"].as_u64().expect("frames") > 48_000,
+        "{audio}"
+    );
+    // Every other warning is about something else.
+    assert_eq!(node.events("audio_failed").len(), 0);
+}
+
+/// Sends `POST path` to `addr`; returns the status code and body.
+fn post(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
+    (code, body)
+}
+
+/// `--volume` scales what is played, and mute through the HTTP API silences it within the
+/// sink's lead; the controls answer only on loopback.
+#[test]
+fn volume_and_mute_change_what_is_played() {
+    let _one = one_at_a_time();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let wav = root.join("solo.wav");
+    let lib = library(&root.join("lib"), 8, 5);
+    let seed = root.join("seed.toml");
+    chorus_tests::net::write_seed_queue(&seed, &lib, "in 4s", "");
+    let node = Node::start(chorus_tests::net::NodeSpec {
+        name: "solo",
+        root,
+        command: "bootstrap",
+        args: vec![
+            s("--seed-queue"),
+            seed.display().to_string(),
+            s("--library"),
+            lib.display().to_string(),
+            s("--audio"),
+            format!("wav:{}", wav.display()),
+            s("--volume"),
+            s("50"),
+        ],
+    });
+    let ev = audio_event(&node, 0);
+    audio_event(&node, 1);
+    let addr = std::fs::read_to_string(node.data_dir.join("http.addr")).expect("http.addr");
+    let addr = addr.trim();
+    assert_eq!(post(addr, "/volume?level=101").0, 400);
+    let before_mute = now_us();
+    let (code, body) = post(addr, "/mute?on=true");
+    let after_mute = now_us();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("JSON"),
+        serde_json::json!({"volume": 50, "muted": true})
+    );
+    audio_event(&node, 2);
+    assert_eq!(node.status()["audio"]["muted"], true);
+
+    // Slot 0, before the mute: the decoded track at its gain, at half volume; after the mute
+    // (and the sink's 150 ms lead): silence.
+    let manifest: Hash32 = ev["manifest_id"].as_str().expect("id").parse().expect("id");
+    let gain = linear(ev["gain_db"].as_f64().expect("gain_db")) * 0.5;
+    let store = BlockStore::open(node.data_dir.join("store")).expect("store");
+    let track = decode_track(&store, &manifest).expect("decode");
+    let samples = chorus_media::player::clocked::read_wav(&wav).expect("read wav");
+    let rows = read_csv(&root.join("solo.wav.csv")).expect("csv");
+    let (mut loud, mut silent) = (0u64, 0u64);
+    for r in rows.iter().filter(|r| r.frames > 0) {
+        let played = &samples[r.wav_frame as usize * 2..(r.wav_frame + r.frames) as usize * 2];
+        if r.system_us + 10_000 < before_mute && r.slot == Some(0) && r.sample.is_some() {
+            let first = r.sample.expect("checked") as usize;
+            let want: Vec<f32> = track[first * 2..first * 2 + played.len()]
+                .iter()
+                .map(|x| x * gain)
+                .collect();
+            assert_eq!(played, &want[..], "row {r:?}");
+            loud += r.frames;
+        } else if r.system_us > after_mute + 200_000 {
+            assert!(
+                played.iter().all(|x| *x == 0.0),
+                "sound after the mute: {r:?}"
+            );
+            silent += r.frames;
+        }
+    }
+    assert!(loud > 48_000 && silent > 48_000, "{loud} {silent}");
 }
