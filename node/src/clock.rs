@@ -240,7 +240,7 @@ impl Estimator {
         if best.is_empty() {
             return None;
         }
-        best.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        best.sort_by_key(|b| (b.0, b.1));
         let mut offsets: Vec<f64> = best.iter().take(MAX_PEERS).map(|b| b.2).collect();
         offsets.push(0.0);
         offsets.sort_by(f64::total_cmp);

@@ -88,15 +88,17 @@ async fn status(State(shared): State<Shared>) -> axum::Json<serde_json::Value> {
 }
 
 /// Volume and mute are local to the node: only its own machine may change them.
-fn loopback_only(peer: SocketAddr) -> Result<(), Response> {
+fn loopback_only(peer: SocketAddr) -> Result<(), Box<Response>> {
     if peer.ip().is_loopback() {
         Ok(())
     } else {
-        Err((
-            StatusCode::FORBIDDEN,
-            "volume and mute can only be changed from the node's own machine (loopback)\n",
-        )
-            .into_response())
+        Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "volume and mute can only be changed from the node's own machine (loopback)\n",
+            )
+                .into_response(),
+        ))
     }
 }
 
@@ -116,7 +118,7 @@ async fn volume(
     Query(q): Query<VolumeQuery>,
 ) -> Response {
     if let Err(r) = loopback_only(peer) {
-        return r;
+        return *r;
     }
     match q.level.as_deref().map(str::parse::<u8>) {
         Some(Ok(level)) if level <= 100 => {
@@ -143,7 +145,7 @@ async fn mute(
     Query(q): Query<MuteQuery>,
 ) -> Response {
     if let Err(r) = loopback_only(peer) {
-        return r;
+        return *r;
     }
     let on = match q.on.as_deref() {
         None | Some("true") => true,

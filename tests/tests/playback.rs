@@ -374,8 +374,9 @@ fn volume_and_mute_change_what_is_played() {
     let (mut loud, mut silent) = (0u64, 0u64);
     for r in rows.iter().filter(|r| r.frames > 0) {
         let played = &samples[r.wav_frame as usize * 2..(r.wav_frame + r.frames) as usize * 2];
-        if r.system_us + 10_000 < before_mute && r.slot == Some(0) && r.sample.is_some() {
-            let first = r.sample.expect("checked") as usize;
+        if let (true, Some(0), Some(first)) = (r.system_us + 10_000 < before_mute, r.slot, r.sample)
+        {
+            let first = first as usize;
             let want: Vec<f32> = track[first * 2..first * 2 + played.len()]
                 .iter()
                 .map(|x| x * gain)

@@ -203,6 +203,10 @@ pub fn run(
                 "--no-mdns".into(),
                 "--http-listen".into(),
                 format!("127.0.0.1:{http_port}"),
+                // One node plays through the sound card (when there is one); three in one
+                // room would sound as one anyway, and the others show the same timing in logs.
+                "--audio".into(),
+                if i == 0 { "auto" } else { "null" }.into(),
             ])
             .collect()
         };
