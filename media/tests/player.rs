@@ -1,0 +1,214 @@
+//! The player thread on a real store with the wav sink, without a network: a missing segment
+//! plays as silence without moving the schedule, and changes of network time are followed by
+//! single-sample corrections.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chorus_media::decode::decode_track;
+use chorus_media::manifest::Manifest;
+use chorus_media::player::clocked::{csv_path, read_wav};
+use chorus_media::player::{
+    Player, PlayerConfig, SinkSpec, SlotPlan, TimeBase, TrackAudio, linear,
+};
+use chorus_media::synth::{FileTags, Format, Tune, write_tune};
+use chorus_media::track::ingest_file;
+use chorus_media::{BlockStore, Hash32, TrackLimits};
+
+/// Network time = system time + an offset the test moves.
+struct TestTime {
+    anchor: Instant,
+    system_us: i64,
+    offset_us: AtomicI64,
+}
+
+impl TestTime {
+    fn new() -> Arc<Self> {
+        Arc::new(TestTime {
+            anchor: Instant::now(),
+            system_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_micros() as i64,
+            offset_us: AtomicI64::new(0),
+        })
+    }
+}
+
+impl TimeBase for TestTime {
+    fn network_us(&self, at: Instant) -> i64 {
+        self.system_us(at) + self.offset_us.load(Ordering::Relaxed)
+    }
+
+    fn system_us(&self, at: Instant) -> i64 {
+        self.system_us + at.saturating_duration_since(self.anchor).as_micros() as i64
+    }
+}
+
+/// A 7 s track (two segments) ingested into a store in `dir`.
+fn track(dir: &Path) -> (BlockStore, Hash32, Manifest) {
+    let file = dir.join("tune.flac");
+    write_tune(
+        &file,
+        Format::Flac,
+        &Tune::new(42, 7.0),
+        &FileTags::default(),
+    )
+    .expect("tune");
+    let store = BlockStore::open(dir.join("store")).expect("store");
+    let info = ingest_file(&file, &store, &TrackLimits::default(), &|| false).expect("ingest");
+    let manifest =
+        Manifest::parse(&store.get(&info.manifest_id).expect("manifest")).expect("parse");
+    (store, info.manifest_id, manifest)
+}
+
+struct Row {
+    system_us: i64,
+    sample: Option<u64>,
+}
+
+fn rows(wav: &Path) -> Vec<Row> {
+    let text = std::fs::read_to_string(csv_path(wav)).expect("csv");
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<i64> = l.split(',').map(|x| x.parse().expect("number")).collect();
+            Row {
+                system_us: f[0],
+                sample: u64::try_from(f[2]).ok(),
+            }
+        })
+        .collect()
+}
+
+fn now_ms(time: &TestTime) -> u64 {
+    (time.network_us(Instant::now()) / 1000) as u64
+}
+
+fn play_until(player: &Player, slot: u64, sample: u64) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while player.stats().slot != Some(slot) || player.stats().sample.is_none_or(|s| s < sample) {
+        assert!(Instant::now() < deadline, "stuck: {:?}", player.stats());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_missing_segment_plays_as_silence_and_the_schedule_does_not_move() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, manifest_id, manifest) = track(dir.path());
+    let full = decode_track(&store, &manifest_id).expect("decode");
+    // Segment 0 never arrives.
+    std::fs::remove_file(store.path_of(&manifest.segments[0].id)).expect("remove segment 0");
+    let time = TestTime::new();
+    let wav = dir.path().join("out.wav");
+    let player = Player::start(PlayerConfig {
+        sink: SinkSpec::Wav(wav.clone()),
+        store: store.clone(),
+        time: time.clone(),
+        volume: 1.0,
+        muted: false,
+        lead: std::time::Duration::from_millis(150),
+    })
+    .expect("player");
+    // Slot 0 started 5.5 s ago: the playhead is in segment 0.
+    let start_ms = now_ms(&time) - 5_500;
+    player.schedule(vec![SlotPlan {
+        slot: 0,
+        start_ms,
+        end_ms: start_ms + 7_000,
+        audio: Some(TrackAudio {
+            manifest_id,
+            gain_db: -3.0,
+        }),
+    }]);
+    let seg1 = u64::from(manifest.segments[0].frames) * 1024 - u64::from(manifest.priming);
+    play_until(&player, 0, seg1 + 4800);
+    let stats = player.stats();
+    drop(player);
+    assert_eq!(stats.missing_segments, 1, "{stats:?}");
+
+    let rows = rows(&wav);
+    let first = rows.iter().position(|r| r.sample.is_some()).expect("sound");
+    // Silence up to the end of segment 0, then segment 1 from its first sample, at the time
+    // the schedule says (within a sample: the player corrects errors of a sample or more).
+    assert_eq!(rows[first].sample, Some(seg1));
+    let due = start_ms as f64 * 1000.0 + seg1 as f64 * 1e6 / 48_000.0;
+    assert!(
+        (rows[first].system_us as f64 - due).abs() < 21.0,
+        "{} vs {due}",
+        rows[first].system_us
+    );
+    assert!(rows[..first].iter().all(|r| r.sample.is_none()));
+    let samples = read_wav(&wav).expect("wav");
+    let at = ((rows[first].system_us - rows[0].system_us) as f64 * 0.048).round() as usize;
+    let gain = linear(-3.0);
+    assert!(samples[..at * 2].iter().all(|x| *x == 0.0));
+    // The first AAC frame after the hole decodes without the previous frame's overlap (it is
+    // missing): it differs, as a short fade-in. From the next frame on, the samples are the
+    // track's.
+    for i in 1024 * 2..4800 * 2 {
+        assert_eq!(
+            samples[at * 2 + i],
+            full[seg1 as usize * 2 + i] * gain,
+            "sample {i}"
+        );
+    }
+}
+
+#[test]
+fn changes_of_network_time_are_followed_sample_by_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, manifest_id, _) = track(dir.path());
+    let time = TestTime::new();
+    let wav = dir.path().join("out.wav");
+    let player = Player::start(PlayerConfig {
+        sink: SinkSpec::Wav(wav.clone()),
+        store,
+        time: time.clone(),
+        volume: 1.0,
+        muted: false,
+        lead: std::time::Duration::from_millis(150),
+    })
+    .expect("player");
+    let start_ms = now_ms(&time) + 200;
+    player.schedule(vec![SlotPlan {
+        slot: 0,
+        start_ms,
+        end_ms: start_ms + 7_000,
+        audio: Some(TrackAudio {
+            manifest_id,
+            gain_db: 0.0,
+        }),
+    }]);
+    play_until(&player, 0, 48_000);
+    // Network time moves 1.5 ms ahead (as a slewing estimator would, in steps): the audio must
+    // move 72 samples ahead (71 leave it within a sample) with single-sample drops, without a
+    // resync.
+    let moved_at = time.system_us(Instant::now());
+    time.offset_us.store(1_500, Ordering::Relaxed);
+    play_until(&player, 0, 3 * 48_000);
+    let stats = player.stats();
+    drop(player);
+    assert_eq!(stats.resyncs, 0, "{stats:?}");
+    assert!(stats.corrections >= 71, "{stats:?}");
+
+    // Before the move and from 0.5 s after it (plus the sink's lead), every buffer's first
+    // sample is heard within a sample of its scheduled network time.
+    for r in rows(&wav).iter().filter(|r| r.sample.is_some()) {
+        let offset = if r.system_us < moved_at { 0 } else { 1_500 };
+        if r.system_us >= moved_at - 200_000 && r.system_us < moved_at + 700_000 {
+            continue;
+        }
+        let heard = (r.system_us + offset) as f64;
+        let due = start_ms as f64 * 1000.0 + r.sample.expect("audio") as f64 * 1e6 / 48_000.0;
+        assert!(
+            (heard - due).abs() < 21.0,
+            "row at {}: {:.1} µs off",
+            r.system_us,
+            heard - due
+        );
+    }
+}
