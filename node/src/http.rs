@@ -1,16 +1,22 @@
-//! The HTTP API (loopback by default): `GET /status`, and the local audio controls
-//! `POST /volume?level=N` and `POST /mute?on=true|false`, which answer only on loopback.
+//! The HTTP API (loopback by default; `--http-listen 0.0.0.0:PORT` opens it):
+//! - `GET /status`: the node's state as JSON;
+//! - `GET /live.m3u8` and `GET /segments/ID`: the live HLS stream of what the node plays;
+//! - `POST /volume?level=N` and `POST /mute?on=true|false`: the local audio controls, which
+//!   answer only on loopback. Read-only endpoints need no authentication.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chorus_media::player::Player;
+use chorus_media::{BlockStore, Hash32};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -27,6 +33,12 @@ pub struct Shared {
     pub player: Arc<Player>,
     /// The network clock.
     pub clock: Arc<Clock>,
+    /// The live playlist's text.
+    pub playlist: watch::Receiver<String>,
+    /// The block store, for segments.
+    pub store: BlockStore,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Serves the API on `addr` until `shutdown`; returns the bound address. A busy default port
@@ -60,6 +72,11 @@ pub async fn serve(
         .context("HTTP listener has no address")?;
     let app = Router::new()
         .route("/status", get(status))
+        .route("/", get(page))
+        .route("/assets/hls.min.js", get(hls_js))
+        .route("/metrics", get(metrics))
+        .route("/live.m3u8", get(live))
+        .route("/segments/{id}", get(segment))
         .route("/volume", post(volume))
         .route("/mute", post(mute))
         .with_state(shared);
@@ -85,6 +102,89 @@ async fn status(State(shared): State<Shared>) -> axum::Json<serde_json::Value> {
         );
     }
     axum::Json(doc)
+}
+
+/// The status page (node/assets/index.html): now playing, the next five, peers, and a player
+/// for the live stream.
+async fn page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../assets/index.html"),
+    )
+        .into_response()
+}
+
+/// hls.js, vendored from the npm registry (node/assets/README.md): no CDN at run time.
+async fn hls_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_bytes!("../assets/hls.min.js").as_slice(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(shared): State<Shared>) -> Response {
+    let offset_ms = shared.clock.offset_us_at(std::time::Instant::now()) / 1000.0;
+    let text = shared.metrics.encode(offset_ms, shared.player.stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn live(State(shared): State<Shared>) -> Response {
+    let text = shared.playlist.borrow().clone();
+    (
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            // A live playlist changes every segment: clients must not keep it.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// A segment from the store. The id must be exactly 64 lowercase hex digits (nothing else
+/// names a file, so no path can leave the store); the bytes are verified against it.
+async fn segment(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<Hash32>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a segment id is 64 lowercase hex digits\n",
+        )
+            .into_response();
+    };
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.get(&id)).await {
+        Ok(Ok(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "audio/aac".to_owned()),
+                // Content-addressed: the bytes behind an id never change.
+                (
+                    header::CACHE_CONTROL,
+                    "public, max-age=31536000, immutable".to_owned(),
+                ),
+                (header::ETAG, format!("\"{}\"", id.to_hex())),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "no such segment in this node's store\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Volume and mute are local to the node: only its own machine may change them.

@@ -147,6 +147,8 @@ pub struct NetConfig {
     pub store: BlockStore,
     /// Network time, for `/chorus/time/1` stamps.
     pub clock: Arc<Clock>,
+    /// Where libp2p's metrics are registered.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Testing only: serve every block with one byte flipped.
     pub corrupt_blocks: bool,
 }
@@ -155,22 +157,28 @@ pub struct NetConfig {
 pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, EventLoop)> {
     let mdns = config.mdns;
     let clock = config.clock;
-    let swarm: Swarm<behaviour::Behaviour> =
-        libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_quic()
-            .with_dns()?
-            .with_behaviour(|key| {
-                behaviour::Behaviour::new(key, mdns, clock.clone())
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-            })?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
+    // The registry stays locked while the swarm is built: libp2p registers its metrics in it.
+    let metrics = config.metrics.clone();
+    let (swarm, p2p_metrics) = metrics.with_registry(|registry| -> anyhow::Result<_> {
+        let swarm: Swarm<behaviour::Behaviour> =
+            libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )?
+                .with_quic()
+                .with_dns()?
+                .with_bandwidth_metrics(registry)
+                .with_behaviour(|key| {
+                    behaviour::Behaviour::new(key, mdns, clock.clone())
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                })?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+                .build();
+        Ok((swarm, libp2p::metrics::Metrics::new(registry)))
+    })?;
     let (command_tx, command_rx) = mpsc::channel(1024);
     let (event_tx, event_rx) = mpsc::channel(4096);
     let event_loop = EventLoop::new(
@@ -180,6 +188,7 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
         event_tx,
         config.store,
         config.corrupt_blocks,
+        p2p_metrics,
     );
     Ok((Client { tx: command_tx }, event_rx, event_loop))
 }

@@ -84,11 +84,13 @@ pub async fn run(
 ) -> Result<()> {
     let lib = Library::open(&config.data_dir).context("cannot open the store")?;
     let clock = Arc::new(Clock::new(config.clock_skew_ms));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let (client, events, event_loop) = net::new(net::NetConfig {
         keypair: keypair.clone(),
         mdns: config.mdns,
         store: lib.store.clone(),
         clock: clock.clone(),
+        metrics: metrics.clone(),
         corrupt_blocks: config.corrupt_blocks,
     })?;
     let net_task = tokio::spawn(event_loop.run());
@@ -175,12 +177,17 @@ pub async fn run(
     info!(event = "audio_output", sink = %player.stats().sink, "audio output: {}", player.stats().sink);
 
     let (snapshot_tx, snapshot_rx) = watch::channel(serde_json::Value::Null);
+    let (playlist_tx, playlist_rx) =
+        watch::channel(crate::live::LiveLog::load(&config.data_dir).playlist());
     let http_addr = http::serve(
         config.http_listen,
         http::Shared {
             snapshot: snapshot_rx,
             player: player.clone(),
             clock: clock.clone(),
+            playlist: playlist_rx,
+            store: lib.store.clone(),
+            metrics: metrics.clone(),
         },
         shutdown.child_token(),
     )
@@ -203,6 +210,8 @@ pub async fn run(
         snapshot_tx,
         http_addr,
         player,
+        playlist_tx,
+        metrics,
     );
     let result = driver.run(shutdown).await;
     fetch_task.abort();

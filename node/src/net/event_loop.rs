@@ -6,6 +6,7 @@ use chorus_media::store::BlockStore;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -29,6 +30,7 @@ pub struct EventLoop {
     events: mpsc::Sender<Event>,
     store: BlockStore,
     corrupt_blocks: bool,
+    metrics: libp2p::metrics::Metrics,
     pending_sync: HashMap<OutboundRequestId, (PeerId, Reply<SyncResponse>)>,
     pending_time: HashMap<OutboundRequestId, (PeerId, Reply<(Pong, u64)>)>,
     pending_want: HashMap<OutboundRequestId, (PeerId, Reply<Have>)>,
@@ -43,6 +45,7 @@ impl EventLoop {
         events: mpsc::Sender<Event>,
         store: BlockStore,
         corrupt_blocks: bool,
+        metrics: libp2p::metrics::Metrics,
     ) -> EventLoop {
         EventLoop {
             swarm,
@@ -51,6 +54,7 @@ impl EventLoop {
             events,
             store,
             corrupt_blocks,
+            metrics,
             pending_sync: HashMap::new(),
             pending_time: HashMap::new(),
             pending_want: HashMap::new(),
@@ -176,6 +180,7 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let me = *self.swarm.local_peer_id();
@@ -206,6 +211,13 @@ impl EventLoop {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match &event {
+            BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+            BehaviourEvent::Identify(e) => self.metrics.record(e),
+            BehaviourEvent::Kad(e) => self.metrics.record(e),
+            BehaviourEvent::Ping(e) => self.metrics.record(e),
+            _ => {}
+        }
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,

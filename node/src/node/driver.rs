@@ -28,10 +28,12 @@ use super::snapshot::{self, PeerTime};
 use crate::blacklist::{self, Blacklist};
 use crate::clock::{Adjust, Clock, Estimator, Exchange};
 use crate::fetch::{FetchCommand, FetchEvent, media_id};
+use crate::live::LiveLog;
 use crate::net::protocol::{CHAIN_BATCH, SyncRequest, SyncResponse};
 use crate::net::{Client, Event};
 use crate::retention::Retention;
 use crate::state;
+use chorus_media::player::TimeBase;
 
 /// How often the time of each connected peer is sampled (`/chorus/time/1`).
 const TIME_SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -92,6 +94,9 @@ pub struct Driver {
     proposers: BTreeMap<Hash32, (u64, PeerId)>,
     times: Estimator,
     player: Arc<Player>,
+    live: LiveLog,
+    metrics: Arc<crate::metrics::Metrics>,
+    playlist: watch::Sender<String>,
     /// The schedule last handed to the player.
     plans: Vec<SlotPlan>,
     corrupt: HashMap<PeerId, u64>,
@@ -116,6 +121,8 @@ impl Driver {
         snapshot: watch::Sender<serde_json::Value>,
         http_addr: SocketAddr,
         player: Arc<Player>,
+        playlist: watch::Sender<String>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Driver {
         let (answers_tx, answers) = mpsc::channel(256);
         let network_id = *consensus.chain().network_id();
@@ -148,6 +155,9 @@ impl Driver {
             proposers: BTreeMap::new(),
             times: Estimator::default(),
             player,
+            live: LiveLog::load(&config.data_dir),
+            metrics,
+            playlist,
             plans: Vec::new(),
             corrupt: HashMap::new(),
             violations: 0,
@@ -199,6 +209,7 @@ impl Driver {
                 Some(e) = self.fetch_events.recv() => self.on_fetch_event(e).await,
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = tick.tick() => {
+                    self.advance_live();
                     self.check_waiting(self.clock.now_ms());
                     self.reload_blacklist(false);
                     self.publish_snapshot();
@@ -394,6 +405,10 @@ impl Driver {
                 elapsed,
             } => {
                 self.store_bytes += bytes;
+                self.metrics.fetch_bytes.inc_by(bytes);
+                if fetched > 0 {
+                    self.metrics.fetch_seconds.observe(elapsed.as_secs_f64());
+                }
                 if fetched > 0 {
                     info!(event = "fetched", track_hash = %track.track_hash, blocks = fetched, bytes, ms = elapsed.as_millis() as u64,
                         "fetched \"{}\": {fetched} blocks, {bytes} bytes in {} ms", track_name(&track), elapsed.as_millis());
@@ -422,6 +437,7 @@ impl Driver {
             }
             FetchEvent::Corrupt { peer, block } => {
                 *self.corrupt.entry(peer).or_default() += 1;
+                self.metrics.corrupt_blocks.inc();
                 self.publish_snapshot();
                 warn!(event = "corrupt_block", peer = %peer, block = %block,
                     "peer {peer} sent block {block} with bytes that hash to something else: dropped, peer left out of the exchange for {} s, asking another provider",
@@ -521,6 +537,7 @@ impl Driver {
             return;
         }
         self.current = Some(slot);
+        self.metrics.slot.set(slot as i64);
         self.reload_blacklist(false);
         self.enforce_budget(slot);
         let chain = self.consensus.chain();
@@ -618,6 +635,14 @@ impl Driver {
         }
     }
 
+    /// Lists the segments that started playing in the live playlist.
+    fn advance_live(&mut self) {
+        let now_us = self.clock.network_us(std::time::Instant::now());
+        if self.live.advance(now_us, &self.plans, &self.lib.store) {
+            self.playlist.send_replace(self.live.playlist());
+        }
+    }
+
     /// Evicts fetched tracks above the store budget; the own library and the slots
     /// `slot-3 ..= slot+5` are pinned.
     fn enforce_budget(&mut self, slot: u64) {
@@ -686,6 +711,7 @@ impl Driver {
             self.playing.insert(slot, Playing::Winner);
         } else if now > start + chain.rules().segment_ms {
             self.consensus.report_played(slot, None);
+            self.metrics.divergences.inc();
             warn!(event = "diverged", slot, reason = "not_fetched", track_hash = %winner.track_hash,
                 "diverged slot={slot} reason=not_fetched: no segment of \"{}\" arrived in time", track_name(&winner));
             self.playing.insert(slot, Playing::Missing);
@@ -751,6 +777,19 @@ impl Driver {
                 Action::Publish { topic, envelope } => {
                     if topic == Topic::Status {
                         let summary = self.consensus.status_summary(self.clock.now_ms());
+                        // Peers only: `in_sync` counts this node too.
+                        self.metrics
+                            .peers_in_sync
+                            .set(summary.in_sync.saturating_sub(1) as i64);
+                        self.metrics
+                            .peers_diverged
+                            .set(summary.diverged.len() as i64);
+                        self.metrics
+                            .peers_excluded
+                            .set(summary.excluded.len() as i64);
+                        self.metrics
+                            .peers_connected
+                            .set(self.connected.len() as i64);
                         let list =
                             |v: &[PeerId]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
                         info!(event = "status", slot = ?summary.slot, in_sync = summary.in_sync, total = summary.total,
@@ -807,6 +846,7 @@ impl Driver {
                     let sub = track
                         .as_ref()
                         .map_or_else(|| "silence".to_owned(), track_name);
+                    self.metrics.divergences.inc();
                     warn!(event = "diverged", slot, reason = "blacklisted", track_hash = ?winner.as_ref().map(|w| w.track_hash.to_hex()), rule = %rule, substitute = %sub,
                         "diverged slot={slot} reason=blacklisted: \"{}\" is on the blacklist ({rule}); playing \"{sub}\" instead",
                         winner.as_ref().map_or_else(String::new, track_name));
@@ -831,6 +871,7 @@ impl Driver {
                 }
                 Action::Violation { peer, reason } => {
                     self.violations += 1;
+                    self.metrics.violations.inc();
                     warn!(event = "violation", peer = %peer, reason = %reason, "violation by {peer}: {reason}");
                 }
             }
@@ -856,6 +897,8 @@ impl Driver {
             .and_then(|id| self.proposers.get(&id))
             .map(|(_, p)| p.to_string());
         let conflicts = report.conflicts.len();
+        self.metrics.decisions.inc();
+        self.metrics.conflicts.inc_by(conflicts as u64);
         info!(event = "final", slot = report.slot, track_hash = %track.track_hash, track = %track_name(track),
             ticket = ?ticket, proposer = ?proposer, proposal_id = ?report.proposal_id.map(|h| h.to_hex()), replay = report.proposal_id.is_none(),
             conflicts, decisions = report.decisions,

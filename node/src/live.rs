@@ -1,0 +1,339 @@
+//! The live HLS stream of what the node plays (`GET /live.m3u8`, RFC 8216).
+//!
+//! The driver calls [`LiveLog::advance`] with the player's schedule; every segment whose start
+//! (network time) has come and that is in the store is appended with the next media sequence
+//! number. The numbers and the last segment listed are kept in `DATA/live.json`, so the sequence
+//! never goes back, across track changes and restarts, and a restarted node never lists a
+//! segment twice. A track change, a segment that was missing, and a restart each put an
+//! EXT-X-DISCONTINUITY before the next segment. EXT-X-PROGRAM-DATE-TIME is the segment's
+//! start in network time, the same on every node, so listeners of different nodes can hear the
+//! same moment.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use chorus_media::manifest::{Manifest, SEGMENT_MS};
+use chorus_media::player::SlotPlan;
+use chorus_media::{BlockStore, Hash32};
+use hls_m3u8::tags::{ExtInf, ExtXProgramDateTime};
+use hls_m3u8::{MediaPlaylist, MediaSegment};
+use serde::{Deserialize, Serialize};
+
+/// Segments listed in the playlist: 6 of about 6 s, twice RFC 8216's minimum of three target
+/// durations.
+pub const WINDOW: usize = 6;
+const PRIMING_RATE: f64 = 48_000.0;
+
+/// One listed segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveEntry {
+    /// Media sequence number.
+    pub seq: u64,
+    /// The slot it belongs to.
+    pub slot: u64,
+    /// Its index in the track.
+    pub index: usize,
+    /// The block.
+    pub id: Hash32,
+    /// Its exact duration.
+    pub duration: Duration,
+    /// When its first sample is due, network time in µs.
+    pub start_us: i64,
+    /// An EXT-X-DISCONTINUITY goes before it.
+    pub discontinuity: bool,
+}
+
+/// What survives a restart.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    next_seq: u64,
+    /// Discontinuities put before listed segments so far.
+    discontinuities: u64,
+    last: Option<(u64, usize)>,
+}
+
+/// The live playlist's state.
+pub struct LiveLog {
+    path: PathBuf,
+    saved: Saved,
+    entries: VecDeque<LiveEntry>,
+    /// A discontinuity goes before the next segment listed.
+    gap: bool,
+    manifests: HashMap<Hash32, Option<Manifest>>,
+}
+
+impl LiveLog {
+    /// Loads the state from `data_dir` (a damaged or missing file starts afresh at 0, which
+    /// only happens to a new node).
+    pub fn load(data_dir: &Path) -> LiveLog {
+        let path = data_dir.join("live.json");
+        let saved = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        LiveLog {
+            path,
+            saved,
+            entries: VecDeque::new(),
+            gap: true,
+            manifests: HashMap::new(),
+        }
+    }
+
+    /// The listed segments, oldest first.
+    #[cfg(test)]
+    pub fn entries(&self) -> impl Iterator<Item = &LiveEntry> {
+        self.entries.iter()
+    }
+
+    fn manifest(&mut self, store: &BlockStore, id: Hash32) -> Option<Manifest> {
+        if let Some(Some(m)) = self.manifests.get(&id) {
+            return Some(m.clone());
+        }
+        let m = store.get(&id).ok().and_then(|b| Manifest::parse(&b).ok());
+        if m.is_some() {
+            if self.manifests.len() > 64 {
+                self.manifests.clear();
+            }
+            self.manifests.insert(id, m.clone());
+        }
+        m
+    }
+
+    /// Lists every segment of `plans` due by `now_us` (network time) and held in `store`;
+    /// returns whether the playlist changed. Segments that ended more than a window ago are
+    /// skipped (after a restart the window is filled with the recent past only).
+    pub fn advance(&mut self, now_us: i64, plans: &[SlotPlan], store: &BlockStore) -> bool {
+        let mut changed = false;
+        let oldest_us = now_us - (WINDOW as i64) * SEGMENT_MS as i64 * 1000;
+        for plan in plans {
+            if self.saved.last.is_some_and(|(s, _)| plan.slot < s) {
+                continue;
+            }
+            let Some(audio) = &plan.audio else {
+                // A slot of silence: nothing to list, and the stream jumps over it.
+                if plan.start_us() <= now_us && self.saved.last.is_none_or(|(s, _)| s < plan.slot) {
+                    self.gap = true;
+                }
+                continue;
+            };
+            if plan.start_us() > now_us {
+                break;
+            }
+            let Some(manifest) = self.manifest(store, audio.manifest_id) else {
+                continue;
+            };
+            let mut first_frame = 0u64;
+            for (index, seg) in manifest.segments.iter().enumerate() {
+                let offset_samples = (first_frame * 1024) as f64 - f64::from(manifest.priming);
+                first_frame += u64::from(seg.frames);
+                let start_us =
+                    plan.start_us() + (offset_samples * 1e6 / PRIMING_RATE).round() as i64;
+                if start_us > now_us || start_us >= plan.end_ms as i64 * 1000 {
+                    break;
+                }
+                if self
+                    .saved
+                    .last
+                    .is_some_and(|last| (plan.slot, index) <= last)
+                {
+                    continue;
+                }
+                let duration = seg.duration();
+                if start_us + (duration.as_micros() as i64) < oldest_us || !store.contains(&seg.id)
+                {
+                    // Too old to list, or not here when it was due: listeners skip it.
+                    self.gap = true;
+                    self.saved.last = Some((plan.slot, index));
+                    continue;
+                }
+                let track_change = self.entries.back().is_some_and(|e| e.slot != plan.slot);
+                let discontinuity = self.gap || track_change;
+                if discontinuity {
+                    self.saved.discontinuities += 1;
+                }
+                self.entries.push_back(LiveEntry {
+                    seq: self.saved.next_seq,
+                    slot: plan.slot,
+                    index,
+                    id: seg.id,
+                    duration,
+                    start_us,
+                    discontinuity,
+                });
+                self.gap = false;
+                self.saved.next_seq += 1;
+                self.saved.last = Some((plan.slot, index));
+                changed = true;
+            }
+        }
+        while self.entries.len() > WINDOW {
+            self.entries.pop_front();
+        }
+        if changed {
+            let bytes = serde_json::to_vec(&self.saved).expect("plain numbers serialize");
+            if let Err(e) = chorus_media::fsutil::atomic_write(&self.path, &bytes) {
+                tracing::warn!("cannot save {}: {e}", self.path.display());
+            }
+        }
+        changed
+    }
+
+    /// The playlist text (`segments/ID` URIs, relative to `/live.m3u8`).
+    pub fn playlist(&self) -> String {
+        let Some(first) = self.entries.front() else {
+            // Nothing played yet: an empty live playlist (clients retry).
+            return format!(
+                "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+                SEGMENT_MS / 1000,
+                self.saved.next_seq
+            );
+        };
+        let in_window = self.entries.iter().filter(|e| e.discontinuity).count() as u64;
+        let segments: Vec<MediaSegment<'static>> = self
+            .entries
+            .iter()
+            .map(|e| {
+                MediaSegment::builder()
+                    .duration(ExtInf::new(e.duration))
+                    .uri(format!("segments/{}", e.id.to_hex()))
+                    .has_discontinuity(e.discontinuity)
+                    .program_date_time(ExtXProgramDateTime::new(rfc3339_millis(e.start_us)))
+                    .build()
+                    .expect("a segment with a duration and a URI builds")
+            })
+            .collect();
+        MediaPlaylist::builder()
+            .target_duration(Duration::from_millis(SEGMENT_MS))
+            .media_sequence(first.seq as usize)
+            .discontinuity_sequence((self.saved.discontinuities - in_window) as usize)
+            .segments(segments)
+            .build()
+            .expect("segments are at most 6.04 s long, within the target duration")
+            .to_string()
+    }
+}
+
+/// `2026-11-23T06:20:07.123Z` for a time in µs since the Unix epoch.
+fn rfc3339_millis(us: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_micros(us.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_media::manifest::SegmentEntry;
+    use chorus_media::player::TrackAudio;
+
+    /// A track of `n` segments of 282 frames (6.016 s) whose blocks are in `store`.
+    fn track(store: &BlockStore, tag: u8, n: usize) -> Hash32 {
+        let segments = (0..n)
+            .map(|i| SegmentEntry {
+                id: store.put(&[tag, i as u8, 1, 2, 3]).expect("put"),
+                frames: 282,
+            })
+            .collect();
+        let m = Manifest {
+            segments,
+            priming: 1024,
+            padding: 0,
+        };
+        store.put(m.to_playlist().as_bytes()).expect("put manifest")
+    }
+
+    fn plan(slot: u64, start_ms: u64, manifest_id: Option<Hash32>) -> SlotPlan {
+        SlotPlan {
+            slot,
+            start_ms,
+            end_ms: start_ms + 12_000,
+            audio: manifest_id.map(|manifest_id| TrackAudio {
+                manifest_id,
+                gain_db: 0.0,
+            }),
+        }
+    }
+
+    fn parse(playlist: &str) -> MediaPlaylist<'_> {
+        playlist.parse().expect("hls_m3u8 parses what it wrote")
+    }
+
+    fn tags(playlist: &str, tag: &str) -> Vec<String> {
+        playlist
+            .lines()
+            .filter(|l| l.starts_with(tag))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn sequence_discontinuities_and_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlockStore::open(dir.path().join("store")).expect("store");
+        let (a, b) = (track(&store, 1, 2), track(&store, 2, 2));
+        let t0 = 1_800_000_000_000u64;
+        let plans = vec![plan(0, t0, Some(a)), plan(1, t0 + 12_000, Some(b))];
+        let us = |ms: u64| ms as i64 * 1000;
+
+        let mut live = LiveLog::load(dir.path());
+        assert!(!live.advance(us(t0) - 1, &plans, &store));
+        assert!(live.advance(us(t0), &plans, &store));
+        let p = live.playlist();
+        // hls_m3u8 leaves out a media sequence of 0 (RFC 8216: absent means 0).
+        assert_eq!(parse(&p).media_sequence, 0);
+        assert_eq!(tags(&p, "#EXTINF").len(), 1);
+        // The first segment holds the priming: it starts 1024 samples before the slot.
+        assert_eq!(
+            tags(&p, "#EXT-X-PROGRAM-DATE-TIME"),
+            [format!(
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                rfc3339_millis(us(t0) - 21_333)
+            )]
+        );
+        live.advance(us(t0 + 12_500), &plans, &store);
+        let p = live.playlist();
+        assert_eq!(tags(&p, "#EXTINF").len(), 3);
+        // A discontinuity at the start and one at the track change.
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{p}");
+        assert_eq!(parse(&p).media_sequence, 0);
+
+        // A restart: no segment is listed twice, the sequence goes on, a discontinuity first.
+        let mut live = LiveLog::load(dir.path());
+        assert!(!live.advance(us(t0 + 12_500), &plans, &store));
+        assert!(live.advance(us(t0 + 19_000), &plans, &store));
+        let p = live.playlist();
+        assert_eq!(parse(&p).media_sequence, 3);
+        assert_eq!(parse(&p).discontinuity_sequence, 2);
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+    }
+
+    #[test]
+    fn a_missing_segment_is_skipped_with_a_discontinuity_and_the_window_slides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlockStore::open(dir.path().join("store")).expect("store");
+        let t0 = 1_800_000_000_000u64;
+        let ids: Vec<Hash32> = (0..5).map(|i| track(&store, 10 + i, 2)).collect();
+        let m = Manifest::parse(&store.get(&ids[1]).expect("manifest")).expect("parse");
+        std::fs::remove_file(store.path_of(&m.segments[0].id)).expect("remove");
+        let plans: Vec<SlotPlan> = (0..5)
+            .map(|i| plan(i as u64, t0 + i as u64 * 12_000, Some(ids[i])))
+            .collect();
+        let mut live = LiveLog::load(dir.path());
+        live.advance((t0 as i64 + 20_000) * 1000, &plans, &store);
+        let listed: Vec<(u64, usize, bool)> = live
+            .entries()
+            .map(|e| (e.slot, e.index, e.discontinuity))
+            .collect();
+        assert_eq!(listed, [(0, 0, true), (0, 1, false), (1, 1, true)]);
+        live.advance((t0 as i64 + 60_000) * 1000, &plans, &store);
+        assert_eq!(live.entries().count(), WINDOW);
+        let seqs: Vec<u64> = live.entries().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4, 5, 6, 7, 8]);
+        let p = live.playlist();
+        assert_eq!(parse(&p).media_sequence, 3);
+        // Five discontinuities so far (start, gap, three track changes); the three of slots 2, 3
+        // and 4 are in the window, so the window starts at discontinuity sequence 2.
+        assert_eq!(parse(&p).discontinuity_sequence, 2);
+    }
+}

@@ -1,0 +1,170 @@
+//! `GET /metrics`: Prometheus text exposition (OpenMetrics flavour) of libp2p's own metrics
+//! (swarm, identify, Kademlia, ping, gossipsub, bandwidth) and Chorus's.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use chorus_media::player::PlayerStats;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Chorus's metrics and the registry that also holds libp2p's.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// The slot playing.
+    pub slot: Gauge,
+    /// Slots that became final.
+    pub decisions: Counter,
+    /// Conflicting decisions seen at finality.
+    pub conflicts: Counter,
+    /// Slots in which this node diverged (blacklisted winner, not fetched).
+    pub divergences: Counter,
+    /// Connected peers.
+    pub peers_connected: Gauge,
+    /// Peers in sync, diverged and excluded (from the consensus peer table).
+    pub peers_in_sync: Gauge,
+    /// Peers diverged.
+    pub peers_diverged: Gauge,
+    /// Peers excluded.
+    pub peers_excluded: Gauge,
+    /// Bytes of blocks fetched from peers.
+    pub fetch_bytes: Counter,
+    /// Time to fetch a whole track, seconds.
+    pub fetch_seconds: Histogram,
+    /// Blocks peers sent that did not match their id.
+    pub corrupt_blocks: Counter,
+    /// Invalid messages from peers.
+    pub violations: Counter,
+    clock_offset: Gauge<f64, AtomicU64>,
+    audio_error: Gauge<f64, AtomicU64>,
+    corrections: Counter,
+    resyncs: Counter,
+    missing_segments: Counter,
+    played: Mutex<PlayerStats>,
+}
+
+impl Metrics {
+    /// A registry with Chorus's metrics; libp2p's are added to it by the network.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("chorus");
+        let m = Metrics {
+            slot: Gauge::default(),
+            decisions: Counter::default(),
+            conflicts: Counter::default(),
+            divergences: Counter::default(),
+            peers_connected: Gauge::default(),
+            peers_in_sync: Gauge::default(),
+            peers_diverged: Gauge::default(),
+            peers_excluded: Gauge::default(),
+            fetch_bytes: Counter::default(),
+            fetch_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            corrupt_blocks: Counter::default(),
+            violations: Counter::default(),
+            clock_offset: Gauge::default(),
+            audio_error: Gauge::default(),
+            corrections: Counter::default(),
+            resyncs: Counter::default(),
+            missing_segments: Counter::default(),
+            played: Mutex::new(PlayerStats::default()),
+            registry: Mutex::new(Registry::default()),
+        };
+        registry.register("slot", "The slot playing", m.slot.clone());
+        registry.register("decisions", "Slots that became final", m.decisions.clone());
+        registry.register(
+            "conflicts",
+            "Conflicting decisions seen at finality",
+            m.conflicts.clone(),
+        );
+        registry.register(
+            "divergences",
+            "Slots in which this node did not play the consensus winner",
+            m.divergences.clone(),
+        );
+        registry.register(
+            "peers_connected",
+            "Connected peers",
+            m.peers_connected.clone(),
+        );
+        registry.register("peers_in_sync", "Peers in sync", m.peers_in_sync.clone());
+        registry.register("peers_diverged", "Peers diverged", m.peers_diverged.clone());
+        registry.register("peers_excluded", "Peers excluded", m.peers_excluded.clone());
+        registry.register(
+            "fetch_bytes",
+            "Bytes of blocks fetched from peers",
+            m.fetch_bytes.clone(),
+        );
+        registry.register(
+            "fetch_seconds",
+            "Time to fetch a whole track from peers",
+            m.fetch_seconds.clone(),
+        );
+        registry.register(
+            "corrupt_blocks",
+            "Blocks from peers whose bytes did not match their id",
+            m.corrupt_blocks.clone(),
+        );
+        registry.register(
+            "violations",
+            "Invalid messages from peers",
+            m.violations.clone(),
+        );
+        registry.register(
+            "clock_offset_seconds",
+            "Network time minus the local clock (PROTOCOL.md 7)",
+            m.clock_offset.clone(),
+        );
+        registry.register(
+            "audio_error_seconds",
+            "Last measured error between the audio heard and the schedule",
+            m.audio_error.clone(),
+        );
+        registry.register(
+            "drift_corrections",
+            "Single samples dropped or repeated to stay on the schedule",
+            m.corrections.clone(),
+        );
+        registry.register(
+            "resyncs",
+            "Jumps of the audio to the schedule (errors above 50 ms)",
+            m.resyncs.clone(),
+        );
+        registry.register(
+            "missing_segments",
+            "Segments missing at their deadline, played as silence",
+            m.missing_segments.clone(),
+        );
+        *m.registry.lock().expect("not poisoned") = registry;
+        m
+    }
+
+    /// Runs `f` on the registry (libp2p registers its metrics there when the swarm is built).
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        f(&mut self.registry.lock().expect("not poisoned"))
+    }
+
+    /// The text exposition, with the clock and player figures of this instant.
+    pub fn encode(&self, clock_offset_ms: f64, player: PlayerStats) -> String {
+        self.clock_offset.set(clock_offset_ms / 1000.0);
+        self.audio_error.set(player.error_us / 1e6);
+        {
+            let mut last = self.played.lock().expect("not poisoned");
+            self.corrections
+                .inc_by(player.corrections.saturating_sub(last.corrections));
+            self.resyncs
+                .inc_by(player.resyncs.saturating_sub(last.resyncs));
+            self.missing_segments.inc_by(
+                player
+                    .missing_segments
+                    .saturating_sub(last.missing_segments),
+            );
+            *last = player;
+        }
+        let mut text = String::new();
+        let registry = self.registry.lock().expect("not poisoned");
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
