@@ -5,13 +5,15 @@
 # ALSA's pulse plugin (pulseaudio, libasound2-plugins): a machine without a sound card has no
 # real-time audio device, and the cpal sink's tests need one that runs callbacks at the real
 # rate (ALSA's null device is not paced). scripts/start-pulse.sh starts it with a null sink.
+# The status page's test drives headless Chromium (chromium) with a small Python script
+# (python3) over the DevTools pipe.
 # Uses apt-get as root, or through sudo otherwise. Does nothing when everything is present.
 set -euo pipefail
 
 packages=(libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libavfilter-dev
           libavdevice-dev libswscale-dev pkg-config clang libclang-dev libasound2-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(ffmpeg pulseaudio libasound2-plugins)
+  packages+=(ffmpeg pulseaudio libasound2-plugins chromium python3)
 fi
 
 missing=()

@@ -153,9 +153,11 @@ async fn live(State(shared): State<Shared>) -> Response {
         .into_response()
 }
 
-/// A segment from the store. The id must be exactly 64 lowercase hex digits (nothing else
-/// names a file, so no path can leave the store); the bytes are verified against it.
-async fn segment(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+/// A segment from the store: `ID.aac` (or `ID`). The id must be exactly 64 lowercase hex
+/// digits (nothing else names a file, so no path can leave the store); the bytes are verified
+/// against it.
+async fn segment(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
+    let id = name.strip_suffix(".aac").unwrap_or(&name);
     let Ok(id) = id.parse::<Hash32>() else {
         return (
             StatusCode::BAD_REQUEST,

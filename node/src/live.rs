@@ -180,7 +180,7 @@ impl LiveLog {
         changed
     }
 
-    /// The playlist text (`segments/ID` URIs, relative to `/live.m3u8`).
+    /// The playlist text (`segments/ID.aac` URIs, relative to `/live.m3u8`).
     pub fn playlist(&self) -> String {
         let Some(first) = self.entries.front() else {
             // Nothing played yet: an empty live playlist (clients retry).
@@ -197,7 +197,9 @@ impl LiveLog {
             .map(|e| {
                 MediaSegment::builder()
                     .duration(ExtInf::new(e.duration))
-                    .uri(format!("segments/{}", e.id.to_hex()))
+                    // With the extension: the ffmpeg program (Debian's 5.1) refuses segment URIs
+                    // without an allowed one.
+                    .uri(format!("segments/{}.aac", e.id.to_hex()))
                     .has_discontinuity(e.discontinuity)
                     .program_date_time(ExtXProgramDateTime::new(rfc3339_millis(e.start_us)))
                     .build()

@@ -48,7 +48,9 @@ pub struct Metrics {
 impl Metrics {
     /// A registry with Chorus's metrics; libp2p's are added to it by the network.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("chorus");
+        // libp2p's metrics go to the root (`libp2p_...`), ours under `chorus_`.
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("chorus");
         let m = Metrics {
             slot: Gauge::default(),
             decisions: Counter::default(),
@@ -135,7 +137,7 @@ impl Metrics {
             "Segments missing at their deadline, played as silence",
             m.missing_segments.clone(),
         );
-        *m.registry.lock().expect("not poisoned") = registry;
+        *m.registry.lock().expect("not poisoned") = root;
         m
     }
 

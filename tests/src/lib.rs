@@ -4,6 +4,7 @@
 //! # Layout
 //! - this file: helpers to find and run the `chorus` binary and to generate libraries.
 //! - `net`: real node processes on loopback and their JSON logs.
+//! - `prom`: checking Prometheus text exposition.
 //! - `sync`: reading wav sinks' CSVs and the offsets between nodes.
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
 //! - `tests/network.rs`: networks of real nodes: agreement, fetching, blacklist, late joiner,
@@ -17,6 +18,7 @@ use std::process::Command;
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 
 pub mod net;
+pub mod prom;
 pub mod sync;
 
 /// The `chorus` binary of this build (built first if it is missing).
@@ -101,4 +103,34 @@ fn which(program: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
+}
+
+/// `GET path` from an HTTP/1.1 server at `addr`: the status code, the header block (lowercase
+/// names) and the body (`Connection: close`, no chunked encoding expected from axum for
+/// sized bodies).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status code"))?;
+    Ok((code, head, raw[split + 4..].to_vec()))
+}
+
+/// Whether `program` is on the PATH.
+pub fn has_program(program: &str) -> bool {
+    which(program).is_some()
 }

@@ -568,7 +568,8 @@ impl Driver {
         } else {
             Playing::Winner
         };
-        // The status document shows the new slot before the log says so.
+        // The status document and the live playlist show the new slot before the log says so.
+        self.advance_live();
         self.playing.insert(slot, playing.clone());
         self.publish_snapshot();
         match &playing {

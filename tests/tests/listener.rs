@@ -1,0 +1,416 @@
+//! Listening without a node: a real node's live HLS stream read by the ffmpeg program and by
+//! hls.js in headless Chromium (the status page), its segments and its Prometheus metrics.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chorus_media::player::clocked::read_wav;
+use chorus_media::player::linear;
+use chorus_media::{BlockStore, Hash32, Manifest};
+use chorus_tests::net::{Node, NodeSpec, library, s, slot, write_seed_queue};
+use chorus_tests::sync::read_csv;
+use chorus_tests::{has_program, http_get};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const LONG: Duration = Duration::from_secs(300);
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A lone node on a 5-track library of 7 s tracks, slot 0 four seconds from now.
+fn node(root: &Path, audio: &str) -> Node {
+    let lib = library(&root.join("lib"), 11, 5);
+    let seed = root.join("seed.toml");
+    write_seed_queue(&seed, &lib, "in 4s", "");
+    Node::start(NodeSpec {
+        name: "radio",
+        root,
+        command: "bootstrap",
+        args: vec![
+            s("--seed-queue"),
+            seed.display().to_string(),
+            s("--library"),
+            lib.display().to_string(),
+            s("--audio"),
+            s(audio),
+        ],
+    })
+}
+
+fn audio_event(node: &Node, k: u64) -> Value {
+    node.wait_for(&format!("audio in slot {k}"), LONG, move |v| {
+        v["event"] == "audio" && slot(v) == Some(k)
+    })
+}
+
+fn http_addr(node: &Node) -> String {
+    std::fs::read_to_string(node.data_dir.join("http.addr"))
+        .expect("http.addr")
+        .trim()
+        .to_owned()
+}
+
+fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// `(media sequence, segment URIs, discontinuities, program date-times)` of a live playlist.
+fn playlist(text: &str) -> (u64, Vec<String>, usize, Vec<String>) {
+    assert!(text.starts_with("#EXTM3U\n"), "{text}");
+    assert!(text.contains("#EXT-X-TARGETDURATION:6\n"), "{text}");
+    assert!(
+        !text.contains("#EXT-X-ENDLIST"),
+        "a live playlist never ends: {text}"
+    );
+    let seq = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .map_or(0, |n| n.parse().expect("media sequence"));
+    let uris: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let dates: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(dates.len(), uris.len(), "{text}");
+    for d in &dates {
+        // RFC 3339 with milliseconds in UTC: fixed width, so they sort as text.
+        assert!(d.ends_with('Z') && d.len() == 24, "{d}");
+    }
+    let disc = text.matches("#EXT-X-DISCONTINUITY\n").count();
+    (seq, uris, disc, dates)
+}
+
+/// Sum of squared differences between `a` (from `at`) and `b`, left channel + right channel.
+fn ssd(a: &[f32], at: usize, b: &[f32]) -> f64 {
+    a[at * 2..at * 2 + b.len()]
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x - y).powi(2))
+        .sum()
+}
+
+#[test]
+fn ffmpeg_reads_the_live_stream_across_track_changes_and_hears_what_the_node_played() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let wav = root.join("played.wav");
+    let mut radio = node(root, &format!("wav:{}", wav.display()));
+    // The playlist lists slot 0's first segment when the slot starts.
+    radio.wait_for("slot 0 playing", LONG, |v| {
+        v["event"] == "playing" && slot(v) == Some(0)
+    });
+    let addr = http_addr(&radio);
+
+    // The playlist, and its first segment served from the store.
+    let (code, head, body) = get(&addr, "/live.m3u8");
+    assert_eq!(code, 200);
+    assert!(
+        head.contains("content-type: application/vnd.apple.mpegurl"),
+        "{head}"
+    );
+    let (first_seq, uris, disc, _) = playlist(&String::from_utf8(body).expect("UTF-8"));
+    assert!(!uris.is_empty() && uris.len() <= 2, "{uris:?}");
+    assert_eq!(disc, 1, "a new stream starts with a discontinuity");
+    let first_id = uris[0]
+        .strip_prefix("segments/")
+        .and_then(|u| u.strip_suffix(".aac"))
+        .expect("relative segment URI with the .aac extension");
+    let (code, head, body) = get(&addr, &format!("/segments/{first_id}.aac"));
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: audio/aac"), "{head}");
+    assert!(head.contains("immutable"), "{head}");
+    assert_eq!(hex::encode(Sha256::digest(&body)), first_id);
+    // Strict ids: nothing but 64 lowercase hex digits names a file.
+    for bad in [
+        "ZZ".to_owned(),
+        "../../etc/passwd".to_owned(),
+        "%2e%2e%2fidentity.key".to_owned(),
+        first_id.to_uppercase(),
+        format!("{first_id}.mp3"),
+        format!("{first_id}.aac.aac"),
+    ] {
+        let (code, _, _) = get(&addr, &format!("/segments/{bad}"));
+        assert!(code == 400 || code == 404, "{bad}: {code}");
+    }
+    assert_eq!(get(&addr, &format!("/segments/{}", "0".repeat(64))).0, 404);
+
+    // ffmpeg, a third-party HLS client, reads 26 s of the live stream from its first segment:
+    // slots 0 to 3, three track changes.
+    let raw = root.join("ffmpeg.f32");
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-live_start_index",
+            "0",
+        ])
+        .arg("-i")
+        .arg(format!("http://{addr}/live.m3u8"))
+        .args(["-t", "26", "-f", "f32le", "-ac", "2", "-ar", "48000", "-y"])
+        .arg(&raw)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ffmpeg");
+    // Meanwhile the playlist slides: the media sequence never decreases, and every track
+    // change brings a discontinuity.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_seq = first_seq;
+    let mut seen: BTreeMap<u64, (String, String)> = BTreeMap::new();
+    let status = loop {
+        if let Some(status) = ffmpeg.try_wait().expect("ffmpeg") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "ffmpeg did not finish");
+        let (_, _, body) = get(&addr, "/live.m3u8");
+        let (seq, uris, _, dates) = playlist(&String::from_utf8(body).expect("UTF-8"));
+        assert!(
+            seq >= last_seq,
+            "media sequence went from {last_seq} to {seq}"
+        );
+        last_seq = seq;
+        for (i, (u, d)) in uris.iter().zip(dates).enumerate() {
+            let entry = (u.clone(), d);
+            if let Some(old) = seen.insert(seq + i as u64, entry.clone()) {
+                assert_eq!(old, entry, "sequence number {} changed", seq + i as u64);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ffmpeg.stderr.take().expect("stderr"), &mut err)
+        .expect("read ffmpeg's errors");
+    assert!(status.success(), "ffmpeg failed: {err}");
+    assert!(err.trim().is_empty(), "ffmpeg reported errors: {err}");
+    let heard = std::fs::read(&raw).expect("ffmpeg output");
+    let heard: Vec<f32> = heard
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert!(
+        heard.len() / 2 >= 25 * 48_000,
+        "ffmpeg decoded {} frames",
+        heard.len() / 2
+    );
+
+    // What the node played in slots 0..=3, and where ffmpeg's output should have each track:
+    // the stream is the tracks' segments back to back, encoder priming and padding included.
+    let store = BlockStore::open(radio.data_dir.join("store")).expect("store");
+    // Slot 4 has begun: slots 0 to 3 are in the wav file (flushed every second).
+    audio_event(&radio, 4);
+    let played = read_wav(&wav).expect("wav");
+    let rows = read_csv(&root.join("played.wav.csv")).expect("csv");
+    let mut stream_start = 0usize;
+    for k in 0..4u64 {
+        let ev = audio_event(&radio, k);
+        let manifest_id: Hash32 = ev["manifest_id"].as_str().expect("id").parse().expect("id");
+        let manifest =
+            Manifest::parse(&store.get(&manifest_id).expect("manifest")).expect("manifest");
+        let gain = linear(ev["gain_db"].as_f64().expect("gain"));
+        // 0.5 s of the track from 2 s on, as the node played it, without its gain.
+        let from = 96_000u64;
+        let mut excerpt = Vec::with_capacity(48_000);
+        for r in rows.iter().filter(|r| r.slot == Some(k) && r.frames > 0) {
+            let Some(first) = r.sample else { continue };
+            for i in 0..r.frames {
+                let t = first + i;
+                if t >= from + excerpt.len() as u64 / 2 && t < from + 24_000 {
+                    assert_eq!(
+                        t,
+                        from + excerpt.len() as u64 / 2,
+                        "slot {k}: a hole at {t}"
+                    );
+                    let at = (r.wav_frame + i) as usize * 2;
+                    excerpt.push(played[at] / gain);
+                    excerpt.push(played[at + 1] / gain);
+                }
+            }
+        }
+        assert_eq!(
+            excerpt.len(),
+            48_000,
+            "slot {k}: the node did not play 2.0-2.5 s"
+        );
+        let predicted = stream_start + manifest.priming as usize + from as usize;
+        let window = 14_400; // ±0.3 s
+        let probe = &excerpt[..8192];
+        let best = (predicted.saturating_sub(window)..predicted + window)
+            .filter(|o| (o + 24_000) * 2 <= heard.len())
+            .min_by(|a, b| ssd(&heard, *a, probe).total_cmp(&ssd(&heard, *b, probe)))
+            .expect("the excerpt fits in ffmpeg's output");
+        let worst = heard[best * 2..best * 2 + excerpt.len()]
+            .iter()
+            .zip(&excerpt)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let peak = excerpt.iter().fold(0f32, |m, x| m.max(x.abs()));
+        println!(
+            "slot {k}: found {} frames from where predicted, worst difference {worst:.2e} (peak {peak:.2})",
+            best as i64 - predicted as i64
+        );
+        assert!(peak > 0.05, "slot {k}: the excerpt is silent");
+        assert!(
+            worst < 1e-3,
+            "slot {k}: ffmpeg heard something else ({worst})"
+        );
+        stream_start += manifest.encoded_samples() as usize;
+    }
+
+    // /metrics is Prometheus text exposition with libp2p's metrics and ours.
+    let (code, head, body) = get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        head.contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    let text = String::from_utf8(body).expect("UTF-8");
+    let samples = chorus_tests::prom::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(value("chorus_slot") >= 4.0);
+    assert!(value("chorus_decisions_total") >= 1.0);
+    for name in [
+        "chorus_conflicts_total",
+        "chorus_divergences_total",
+        "chorus_peers_connected",
+        "chorus_fetch_bytes_total",
+        "chorus_fetch_seconds_count",
+        "chorus_clock_offset_seconds",
+        "chorus_drift_corrections_total",
+        "chorus_resyncs_total",
+    ] {
+        value(name);
+    }
+    assert!(
+        samples.iter().any(|s| s.name.starts_with("libp2p_")),
+        "no libp2p metrics in\n{text}"
+    );
+
+    // A restart (kill -9) keeps the media sequence going up.
+    radio.kill9();
+    radio.restart(&[
+        s("--audio"),
+        s("null"),
+        s("--library"),
+        root.join("lib").display().to_string(),
+    ]);
+    let restarted = radio.event_count();
+    radio.wait_for_from(restarted, "sound after the restart", LONG, |v| {
+        v["event"] == "audio"
+    });
+    let addr = http_addr(&radio);
+    let (_, _, body) = get(&addr, "/live.m3u8");
+    let (seq, _, disc, dates) = playlist(&String::from_utf8(body).expect("UTF-8"));
+    let (&last_listed, (_, last_date)) = seen.last_key_value().expect("segments were listed");
+    assert!(
+        seq > last_listed,
+        "after the restart the sequence starts at {seq}, before it reached {last_listed}"
+    );
+    assert!(disc >= 1, "a restart puts a discontinuity first");
+    // Nothing listed before the restart is listed again: every new segment starts later.
+    assert!(
+        dates.iter().all(|d| d > last_date),
+        "{dates:?} after {last_date}"
+    );
+}
+
+#[test]
+fn chromium_shows_the_status_page_and_plays_the_live_stream() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if !(has_program("chromium") && has_program("python3")) {
+        assert!(
+            !ci,
+            "CI must have chromium and python3 (scripts/install-deps.sh --test)"
+        );
+        println!("SKIPPED: chromium or python3 is not installed (scripts/install-deps.sh --test)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let radio = node(tmp.path(), "null");
+    audio_event(&radio, 0);
+    let addr = http_addr(&radio);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/probe.py");
+    let values = "({title: document.getElementById('title').textContent, \
+        t: document.getElementById('audio').currentTime, \
+        state: document.getElementById('stream-state').textContent, \
+        next: document.getElementById('next').rows.length})";
+    // Stop once the audio element has played 4 s past its first position.
+    let stop = "(() => { const a = document.getElementById('audio'); \
+        if (window.__t0 === undefined) { if (a.currentTime > 0) window.__t0 = a.currentTime; return false; } \
+        return a.currentTime - window.__t0 > 4; })()";
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{addr}/?autoplay"))
+        .arg(&shot)
+        .args(["60", values, stop])
+        .output()
+        .expect("run the browser probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("DONE"),
+        "probe failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(f64, Value)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("SAMPLE "))
+        .map(|l| {
+            let (t, v) = l.split_once(' ').expect("time and value");
+            (
+                t.parse().expect("time"),
+                serde_json::from_str(v).expect("JSON"),
+            )
+        })
+        .collect();
+    let (_, last) = samples.last().expect("samples");
+    let first_play = samples
+        .iter()
+        .find(|(_, v)| v["t"].as_f64().is_some_and(|t| t > 0.0))
+        .expect("the audio element started");
+    println!(
+        "page: audio started {:.1} s after loading; last sample {last}; screenshot {}",
+        first_play.0,
+        shot.display()
+    );
+    let advanced = last["t"].as_f64().expect("t") - first_play.1["t"].as_f64().expect("t");
+    assert!(
+        advanced > 4.0,
+        "currentTime advanced only {advanced} s: {last}"
+    );
+    assert_eq!(last["state"], "playing", "{last}");
+    assert_eq!(last["next"], 5, "{last}");
+    // The page shows the track the node plays (or the one just before, at a slot change).
+    let title = last["title"].as_str().expect("title");
+    let playing: Vec<String> = radio
+        .events("playing")
+        .iter()
+        .filter_map(|v| v["track"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        playing.iter().any(|t| t.ends_with(&format!(" - {title}"))),
+        "the page shows {title:?}; the node played {playing:?}"
+    );
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}
