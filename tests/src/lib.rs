@@ -9,7 +9,12 @@
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
 //! - `tests/network.rs`: networks of real nodes: agreement, fetching, blacklist, late joiner,
 //!   kill -9, corrupt blocks, garbage gossip.
+//! - `tests/playback.rs`: synchronized playback on wav sinks with skewed clocks, late joiner,
+//!   output equal to the decoded track, cpal through PulseAudio, no device, volume and mute.
+//! - `tests/listener.rs`: the live HLS stream read by ffmpeg, the status page in headless
+//!   Chromium (`browser/probe.py`), metrics.
 //! - `src/bin/bench-ingest.rs`: ingest speed against the ffmpeg program.
+//! - `src/bin/bench-network.rs`: propagation, memory, synchronization and listener benchmarks.
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- propagate --nodes 20 --slots 6
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- rss --tracks 500
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- sync --seconds 90
+//!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- listeners --clients 200 --seconds 30
 //!
 //! `propagate`: N nodes, each with its own 3-track library (7 s tracks), one bootstrap node and
 //! N-1 joiners. For each consensus slot, the time from the first node's `final` for the slot to
@@ -19,6 +20,11 @@
 //! between any two of the first three (when each plays the same track sample) after their first
 //! 10 s, p50 / p99 / max; how long each node took until its offsets stayed under 1 ms; the late
 //! joiner's time from start to first sound and the offset of that first sound.
+//!
+//! `listeners`: one node, and N live HLS clients on loopback (threads) that each reload
+//! `/live.m3u8` every 2 s and fetch every new segment once, all starting at once (a burst of
+//! N playlist and N x 2 segment requests), for S seconds. Prints latency p50 / p99 / max per
+//! kind and the node's CPU time over the run (user + system, from /proc).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -331,6 +337,116 @@ fn sync(seconds: u64) -> Result<()> {
     Ok(())
 }
 
+/// One client's requests: (is a segment, latency in µs, bytes).
+type Requests = Vec<(bool, u64, usize)>;
+
+/// A live HLS client: the playlist every 2 s, each new segment once (as hls.js does, which
+/// reloads a live playlist at half the target duration while it has not changed).
+fn listener(addr: String, until: Instant) -> Result<Requests> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        let t = Instant::now();
+        let (code, _, body) = chorus_tests::http_get(&addr, "/live.m3u8")?;
+        out.push((false, t.elapsed().as_micros() as u64, body.len()));
+        if code != 200 {
+            bail!("playlist: HTTP {code}");
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        for uri in text.lines().filter(|l| l.starts_with("segments/")) {
+            if seen.insert(uri.to_owned()) {
+                let t = Instant::now();
+                let (code, _, body) = chorus_tests::http_get(&addr, &format!("/{uri}"))?;
+                out.push((true, t.elapsed().as_micros() as u64, body.len()));
+                if code != 200 {
+                    bail!("{uri}: HTTP {code}");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2).saturating_sub(t.elapsed()));
+    }
+    Ok(out)
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+fn listeners(clients: usize, seconds: u64) -> Result<()> {
+    use chorus_tests::net::{library as lib, s};
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let library = lib(&root.join("lib"), 5, 5);
+    let seed = root.join("seed.toml");
+    write_seed_queue(&seed, &library, "in 4s", "");
+    let node = Node::start(NodeSpec {
+        name: "radio",
+        root,
+        command: "bootstrap",
+        args: vec![
+            s("--seed-queue"),
+            seed.display().to_string(),
+            s("--library"),
+            library.display().to_string(),
+        ],
+    });
+    node.wait_for("slot 1", LONG, |v| {
+        v["event"] == "playing" && slot(v) == Some(1)
+    });
+    let addr = std::fs::read_to_string(node.data_dir.join("http.addr"))?
+        .trim()
+        .to_owned();
+    let pid = node.pid().context("node pid")?;
+    let cpu0 = cpu_seconds(pid)?;
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || listener(addr, until))
+        })
+        .collect();
+    let mut all: Requests = Vec::new();
+    let mut failed = 0;
+    for h in handles {
+        match h.join().map_err(|_| anyhow::anyhow!("client panicked"))? {
+            Ok(r) => all.extend(r),
+            Err(e) => {
+                failed += 1;
+                eprintln!("client failed: {e:#}");
+            }
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu0;
+    for (kind, is_segment) in [("playlist", false), ("segment", true)] {
+        let mut lat: Vec<f64> = all
+            .iter()
+            .filter(|r| r.0 == is_segment)
+            .map(|r| r.1 as f64 / 1000.0)
+            .collect();
+        let bytes: usize = all.iter().filter(|r| r.0 == is_segment).map(|r| r.2).sum();
+        let n = lat.len();
+        let max = lat.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{kind}: {n} requests, {:.1} MB, latency p50 {:.2} ms, p99 {:.2} ms, max {max:.2} ms",
+            bytes as f64 / 1e6,
+            chorus_tests::sync::quantile(&mut lat, 0.5),
+            chorus_tests::sync::quantile(&mut lat, 0.99)
+        );
+    }
+    println!(
+        "{clients} listeners for {wall:.1} s ({failed} failed): node CPU {cpu:.2} s = {:.1} % of one core",
+        100.0 * cpu / wall
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -340,8 +456,12 @@ fn main() -> Result<()> {
         ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
         Some("sync") => sync(arg(&args, "--seconds", 90)?),
+        Some("listeners") => listeners(
+            arg(&args, "--clients", 200)? as usize,
+            arg(&args, "--seconds", 30)?,
+        ),
         _ => bail!(
-            "usage: bench-network propagate --nodes N --slots S | rss --tracks T | sync --seconds S"
+            "usage: bench-network propagate --nodes N --slots S | rss --tracks T | sync --seconds S | listeners --clients N --seconds S"
         ),
     }
 }
