@@ -132,7 +132,7 @@ impl WavSink {
             time,
             path: path.to_owned(),
             wav: BufWriter::with_capacity(1 << 16, open(path)?),
-            csv: BufWriter::new(open(&csv_path)?),
+            csv: BufWriter::with_capacity(1 << 17, open(&csv_path)?),
             csv_path,
             frames: 0,
             synced_frames: 0,
@@ -178,14 +178,17 @@ impl WavSink {
         Ok(())
     }
 
-    /// Flushes both files and writes the current sizes into the WAV header.
+    /// Flushes both files and writes the current sizes into the WAV header: the audio first,
+    /// then the header, then the CSV, so that a reader (or a crash) never finds CSV rows for
+    /// audio the header does not cover yet. The CSV's buffer holds more than a second of rows,
+    /// so it is written only here.
     fn sync(&mut self) -> Result<(), SinkError> {
-        self.csv.flush().map_err(|e| self.csv_error(e))?;
         self.wav.flush().map_err(|e| self.wav_error(e))?;
         self.wav
             .get_ref()
             .write_all_at(&header(self.frames * BYTES_PER_FRAME), 0)
             .map_err(|e| self.wav_error(e))?;
+        self.csv.flush().map_err(|e| self.csv_error(e))?;
         self.synced_frames = self.frames;
         Ok(())
     }
