@@ -334,7 +334,16 @@ impl Engine {
         let Some((i, expected)) = schedule::locate(&self.plans, t_us) else {
             self.cursor = None;
             self.publish_position(None, None);
-            return self.silence(BUFFER, None);
+            // Silence up to the next slot's start at most, so that its first buffer begins
+            // exactly there (track sample 0), not somewhere inside a buffer.
+            let until_next = self
+                .plans
+                .iter()
+                .find(|p| p.start_us() > t_us)
+                .map_or(BUFFER, |p| {
+                    ((p.start_us() - t_us) as f64 * f64::from(RATE) / 1e6).ceil() as u64
+                });
+            return self.silence(until_next.clamp(1, BUFFER), None);
         };
         let expected_slot = self.plans[i].slot;
         let error = self.cursor.and_then(|c| {

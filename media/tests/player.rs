@@ -184,6 +184,17 @@ fn changes_of_network_time_are_followed_sample_by_sample() {
         }),
     }]);
     play_until(&player, 0, 48_000);
+    // From silence, the slot's first buffer starts exactly at its start: track sample 0.
+    let first = rows(&wav)
+        .into_iter()
+        .find(|r| r.sample.is_some())
+        .expect("sound");
+    assert_eq!(first.sample, Some(0));
+    assert!(
+        (first.system_us - start_ms as i64 * 1000).abs() < 21,
+        "{}",
+        first.system_us
+    );
     // Network time moves 1.5 ms ahead (as a slewing estimator would, in steps): the audio must
     // move 72 samples ahead (71 leave it within a sample) with single-sample drops, without a
     // resync.
