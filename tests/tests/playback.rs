@@ -161,6 +161,33 @@ fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_tr
         (first.system_us - d_started_us) as f64 / 1e6
     );
 
+    // 2b. Listeners of different nodes hear the same moment: the live playlists of all four
+    //     nodes give the same segment the same EXT-X-PROGRAM-DATE-TIME (network time).
+    let mut dates: std::collections::BTreeMap<String, String> = Default::default();
+    let mut shared = 0;
+    for n in [&a, &b, &c, &d] {
+        let addr = std::fs::read_to_string(n.data_dir.join("http.addr")).expect("http.addr");
+        let (code, _, body) = chorus_tests::http_get(addr.trim(), "/live.m3u8").expect("playlist");
+        assert_eq!(code, 200);
+        let text = String::from_utf8(body).expect("UTF-8");
+        let mut date = None;
+        for line in text.lines() {
+            if let Some(d) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                date = Some(d.to_owned());
+            } else if line.starts_with("segments/") {
+                let d = date.take().expect("a date before every segment");
+                if let Some(other) = dates.insert(line.to_owned(), d.clone()) {
+                    assert_eq!(other, d, "{}: {line} dated differently", n.name);
+                    shared += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        shared >= 6,
+        "only {shared} segments listed by several nodes"
+    );
+
     // 3. One whole slot of b's output is the decoded track after its gain, sample for sample.
     let k = 4;
     let ev = audio_event(&b, k);
