@@ -376,7 +376,9 @@ impl Engine {
                 self.shared.error_ns.store(0, Ordering::Relaxed);
                 self.cursor = Some(Cursor {
                     slot: expected_slot,
-                    pos: expected.round() as u64,
+                    // Down: the frame due now is this sample or at most one sample late,
+                    // which a slot started from silence plays from its first sample.
+                    pos: expected.floor() as u64,
                 });
             }
         }
