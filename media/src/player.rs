@@ -335,13 +335,15 @@ impl Engine {
             self.cursor = None;
             self.publish_position(None, None);
             // Silence up to the next slot's start at most, so that its first buffer begins
-            // exactly there (track sample 0), not somewhere inside a buffer.
+            // there (track sample 0), not somewhere inside a buffer. `t_us` is truncated to the
+            // microsecond: aiming 1 µs early keeps the next buffer within its first sample (a
+            // buffer that lands just before the start gets one more frame of silence).
             let until_next = self
                 .plans
                 .iter()
                 .find(|p| p.start_us() > t_us)
                 .map_or(BUFFER, |p| {
-                    ((p.start_us() - t_us) as f64 * f64::from(RATE) / 1e6).ceil() as u64
+                    ((p.start_us() - t_us - 1) as f64 * f64::from(RATE) / 1e6).ceil() as u64
                 });
             return self.silence(until_next.clamp(1, BUFFER), None);
         };
