@@ -85,17 +85,20 @@ fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_tr
         );
     }
 
-    // A late joiner, started while slot 3 plays.
+    // A late joiner, started while slot 3 plays. It is given all three peers, so that they
+    // count for its network time together (with only one, the median of itself and that peer
+    // would lie halfway between their clocks until the others are sampled).
     a.wait_for("slot 3 playing", LONG, |v| {
         v["event"] == "playing" && slot(v) == Some(3)
     });
+    let (addr_b, addr_c) = (b.address(), c.address());
     let d_started_us = now_us();
     let d = join(
         root,
         "d",
         &lib_d,
         &network,
-        &[&addr],
+        &[&addr, &addr_b, &addr_c],
         &wav_args(root, "d", 0),
     );
     let d_audio = d.wait_for("d's first sound", LONG, |v| v["event"] == "audio");
@@ -161,9 +164,10 @@ fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_tr
         (first.system_us - d_started_us) as f64 / 1e6
     );
 
-    // 2b. Listeners of different nodes hear the same moment: the live playlists of all four
-    //     nodes give the same segment the same EXT-X-PROGRAM-DATE-TIME (network time).
-    let mut dates: std::collections::BTreeMap<String, String> = Default::default();
+    // 2b. Listeners of different nodes hear the same moment: in the live playlists of the four
+    //     nodes, a given EXT-X-PROGRAM-DATE-TIME (network time) is always the same segment. (Keyed
+    //     by date: a track played again in a later slot lists the same segment at another date.)
+    let mut at_date: std::collections::BTreeMap<String, String> = Default::default();
     let mut shared = 0;
     for n in [&a, &b, &c, &d] {
         let addr = std::fs::read_to_string(n.data_dir.join("http.addr")).expect("http.addr");
@@ -176,8 +180,8 @@ fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_tr
                 date = Some(d.to_owned());
             } else if line.starts_with("segments/") {
                 let d = date.take().expect("a date before every segment");
-                if let Some(other) = dates.insert(line.to_owned(), d.clone()) {
-                    assert_eq!(other, d, "{}: {line} dated differently", n.name);
+                if let Some(other) = at_date.insert(d.clone(), line.to_owned()) {
+                    assert_eq!(other, line, "{}: another segment at {d}:\n{text}", n.name);
                     shared += 1;
                 }
             }

@@ -632,6 +632,9 @@ impl Driver {
         }
         if plans != self.plans {
             self.plans = plans.clone();
+            // The live playlist first: it lists the segment under the playhead before the
+            // player can sound it.
+            self.advance_live();
             self.player.schedule(plans);
         }
     }

@@ -266,8 +266,17 @@ fn sync(seconds: u64) -> Result<()> {
     a.wait_for("slot 2", LONG, |v| {
         v["event"] == "playing" && slot(v) == Some(2)
     });
+    // The late joiner is given all three peers, so that they count for its clock together.
+    let (addr_b, addr_c) = (b.address(), c.address());
     let d_start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
-    let d = join(root, "d", &libs[3], &network, &[&addr], &wav("d", 0));
+    let d = join(
+        root,
+        "d",
+        &libs[3],
+        &network,
+        &[&addr, &addr_b, &addr_c],
+        &wav("d", 0),
+    );
     let left = Duration::from_secs(seconds).saturating_sub(started.elapsed());
     std::thread::sleep(left);
     let rows: Vec<_> = ["a", "b", "c", "d"]
