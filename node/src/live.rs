@@ -2,10 +2,11 @@
 //!
 //! The driver calls [`LiveLog::advance`] with the player's schedule; every segment whose start
 //! (network time) has come and that is in the store is appended with the next media sequence
-//! number. The numbers and the last segment listed are kept in `DATA/live.json`, so the sequence
-//! never goes back, across track changes and restarts, and a restarted node never lists a
-//! segment twice. A track change, a segment that was missing, and a restart each put an
-//! EXT-X-DISCONTINUITY before the next segment. EXT-X-PROGRAM-DATE-TIME is the segment's
+//! number. The window, the next number and the discontinuity count are kept in
+//! `DATA/live.json`, so a restarted node serves the same playlist at once and goes on from it:
+//! the sequence never goes back, across track changes and restarts, and no segment is listed
+//! twice. A track change and a skipped segment (missing at its deadline, or due while the node
+//! was down) each put an EXT-X-DISCONTINUITY before the next segment. EXT-X-PROGRAM-DATE-TIME is the segment's
 //! start in network time, the same on every node, so listeners of different nodes can hear the
 //! same moment.
 
@@ -26,7 +27,7 @@ pub const WINDOW: usize = 6;
 const PRIMING_RATE: f64 = 48_000.0;
 
 /// One listed segment.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LiveEntry {
     /// Media sequence number.
     pub seq: u64,
@@ -36,8 +37,8 @@ pub struct LiveEntry {
     pub index: usize,
     /// The block.
     pub id: Hash32,
-    /// Its exact duration.
-    pub duration: Duration,
+    /// Its exact duration, µs.
+    pub duration_us: u64,
     /// When its first sample is due, network time in µs.
     pub start_us: i64,
     /// An EXT-X-DISCONTINUITY goes before it.
@@ -51,13 +52,14 @@ struct Saved {
     /// Discontinuities put before listed segments so far.
     discontinuities: u64,
     last: Option<(u64, usize)>,
+    /// The window.
+    entries: VecDeque<LiveEntry>,
 }
 
 /// The live playlist's state.
 pub struct LiveLog {
     path: PathBuf,
     saved: Saved,
-    entries: VecDeque<LiveEntry>,
     /// A discontinuity goes before the next segment listed.
     gap: bool,
     manifests: HashMap<Hash32, Option<Manifest>>,
@@ -68,15 +70,15 @@ impl LiveLog {
     /// only happens to a new node).
     pub fn load(data_dir: &Path) -> LiveLog {
         let path = data_dir.join("live.json");
-        let saved = std::fs::read(&path)
+        let saved: Saved = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         LiveLog {
             path,
+            // A new stream starts with a discontinuity; a restored one goes on.
+            gap: saved.entries.is_empty(),
             saved,
-            entries: VecDeque::new(),
-            gap: true,
             manifests: HashMap::new(),
         }
     }
@@ -84,7 +86,7 @@ impl LiveLog {
     /// The listed segments, oldest first.
     #[cfg(test)]
     pub fn entries(&self) -> impl Iterator<Item = &LiveEntry> {
-        self.entries.iter()
+        self.saved.entries.iter()
     }
 
     fn manifest(&mut self, store: &BlockStore, id: Hash32) -> Option<Manifest> {
@@ -148,17 +150,21 @@ impl LiveLog {
                     self.saved.last = Some((plan.slot, index));
                     continue;
                 }
-                let track_change = self.entries.back().is_some_and(|e| e.slot != plan.slot);
+                let track_change = self
+                    .saved
+                    .entries
+                    .back()
+                    .is_some_and(|e| e.slot != plan.slot);
                 let discontinuity = self.gap || track_change;
                 if discontinuity {
                     self.saved.discontinuities += 1;
                 }
-                self.entries.push_back(LiveEntry {
+                self.saved.entries.push_back(LiveEntry {
                     seq: self.saved.next_seq,
                     slot: plan.slot,
                     index,
                     id: seg.id,
-                    duration,
+                    duration_us: duration.as_micros() as u64,
                     start_us,
                     discontinuity,
                 });
@@ -168,8 +174,8 @@ impl LiveLog {
                 changed = true;
             }
         }
-        while self.entries.len() > WINDOW {
-            self.entries.pop_front();
+        while self.saved.entries.len() > WINDOW {
+            self.saved.entries.pop_front();
         }
         if changed {
             let bytes = serde_json::to_vec(&self.saved).expect("plain numbers serialize");
@@ -182,7 +188,7 @@ impl LiveLog {
 
     /// The playlist text (`segments/ID.aac` URIs, relative to `/live.m3u8`).
     pub fn playlist(&self) -> String {
-        let Some(first) = self.entries.front() else {
+        let Some(first) = self.saved.entries.front() else {
             // Nothing played yet: an empty live playlist (clients retry).
             return format!(
                 "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n",
@@ -190,13 +196,19 @@ impl LiveLog {
                 self.saved.next_seq
             );
         };
-        let in_window = self.entries.iter().filter(|e| e.discontinuity).count() as u64;
+        let in_window = self
+            .saved
+            .entries
+            .iter()
+            .filter(|e| e.discontinuity)
+            .count() as u64;
         let segments: Vec<MediaSegment<'static>> = self
+            .saved
             .entries
             .iter()
             .map(|e| {
                 MediaSegment::builder()
-                    .duration(ExtInf::new(e.duration))
+                    .duration(ExtInf::new(Duration::from_micros(e.duration_us)))
                     // With the extension: the ffmpeg program (Debian's 5.1) refuses segment URIs
                     // without an allowed one.
                     .uri(format!("segments/{}.aac", e.id.to_hex()))
@@ -300,14 +312,24 @@ mod tests {
         assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{p}");
         assert_eq!(parse(&p).media_sequence, 0);
 
-        // A restart: no segment is listed twice, the sequence goes on, a discontinuity first.
+        // A restart: the same playlist at once, then it goes on; nothing is listed twice.
+        let before = live.playlist();
         let mut live = LiveLog::load(dir.path());
+        assert_eq!(live.playlist(), before);
         assert!(!live.advance(us(t0 + 12_500), &plans, &store));
         assert!(live.advance(us(t0 + 19_000), &plans, &store));
         let p = live.playlist();
-        assert_eq!(parse(&p).media_sequence, 3);
-        assert_eq!(parse(&p).discontinuity_sequence, 2);
-        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+        assert_eq!(parse(&p).media_sequence, 0);
+        assert_eq!(tags(&p, "#EXTINF").len(), 4);
+        // Slot 1's second segment follows its first: no discontinuity.
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{p}");
+        // Down for longer than the window: what was due meanwhile is skipped, a discontinuity
+        // marks the jump.
+        let mut live = LiveLog::load(dir.path());
+        let later = vec![plan(5, t0 + 60_000, Some(a))];
+        assert!(live.advance(us(t0 + 60_000), &later, &store));
+        let listed: Vec<(u64, bool)> = live.entries().map(|e| (e.seq, e.discontinuity)).collect();
+        assert_eq!(listed.last(), Some(&(4, true)));
     }
 
     #[test]
