@@ -446,3 +446,33 @@ pub fn join(
         args,
     })
 }
+
+/// A node alone on its own network: `bootstrap` on a library of 5 tracks of 7 s made from
+/// `seed` in `root/lib`, slot 0 four seconds from now, with `extra` arguments and environment.
+pub fn lone_node(
+    root: &Path,
+    name: &str,
+    seed: u64,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Node {
+    let lib = library(&root.join("lib"), seed, 5);
+    let queue = root.join("seed.toml");
+    write_seed_queue(&queue, &lib, "in 4s", "");
+    let mut args = vec![
+        s("--seed-queue"),
+        queue.display().to_string(),
+        s("--library"),
+        lib.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    Node::start_with_env(
+        NodeSpec {
+            name,
+            root,
+            command: "bootstrap",
+            args,
+        },
+        env,
+    )
+}

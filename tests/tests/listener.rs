@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chorus_media::player::clocked::read_wav;
 use chorus_media::player::linear;
 use chorus_media::{BlockStore, Hash32, Manifest};
-use chorus_tests::net::{Node, NodeSpec, library, s, slot, write_seed_queue};
+use chorus_tests::net::{Node, s, slot};
 use chorus_tests::sync::read_csv;
 use chorus_tests::{has_program, http_get};
 use serde_json::Value;
@@ -21,22 +21,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A lone node on a 5-track library of 7 s tracks, slot 0 four seconds from now.
 fn node(root: &Path, audio: &str) -> Node {
-    let lib = library(&root.join("lib"), 11, 5);
-    let seed = root.join("seed.toml");
-    write_seed_queue(&seed, &lib, "in 4s", "");
-    Node::start(NodeSpec {
-        name: "radio",
-        root,
-        command: "bootstrap",
-        args: vec![
-            s("--seed-queue"),
-            seed.display().to_string(),
-            s("--library"),
-            lib.display().to_string(),
-            s("--audio"),
-            s(audio),
-        ],
-    })
+    chorus_tests::net::lone_node(root, "radio", 11, &[s("--audio"), s(audio)], &[])
 }
 
 fn audio_event(node: &Node, k: u64) -> Value {

@@ -246,25 +246,7 @@ fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_tr
 /// One node bootstrapped on its own library with `--audio` and `env`; returns it once slot 1
 /// has begun.
 fn lone_node(root: &Path, audio: &str, env: &[(&str, &str)]) -> Node {
-    let lib = library(&root.join("lib"), 7, 5);
-    let seed = root.join("seed.toml");
-    chorus_tests::net::write_seed_queue(&seed, &lib, "in 4s", "");
-    let node = Node::start_with_env(
-        chorus_tests::net::NodeSpec {
-            name: "solo",
-            root,
-            command: "bootstrap",
-            args: vec![
-                s("--seed-queue"),
-                seed.display().to_string(),
-                s("--library"),
-                lib.display().to_string(),
-                s("--audio"),
-                s(audio),
-            ],
-        },
-        env,
-    );
+    let node = chorus_tests::net::lone_node(root, "solo", 7, &[s("--audio"), s(audio)], env);
     audio_event(&node, 1);
     node
 }
@@ -360,24 +342,18 @@ fn volume_and_mute_change_what_is_played() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     let wav = root.join("solo.wav");
-    let lib = library(&root.join("lib"), 8, 5);
-    let seed = root.join("seed.toml");
-    chorus_tests::net::write_seed_queue(&seed, &lib, "in 4s", "");
-    let node = Node::start(chorus_tests::net::NodeSpec {
-        name: "solo",
+    let node = chorus_tests::net::lone_node(
         root,
-        command: "bootstrap",
-        args: vec![
-            s("--seed-queue"),
-            seed.display().to_string(),
-            s("--library"),
-            lib.display().to_string(),
+        "solo",
+        8,
+        &[
             s("--audio"),
             format!("wav:{}", wav.display()),
             s("--volume"),
             s("50"),
         ],
-    });
+        &[],
+    );
     let ev = audio_event(&node, 0);
     audio_event(&node, 1);
     let addr = std::fs::read_to_string(node.data_dir.join("http.addr")).expect("http.addr");

@@ -387,23 +387,9 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 fn listeners(clients: usize, seconds: u64) -> Result<()> {
-    use chorus_tests::net::{library as lib, s};
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
-    let library = lib(&root.join("lib"), 5, 5);
-    let seed = root.join("seed.toml");
-    write_seed_queue(&seed, &library, "in 4s", "");
-    let node = Node::start(NodeSpec {
-        name: "radio",
-        root,
-        command: "bootstrap",
-        args: vec![
-            s("--seed-queue"),
-            seed.display().to_string(),
-            s("--library"),
-            library.display().to_string(),
-        ],
-    });
+    let node = chorus_tests::net::lone_node(root, "radio", 5, &[], &[]);
     node.wait_for("slot 1", LONG, |v| {
         v["event"] == "playing" && slot(v) == Some(1)
     });
