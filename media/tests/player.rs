@@ -95,6 +95,37 @@ fn play_until(player: &Player, slot: u64, sample: u64) {
     }
 }
 
+/// A player on a wav sink at `wav`, playing `manifest_id` at `gain_db` as slot 0 from
+/// `start_ms` (network time) for 7 s.
+fn play(
+    store: &BlockStore,
+    time: &Arc<TestTime>,
+    wav: &Path,
+    manifest_id: Hash32,
+    start_ms: u64,
+    gain_db: f64,
+) -> Player {
+    let player = Player::start(PlayerConfig {
+        sink: SinkSpec::Wav(wav.to_owned()),
+        store: store.clone(),
+        time: time.clone(),
+        volume: 1.0,
+        muted: false,
+        lead: std::time::Duration::from_millis(150),
+    })
+    .expect("player");
+    player.schedule(vec![SlotPlan {
+        slot: 0,
+        start_ms,
+        end_ms: start_ms + 7_000,
+        audio: Some(TrackAudio {
+            manifest_id,
+            gain_db,
+        }),
+    }]);
+    player
+}
+
 #[test]
 fn a_missing_segment_plays_as_silence_and_the_schedule_does_not_move() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -104,26 +135,9 @@ fn a_missing_segment_plays_as_silence_and_the_schedule_does_not_move() {
     std::fs::remove_file(store.path_of(&manifest.segments[0].id)).expect("remove segment 0");
     let time = TestTime::new();
     let wav = dir.path().join("out.wav");
-    let player = Player::start(PlayerConfig {
-        sink: SinkSpec::Wav(wav.clone()),
-        store: store.clone(),
-        time: time.clone(),
-        volume: 1.0,
-        muted: false,
-        lead: std::time::Duration::from_millis(150),
-    })
-    .expect("player");
     // Slot 0 started 5.5 s ago: the playhead is in segment 0.
     let start_ms = now_ms(&time) - 5_500;
-    player.schedule(vec![SlotPlan {
-        slot: 0,
-        start_ms,
-        end_ms: start_ms + 7_000,
-        audio: Some(TrackAudio {
-            manifest_id,
-            gain_db: -3.0,
-        }),
-    }]);
+    let player = play(&store, &time, &wav, manifest_id, start_ms, -3.0);
     let seg1 = u64::from(manifest.segments[0].frames) * 1024 - u64::from(manifest.priming);
     play_until(&player, 0, seg1 + 4800);
     let stats = player.stats();
@@ -164,25 +178,8 @@ fn changes_of_network_time_are_followed_sample_by_sample() {
     let (store, manifest_id, _) = track(dir.path());
     let time = TestTime::new();
     let wav = dir.path().join("out.wav");
-    let player = Player::start(PlayerConfig {
-        sink: SinkSpec::Wav(wav.clone()),
-        store,
-        time: time.clone(),
-        volume: 1.0,
-        muted: false,
-        lead: std::time::Duration::from_millis(150),
-    })
-    .expect("player");
     let start_ms = now_ms(&time) + 200;
-    player.schedule(vec![SlotPlan {
-        slot: 0,
-        start_ms,
-        end_ms: start_ms + 7_000,
-        audio: Some(TrackAudio {
-            manifest_id,
-            gain_db: 0.0,
-        }),
-    }]);
+    let player = play(&store, &time, &wav, manifest_id, start_ms, 0.0);
     play_until(&player, 0, 48_000);
     // The first sound is the sample due when it is heard (within a sample), at the slot's
     // start (track sample 0 when the machine kept up; a stall of the sink's lead could make
