@@ -263,6 +263,11 @@ impl Consensus {
         if self.sync.is_some() {
             return;
         }
+        // Every head kept agrees with the own chain: no other chain has a supporter, and the
+        // evaluation below would end with `fork_wins` at 0, as it is.
+        if self.fork_wins == 0 && !self.peers.forks_possible(&self.chain) {
+            return;
+        }
         let since = now.saturating_sub(SUPPORT_PERIODS * self.status_period());
         let own_head = self.chain.head().slot;
         // Nothing below depends on the order of `recent`: counts, a minimum, and a maximum

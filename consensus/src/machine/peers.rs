@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use libp2p_identity::PeerId;
 
+use crate::chain::Chain;
 use crate::hash::Hash32;
-use crate::message::Status;
-pub(crate) use recent::{Heads, SlotFlags};
+use crate::message::{Head, Status};
+pub(crate) use recent::{Check, Heads, SlotFlags};
 use rows::Rows;
 
 /// Most peers kept; past it the one heard from least recently is dropped (PROTOCOL.md 10).
@@ -221,6 +222,98 @@ pub struct PeerTable {
     /// deadline after every input, and scanning a thousand peers each time dominated large
     /// simulations. Kept in step by [`PeerTable::reindex`].
     diverged: BTreeSet<(u64, PeerId)>,
+    /// The kept heads of every row by [`Check`], and the own chain they were compared with:
+    /// see [`PeerTable::forks_possible`].
+    audit: Audit,
+}
+
+/// What [`PeerTable::forks_possible`] keeps.
+///
+/// Fork evaluation (PROTOCOL.md 9) reads a head of every peer heard from, at each own Status:
+/// in a network of 1000 that was a large share of a simulation, and nearly always found every
+/// peer on the own chain. Each kept head carries a [`Check`] against the own chain, given when
+/// it is recorded (from the last two chain hashes kept here) and revised when the own chain
+/// changes; while no head differs and none is unchecked, no evaluation can find another chain.
+#[derive(Debug, Clone, Default)]
+struct Audit {
+    /// Heads whose check is `Differs`.
+    differs: usize,
+    /// Heads whose check is `Unchecked`.
+    unchecked: usize,
+    /// The length of the own chain the checks refer to (0: none yet, every head unchecked).
+    len: u64,
+    /// Its chain hashes at `len - 1` and `len - 2`, where known.
+    tail: [Option<(u64, Hash32)>; 2],
+    /// The own chain changed other than by growing: every check must be given again.
+    stale: bool,
+}
+
+impl Audit {
+    /// The check of `head` against the chain this audit refers to, from what it keeps.
+    fn check(&self, head: &Head) -> Check {
+        if head.slot >= self.len {
+            return Check::Unchecked;
+        }
+        match self
+            .tail
+            .iter()
+            .flatten()
+            .find(|(slot, _)| *slot == head.slot)
+        {
+            Some((_, hash)) if *hash == head.chain_hash => Check::Agrees,
+            Some(_) => Check::Differs,
+            None => Check::Unchecked,
+        }
+    }
+
+    /// Counts `check` in (`add`) or out.
+    fn count(&mut self, check: Check, add: bool) {
+        let n = match check {
+            Check::Agrees => return,
+            Check::Differs => &mut self.differs,
+            Check::Unchecked => &mut self.unchecked,
+        };
+        if add {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+    }
+
+    /// Refers to `chain` from now on; notes whether it only grew since.
+    fn follow(&mut self, chain: &Chain) {
+        let len = chain.len();
+        if len == self.len {
+            // Same length: the same chain unless its last hash changed.
+            if self.tail[0].is_some_and(|(slot, hash)| chain.chain_hash(slot) != Some(hash)) {
+                self.stale = true;
+            } else {
+                return;
+            }
+        }
+        let grew = len > self.len
+            && self.tail[0].is_none_or(|(slot, hash)| chain.chain_hash(slot) == Some(hash));
+        if !grew && self.len > 0 {
+            self.stale = true;
+        }
+        self.len = len;
+        let at = |back: u64| {
+            let slot = len.checked_sub(back)?;
+            chain.chain_hash(slot).map(|hash| (slot, hash))
+        };
+        self.tail = [at(1), at(2)];
+    }
+}
+
+/// The check of `head` against `chain`.
+fn check_against(chain: &Chain, head: &Head) -> Check {
+    if head.slot >= chain.len() {
+        Check::Unchecked
+    } else if chain.chain_hash(head.slot) == Some(head.chain_hash) {
+        Check::Agrees
+    } else {
+        Check::Differs
+    }
 }
 
 impl PeerTable {
@@ -295,7 +388,64 @@ impl PeerTable {
         if row.info.last_heard_ms.is_some() {
             self.heard -= 1;
         }
+        for check in row.info.heads.checks() {
+            self.audit.count(check, false);
+        }
         self.rebuild_order();
+    }
+
+    /// Notes the own chain (after it may have changed), so that heads recorded from now on are
+    /// checked against it. Cheap when it did not change.
+    pub(crate) fn follow_chain(&mut self, chain: &Chain) {
+        if chain.len() != self.audit.len {
+            self.audit.follow(chain);
+        }
+    }
+
+    /// Whether a fork evaluation could find a chain other than `chain` (the own chain) among
+    /// the heads kept: false only if every kept head agrees with `chain` at its slot, so that
+    /// every peer's head at any slot is the own chain's or unknown.
+    pub(crate) fn forks_possible(&mut self, chain: &Chain) -> bool {
+        self.audit.follow(chain);
+        let all = std::mem::take(&mut self.audit.stale);
+        if all || self.audit.unchecked > 0 {
+            let mut moved = [0; 4];
+            for pos in 0..self.rows.capacity() {
+                let Some(row) = self.rows.get_mut(pos) else {
+                    continue;
+                };
+                let m = row.info.heads.recheck(
+                    |c| all || c == Check::Unchecked,
+                    |head| check_against(chain, head),
+                );
+                for (sum, n) in moved.iter_mut().zip(m) {
+                    *sum += n;
+                }
+            }
+            self.audit.unchecked = self.audit.unchecked + moved[2] - moved[0];
+            self.audit.differs = self.audit.differs + moved[3] - moved[1];
+        }
+        #[cfg(debug_assertions)]
+        self.verify_checks(chain);
+        self.audit.differs > 0 || self.audit.unchecked > 0
+    }
+
+    /// Every kept head's check is right for `chain`, and the counts add up.
+    #[cfg(debug_assertions)]
+    fn verify_checks(&self, chain: &Chain) {
+        let (mut differs, mut unchecked) = (0, 0);
+        for (_, row) in self.rows.iter() {
+            for ((_, status), check) in row.info.heads.iter().zip(row.info.heads.checks()) {
+                assert_eq!(check, check_against(chain, &status.head), "head check");
+                differs += usize::from(check == Check::Differs);
+                unchecked += usize::from(check == Check::Unchecked);
+            }
+        }
+        assert_eq!(
+            (differs, unchecked),
+            (self.audit.differs, self.audit.unchecked),
+            "head check counts"
+        );
     }
 
     /// Puts the row at `pos` into the deadline index, or takes it out, as the row now says.
@@ -384,6 +534,7 @@ impl PeerTable {
     ) -> Option<PeerChange> {
         let peer = status.from;
         let pos = self.entry(peer);
+        let check = self.audit.check(&status.head);
         let row = self.rows.get_mut(pos)?;
         let info = &mut row.info;
         if let Some(s) = slot {
@@ -398,7 +549,13 @@ impl PeerTable {
             info.diverged_since_ms = None;
             info.diverged_since_slot = None;
         }
-        info.heads.insert(status);
+        let inserted = info.heads.insert(status, check);
+        if inserted.kept {
+            self.audit.count(check, true);
+        }
+        if let Some(dropped) = inserted.dropped {
+            self.audit.count(dropped, false);
+        }
         if info.last_heard_ms.replace(now).is_none() {
             self.heard += 1;
         }

@@ -249,6 +249,7 @@ impl Consensus {
             .map(|p| p.slot)
             .or_else(|| self.chain.slot_at(now));
         let exclusion_ms = self.chain.rules().exclusion_ms;
+        self.peers.follow_chain(&self.chain);
         if let Some(change) = self.peers.on_status(now, slot, status, exclusion_ms) {
             self.actions.push_back(Action::PeerChanged(change));
         }

@@ -80,7 +80,30 @@ pub(crate) struct Heads<const N: usize> {
     /// Where the lowest head is.
     first: usize,
     len: usize,
+    /// Per place in the ring: how its head compares with the own chain (see
+    /// [`super::PeerTable::forks_possible`]).
+    checks: [Check; N],
     ring: [Option<Arc<Status>>; N],
+}
+
+/// How a kept head compares with the own chain at its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// The own chain has the same hash at that slot.
+    Agrees,
+    /// The own chain has another hash (or none) at that slot.
+    Differs,
+    /// Not compared yet (the own chain did not reach that slot, or was not at hand).
+    Unchecked,
+}
+
+/// What [`Heads::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inserted {
+    /// Whether the new head is kept (not if it is below every kept head when full).
+    pub(crate) kept: bool,
+    /// The check of the head it replaced or pushed out, if any.
+    pub(crate) dropped: Option<Check>,
 }
 
 impl<const N: usize> Heads<N> {
@@ -93,6 +116,7 @@ impl<const N: usize> Default for Heads<N> {
     fn default() -> Self {
         Heads {
             ring: std::array::from_fn(|_| None),
+            checks: [Check::Unchecked; N],
             first: 0,
             len: 0,
         }
@@ -123,10 +147,9 @@ impl<const N: usize> Heads<N> {
         Err(lo)
     }
 
-    /// Records `status` as the last report of its head slot; past `N` heads the lowest is
-    /// dropped. Returns whether its head is kept (not if it is below every kept head when
-    /// full).
-    pub(crate) fn insert(&mut self, status: &Arc<Status>) -> bool {
+    /// Records `status` as the last report of its head slot, with how its head compares with
+    /// the own chain; past `N` heads the lowest is dropped.
+    pub(crate) fn insert(&mut self, status: &Arc<Status>, check: Check) -> Inserted {
         let slot = status.head.slot;
         let pos = match self.len.checked_sub(1).map(|last| self.slot(last)) {
             // The usual case: a newer head.
@@ -134,18 +157,28 @@ impl<const N: usize> Heads<N> {
             Some(last) if last < slot => self.len,
             _ => match self.search(slot) {
                 Ok(k) => {
-                    self.ring[(self.first + k) % N] = Some(Arc::clone(status));
-                    return true;
+                    let at = (self.first + k) % N;
+                    self.ring[at] = Some(Arc::clone(status));
+                    let dropped = std::mem::replace(&mut self.checks[at], check);
+                    return Inserted {
+                        kept: true,
+                        dropped: Some(dropped),
+                    };
                 }
                 Err(k) => k,
             },
         };
         let mut pos = pos;
+        let mut dropped = None;
         if self.len == N {
             if pos == 0 {
-                return false;
+                return Inserted {
+                    kept: false,
+                    dropped: None,
+                };
             }
             self.ring[self.first] = None;
+            dropped = Some(self.checks[self.first]);
             self.first = (self.first + 1) % N;
             self.len -= 1;
             pos -= 1;
@@ -155,10 +188,52 @@ impl<const N: usize> Heads<N> {
             let from = (self.first + k) % N;
             let to = (self.first + k + 1) % N;
             self.ring[to] = self.ring[from].take();
+            self.checks[to] = self.checks[from];
         }
-        self.ring[(self.first + pos) % N] = Some(Arc::clone(status));
+        let at = (self.first + pos) % N;
+        self.ring[at] = Some(Arc::clone(status));
+        self.checks[at] = check;
         self.len += 1;
-        true
+        Inserted {
+            kept: true,
+            dropped,
+        }
+    }
+
+    /// The checks of the kept heads.
+    pub(crate) fn checks(&self) -> impl Iterator<Item = Check> + '_ {
+        (0..self.len).map(|k| self.checks[(self.first + k) % N])
+    }
+
+    /// Compares again the kept heads for which `recheck` says so, with `compare`; returns
+    /// how many checks went from `Unchecked`, and from `Differs`, to something else, and how
+    /// many went to `Unchecked` and to `Differs` (in that order).
+    pub(crate) fn recheck(
+        &mut self,
+        recheck: impl Fn(Check) -> bool,
+        compare: impl Fn(&crate::message::Head) -> Check,
+    ) -> [usize; 4] {
+        let mut moved = [0; 4];
+        for k in 0..self.len {
+            let at = (self.first + k) % N;
+            let old = self.checks[at];
+            if !recheck(old) {
+                continue;
+            }
+            let Some(status) = &self.ring[at] else {
+                continue;
+            };
+            let new = compare(&status.head);
+            if new == old {
+                continue;
+            }
+            self.checks[at] = new;
+            moved[0] += usize::from(old == Check::Unchecked);
+            moved[1] += usize::from(old == Check::Differs);
+            moved[2] += usize::from(new == Check::Unchecked);
+            moved[3] += usize::from(new == Check::Differs);
+        }
+        moved
     }
 
     /// The Status that last reported its head at `slot`, if kept.
@@ -235,7 +310,7 @@ mod tests {
             while map.len() > 8 {
                 map.pop_first();
             }
-            let kept = heads.insert(&status(slot, step));
+            let kept = heads.insert(&status(slot, step), Check::Unchecked).kept;
             map2.insert(slot, step);
             while map2.len() > 32 {
                 map2.pop_first();

@@ -85,6 +85,11 @@ impl Rows {
         prefetch(std::ptr::from_ref(&self.slots).cast::<u8>());
     }
 
+    /// How many positions there are (rows are at some of `0..capacity()`).
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The row at `pos`.
     pub(super) fn get(&self, pos: usize) -> Option<&Row> {
         self.slots.get(pos).and_then(Option::as_ref)

@@ -219,3 +219,115 @@ fn a_full_table_drops_the_peer_heard_least_recently() {
     assert_eq!(order.len(), PEERS_MAX);
     assert!(order.windows(2).all(|w| w[0] < w[1]), "by key, then PeerId");
 }
+
+/// A Status of peer `seed` reporting `head`.
+fn status_with_head(seed: u8, sent_ms: u64, head: Head) -> Arc<Status> {
+    let mut s = (*status(seed, None, false)).clone();
+    s.sent_ms = sent_ms;
+    s.head = head;
+    Arc::new(s)
+}
+
+/// A peer of its own for each `n` (more than `peer` gives).
+fn peer_n(n: u64) -> PeerId {
+    let mut secret = [7u8; 32];
+    secret[..8].copy_from_slice(&n.to_be_bytes());
+    libp2p_identity::Keypair::ed25519_from_bytes(secret)
+        .expect("32 bytes")
+        .public()
+        .to_peer_id()
+}
+
+/// The chain of the test genesis with one slot decided per name (the winner's name).
+fn chain_of(names: &[&str]) -> Chain {
+    let mut chain = Chain::new(&crate::genesis::tests::signed_genesis());
+    for name in names {
+        chain.push(crate::chain::Outcome {
+            track: crate::track::tests::track(name, 60_000),
+            proposal: None,
+            equivocators: vec![],
+        });
+    }
+    chain
+}
+
+/// Fork evaluation may be skipped only while every kept head agrees with the own chain: a
+/// head on another chain, a head the own chain has not reached, and a change of the own
+/// chain other than growth each make a fork possible again, until the heads agree once more.
+#[test]
+fn forks_are_possible_until_every_kept_head_agrees_with_the_own_chain() {
+    let mut table = PeerTable::default();
+    let mut chain = chain_of(&["a", "b"]);
+    let mut now = 0;
+    let mut feed = |table: &mut PeerTable, chain: &Chain, seed: u8, head: Head| {
+        now += 1000;
+        table.follow_chain(chain);
+        table.on_status(now, None, &status_with_head(seed, now, head), EXCLUSION_MS);
+    };
+    // Nothing compared yet: possible until audited, then not.
+    for seed in 1..=3 {
+        feed(&mut table, &chain, seed, chain.head());
+    }
+    assert!(!table.forks_possible(&chain), "three peers on the own head");
+    assert!(!table.forks_possible(&chain), "and again");
+
+    // Peer 2 reports a head of another chain at slot 6.
+    let other = chain_of(&["a", "x"]);
+    feed(&mut table, &chain, 2, other.head());
+    assert!(table.forks_possible(&chain), "a head differs");
+    // Its next Status reports the own head at slot 6 again: the differing head is replaced.
+    feed(&mut table, &chain, 2, chain.head());
+    assert!(!table.forks_possible(&chain), "replaced at the same slot");
+
+    // Peer 3 is a slot ahead: not comparable until the own chain grows.
+    let ahead = chain_of(&["a", "b", "c"]);
+    feed(&mut table, &chain, 3, ahead.head());
+    assert!(table.forks_possible(&chain), "a head beyond the own chain");
+    chain = ahead.clone();
+    assert!(
+        !table.forks_possible(&chain),
+        "the own chain reached it, equal"
+    );
+
+    // The own chain is replaced by one of the same length: every head at slots 6 and 7 now
+    // differs, those at 4 and 5 still agree.
+    chain = chain_of(&["a", "y", "z"]);
+    assert!(table.forks_possible(&chain), "own chain replaced");
+    // Peers 1..3 move to the new chain at slot 7: their old heads at 6 and 7 are replaced or
+    // still kept at 6 (peer 2 and 3 reported slot 6 of the old chain).
+    for seed in 1..=3 {
+        feed(&mut table, &chain, seed, chain.head());
+    }
+    assert!(table.forks_possible(&chain), "old heads at slot 6 are kept");
+    for seed in 1..=3 {
+        let six = Head {
+            slot: 6,
+            chain_hash: chain.chain_hash(6).expect("decided"),
+        };
+        feed(&mut table, &chain, seed, six);
+    }
+    assert!(
+        !table.forks_possible(&chain),
+        "every kept head on the new chain"
+    );
+
+    // Rows dropped from the table take their checks with them: a full table of peers on the
+    // other chain, then as many again on the own chain push them all out.
+    let stranger = chain_of(&["q", "r", "s"]);
+    for seed in 0..PEERS_MAX {
+        let id = peer_n(seed as u64 + 1000);
+        let mut s = (*status_with_head(1, 0, stranger.head())).clone();
+        s.from = id;
+        table.follow_chain(&chain);
+        table.on_status(5_000_000 + seed as u64, None, &Arc::new(s), EXCLUSION_MS);
+    }
+    assert!(table.forks_possible(&chain), "a table of strangers");
+    for seed in 0..PEERS_MAX {
+        let id = peer_n(seed as u64 + 5000);
+        let mut s = (*status_with_head(1, 0, chain.head())).clone();
+        s.from = id;
+        table.on_status(9_000_000 + seed as u64, None, &Arc::new(s), EXCLUSION_MS);
+    }
+    assert_eq!(table.len(), PEERS_MAX);
+    assert!(!table.forks_possible(&chain), "the strangers were dropped");
+}
