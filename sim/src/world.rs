@@ -20,12 +20,10 @@ pub use observe::{ChurnCounts, Eligible, Observer};
 use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::sync::Arc;
 use std::time::Instant;
 
-use chorus_consensus::machine::Shared;
 use chorus_consensus::{
-    Action, Chain, Consensus, DecidedSlot, Envelope, ForkChoice, Genesis, Hash32, Message, Rules,
+    Action, Chain, Consensus, DecidedSlot, Envelope, ForkChoice, Genesis, Hash32, Rules,
     SignedGenesis, TrackRef,
 };
 use libp2p_identity::Keypair;
@@ -68,6 +66,10 @@ pub struct World {
     /// Gossip messages on their way, by slot (None: a free slot, listed in `free`).
     broadcasts: Vec<Option<Broadcast>>,
     free: Vec<usize>,
+    /// The helper threads of a run with more than one (`cfg.threads`).
+    helpers: Option<Helpers>,
+    /// The last ticket handed to a helper opening a message.
+    tickets: u64,
     /// The next delivery of each broadcast in flight: `(at, seq, broadcast)`. Events and
     /// deliveries run in one order, by `(at, seq)`.
     deliveries: BinaryHeap<Reverse<(u64, u64, usize)>>,
@@ -154,6 +156,8 @@ impl World {
             queue: BinaryHeap::new(),
             broadcasts: Vec::new(),
             free: Vec::new(),
+            helpers: None,
+            tickets: 0,
             deliveries: BinaryHeap::new(),
             nodes: Vec::new(),
             index: BTreeMap::new(),
@@ -380,17 +384,6 @@ impl World {
         if envelope.kind == "proposal" {
             self.obs.proposer(envelope.id(), from);
         }
-        // One signature check per distinct message instead of one per delivery: the machines
-        // take pre-verified messages through `handle_shared`.
-        let payload = Arc::new(match envelope.clone().open(&self.network_id) {
-            Ok(verified) => Payload::Opened {
-                status: matches!(verified.message, Message::Status(_)),
-                lanes: (0..self.cfg.threads)
-                    .map(|_| Shared::from(verified.clone()))
-                    .collect(),
-            },
-            Err(_) => Payload::Failed(envelope),
-        });
         self.traffic.count_publish(label, size);
         let mut deliveries = Vec::new();
         for to in 0..self.nodes.len() {
@@ -413,22 +406,19 @@ impl World {
             return;
         };
         self.traffic.count_deliveries(label, size, deliveries.len());
-        let broadcast = Broadcast {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.broadcasts.push(None);
+            self.broadcasts.len() - 1
+        });
+        // One signature check per distinct message instead of one per delivery (the machines
+        // take pre-verified messages through `handle_shared`), on a helper thread if any.
+        let payload = self.open(slot, envelope);
+        self.broadcasts[slot] = Some(Broadcast {
             from,
             payload,
             deliveries,
             next: 0,
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.broadcasts[slot] = Some(broadcast);
-                slot
-            }
-            None => {
-                self.broadcasts.push(Some(broadcast));
-                self.broadcasts.len() - 1
-            }
-        };
+        });
         self.deliveries.push(Reverse((at, seq, slot)));
     }
 
@@ -437,9 +427,10 @@ impl World {
     fn pop_delivery(&mut self) -> Option<Option<Delivery>> {
         // The broadcast's next delivery replaces it at the front, sifted down once (a pop and
         // a push would sift twice): the order of entries is total, so the same either way.
+        let &Reverse((_, _, slot)) = self.deliveries.peek()?;
+        let payload = self.payload(slot);
         let mut top = self.deliveries.peek_mut()?;
-        let Reverse((_, _, slot)) = *top;
-        let Some(broadcast) = self.broadcasts[slot].as_mut() else {
+        let (Some(broadcast), Some(payload)) = (self.broadcasts[slot].as_mut(), payload) else {
             PeekMut::pop(top);
             return Some(None);
         };
@@ -449,7 +440,7 @@ impl World {
             at,
             to,
             from: broadcast.from,
-            payload: Arc::clone(&broadcast.payload),
+            payload,
         };
         match broadcast.deliveries.get(broadcast.next) {
             Some(&(at, seq, _)) => *top = Reverse((at, seq, slot)),
@@ -496,11 +487,13 @@ impl World {
         let started = Instant::now();
         if self.cfg.threads > 1 {
             std::thread::scope(|scope| {
-                let helpers = Helpers::spawn(scope, self.cfg.threads - 1);
-                self.event_loop(Some(&helpers));
+                self.helpers = Some(Helpers::spawn(scope, self.cfg.threads - 1));
+                self.event_loop();
+                // Closes their channels: the helpers stop.
+                self.helpers = None;
             });
         } else {
-            self.event_loop(None);
+            self.event_loop();
         }
         let report = self.report(started);
         // Freeing a thousand machines' peer tables takes a noticeable share of a large run;
@@ -509,7 +502,7 @@ impl World {
         report
     }
 
-    fn event_loop(&mut self, helpers: Option<&Helpers>) {
+    fn event_loop(&mut self) {
         loop {
             let event = self.queue.peek().map(|Reverse(e)| (e.at, e.seq));
             let delivery = self
@@ -529,16 +522,13 @@ impl World {
                 let Some(d) = d else {
                     continue;
                 };
-                match helpers {
-                    Some(helpers) if self.batchable(&d) => {
-                        let batch = self.gather(d);
-                        self.deliver_batch(batch, helpers);
-                    }
-                    _ => {
-                        self.now = self.now.max(at);
-                        self.events += 1;
-                        self.deliver(d);
-                    }
+                if self.helpers.is_some() && self.batchable(&d) {
+                    let batch = self.gather(d);
+                    self.deliver_batch(batch);
+                } else {
+                    self.now = self.now.max(at);
+                    self.events += 1;
+                    self.deliver(d);
                 }
             } else if let Some(Reverse(Scheduled { event, .. })) = self.queue.pop() {
                 self.now = self.now.max(at);

@@ -54,11 +54,19 @@ pub(super) enum Event {
 /// number it would have had as an event of its own, so the order of events is unchanged.
 pub(super) struct Broadcast {
     pub(super) from: usize,
-    pub(super) payload: Arc<Payload>,
+    pub(super) payload: Opening,
     /// `(at, seq, to)`, ascending.
     pub(super) deliveries: Vec<(u64, u64, usize)>,
     /// The next delivery.
     pub(super) next: usize,
+}
+
+/// A broadcast's payload, or the helper opening it.
+pub(super) enum Opening {
+    /// Opened.
+    Ready(Arc<Payload>),
+    /// Being opened by helper `helper`; its answer carries `ticket`.
+    Pending { helper: usize, ticket: u64 },
 }
 
 /// What a broadcast carries.

@@ -21,11 +21,11 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::{self, Scope};
 
 use chorus_consensus::machine::Shared;
-use chorus_consensus::{Action, Consensus};
+use chorus_consensus::{Action, Consensus, Envelope, Hash32, Message};
 use libp2p_identity::PeerId;
 
 use super::World;
-use super::event::{Delivery, Payload};
+use super::event::{Delivery, Opening, Payload};
 use super::node::NodeState;
 
 /// Batches smaller than this run on the calling thread alone (a round trip to a helper costs
@@ -40,6 +40,45 @@ const AHEAD: usize = 8;
 /// How many times a waiting thread polls its channel before it sleeps: batches follow each
 /// other within tens of microseconds, and waking a sleeping thread costs about as long.
 const SPINS: u32 = 20_000;
+
+/// Work for a helper.
+enum Task {
+    /// A share of a batch.
+    Batch(Job),
+    /// A message to open.
+    Open(Open),
+}
+
+/// A gossip message to open for the broadcast in `slot`.
+struct Open {
+    slot: usize,
+    ticket: u64,
+    envelope: Envelope,
+    network_id: Hash32,
+    lanes: usize,
+}
+
+/// A helper's answer to a [`Task`], in the order given.
+enum Reply {
+    Batch(Done),
+    Opened {
+        slot: usize,
+        ticket: u64,
+        payload: Payload,
+    },
+}
+
+/// Opens `envelope` once for every receiver (signature, sender and structure, PROTOCOL.md 3),
+/// with a copy per lane of `lanes`.
+pub(super) fn open_payload(envelope: Envelope, network_id: &Hash32, lanes: usize) -> Payload {
+    match envelope.clone().open(network_id) {
+        Ok(verified) => Payload::Opened {
+            status: matches!(verified.message, Message::Status(_)),
+            lanes: (0..lanes).map(|_| Shared::from(verified.clone())).collect(),
+        },
+        Err(_) => Payload::Failed(envelope),
+    }
+}
 
 /// What a machine did with one Status: its actions and its next timer (true time).
 pub(super) struct Record {
@@ -79,8 +118,8 @@ struct Done {
 
 /// The helper threads of a run, one per lane but the first.
 pub(super) struct Helpers {
-    jobs: Vec<Sender<Job>>,
-    done: Vec<Receiver<Done>>,
+    jobs: Vec<Sender<Task>>,
+    done: Vec<Receiver<Reply>>,
 }
 
 /// The lane of node `i` among `lanes`. (Giving the calling thread fewer nodes, as it also
@@ -97,11 +136,19 @@ impl Helpers {
             done: Vec::new(),
         };
         for _ in 0..count {
-            let (job_tx, job_rx) = channel::<Job>();
-            let (done_tx, done_rx) = channel::<Done>();
+            let (job_tx, job_rx) = channel::<Task>();
+            let (done_tx, done_rx) = channel::<Reply>();
             scope.spawn(move || {
-                while let Some(job) = wait(&job_rx) {
-                    if done_tx.send(job.run()).is_err() {
+                while let Some(task) = wait(&job_rx) {
+                    let reply = match task {
+                        Task::Batch(job) => Reply::Batch(job.run()),
+                        Task::Open(o) => Reply::Opened {
+                            slot: o.slot,
+                            ticket: o.ticket,
+                            payload: open_payload(o.envelope, &o.network_id, o.lanes),
+                        },
+                    };
+                    if done_tx.send(reply).is_err() {
                         return;
                     }
                 }
@@ -179,6 +226,65 @@ fn receive(m: &mut Consensus, at: u64, skew_ms: i64, source: PeerId, shared: &Sh
 }
 
 impl World {
+    /// The payload for the broadcast about to go into `slot`: opened on a helper thread when
+    /// there is one (this thread goes on; its first delivery, at least a simulated
+    /// millisecond later, waits for it in [`World::payload`]), else here.
+    pub(super) fn open(&mut self, slot: usize, envelope: Envelope) -> Opening {
+        let lanes = self.cfg.threads;
+        if let Some(helpers) = &self.helpers {
+            self.tickets += 1;
+            let helper = slot % helpers.jobs.len();
+            let task = Task::Open(Open {
+                slot,
+                ticket: self.tickets,
+                envelope,
+                network_id: self.network_id,
+                lanes,
+            });
+            helpers.jobs[helper]
+                .send(task)
+                .expect("invariant: helpers run until the run ends");
+            return Opening::Pending {
+                helper,
+                ticket: self.tickets,
+            };
+        }
+        Opening::Ready(Arc::new(open_payload(envelope, &self.network_id, lanes)))
+    }
+
+    /// The payload of the broadcast in `slot`, once opened (None if the slot is free).
+    pub(super) fn payload(&mut self, slot: usize) -> Option<Arc<Payload>> {
+        loop {
+            match &self.broadcasts[slot].as_ref()?.payload {
+                Opening::Ready(payload) => return Some(Arc::clone(payload)),
+                Opening::Pending { helper, .. } => {
+                    let helper = *helper;
+                    let reply = self.helpers.as_ref().and_then(|h| wait(&h.done[helper]));
+                    match reply.expect("invariant: a helper answers every task until the run ends")
+                    {
+                        Reply::Opened {
+                            slot,
+                            ticket,
+                            payload,
+                        } => self.opened(slot, ticket, payload),
+                        Reply::Batch(_) => {
+                            unreachable!("invariant: no batch runs while a delivery is taken")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A helper opened the message of the broadcast in `slot`.
+    fn opened(&mut self, slot: usize, ticket: u64, payload: Payload) {
+        if let Some(b) = self.broadcasts[slot].as_mut()
+            && matches!(b.payload, Opening::Pending { ticket: t, .. } if t == ticket)
+        {
+            b.payload = Opening::Ready(Arc::new(payload));
+        }
+    }
+
     /// Whether `d` may start a batch.
     pub(super) fn batchable(&self, d: &Delivery) -> bool {
         matches!(&*d.payload, Payload::Opened { status: true, .. })
@@ -201,9 +307,9 @@ impl World {
                 .queue
                 .peek()
                 .is_some_and(|std::cmp::Reverse(e)| (e.at, e.seq) < (at, seq));
-            let status = self.broadcasts[slot]
-                .as_ref()
-                .is_some_and(|b| matches!(&*b.payload, Payload::Opened { status: true, .. }));
+            let status = self
+                .payload(slot)
+                .is_some_and(|p| matches!(&*p, Payload::Opened { status: true, .. }));
             if other_first
                 || !status
                 || at >= end
@@ -222,7 +328,20 @@ impl World {
 
     /// Runs a batch of Status deliveries: the machines on their lanes, then the world's part in
     /// queue order.
-    pub(super) fn deliver_batch(&mut self, batch: Vec<Delivery>, helpers: &Helpers) {
+    pub(super) fn deliver_batch(&mut self, batch: Vec<Delivery>) {
+        let Some(helpers) = self.helpers.take() else {
+            for d in batch {
+                self.now = self.now.max(d.at);
+                self.events += 1;
+                self.deliver(d);
+            }
+            return;
+        };
+        self.deliver_batch_on(batch, &helpers);
+        self.helpers = Some(helpers);
+    }
+
+    fn deliver_batch_on(&mut self, batch: Vec<Delivery>, helpers: &Helpers) {
         if batch.len() < MIN_BATCH {
             for d in batch {
                 self.now = self.now.max(d.at);
@@ -275,7 +394,7 @@ impl World {
         for (job, tx) in jobs.into_iter().zip(&helpers.jobs) {
             let mut job = job;
             job.machines.sort_unstable_by_key(|(node, _)| *node);
-            sent.push(tx.send(job).is_ok());
+            sent.push(tx.send(Task::Batch(job)).is_ok());
         }
         let mut records: Vec<Option<Record>> =
             std::iter::repeat_with(|| None).take(batch.len()).collect();
@@ -308,7 +427,18 @@ impl World {
             records[index] = Some(receive(m, d.at, skew_ms, source, &lanes[0]));
         }
         for (rx, sent) in helpers.done.iter().zip(sent) {
-            let done = sent.then(|| wait(rx)).flatten();
+            let mut done = None;
+            while sent && done.is_none() {
+                match wait(rx) {
+                    Some(Reply::Batch(d)) => done = Some(d),
+                    Some(Reply::Opened {
+                        slot,
+                        ticket,
+                        payload,
+                    }) => self.opened(slot, ticket, payload),
+                    None => break,
+                }
+            }
             let done = done.expect("invariant: a helper answers every batch until the run ends");
             for (node, m) in done.machines {
                 self.nodes[node].state = NodeState::Live(m);
