@@ -410,10 +410,7 @@ impl PeerTable {
         let all = std::mem::take(&mut self.audit.stale);
         if all || self.audit.unchecked > 0 {
             let mut moved = [0; 4];
-            for pos in 0..self.rows.capacity() {
-                let Some(row) = self.rows.get_mut(pos) else {
-                    continue;
-                };
+            for row in self.rows.iter_mut() {
                 let m = row.info.heads.recheck(
                     |c| all || c == Check::Unchecked,
                     |head| check_against(chain, head),
@@ -487,21 +484,17 @@ impl PeerTable {
                 self.remove(oldest);
             }
         }
-        let (pos, moved) = self.rows.insert(Row {
+        let pos = self.rows.insert(Row {
             key,
             peer,
             info: PeerInfo::new(),
             indexed: None,
         });
-        if moved {
-            self.rebuild_order();
-        } else {
-            let rows = &self.rows;
-            let at = self
-                .order
-                .partition_point(|&(k, p)| (k, rows.get(p).map(|r| &r.peer)) < (key, Some(&peer)));
-            self.order.insert(at, (key, pos));
-        }
+        let rows = &self.rows;
+        let at = self
+            .order
+            .partition_point(|&(k, p)| (k, rows.get(p).map(|r| &r.peer)) < (key, Some(&peer)));
+        self.order.insert(at, (key, pos));
         pos
     }
 
@@ -511,6 +504,11 @@ impl PeerTable {
         if let Some(row) = self.rows.get_mut(pos) {
             row.info.violations += 1;
         }
+    }
+
+    /// Starts bringing into the cache where `peer`'s row is (see [`Rows::prefetch_index`]).
+    pub(crate) fn prefetch_index(&self, peer: &PeerId) {
+        self.rows.prefetch_index(prefix(peer));
     }
 
     /// Starts bringing `peer`'s row into the cache (see [`Rows::prefetch`]).

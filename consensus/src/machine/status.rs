@@ -231,6 +231,14 @@ impl Consensus {
         }
     }
 
+    /// The step before [`Consensus::prefetch`], a few messages earlier: starts bringing into
+    /// the cache where the sender's peer-table row is. Changes nothing.
+    pub fn prefetch_index(&self, shared: &super::Shared) {
+        if let Some(status) = &shared.status {
+            self.peers.prefetch_index(&status.from);
+        }
+    }
+
     /// The first step of [`Consensus::prefetch`], a few messages earlier still: starts
     /// bringing into the cache the part of this machine that locates its peer-table rows (the
     /// machine itself is not read). Changes nothing.

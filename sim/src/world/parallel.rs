@@ -33,10 +33,16 @@ use super::node::NodeState;
 const MIN_BATCH: usize = 8;
 /// Most deliveries in one batch (bounds the memory of a batch).
 const MAX_BATCH: usize = 4096;
-/// How many deliveries ahead a lane asks for a receiver's peer-table row (and twice as many
-/// ahead, for the part of the machine that locates its rows): the lookup is a cache miss per
-/// delivery, and misses started early overlap with the work before them.
+/// How many deliveries ahead a lane asks for a receiver's peer-table row: the lookup is a cache
+/// miss per delivery, and misses started early overlap with the work before them. What the row's
+/// address depends on is asked for earlier still: the index slot that points to it
+/// ([`INDEX_AHEAD`]), and before that the part of the machine that locates the index
+/// ([`TABLE_AHEAD`]).
 const AHEAD: usize = 8;
+/// How many deliveries ahead a lane asks for the index slot of a receiver's row.
+const INDEX_AHEAD: usize = 12;
+/// How many deliveries ahead a lane asks for where a receiver's index and rows are.
+const TABLE_AHEAD: usize = 16;
 /// How many times a waiting thread polls its channel before it sleeps: batches follow each
 /// other within tens of microseconds, and waking a sleeping thread costs about as long.
 const SPINS: u32 = 20_000;
@@ -181,12 +187,20 @@ impl Job {
     fn run(mut self) -> Done {
         let mut records = Vec::with_capacity(self.work.len());
         for (k, w) in self.work.iter().enumerate() {
-            if let Some(ahead) = self.work.get(k + 2 * AHEAD)
+            if let Some(ahead) = self.work.get(k + TABLE_AHEAD)
                 && let Ok(at) = self
                     .machines
                     .binary_search_by_key(&ahead.to, |(node, _)| *node)
             {
                 self.machines[at].1.prefetch_table();
+            }
+            if let Some(ahead) = self.work.get(k + INDEX_AHEAD)
+                && let Ok(at) = self
+                    .machines
+                    .binary_search_by_key(&ahead.to, |(node, _)| *node)
+                && let Payload::Opened { lanes, .. } = &*self.messages[ahead.message].1
+            {
+                self.machines[at].1.prefetch_index(&lanes[self.lane]);
             }
             if let Some(ahead) = self.work.get(k + AHEAD)
                 && let Ok(at) = self
@@ -403,10 +417,18 @@ impl World {
             .collect();
         for (k, &index) in own.iter().enumerate() {
             if let Some(m) = own
-                .get(k + 2 * AHEAD)
+                .get(k + TABLE_AHEAD)
                 .and_then(|&ahead| self.nodes[batch[ahead].to].machine())
             {
                 m.prefetch_table();
+            }
+            if let Some(&ahead) = own.get(k + INDEX_AHEAD) {
+                let d = &batch[ahead];
+                if let (Some(m), Payload::Opened { lanes, .. }) =
+                    (self.nodes[d.to].machine(), &*d.payload)
+                {
+                    m.prefetch_index(&lanes[0]);
+                }
             }
             if let Some(&ahead) = own.get(k + AHEAD) {
                 let d = &batch[ahead];
