@@ -183,32 +183,56 @@ fn wait<T>(rx: &Receiver<T>) -> Option<T> {
     rx.recv().ok()
 }
 
+/// One of the prefetch steps a lane takes for a delivery ahead of the one it runs.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Where the receiver's index and rows are (`Consensus::prefetch_table`).
+    Table,
+    /// The index slot of the sender's row (`Consensus::prefetch_index`).
+    Index,
+    /// The row (`Consensus::prefetch`).
+    Row,
+}
+
+/// Each step, with how many deliveries ahead it is taken.
+const STEPS: [(usize, Step); 3] = [
+    (TABLE_AHEAD, Step::Table),
+    (INDEX_AHEAD, Step::Index),
+    (AHEAD, Step::Row),
+];
+
+impl Step {
+    /// Takes this step for `m` receiving `shared`; changes nothing `m` does.
+    fn take(self, m: &Consensus, shared: &Shared) {
+        match self {
+            Step::Table => m.prefetch_table(),
+            Step::Index => m.prefetch_index(shared),
+            Step::Row => m.prefetch(shared),
+        }
+    }
+}
+
 impl Job {
+    /// The machine and message of delivery `w`.
+    fn target(&self, w: &Work) -> Option<(&Consensus, &Shared)> {
+        let at = self
+            .machines
+            .binary_search_by_key(&w.to, |(node, _)| *node)
+            .ok()?;
+        match &*self.messages[w.message].1 {
+            Payload::Opened { lanes, .. } => Some((&self.machines[at].1, &lanes[self.lane])),
+            Payload::Failed(_) => None,
+        }
+    }
+
     fn run(mut self) -> Done {
         let mut records = Vec::with_capacity(self.work.len());
         for (k, w) in self.work.iter().enumerate() {
-            if let Some(ahead) = self.work.get(k + TABLE_AHEAD)
-                && let Ok(at) = self
-                    .machines
-                    .binary_search_by_key(&ahead.to, |(node, _)| *node)
-            {
-                self.machines[at].1.prefetch_table();
-            }
-            if let Some(ahead) = self.work.get(k + INDEX_AHEAD)
-                && let Ok(at) = self
-                    .machines
-                    .binary_search_by_key(&ahead.to, |(node, _)| *node)
-                && let Payload::Opened { lanes, .. } = &*self.messages[ahead.message].1
-            {
-                self.machines[at].1.prefetch_index(&lanes[self.lane]);
-            }
-            if let Some(ahead) = self.work.get(k + AHEAD)
-                && let Ok(at) = self
-                    .machines
-                    .binary_search_by_key(&ahead.to, |(node, _)| *node)
-                && let Payload::Opened { lanes, .. } = &*self.messages[ahead.message].1
-            {
-                self.machines[at].1.prefetch(&lanes[self.lane]);
+            for (distance, step) in STEPS {
+                if let Some((m, shared)) = self.work.get(k + distance).and_then(|a| self.target(a))
+                {
+                    step.take(m, shared);
+                }
             }
             let Ok(at) = self.machines.binary_search_by_key(&w.to, |(node, _)| *node) else {
                 continue;
@@ -416,26 +440,15 @@ impl World {
             .filter(|&index| lane_of(batch[index].to, lanes) == 0)
             .collect();
         for (k, &index) in own.iter().enumerate() {
-            if let Some(m) = own
-                .get(k + TABLE_AHEAD)
-                .and_then(|&ahead| self.nodes[batch[ahead].to].machine())
-            {
-                m.prefetch_table();
-            }
-            if let Some(&ahead) = own.get(k + INDEX_AHEAD) {
+            for (distance, step) in STEPS {
+                let Some(&ahead) = own.get(k + distance) else {
+                    continue;
+                };
                 let d = &batch[ahead];
                 if let (Some(m), Payload::Opened { lanes, .. }) =
                     (self.nodes[d.to].machine(), &*d.payload)
                 {
-                    m.prefetch_index(&lanes[0]);
-                }
-            }
-            if let Some(&ahead) = own.get(k + AHEAD) {
-                let d = &batch[ahead];
-                if let (Some(m), Payload::Opened { lanes, .. }) =
-                    (self.nodes[d.to].machine(), &*d.payload)
-                {
-                    m.prefetch(&lanes[0]);
+                    step.take(m, &lanes[0]);
                 }
             }
             let d = &batch[index];
