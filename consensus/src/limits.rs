@@ -14,3 +14,7 @@ pub const PROPOSALS_PER_SLOT: usize = 64;
 pub const TALLY_BEST_MAX: usize = 3;
 /// Most decided slots in one `Chain{from_slot}` response.
 pub const CHAIN_RESPONSE_SLOTS: usize = 256;
+/// Longest `Status.version` string, bytes (PROTOCOL.md 12.5).
+pub const STATUS_VERSION_MAX_BYTES: usize = 64;
+/// Most entries in `Status.queue` (PROTOCOL.md 12.5): the lookahead's slots and some slack.
+pub const STATUS_QUEUE_MAX: usize = 8;

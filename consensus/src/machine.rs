@@ -215,7 +215,12 @@ impl Consensus {
 
     /// Command: the software version each Status carries (default `chorus/<crate version>`).
     pub fn set_version(&mut self, version: impl Into<String>) {
-        self.version = version.into();
+        let mut version = version.into();
+        // Receivers refuse a longer one (PROTOCOL.md 12.5); cut at a character boundary.
+        while version.len() > crate::limits::STATUS_VERSION_MAX_BYTES {
+            version.pop();
+        }
+        self.version = version;
     }
 
     /// Query: the peer table.

@@ -81,6 +81,10 @@ pub enum FetchEvent {
 
 struct TrackFetch {
     track: TrackRef,
+    /// The slot it was first wanted for (for the log).
+    slot: u64,
+    /// Its manifest broke the rules or contradicted the TrackRef: never asked for again.
+    refused: bool,
     start_ms: u64,
     segment_ms: u64,
     /// Segment ids in order, once the manifest is held.
@@ -182,7 +186,7 @@ impl Fetcher {
 
     async fn on_command(&mut self, command: FetchCommand) {
         let FetchCommand::Want {
-            slot: _,
+            slot,
             track,
             start_ms,
             segment_ms,
@@ -200,6 +204,8 @@ impl Fetcher {
         }
         let mut fetch = TrackFetch {
             track: track.clone(),
+            slot,
+            refused: false,
             start_ms,
             segment_ms,
             segments: None,
@@ -214,9 +220,19 @@ impl Fetcher {
         };
         let manifest_id = media_id(&track.manifest_id);
         if let Ok(bytes) = self.store.get(&manifest_id) {
-            match Manifest::parse(&bytes) {
+            let checked = Manifest::parse(&bytes).and_then(|m| {
+                m.check_claim(track.duration_ms, track.segment_count, segment_ms)
+                    .map(|()| m)
+            });
+            match checked {
                 Ok(m) => fetch.segments = Some(segment_ids(&m)),
-                Err(e) => warn!("the stored manifest of {} is unreadable: {e}", track.title),
+                Err(e) => {
+                    // Held manifest bytes are whatever the id names; a TrackRef that claims
+                    // another duration or segment count for them lies about the schedule.
+                    warn!(event = "manifest_refused", track_hash = %track.track_hash, slot, reason = %e,
+                        "refused the manifest of \"{}\" (slot {slot}): {e}; the track will not be fetched", track.title);
+                    fetch.refused = true;
+                }
             }
         }
         let segments = fetch.segments.clone();
@@ -382,7 +398,9 @@ impl Fetcher {
         let manifests: Vec<(Hash32, PeerId, Hash32)> = self
             .tracks
             .iter()
-            .filter(|(_, t)| t.segments.is_none() && t.manifest_in_flight < MANIFEST_PARALLEL)
+            .filter(|(_, t)| {
+                t.segments.is_none() && !t.refused && t.manifest_in_flight < MANIFEST_PARALLEL
+            })
             .flat_map(|(h, t)| {
                 self.candidates(t)
                     .into_iter()
@@ -518,7 +536,11 @@ impl Fetcher {
                         if have {
                             return;
                         }
-                        match Manifest::parse(&bytes) {
+                        let checked = Manifest::parse(&bytes).and_then(|m| {
+                            m.check_claim(t.track.duration_ms, t.track.segment_count, t.segment_ms)
+                                .map(|()| m)
+                        });
+                        match checked {
                             Ok(m) => {
                                 if let Err(e) =
                                     self.store.put_with_id(media_id(&manifest_id), &bytes)
@@ -532,7 +554,17 @@ impl Fetcher {
                                 let segments = segment_ids(&m);
                                 self.manifest_ready(track, segments).await;
                             }
-                            Err(e) => warn!("peer {peer} sent an unreadable manifest: {e}"),
+                            Err(e) => {
+                                // The bytes hash to the id the winning proposal named: the
+                                // proposer itself wrote them. Nobody can serve better ones, so
+                                // the track is given up (its slot plays silence) and the rest
+                                // of the exchange goes on.
+                                warn!(event = "manifest_refused", peer = %peer,
+                                    track_hash = %t.track.track_hash, slot = t.slot, reason = %e,
+                                    "refused the manifest of \"{}\" (slot {}) from {peer}: {e}; the track will not be fetched",
+                                    t.track.title, t.slot);
+                                t.refused = true;
+                            }
                         }
                     }
                     Ok(Some(_)) => {

@@ -3,6 +3,15 @@
 //! - `GET /live.m3u8` and `GET /segments/ID`: the live HLS stream of what the node plays;
 //! - `POST /volume?level=N` and `POST /mute?on=true|false`: the local audio controls, which
 //!   answer only on loopback. Read-only endpoints need no authentication.
+//!
+//! Web pages open in a browser on the node's machine are the threat here, since they can reach
+//! loopback: a cross-site form POST (no preflight) would change the volume, and a DNS-rebinding
+//! page (its own name resolved to 127.0.0.1) could read `/status` (paths, peer addresses). So
+//! [`guard`] refuses, with 403: controls whose `Host` is not a loopback name or the listen
+//! address, whose `Origin` (when present) is not the node's own, or whose peer is not loopback;
+//! and, while the listener is loopback only, reads whose `Host` is not a loopback name or the
+//! listen address. A rebinding page always sends its own domain as `Host`; an IP literal
+//! cannot be rebound. `::ffff:127.0.0.1` (IPv4 on a dual-stack listener) counts as loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +19,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::Path;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chorus_media::player::Player;
@@ -47,6 +57,7 @@ pub async fn serve(
     addr: SocketAddr,
     shared: Shared,
     shutdown: CancellationToken,
+    tasks: &mut crate::supervise::Critical,
 ) -> Result<SocketAddr> {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -79,14 +90,21 @@ pub async fn serve(
         .route("/segments/{id}", get(segment))
         .route("/volume", post(volume))
         .route("/mute", post(mute))
+        .layer(axum::middleware::from_fn_with_state(Guard { bound }, guard))
         .with_state(shared);
-    tokio::spawn(async move {
-        let _ = axum::serve(
+    let stopped = shutdown.clone();
+    tasks.spawn("HTTP API", async move {
+        let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
+        if let Err(e) = served {
+            tracing::error!(event = "http_failed", "the HTTP API stopped: {e}");
+        }
+        // Stopping at shutdown is expected; only an unexpected end is reported.
+        stopped.cancelled().await;
     });
     Ok(bound)
 }
@@ -189,9 +207,105 @@ async fn segment(State(shared): State<Shared>, Path(name): Path<String>) -> Resp
     }
 }
 
+/// What [`guard`] checks requests against.
+#[derive(Clone, Copy, Debug)]
+struct Guard {
+    /// The address the API listens on.
+    bound: SocketAddr,
+}
+
+/// Refuses cross-site and DNS-rebinding requests (see the module's doc).
+async fn guard(
+    State(g): State<Guard>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let control = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let verdict = if control {
+        loopback_only(peer).and_then(|()| same_origin(&g, request.headers()))
+    } else if is_loopback(g.bound.ip()) {
+        host_allowed(&g, request.headers())
+    } else {
+        Ok(())
+    };
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(r) => {
+            tracing::debug!(peer = %peer, path = %request.uri().path(), "HTTP request refused");
+            *r
+        }
+    }
+}
+
+fn forbidden(why: &'static str) -> Box<Response> {
+    Box::new((StatusCode::FORBIDDEN, why).into_response())
+}
+
+/// Loopback, including IPv4 on a dual-stack listener (`::ffff:127.0.0.1`).
+fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// The host part of a `Host` or `Origin` authority: `name`, `1.2.3.4` or `[::1]`, port removed.
+fn host_part(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(h, _)| h);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+/// A loopback name (`localhost`, `*.localhost`, a loopback IP) or the listen address's IP.
+fn allowed_host(g: &Guard, authority: &str) -> bool {
+    let host = host_part(authority).to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            is_loopback(ip)
+                || (!g.bound.ip().is_unspecified()
+                    && ip.to_canonical() == g.bound.ip().to_canonical())
+        }
+        Err(_) => false,
+    }
+}
+
+/// A browser always sends `Host`; a request without one is not a page's.
+fn host_allowed(g: &Guard, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    match headers.get(header::HOST).map(|h| h.to_str()) {
+        None => Ok(()),
+        Some(Ok(host)) if allowed_host(g, host) => Ok(()),
+        Some(_) => Err(forbidden(
+            "this node answers only to its own address or a loopback name (Host)\n",
+        )),
+    }
+}
+
+/// `Host` allowed, and `Origin`, when a browser sends one, the node's own (`http://` + Host).
+fn same_origin(g: &Guard, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    host_allowed(g, headers)?;
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"));
+    match (origin.to_str(), own) {
+        (Ok(o), Some(own)) if o.eq_ignore_ascii_case(&own) => Ok(()),
+        _ => Err(forbidden(
+            "controls answer only to pages of the node itself (Origin)\n",
+        )),
+    }
+}
+
 /// Volume and mute are local to the node: only its own machine may change them.
 fn loopback_only(peer: SocketAddr) -> Result<(), Box<Response>> {
-    if peer.ip().is_loopback() {
+    if is_loopback(peer.ip()) {
         Ok(())
     } else {
         Err(Box::new(
@@ -214,14 +328,7 @@ struct VolumeQuery {
     level: Option<String>,
 }
 
-async fn volume(
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    State(shared): State<Shared>,
-    Query(q): Query<VolumeQuery>,
-) -> Response {
-    if let Err(r) = loopback_only(peer) {
-        return *r;
-    }
+async fn volume(State(shared): State<Shared>, Query(q): Query<VolumeQuery>) -> Response {
     match q.level.as_deref().map(str::parse::<u8>) {
         Some(Ok(level)) if level <= 100 => {
             shared.player.set_volume(f32::from(level) / 100.0);
@@ -241,14 +348,7 @@ struct MuteQuery {
     on: Option<String>,
 }
 
-async fn mute(
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    State(shared): State<Shared>,
-    Query(q): Query<MuteQuery>,
-) -> Response {
-    if let Err(r) = loopback_only(peer) {
-        return *r;
-    }
+async fn mute(State(shared): State<Shared>, Query(q): Query<MuteQuery>) -> Response {
     let on = match q.on.as_deref() {
         None | Some("true") => true,
         Some("false") => false,
@@ -277,5 +377,64 @@ mod tests {
         let refused = loopback_only("192.168.1.20:5000".parse().expect("addr"))
             .expect_err("a LAN address is refused");
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(
+            loopback_only("[::ffff:127.0.0.1]:5000".parse().expect("addr")).is_ok(),
+            "IPv4 loopback on a dual-stack listener"
+        );
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn hosts_and_origins() {
+        let g = Guard {
+            bound: "127.0.0.1:7300".parse().expect("addr"),
+        };
+        for ok in [
+            "127.0.0.1:7300",
+            "localhost:7300",
+            "LOCALHOST",
+            "radio.localhost:7300",
+            "[::1]:7300",
+            "127.0.0.2",
+        ] {
+            assert!(allowed_host(&g, ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:7300",
+            "127.0.0.1.evil.example",
+            "[::2]:7300",
+            "10.0.0.1",
+        ] {
+            assert!(!allowed_host(&g, bad), "{bad}");
+        }
+        let lan = Guard {
+            bound: "192.168.1.5:7300".parse().expect("addr"),
+        };
+        assert!(allowed_host(&lan, "192.168.1.5:7300"));
+        assert!(!allowed_host(&lan, "192.168.1.6:7300"));
+
+        let own = headers(&[
+            (header::HOST, "127.0.0.1:7300"),
+            (header::ORIGIN, "http://127.0.0.1:7300"),
+        ]);
+        assert!(same_origin(&g, &own).is_ok());
+        assert!(same_origin(&g, &headers(&[(header::HOST, "127.0.0.1:7300")])).is_ok());
+        for (host, origin) in [
+            ("127.0.0.1:7300", "http://evil.example"),
+            ("127.0.0.1:7300", "null"),
+            ("127.0.0.1:7300", "http://127.0.0.1:8000"),
+            ("evil.example:7300", "http://evil.example:7300"),
+        ] {
+            let h = headers(&[(header::HOST, host), (header::ORIGIN, origin)]);
+            let refused = same_origin(&g, &h).expect_err(origin);
+            assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        }
     }
 }

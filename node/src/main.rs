@@ -1,36 +1,9 @@
-//! `chorus`: the Chorus radio node's command-line interface.
-//!
-//! # Layout
-//! - `cli`: the command line (clap).
-//! - `logging`: `tracing` on stderr, text or JSON.
-//! - `paths`: the data directory.
-//! - `commands`: one module per subcommand.
-//! - `node`: a running node (the driver between the network and the consensus state machine).
-//! - `net`: the libp2p swarm and its event loop.
-//! - `fetch`: the segment exchange.
-//! - `clock`: network time.
-//! - `state`: identity, chain and peer addresses on disk.
-//! - `blacklist`: the local blacklist.
-//! - `retention`: evicting fetched tracks above the store budget.
-//! - `http`: the HTTP API.
-
-mod blacklist;
-mod cli;
-mod clock;
-mod commands;
-mod fetch;
-mod http;
-mod live;
-mod logging;
-mod metrics;
-mod net;
-mod node;
-mod paths;
-mod retention;
-mod state;
+//! `chorus`: the Chorus radio node's command-line interface (the library `chorus` holds the
+//! node itself).
 
 use std::process::ExitCode;
 
+use chorus::{cli, commands, logging};
 use clap::Parser;
 
 fn main() -> ExitCode {

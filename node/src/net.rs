@@ -7,11 +7,13 @@
 //! - `time_codec`: `/chorus/time/1`, stamped at the stream.
 //! - `protocol`: the request and answer types of `/chorus/sync/1`, `/chorus/time/1` and the
 //!   block exchange.
+//! - `records`: the DHT's record store, with quotas on other peers' records.
 //! - `event_loop`: the loop that owns the swarm.
 
 pub mod behaviour;
 mod event_loop;
 pub mod protocol;
+pub mod records;
 pub mod time_codec;
 
 use std::sync::Arc;
@@ -86,6 +88,7 @@ pub enum Command {
     },
     /// Answer an inbound want list (from the block-reading task).
     RespondBlocks {
+        peer: PeerId,
         channel: ResponseChannel<Have>,
         have: Have,
     },

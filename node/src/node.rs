@@ -93,7 +93,8 @@ pub async fn run(
         metrics: metrics.clone(),
         corrupt_blocks: config.corrupt_blocks,
     })?;
-    let net_task = tokio::spawn(event_loop.run());
+    let mut tasks = crate::supervise::Critical::new();
+    tasks.spawn("swarm event loop", event_loop.run());
     for addr in &config.listen {
         client.listen(addr.clone()).await;
     }
@@ -159,7 +160,8 @@ pub async fn run(
 
     let (fetch_tx, fetch_rx) = mpsc::channel(256);
     let (fetch_events_tx, fetch_events) = mpsc::channel(256);
-    let fetch_task = tokio::spawn(
+    tasks.spawn(
+        "segment exchange",
         Fetcher::new(client.clone(), lib.store.clone(), fetch_events_tx).run(fetch_rx),
     );
 
@@ -190,6 +192,7 @@ pub async fn run(
             metrics: metrics.clone(),
         },
         shutdown.child_token(),
+        &mut tasks,
     )
     .await?;
     std::fs::write(config.data_dir.join("http.addr"), http_addr.to_string())
@@ -213,8 +216,13 @@ pub async fn run(
         playlist_tx,
         metrics,
     );
-    let result = driver.run(shutdown).await;
-    fetch_task.abort();
-    net_task.abort();
+    let result = tokio::select! {
+        result = driver.run(shutdown.clone()) => result,
+        error = tasks.ended() => {
+            shutdown.cancel();
+            Err(error)
+        }
+    };
+    tasks.abort_all();
     result
 }

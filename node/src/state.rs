@@ -37,6 +37,14 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Keypair> {
     }
 }
 
+/// Stores `key` as the node identity of `data_dir` (atomic, mode 0600), replacing any.
+pub fn save_identity(data_dir: &Path, key: &Keypair) -> Result<()> {
+    let bytes = key
+        .to_protobuf_encoding()
+        .context("cannot encode the identity key")?;
+    write_private(&data_dir.join(IDENTITY_FILE), &bytes)
+}
+
 /// Writes a secret atomically with mode 0600 from the first byte on.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;

@@ -114,12 +114,28 @@ fn which(program: &str) -> Option<PathBuf> {
 /// names) and the body (`Connection: close`, no chunked encoding expected from axum for
 /// sized bodies).
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String, Vec<u8>)> {
+    http_request(addr, "GET", path, &[("Host", addr)])
+}
+
+/// `method path` to an HTTP/1.1 server at `addr` with exactly the `headers` given (a browser's
+/// `Host` and `Origin`, or none), as [`http_get`] answers.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method != "GET" {
+        request.push_str("Content-Length: 0\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw

@@ -4,7 +4,6 @@
 //! fixed times.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -255,16 +254,10 @@ impl Node {
     pub fn status(&self) -> Value {
         let addr = std::fs::read_to_string(self.data_dir.join("http.addr"))
             .expect("the node wrote http.addr");
-        let mut s = TcpStream::connect(addr.trim()).expect("connect to the HTTP API");
-        write!(
-            s,
-            "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        let body = text.split_once("\r\n\r\n").expect("HTTP answer").1;
-        serde_json::from_str(body).expect("status JSON")
+        let (code, _, body) =
+            crate::http_get(addr.trim(), "/status").expect("GET /status from the HTTP API");
+        assert_eq!(code, 200, "GET /status: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).expect("status JSON")
     }
 
     /// The first listen address it printed (`address ...`).

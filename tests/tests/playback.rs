@@ -314,24 +314,11 @@ fn without_any_audio_device_a_node_warns_once_and_plays_on() {
     assert_eq!(node.events("audio_failed").len(), 0);
 }
 
-/// Sends `POST path` to `addr`; returns the status code and body.
+/// Sends `POST path` to `addr` as curl would; returns the status code and body.
 fn post(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-    (code, body)
+    let (code, _, body) = chorus_tests::http_request(addr, "POST", path, &[("Host", addr)])
+        .expect("POST to the HTTP API");
+    (code, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// `--volume` scales what is played, and mute through the HTTP API silences it within the

@@ -199,6 +199,31 @@ fn half_replay_decisions_are_invalid() {
 }
 
 #[test]
+fn bloated_status_fields_are_invalid() {
+    let kp = keypair(1);
+    let from = kp.public().to_peer_id();
+    let Message::Status(honest) = all_bodies(from).remove(3).1 else {
+        panic!("the fourth body is a Status");
+    };
+    let mut long_version = honest.clone();
+    long_version.version = "v".repeat(65);
+    let mut long_queue = honest.clone();
+    long_queue.queue = vec![Hash32::digest(b"q"); 9];
+    for bloated in [long_version, long_queue] {
+        let envelope = Envelope::seal(&bloated, &kp).expect("sealing does not check");
+        assert!(
+            matches!(envelope.open(&net()), Err(EnvelopeError::Invalid { .. })),
+            "{bloated:?}"
+        );
+    }
+    let mut at_limit = honest;
+    at_limit.version = "v".repeat(64);
+    at_limit.queue = vec![Hash32::digest(b"q"); 8];
+    let envelope = Envelope::seal(&at_limit, &kp).expect("ours");
+    assert!(envelope.open(&net()).is_ok());
+}
+
+#[test]
 fn oversized_messages_are_dropped() {
     let kp = keypair(1);
     let me = kp.public().to_peer_id();

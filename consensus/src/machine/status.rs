@@ -16,8 +16,6 @@ use crate::track::TrackRef;
 
 /// Per peer heard from, the status period grows by this much (PROTOCOL.md 5), ms.
 const STATUS_MS_PER_PEER: u64 = 250;
-/// Most winners listed in a Status `queue`.
-const QUEUE_MAX: usize = 8;
 /// Slots of play history kept behind the slot playing (proposals report k-8 .. k-5).
 const PLAYED_KEPT: u64 = 16;
 /// Domain of the choice of a substitute track.
@@ -129,7 +127,7 @@ impl Consensus {
         };
         let queue = (next..self.chain.len())
             .filter_map(|j| self.chain.winner(j).map(|t| t.track_hash))
-            .take(QUEUE_MAX)
+            .take(crate::limits::STATUS_QUEUE_MAX)
             .collect();
         Status {
             network_id: *self.chain.network_id(),

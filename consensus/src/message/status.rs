@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::peer_id_bytes;
 use crate::hash::Hash32;
+use crate::limits::{STATUS_QUEUE_MAX, STATUS_VERSION_MAX_BYTES};
 use crate::message::Body;
 
 /// What a node is playing.
@@ -56,5 +57,23 @@ impl Body for Status {
 
     fn from(&self) -> &PeerId {
         &self.from
+    }
+
+    /// PROTOCOL.md 12.5: fields of bounded meaning are bounded in size, so that a peer table
+    /// row costs the same whoever wrote it.
+    fn check(&self) -> Result<(), String> {
+        if self.version.len() > STATUS_VERSION_MAX_BYTES {
+            return Err(format!(
+                "version is {} bytes, more than {STATUS_VERSION_MAX_BYTES}",
+                self.version.len()
+            ));
+        }
+        if self.queue.len() > STATUS_QUEUE_MAX {
+            return Err(format!(
+                "queue has {} entries, more than {STATUS_QUEUE_MAX}",
+                self.queue.len()
+            ));
+        }
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, gossipsub, identify, kad, mdns, ping};
+use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, mdns, ping};
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
@@ -23,11 +23,51 @@ use crate::clock::Clock;
 pub const GOSSIP_MAX: usize = 64 * 1024;
 const GOSSIP_FRAME_MAX: usize = GOSSIP_MAX + 8 * 1024;
 
+/// Established connections in total (PROTOCOL.md 12.5). A node needs a few dozen peers; the
+/// rest is room for listeners' nodes and churn.
+pub const MAX_CONNECTIONS: u32 = 256;
+/// Connections being set up at once, each way.
+pub const MAX_PENDING: u32 = 64;
+/// Connections per peer identity.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Established connections per remote IP address (loopback exempt: test networks and several
+/// nodes on one machine share 127.0.0.1). Enforced by the event loop.
+pub const MAX_CONNECTIONS_PER_IP: usize = 8;
+/// Inbound requests served at once per connection and protocol (libp2p's default is 100).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 8;
+/// Gossipsub's threshold below which a peer is graylisted: its messages are ignored, and the
+/// event loop disconnects it.
+pub const GRAYLIST_THRESHOLD: f64 = -80.0;
+
+/// Topic scoring for Chorus's two topics (PROTOCOL.md 12.5): a message Rejected by validation
+/// costs its propagation source `-10 x count^2`, so a third invalid message in about a minute
+/// graylists it (-90 < -80), whatever credit it earned by forwarding valid ones first (at most
+/// +11: P1 and P2 are capped low). The counter decays by 1 % a second (half-life about 70 s).
+/// Mesh delivery penalties (P3, P3b) are off: consensus traffic is a few messages per slot, far
+/// too sparse for delivery-rate expectations, and they would punish honest peers.
+pub fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 0.5,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 20.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..Default::default()
+    }
+}
+
 /// Everything a Chorus node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: kad::Behaviour<super::records::BoundedStore>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -75,8 +115,12 @@ impl Behaviour {
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(Ipv6Addr::LOCALHOST),
         ]);
+        let thresholds = gossipsub::PeerScoreThresholds {
+            graylist_threshold: GRAYLIST_THRESHOLD,
+            ..Default::default()
+        };
         gossipsub
-            .with_peer_score(score, gossipsub::PeerScoreThresholds::default())
+            .with_peer_score(score, thresholds)
             .map_err(BuildError::Gossipsub)?;
 
         let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
@@ -84,12 +128,7 @@ impl Behaviour {
         // Peers enter the table through identify; a periodic bootstrap before the first one
         // only warns about an empty table.
         kad_config.set_periodic_bootstrap_interval(None);
-        let store_config = kad::store::MemoryStoreConfig {
-            max_provided_keys: 1_000_000,
-            max_providers_per_key: 64,
-            ..Default::default()
-        };
-        let store = kad::store::MemoryStore::with_config(peer_id, store_config);
+        let store = super::records::BoundedStore::new(peer_id);
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // On loopback and private addresses kad would stay a client and nobody could ask us.
         kad.set_mode(Some(kad::Mode::Server));
@@ -106,8 +145,11 @@ impl Behaviour {
         } else {
             None
         };
-        let rr_config =
-            || request_response::Config::default().with_request_timeout(Duration::from_secs(15));
+        let rr_config = || {
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(15))
+                .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        };
         let sync = request_response::cbor::Behaviour::with_codec(
             request_response::cbor::codec::Codec::default()
                 .set_request_size_maximum(SYNC_REQUEST_MAX)
@@ -118,7 +160,9 @@ impl Behaviour {
         let time = request_response::Behaviour::with_codec(
             TimeCodec::new(clock),
             [(StreamProtocol::new(TIME_PROTOCOL), ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(5))
+                .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
         );
         let blocks = request_response::cbor::Behaviour::with_codec(
             request_response::cbor::codec::Codec::default()
@@ -127,7 +171,13 @@ impl Behaviour {
             [(StreamProtocol::new(BLOCKS_PROTOCOL), ProtocolSupport::Full)],
             rr_config(),
         );
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(MAX_CONNECTIONS))
+            .with_max_pending_incoming(Some(MAX_PENDING))
+            .with_max_pending_outgoing(Some(MAX_PENDING))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
         Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
             gossipsub,
             kad,
             identify,

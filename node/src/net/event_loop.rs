@@ -1,6 +1,8 @@
 //! The loop that owns the swarm.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use chorus_media::store::BlockStore;
 use futures::StreamExt;
@@ -9,17 +11,30 @@ use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, Swarm, identify, mdns};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{
+    Behaviour, BehaviourEvent, GRAYLIST_THRESHOLD, MAX_CONNECTIONS_PER_IP, topic_score_params,
+};
 use super::protocol::{Block, Have, Pong, SyncResponse, WANT_MAX, WANT_RESPONSE_BUDGET, Want};
 use super::time_codec::{TimeRequest, TimeResponse};
 use super::{Command, Event, NetInfo, RequestError};
 
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// How long a graylisted peer is refused after being disconnected.
+pub const BAN: Duration = Duration::from_secs(600);
+/// How often peer scores are checked for graylisted peers.
+const SCORE_CHECK: Duration = Duration::from_secs(1);
+/// Want lists read from the store at once for one peer; more are answered "later".
+const BLOCK_READS_PER_PEER: usize = 2;
+/// Want lists read from the store at once in total.
+const BLOCK_READS_TOTAL: usize = 16;
+/// Most banned identities remembered (identities are free: the per-IP limit is what holds).
+const BANNED_MAX: usize = 4096;
 
 /// Owns the swarm; run it with [`EventLoop::run`] on its own task.
 pub struct EventLoop {
@@ -35,6 +50,12 @@ pub struct EventLoop {
     pending_time: HashMap<OutboundRequestId, (PeerId, Reply<(Pong, u64)>)>,
     pending_want: HashMap<OutboundRequestId, (PeerId, Reply<Have>)>,
     pending_providers: HashMap<QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+    /// Remote IP of every established connection, for the per-IP limit.
+    connections: HashMap<ConnectionId, IpAddr>,
+    /// Graylisted peers disconnected, until when they are refused.
+    banned: HashMap<PeerId, Instant>,
+    /// Want lists being read from the store, per peer.
+    block_reads: HashMap<PeerId, usize>,
 }
 
 impl EventLoop {
@@ -59,20 +80,68 @@ impl EventLoop {
             pending_time: HashMap::new(),
             pending_want: HashMap::new(),
             pending_providers: HashMap::new(),
+            connections: HashMap::new(),
+            banned: HashMap::new(),
+            block_reads: HashMap::new(),
         }
     }
 
     /// Runs until every [`super::Client`] is dropped.
     pub async fn run(mut self) {
+        let mut score_check = tokio::time::interval(SCORE_CHECK);
+        score_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = score_check.tick() => self.drop_graylisted(),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
             }
         }
+    }
+
+    /// PROTOCOL.md 12.5: gossipsub ignores a graylisted peer's messages; here it is also
+    /// disconnected and refused for [`BAN`].
+    fn drop_graylisted(&mut self) {
+        let now = Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        let graylisted: Vec<(PeerId, f64)> = self
+            .swarm
+            .connected_peers()
+            .filter_map(|p| {
+                let score = self.swarm.behaviour().gossipsub.peer_score(p)?;
+                (score < GRAYLIST_THRESHOLD).then_some((*p, score))
+            })
+            .collect();
+        for (peer, score) in graylisted {
+            if self.banned.len() < BANNED_MAX {
+                self.banned.insert(peer, now + BAN);
+            }
+            warn!(event = "peer_graylisted", peer = %peer, score,
+                "peer {peer} sent invalid messages (gossip score {score:.0}): disconnected and refused for {} s", BAN.as_secs());
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Whether a new connection from `peer` at `addr` must be closed: a banned peer, or one
+    /// more connection from an IP address that has [`MAX_CONNECTIONS_PER_IP`].
+    fn refuse_connection(&self, peer: &PeerId, addr: &Multiaddr) -> Option<String> {
+        if self
+            .banned
+            .get(peer)
+            .is_some_and(|until| *until > Instant::now())
+        {
+            return Some("graylisted recently".to_owned());
+        }
+        let ip = remote_ip(addr)?;
+        if ip.to_canonical().is_loopback() {
+            return None;
+        }
+        let from_ip = self.connections.values().filter(|i| **i == ip).count();
+        (from_ip >= MAX_CONNECTIONS_PER_IP)
+            .then(|| format!("{from_ip} connections from {ip} already"))
     }
 
     fn emit(&self, event: Event) {
@@ -103,11 +172,15 @@ impl EventLoop {
                 }
             }
             Command::Subscribe(topic) => {
+                let ident = IdentTopic::new(topic.clone());
+                if let Err(e) = behaviour.gossipsub.subscribe(&ident) {
+                    warn!("cannot subscribe to {topic}: {e}");
+                }
                 if let Err(e) = behaviour
                     .gossipsub
-                    .subscribe(&IdentTopic::new(topic.clone()))
+                    .set_topic_params(ident, topic_score_params())
                 {
-                    warn!("cannot subscribe to {topic}: {e}");
+                    warn!("cannot set the scoring of {topic}: {e}");
                 }
             }
             Command::Publish { topic, data } => {
@@ -159,7 +232,17 @@ impl EventLoop {
                 let id = behaviour.blocks.send_request(&peer, want);
                 self.pending_want.insert(id, (peer, reply));
             }
-            Command::RespondBlocks { channel, have } => {
+            Command::RespondBlocks {
+                peer,
+                channel,
+                have,
+            } => {
+                if let Some(n) = self.block_reads.get_mut(&peer) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.block_reads.remove(&peer);
+                    }
+                }
                 let _ = behaviour.blocks.send_response(channel, have);
             }
             Command::Provide(key) => {
@@ -188,20 +271,36 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
-            } if num_established.get() == 1 => {
-                self.emit(Event::Connected(
-                    peer_id,
-                    endpoint.get_remote_address().clone(),
-                ));
+            } => {
+                let addr = endpoint.get_remote_address();
+                if let Some(why) = self.refuse_connection(&peer_id, addr) {
+                    debug!("connection from {peer_id} at {addr} refused: {why}");
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
+                if let Some(ip) = remote_ip(addr) {
+                    self.connections.insert(connection_id, ip);
+                }
+                if num_established.get() == 1 {
+                    self.emit(Event::Connected(peer_id, addr.clone()));
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
-            } => self.emit(Event::Disconnected(peer_id)),
+            } => {
+                // A connection refused above never reached the driver: nothing to report.
+                let known = self.connections.remove(&connection_id).is_some();
+                if num_established == 0 && known {
+                    self.emit(Event::Disconnected(peer_id));
+                }
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!("outgoing connection to {peer_id:?} failed: {error}");
             }
@@ -358,17 +457,38 @@ impl EventLoop {
 
     fn on_blocks(&mut self, event: request_response::Event<Want, Have>) {
         match event {
-            request_response::Event::Message { message, .. } => match message {
+            request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    // PROTOCOL.md 12.5: a bounded number of reads per peer and in total; the
+                    // rest is answered "later" at once, without touching the disk.
+                    let reading: usize = self.block_reads.values().sum();
+                    let own = self.block_reads.get(&peer).copied().unwrap_or(0);
+                    if own >= BLOCK_READS_PER_PEER || reading >= BLOCK_READS_TOTAL {
+                        let have = Have {
+                            later: request.ids.into_iter().take(WANT_MAX).collect(),
+                            ..Have::default()
+                        };
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .blocks
+                            .send_response(channel, have);
+                        return;
+                    }
+                    *self.block_reads.entry(peer).or_default() += 1;
                     // Disk reads off the event loop; the answer comes back as a command.
                     let store = self.store.clone();
                     let loopback = self.loopback.clone();
                     let corrupt = self.corrupt_blocks;
                     tokio::task::spawn_blocking(move || {
                         let have = read_blocks(&store, request, corrupt);
-                        let _ = loopback.blocking_send(Command::RespondBlocks { channel, have });
+                        let _ = loopback.blocking_send(Command::RespondBlocks {
+                            peer,
+                            channel,
+                            have,
+                        });
                     });
                 }
                 request_response::Message::Response {
@@ -385,6 +505,15 @@ impl EventLoop {
             _ => {}
         }
     }
+}
+
+/// The IP address of a connection's remote multiaddr (`/ip4/...` or `/ip6/...`).
+fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
 }
 
 /// Hands a pending request its result (the requester may have gone: then nobody listens).

@@ -6,6 +6,15 @@
 //! client, the opening and negotiation of the substream, which only the request direction
 //! pays: a bias of a few hundred microseconds that the minimum round trip cannot filter out.
 //! The wire format is plain CBOR of [`Ping`] and [`Pong`].
+//!
+//! The client never takes `t0` from the answer (PROTOCOL.md 12.4): the codec keeps the `t0` it
+//! wrote and puts it into the answer it reads, so what reaches the driver carries this node's
+//! own stamp. An answer that echoes another `t0` is refused with an error (and counted on the
+//! clock, [`Clock::false_echoes`]): a peer that rewrites the echo is lying about its stamps.
+//! This relies on `libp2p-request-response` (0.30, `handler.rs`,
+//! `on_fully_negotiated_outbound`) writing the request and reading its response with one clone
+//! of the codec, in one task; each outbound stream gets a fresh clone of a codec that never
+//! wrote, so no `t0` leaks from one request to another.
 
 use std::io;
 use std::sync::Arc;
@@ -39,16 +48,21 @@ pub struct TimeResponse {
     pub received_us: u64,
 }
 
-/// The codec; it holds the node's clock.
+/// The codec; it holds the node's clock, and on the client side the `t0` it wrote.
 #[derive(Clone)]
 pub struct TimeCodec {
     clock: Arc<Clock>,
+    /// The `t0` of the request this clone wrote (client side), µs.
+    sent_t0: Option<u64>,
 }
 
 impl TimeCodec {
     /// A codec stamping with `clock`'s local time.
     pub fn new(clock: Arc<Clock>) -> Self {
-        TimeCodec { clock }
+        TimeCodec {
+            clock,
+            sent_t0: None,
+        }
     }
 
     fn now(&self) -> u64 {
@@ -103,10 +117,29 @@ impl Codec for TimeCodec {
         T: AsyncRead + Unpin + Send,
     {
         let (bytes, received_us) = self.read_stamped(io).await?;
-        Ok(TimeResponse {
-            pong: decode(&bytes)?,
-            received_us,
-        })
+        let sent = self
+            .sent_t0
+            .ok_or_else(|| io::Error::other("a time answer read before its request was written"))?;
+        let mut pong: Pong = decode(&bytes)?;
+        if pong.t0 != sent {
+            self.clock.note_false_echo();
+            tracing::debug!(
+                echoed = pong.t0,
+                sent,
+                "time answer refused: it echoes t0 = {} µs, this node sent {sent}",
+                pong.t0
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "time answer echoes t0 = {} µs but this node sent {sent} µs: refused as a lie",
+                    pong.t0
+                ),
+            ));
+        }
+        // Our own stamp, whatever the peer wrote (equal here, and kept so by construction).
+        pong.t0 = sent;
+        Ok(TimeResponse { pong, received_us })
     }
 
     async fn write_request<T>(
@@ -119,6 +152,7 @@ impl Codec for TimeCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let ping = Ping { t0: self.now() };
+        self.sent_t0 = Some(ping.t0);
         Self::write_cbor(io, &ping).await
     }
 
@@ -136,5 +170,73 @@ impl Codec for TimeCodec {
             ..res.pong
         };
         Self::write_cbor(io, &pong).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    fn protocol() -> StreamProtocol {
+        StreamProtocol::new("/chorus/time/1")
+    }
+
+    fn cbor<M: serde::Serialize>(m: &M) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(m, &mut bytes).expect("CBOR encodes");
+        bytes
+    }
+
+    /// Writes a request with `codec` and returns the `t0` it put on the wire.
+    fn write_ping(codec: &mut TimeCodec) -> u64 {
+        let mut wire = Cursor::new(Vec::new());
+        let request = TimeRequest {
+            ping: Ping { t0: 0 },
+            received_us: 0,
+        };
+        block_on(codec.write_request(&protocol(), &mut wire, request)).expect("written");
+        let ping: Ping = decode(wire.get_ref()).expect("a ping");
+        ping.t0
+    }
+
+    #[test]
+    fn the_answer_carries_our_own_t0_and_a_false_echo_is_refused_and_counted() {
+        let clock = Arc::new(Clock::new(0));
+        let template = TimeCodec::new(clock.clone());
+
+        // An honest answer: our t0 comes back.
+        let mut codec = template.clone();
+        let t0 = write_ping(&mut codec);
+        assert!(t0 > 0);
+        let pong = Pong {
+            t0,
+            t1: t0 + 100,
+            t2: t0 + 130,
+        };
+        let mut wire = Cursor::new(cbor(&pong));
+        let answer = block_on(codec.read_response(&protocol(), &mut wire)).expect("accepted");
+        assert_eq!(answer.pong.t0, t0);
+        assert!(answer.received_us >= t0);
+
+        // The attack: the echo moved so that the round trip looks like 0. Refused, counted.
+        let mut codec = template.clone();
+        let t0 = write_ping(&mut codec);
+        let lie = Pong {
+            t0: t0 + 250,
+            t1: t0 + 5_000_250,
+            t2: t0 + 5_000_250,
+        };
+        let mut wire = Cursor::new(cbor(&lie));
+        let err = block_on(codec.read_response(&protocol(), &mut wire)).expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(clock.false_echoes(), 1);
+
+        // A clone that wrote nothing (as each new stream's is) has no t0 to accept.
+        let mut fresh = template.clone();
+        let mut wire = Cursor::new(cbor(&pong));
+        assert!(block_on(fresh.read_response(&protocol(), &mut wire)).is_err());
+        assert_eq!(clock.false_echoes(), 1);
     }
 }

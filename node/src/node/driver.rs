@@ -101,6 +101,8 @@ pub struct Driver {
     plans: Vec<SlotPlan>,
     corrupt: HashMap<PeerId, u64>,
     violations: u64,
+    /// Violation lines under a budget (a flood must not flood the log).
+    violation_log: crate::ratelog::LogBudget,
     store_bytes: u64,
     retention: Retention,
 }
@@ -161,6 +163,7 @@ impl Driver {
             plans: Vec::new(),
             corrupt: HashMap::new(),
             violations: 0,
+            violation_log: crate::ratelog::LogBudget::new(10, Duration::from_secs(10)),
             store_bytes,
             retention: Retention::load(&config.data_dir),
             config,
@@ -287,7 +290,10 @@ impl Driver {
             Ok(e) => e,
             Err(e) => {
                 self.violations += 1;
-                warn!(event = "violation", peer = %source, reason = %e, "dropped gossip from {source}: {e}");
+                self.metrics.violations.inc();
+                if let Some(n) = self.violation_log.take(std::time::Instant::now()) {
+                    warn!(event = "violation", peer = %source, reason = %e, "dropped gossip from {source}: {e}{}", crate::ratelog::left_out(n));
+                }
                 return MessageAcceptance::Reject;
             }
         };
@@ -375,21 +381,44 @@ impl Driver {
                 warn!(event = "chain_sync_failed", peer = %peer, "chain request to {peer} failed: {e}");
             }
             Answer::Time(peer, exchange) => {
-                self.times.add(peer, exchange.sample());
-                if let Some(target) = self.times.target_us() {
-                    match self.clock.adjust(target) {
-                        Adjust::Step { from_us, to_us } => {
-                            info!(
-                                event = "clock_step",
-                                from_ms = from_us / 1000.0,
-                                to_ms = to_us / 1000.0,
-                                "network time stepped: offset {:.3} ms -> {:.3} ms (median of {} peers and this node)",
-                                from_us / 1000.0,
-                                to_us / 1000.0,
-                                self.times.peers().count()
-                            );
+                // Only a peer still directly connected is a time source, counted in the network
+                // of its address (PROTOCOL.md 12.4); a late answer of a gone peer is dropped.
+                let net = self
+                    .connected
+                    .get(&peer)
+                    .and_then(|addr| crate::clock::SourceNet::of(addr, &peer));
+                if let Some(net) = net {
+                    if let crate::clock::Verdict::Dropped { reason, first } =
+                        self.times.add(peer, net, exchange.sample())
+                    {
+                        let rejected = self.times.rejected().total();
+                        if first {
+                            warn!(event = "time_sample_refused", peer = %peer, reason = %reason,
+                                "time sample from {peer} refused ({reason}); later ones from it are logged at debug level ({rejected} refused in all)");
+                        } else {
+                            debug!(event = "time_sample_refused", peer = %peer, reason = %reason,
+                                "time sample from {peer} refused ({reason})");
                         }
-                        Adjust::Slew { .. } => {}
+                    }
+                    if let Some(selection) = self.times.select() {
+                        match self.clock.adjust(selection.offset_us) {
+                            Adjust::Step { from_us, to_us } => {
+                                info!(
+                                    event = "clock_step",
+                                    from_ms = from_us / 1000.0,
+                                    to_ms = to_us / 1000.0,
+                                    rule = ?selection.rule,
+                                    "network time stepped: offset {:.3} ms -> {:.3} ms ({:?}: median of {} of {} sources in {} networks, this node included)",
+                                    from_us / 1000.0,
+                                    to_us / 1000.0,
+                                    selection.rule,
+                                    selection.agreeing,
+                                    selection.sources,
+                                    selection.networks
+                                );
+                            }
+                            Adjust::Slew { .. } => {}
+                        }
                     }
                 }
             }
@@ -446,19 +475,30 @@ impl Driver {
         }
     }
 
+    /// Samples every directly connected peer (relayed ones are no time sources).
     fn sample_times(&self) {
         for peer in self.connected.keys().copied() {
             self.sample_time(peer);
         }
     }
 
-    /// One `/chorus/time/1` exchange with `peer`, answered into the estimator.
+    /// One `/chorus/time/1` exchange with `peer`, answered into the estimator; none with a peer
+    /// that is not a time source (not connected, or only through a relay). `t0` is the one this
+    /// node recorded: the codec puts it into the answer (net/time_codec.rs), whatever the peer
+    /// echoed.
     fn sample_time(&self, peer: PeerId) {
-        {
-            let client = self.client.clone();
-            let tx = self.answers_tx.clone();
-            tokio::spawn(async move {
-                if let Ok((pong, t3)) = client.time(peer).await {
+        let direct = self
+            .connected
+            .get(&peer)
+            .is_some_and(|addr| crate::clock::SourceNet::of(addr, &peer).is_some());
+        if !direct {
+            return;
+        }
+        let client = self.client.clone();
+        let tx = self.answers_tx.clone();
+        crate::supervise::spawn("time sample", async move {
+            match client.time(peer).await {
+                Ok((pong, t3)) => {
                     let exchange = Exchange {
                         t0: pong.t0 as i64,
                         t1: pong.t1 as i64,
@@ -467,8 +507,9 @@ impl Driver {
                     };
                     let _ = tx.send(Answer::Time(peer, exchange)).await;
                 }
-            });
-        }
+                Err(e) => debug!("time sample from {peer} failed: {e}"),
+            }
+        });
     }
 
     fn save_peers(&self) {
@@ -813,7 +854,7 @@ impl Driver {
                 Action::FetchProposals { peer, slot, ids } => {
                     let client = self.client.clone();
                     let tx = self.answers_tx.clone();
-                    tokio::spawn(async move {
+                    crate::supervise::spawn("proposal fetch", async move {
                         if let Ok(SyncResponse::Proposals(list)) = client
                             .sync(peer, SyncRequest::Proposals { slot, ids })
                             .await
@@ -829,7 +870,7 @@ impl Driver {
                 Action::FetchChain { peer, from_slot } => {
                     let client = self.client.clone();
                     let tx = self.answers_tx.clone();
-                    tokio::spawn(async move {
+                    crate::supervise::spawn("chain fetch", async move {
                         let answer = match client.sync(peer, SyncRequest::Chain { from_slot }).await
                         {
                             Ok(SyncResponse::Chain(slots)) => Ok(slots),
@@ -876,7 +917,9 @@ impl Driver {
                 Action::Violation { peer, reason } => {
                     self.violations += 1;
                     self.metrics.violations.inc();
-                    warn!(event = "violation", peer = %peer, reason = %reason, "violation by {peer}: {reason}");
+                    if let Some(n) = self.violation_log.take(std::time::Instant::now()) {
+                        warn!(event = "violation", peer = %peer, reason = %reason, "violation by {peer}: {reason}{}", crate::ratelog::left_out(n));
+                    }
                 }
             }
         }

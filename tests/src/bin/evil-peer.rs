@@ -1,0 +1,247 @@
+//! `evil-peer`: an attacker for the end-to-end tests, built on the node's own protocol code
+//! (the `chorus` library), so that every attack speaks the real protocol over real libp2p
+//! connections. docs/security.md lists the attacks and the tests that run them.
+//!
+//! - `poison`: joins a network as a node whose identity is ground so that its ticket wins a
+//!   chosen slot, and proposes a track whose manifest is hostile: `#EXTINF:-1` (panicked the
+//!   HLS parser of every node), NaN, or thousands of blocks behind a TrackRef that claims two.
+//! - `time-liar`: several fresh identities connect to one node and answer its `/chorus/time/1`
+//!   pings from a clock set off by a chosen amount.
+//!
+//! Each mode runs until killed and prints what it did on stdout, one line per fact.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chorus::clock::Clock;
+use chorus::metrics::Metrics;
+use chorus::node::{NodeConfig, Start};
+use chorus_consensus::{Hash32, SlotContext, TrackRef, ticket};
+use chorus_media::ingest::Library;
+use chorus_media::player::SinkSpec;
+use clap::{Parser, Subcommand, ValueEnum};
+use libp2p_identity::Keypair;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "An attacker speaking the Chorus protocol, for tests")]
+struct Cli {
+    #[command(subcommand)]
+    attack: Attack,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Poison {
+    /// `#EXTINF:-1,` on a segment.
+    NegativeExtinf,
+    /// `#EXTINF:NaN,` on a segment.
+    NanExtinf,
+    /// 3000 segments behind a TrackRef that claims 2.
+    ManyBlocks,
+}
+
+#[derive(Subcommand)]
+enum Attack {
+    /// Win a slot with a hostile manifest.
+    Poison {
+        /// The attacker's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The network id (hex).
+        #[arg(long)]
+        network: String,
+        /// A peer of the network to dial.
+        #[arg(long)]
+        peer: String,
+        /// The slot to win.
+        #[arg(long)]
+        slot: u64,
+        /// Which poison.
+        #[arg(long, value_enum, default_value = "negative-extinf")]
+        manifest: Poison,
+        /// Duration the TrackRef claims, ms.
+        #[arg(long, default_value_t = 7000)]
+        duration_ms: u64,
+    },
+    /// Answer time pings from a lying clock, with several identities.
+    TimeLiar {
+        /// The node to lie to.
+        #[arg(long)]
+        peer: String,
+        /// Identities (each its own connection).
+        #[arg(long, default_value_t = 5)]
+        identities: usize,
+        /// How far off the lying clocks are, ms.
+        #[arg(long)]
+        lie_ms: i64,
+    },
+}
+
+fn main() -> Result<()> {
+    chorus::logging::init(chorus::cli::LogFormat::Json);
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.attack {
+            Attack::Poison {
+                data_dir,
+                network,
+                peer,
+                slot,
+                manifest,
+                duration_ms,
+            } => poison(data_dir, &network, &peer, slot, manifest, duration_ms).await,
+            Attack::TimeLiar {
+                peer,
+                identities,
+                lie_ms,
+            } => time_liar(&peer, identities, lie_ms).await,
+        }
+    })
+}
+
+/// A key whose ticket for `slot` is below 2^64 / 4096: it beats a handful of honest nodes
+/// with near certainty (protocol 1's tickets are known to all in advance).
+fn grind(network_id: Hash32, slot: u64) -> (Keypair, u64, u64) {
+    let ctx = SlotContext::detached(network_id, slot);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let key = Keypair::generate_ed25519();
+        let t = ticket(&ctx, &key.public().to_peer_id());
+        if t < u64::MAX / 4096 {
+            return (key, t, tries);
+        }
+    }
+}
+
+/// A manifest in the node's own format, then spoiled as `poison` says.
+fn hostile_manifest(poison: Poison, duration_ms: u64) -> (Vec<u8>, u64) {
+    let segments = duration_ms.div_ceil(6000).max(1);
+    let listed = match poison {
+        Poison::ManyBlocks => 3000,
+        _ => segments,
+    };
+    let mut text = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n",
+    );
+    for i in 0..listed {
+        let extinf = match (poison, i) {
+            (Poison::NegativeExtinf, 0) => "-1".to_owned(),
+            (Poison::NanExtinf, 0) => "NaN".to_owned(),
+            _ => "5.973333".to_owned(),
+        };
+        let id = Hash32::digest(format!("evil block {i}").as_bytes());
+        text.push_str(&format!("#EXTINF:{extinf},\n{}\n", hex(&id)));
+    }
+    text.push_str("#EXT-X-CHORUS-AUDIO:PRIMING=1024,PADDING=0\n#EXT-X-ENDLIST\n");
+    (text.into_bytes(), segments)
+}
+
+fn hex(h: &Hash32) -> String {
+    h.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn poison(
+    data_dir: PathBuf,
+    network: &str,
+    peer: &str,
+    slot: u64,
+    poison: Poison,
+    duration_ms: u64,
+) -> Result<()> {
+    let network_id: Hash32 = network.parse().context("--network is 64 hex digits")?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let (key, t, tries) = grind(network_id, slot);
+    println!(
+        "ground identity {} with ticket {t} for slot {slot} in {tries} tries",
+        key.public().to_peer_id()
+    );
+    chorus::state::save_identity(&data_dir, &key)?;
+
+    let (bytes, segments) = hostile_manifest(poison, duration_ms);
+    let manifest_id = Hash32::digest(&bytes);
+    let lib = Library::open(&data_dir).context("cannot open the attacker's store")?;
+    lib.store
+        .put_with_id(chorus_media::Hash32(*manifest_id.as_bytes()), &bytes)
+        .context("cannot store the hostile manifest")?;
+    let track = TrackRef {
+        track_hash: Hash32::digest(format!("evil track {slot}").as_bytes()),
+        manifest_id,
+        duration_ms,
+        segment_count: segments,
+        title: "Evil".to_owned(),
+        artist: "Attacker".to_owned(),
+        album: String::new(),
+        loudness_lufs: None,
+    };
+    println!(
+        "proposing track {} manifest {}",
+        hex(&track.track_hash),
+        hex(&manifest_id)
+    );
+    let config = NodeConfig {
+        data_dir: data_dir.clone(),
+        config_dir: data_dir.join("config"),
+        network: Some(network_id),
+        peers: vec![peer.parse().context("--peer is a multiaddr")?],
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+        mdns: false,
+        http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        store_budget_bytes: 1 << 30,
+        clock_skew_ms: 0,
+        audio: SinkSpec::Null,
+        volume: 0.0,
+        muted: true,
+        corrupt_blocks: false,
+        garbage: false,
+    };
+    let shutdown = CancellationToken::new();
+    chorus::node::run(config, key, vec![track], Start::Join, shutdown).await
+}
+
+async fn time_liar(peer: &str, identities: usize, lie_ms: i64) -> Result<()> {
+    let addr: chorus::libp2p::Multiaddr = peer.parse().context("--peer is a multiaddr")?;
+    if identities == 0 {
+        bail!("--identities must be at least 1");
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..identities {
+        let key = Keypair::generate_ed25519();
+        let id = key.public().to_peer_id();
+        let dir = tempfile::tempdir().context("cannot make a store folder")?;
+        let store = chorus_media::BlockStore::open(dir.path().join("blocks"))
+            .context("cannot open a store")?;
+        // The node's own event loop answers `/chorus/time/1` from this clock: the lie.
+        let (client, mut events, event_loop) = chorus::net::new(chorus::net::NetConfig {
+            keypair: key,
+            mdns: false,
+            store,
+            clock: Arc::new(Clock::new(lie_ms)),
+            metrics: Arc::new(Metrics::new()),
+            corrupt_blocks: false,
+        })?;
+        client.dial(addr.clone()).await;
+        println!("liar {id} dialing {addr} with a clock {lie_ms} ms off");
+        tasks.spawn(event_loop.run());
+        tasks.spawn(async move {
+            // Holding the client keeps the loop running; the events are of no interest.
+            let _client = client;
+            let _dir = dir;
+            while let Some(event) = events.recv().await {
+                if let chorus::net::Event::Connected(peer, _) = event {
+                    println!("liar {id} connected to {peer}");
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
