@@ -147,6 +147,10 @@ pub struct Consensus {
     /// Chain hashes of other chains known to lose a tie at their first difference with the
     /// own chain (fetched and compared, PROTOCOL.md 9).
     ties_lost: BTreeSet<Hash32>,
+    /// PROTOCOL.md 12.4: when set, fork support (section 9) counts only these peers, the ones
+    /// with a direct connection, so that many identities behind one connection count once.
+    /// None (the simulator, which has no connections) counts every peer heard.
+    direct: Option<BTreeSet<PeerId>>,
     /// This node's tickets for the slots in flight, at `slot % 4`: `poll_timeout` needs them
     /// after every input, and a SHA-256 each time was a large share of big simulations. Valid
     /// because a ticket depends only on the network and the slot (version 1, [`ticket`]).
@@ -185,6 +189,7 @@ impl Consensus {
             fork_wins: 0,
             sync: None,
             ties_lost: BTreeSet::new(),
+            direct: None,
             my_tickets: [None; 4],
             step_due: None,
             slot_bounds: None,
@@ -221,6 +226,27 @@ impl Consensus {
             version.pop();
         }
         self.version = version;
+    }
+
+    /// Counts fork support only among directly connected peers (PROTOCOL.md 12.4), starting
+    /// from none: the node reports each connection with [`Consensus::peer_connected`] and
+    /// [`Consensus::peer_disconnected`].
+    pub fn count_direct_support_only(&mut self) {
+        self.direct.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// Input: a direct connection to `peer` opened (its first).
+    pub fn peer_connected(&mut self, peer: PeerId) {
+        if let Some(direct) = self.direct.as_mut() {
+            direct.insert(peer);
+        }
+    }
+
+    /// Input: the last direct connection to `peer` closed.
+    pub fn peer_disconnected(&mut self, peer: &PeerId) {
+        if let Some(direct) = self.direct.as_mut() {
+            direct.remove(peer);
+        }
     }
 
     /// Query: the peer table.

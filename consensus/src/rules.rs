@@ -89,6 +89,11 @@ pub enum RulesError {
         /// `max_track_ms`.
         max: u64,
     },
+    /// `max_track_ms` is above what any node reads a manifest for ([`MAX_TRACK_MS_LIMIT`]).
+    #[error(
+        "max_track_ms is {0}, more than the {MAX_TRACK_MS_LIMIT} ms (15 minutes) a track may last"
+    )]
+    TrackTooLong(u64),
     /// The loudness target is not a finite number.
     #[error("target_lufs must be finite")]
     TargetLufs,
@@ -144,12 +149,20 @@ impl Rules {
                 max: self.max_track_ms,
             });
         }
+        if self.max_track_ms > MAX_TRACK_MS_LIMIT {
+            return Err(RulesError::TrackTooLong(self.max_track_ms));
+        }
         if !self.target_lufs.is_finite() {
             return Err(RulesError::TargetLufs);
         }
         Ok(())
     }
 }
+
+/// The longest `max_track_ms` a network may set: nodes refuse manifests of more than 151
+/// segments (chorus-media's `MAX_SEGMENTS`, 900 s of 6 s segments plus one), so a longer
+/// track could win and never be fetched.
+pub const MAX_TRACK_MS_LIMIT: u64 = 900_000;
 
 /// `rules_hash = SHA-256(rules_bytes)` (PROTOCOL.md 11).
 pub fn rules_hash_of(rules_bytes: &[u8]) -> Hash32 {
@@ -188,6 +201,20 @@ mod tests {
         );
         assert_eq!(r.target_lufs, -16.0);
         assert_eq!(r.validate(), Ok(()));
+    }
+
+    #[test]
+    fn tracks_longer_than_any_node_fetches_are_refused() {
+        let mut r = Rules {
+            max_track_ms: MAX_TRACK_MS_LIMIT,
+            ..Rules::default()
+        };
+        assert_eq!(r.validate(), Ok(()));
+        r.max_track_ms = MAX_TRACK_MS_LIMIT + 1;
+        assert_eq!(
+            r.validate(),
+            Err(RulesError::TrackTooLong(MAX_TRACK_MS_LIMIT + 1))
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn export_hls(
     manifest_id: &Hash32,
     dir: &Path,
 ) -> Result<PathBuf, ExportError> {
-    let manifest = Manifest::parse(&store.get(manifest_id)?)?;
+    let manifest = Manifest::parse_with_max_segments(&store.get(manifest_id)?, usize::MAX)?;
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ExportError::Write { path, source }

@@ -1106,6 +1106,23 @@ mod tests {
     }
 
     #[test]
+    fn liars_that_agree_among_themselves_do_not_outvote_disagreeing_honest_clocks() {
+        // Five honest peers with unsynchronized clocks (no two agree) and three liars in three
+        // networks that agree on +1.9 s: three of nine sources, not a majority, so no
+        // agreement; the median stays among the honest clocks.
+        let mut est = Estimator::default();
+        for off in [-600_000.0, -300_000.0, 200_000.0, 800_000.0, 1_200_000.0] {
+            add_n(&mut est, looped(), 3, sample(off, 200));
+        }
+        for _ in 0..3 {
+            add_n(&mut est, looped(), 3, sample(1_900_000.0, 1));
+        }
+        let s = est.select().expect("a target");
+        assert_eq!((s.rule, s.sources), (Rule::Acquisition, 9));
+        assert_eq!(s.offset_us, 800_000.0);
+    }
+
+    #[test]
     fn without_agreement_of_three_networks_a_locked_node_keeps_its_offset() {
         let mut est = Estimator::default();
         let (b, c, d) = (looped(), looped(), looped());
@@ -1228,10 +1245,11 @@ mod tests {
     #[test]
     fn at_most_eight_peers_with_the_shortest_measured_round_trips_count() {
         let mut est = Estimator::default();
-        for i in 0..12 {
-            // Four far peers that claim tiny round trips (1 µs) but took 10 ms as measured:
-            // left out, their claims do not rank them.
-            let s = if i < 4 {
+        for i in 0..14 {
+            // Six far peers that claim tiny round trips (1 µs) but took 10 ms as measured:
+            // left out, their claims do not rank them (ranked by them they would be six of the
+            // nine sources).
+            let s = if i < 6 {
                 Sample {
                     offset_us: 1_500_000.0,
                     rtt_us: 1,

@@ -220,7 +220,7 @@ impl Fetcher {
         };
         let manifest_id = media_id(&track.manifest_id);
         if let Ok(bytes) = self.store.get(&manifest_id) {
-            let checked = Manifest::parse(&bytes).and_then(|m| {
+            let checked = claimed_segments(&bytes, &track).and_then(|m| {
                 m.check_claim(track.duration_ms, track.segment_count, segment_ms)
                     .map(|()| m)
             });
@@ -536,7 +536,7 @@ impl Fetcher {
                         if have {
                             return;
                         }
-                        let checked = Manifest::parse(&bytes).and_then(|m| {
+                        let checked = claimed_segments(&bytes, &t.track).and_then(|m| {
                             m.check_claim(t.track.duration_ms, t.track.segment_count, t.segment_ms)
                                 .map(|()| m)
                         });
@@ -663,6 +663,16 @@ fn verify_and_store(
         }
     }
     received
+}
+
+/// Parses a manifest reading no more segments than the TrackRef claims (plus the one of
+/// tolerance admissibility allows): a manifest listing thousands is refused unread.
+fn claimed_segments(
+    bytes: &[u8],
+    track: &TrackRef,
+) -> Result<Manifest, chorus_media::manifest::ManifestError> {
+    let bound = usize::try_from(track.segment_count.saturating_add(1)).unwrap_or(usize::MAX);
+    Manifest::parse_with_max_segments(bytes, bound.min(chorus_media::manifest::MAX_SEGMENTS))
 }
 
 /// The store's id type for a protocol id (both are SHA-256 digests).

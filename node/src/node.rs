@@ -145,6 +145,8 @@ pub async fn run(
     }
     let mut consensus = Consensus::new(keypair.clone(), chain);
     consensus.set_version(concat!("chorus/", env!("CARGO_PKG_VERSION")));
+    // PROTOCOL.md 12.4: identities are free; connections are not.
+    consensus.count_direct_support_only();
     let now = clock.now_ms();
     let started = consensus.chain().start(0).is_some_and(|s| now >= s);
     if synced && started {

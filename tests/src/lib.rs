@@ -4,6 +4,7 @@
 //! # Layout
 //! - this file: helpers to find and run the `chorus` binary and to generate libraries.
 //! - `net`: real node processes on loopback and their JSON logs.
+//! - `evil`: the `evil-peer` attacker (`src/bin/evil-peer.rs`) as a child process.
 //! - `prom`: checking Prometheus text exposition.
 //! - `sync`: reading wav sinks' CSVs and the offsets between nodes.
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
@@ -11,6 +12,7 @@
 //!   kill -9, corrupt blocks, garbage gossip.
 //! - `tests/playback.rs`: synchronized playback on wav sinks with skewed clocks, late joiner,
 //!   output equal to the decoded track, cpal through PulseAudio, no device, volume and mute.
+//! - `tests/hostile.rs`: attacks by `evil-peer` on real nodes (docs/security.md).
 //! - `tests/listener.rs`: the live HLS stream read by ffmpeg, the status page in headless
 //!   Chromium (`browser/probe.py`), metrics.
 //! - `src/bin/bench-ingest.rs`: ingest speed against the ffmpeg program.
@@ -22,6 +24,7 @@ use std::process::Command;
 
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 
+pub mod evil;
 pub mod net;
 pub mod prom;
 pub mod sync;

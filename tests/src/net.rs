@@ -93,13 +93,13 @@ impl Node {
             } else {
                 &["--audio", "null"][..]
             })
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--no-mdns",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            // Any free loopback port unless the test chose the HTTP address.
+            .args(if args.iter().any(|a| a == "--http-listen") {
+                &[][..]
+            } else {
+                &["--http-listen", "127.0.0.1:0"][..]
+            })
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())

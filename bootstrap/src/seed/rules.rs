@@ -60,7 +60,7 @@ pub(super) fn parse(src: &Source<'_>, table: &Spanned<DeValue<'_>>) -> Result<Ru
             RulesError::Lookahead(_) => "lookahead",
             RulesError::Zero(name) | RulesError::Percent { name, .. } => name,
             RulesError::TrackBounds { .. } if lines.contains_key("min_track_ms") => "min_track_ms",
-            RulesError::TrackBounds { .. } => "max_track_ms",
+            RulesError::TrackBounds { .. } | RulesError::TrackTooLong(_) => "max_track_ms",
             RulesError::TargetLufs => "target_lufs",
             RulesError::Decode(_) => "rules",
         };

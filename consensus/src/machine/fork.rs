@@ -275,7 +275,11 @@ impl Consensus {
         let recent: Vec<(&PeerId, &super::PeerInfo)> = self
             .peers
             .heard_since_unordered(since)
-            .filter(|(_, p)| p.head_slot().is_some_and(|h| h + HEAD_LAG_MAX >= own_head))
+            .filter(|(_, p)| {
+                p.head_slot()
+                    .is_some_and(|h| h.saturating_add(HEAD_LAG_MAX) >= own_head)
+            })
+            .filter(|(id, _)| self.direct.as_ref().is_none_or(|d| d.contains(*id)))
             .collect();
         let slot = recent
             .iter()

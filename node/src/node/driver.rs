@@ -250,12 +250,14 @@ impl Driver {
             Event::Connected(peer, addr) => {
                 info!(event = "peer_connected", peer = %peer, address = %addr, "connected to {peer} at {addr}");
                 self.connected.insert(peer, addr);
+                self.consensus.peer_connected(peer);
                 self.save_peers();
                 self.sample_time(peer);
             }
             Event::Disconnected(peer) => {
                 info!(event = "peer_disconnected", peer = %peer, "disconnected from {peer}");
                 self.connected.remove(&peer);
+                self.consensus.peer_disconnected(&peer);
                 self.times.remove(&peer);
             }
             Event::Gossip {

@@ -231,3 +231,69 @@ fn a_tie_is_broken_at_the_first_difference_not_at_the_heads() {
     assert!(adopted(&net, 0).is_empty());
     assert_eq!(adopted(&net, 1), [5]);
 }
+
+/// PROTOCOL.md 12.4: N + 2 fresh identities behind one connection report another head. Counted
+/// by signers (version 1's rule, node 1 here) they outnumber the honest nodes and the other
+/// chain wins; counted per direct connection (node 0) they are one attacker who is not even a
+/// direct peer, and nothing changes.
+#[test]
+fn sybil_statuses_over_one_connection_do_not_win_a_fork() {
+    use crate::envelope::Envelope;
+    use crate::genesis::tests::keypair;
+    use crate::message::{Head, Status};
+
+    let mut net = TestBuilder::new(3).build();
+    net.run_until_len(10);
+    net.nodes[0].count_direct_support_only();
+    for i in [1, 2] {
+        let peer = net.peer(i);
+        net.nodes[0].peer_connected(peer);
+    }
+    let attacker = keypair(200).public().to_peer_id();
+    let sybils: Vec<_> = (0..5u8).map(|i| keypair(100 + i)).collect();
+    let fake = Hash32::digest(b"the attacker's chain");
+    let network_id = *net.nodes[0].chain().network_id();
+    let until = net.now + 40_000;
+    let mut next_flood = net.now;
+    while net.now < until {
+        if net.now >= next_flood {
+            let head_slot = net.nodes[0].chain().head().slot;
+            for kp in &sybils {
+                let status = Status {
+                    network_id,
+                    from: kp.public().to_peer_id(),
+                    sent_ms: net.now,
+                    playing: None,
+                    consensus_track: None,
+                    diverged: false,
+                    head: Head {
+                        slot: head_slot,
+                        chain_hash: fake,
+                    },
+                    queue: vec![],
+                    version: "sybil".to_owned(),
+                };
+                let envelope = Envelope::seal(&status, kp).expect("signs");
+                for i in [0, 1] {
+                    let now = net.now;
+                    net.nodes[i].handle_message(now, attacker, envelope.clone());
+                }
+            }
+            next_flood = net.now + 1_000;
+        }
+        assert!(net.step(), "the network runs");
+    }
+    let other_won = |i: usize| {
+        fork_reports(&net, i)
+            .iter()
+            .any(|r| r.other.chain_hash == fake && r.choice != ForkChoice::Keep)
+    };
+    assert!(other_won(1), "the attack works on signer counting");
+    assert!(
+        !other_won(0),
+        "direct connections only: {:?}",
+        fork_reports(&net, 0)
+    );
+    assert!(adopted(&net, 0).is_empty());
+    assert_all_agree(&net, 5..10);
+}

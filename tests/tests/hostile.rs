@@ -1,0 +1,247 @@
+//! Attacks on real `chorus` processes by `evil-peer`, a real process speaking the real protocol
+//! (docs/security.md has the threat model and what each defence is). Each test runs the attack
+//! and checks what an operator would: the honest nodes stay up, refuse what is hostile, say so
+//! in their logs, and the radio goes on.
+//!
+//! Tracks are 7 s long, so a slot lasts 7 s. Tests wait for log events, never for fixed times,
+//! and run one at a time (a shared lock): each starts several debug-build nodes.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chorus_tests::evil::Evil;
+use chorus_tests::http_request;
+use chorus_tests::net::{Node, bootstrap, join, library, lone_node, s, slot};
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const LONG: Duration = Duration::from_secs(300);
+
+fn at_slot(event: &'static str, k: u64) -> impl Fn(&Value) -> bool {
+    move |v| v["event"] == event && slot(v) == Some(k)
+}
+
+/// A winning proposal whose manifest has `#EXTINF:-1` (which panicked the HLS parser of every
+/// node, ending all fetching for good): every honest node refuses it with a log line naming
+/// the track, and still fetches and plays the next winners in full; no task ends.
+#[test]
+fn a_poisoned_manifest_wins_a_slot_and_the_radio_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let libs: Vec<PathBuf> = (1..=3)
+        .map(|i| library(&root.join(format!("lib{i}")), 40 + i, 5))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], "in 20s", &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let target = 7;
+    let evil = Evil::start(
+        root,
+        &[
+            "poison",
+            "--data-dir",
+            &root.join("evil").display().to_string(),
+            "--network",
+            &network,
+            "--peer",
+            &addr,
+            "--slot",
+            &target.to_string(),
+        ],
+    );
+    let proposing = evil.wait_line("proposing track ", LONG);
+    let evil_track = proposing
+        .split_whitespace()
+        .next()
+        .expect("the track hash")
+        .to_owned();
+
+    for node in [&a, &b, &c] {
+        // The attack succeeds as far as the lottery goes: the ground key wins the slot.
+        let fin = node.wait_for("final of the target slot", LONG, at_slot("final", target));
+        assert_eq!(
+            fin["track_hash"],
+            evil_track.as_str(),
+            "{}: {fin}",
+            node.name
+        );
+        let refused = node.wait_for("the manifest refused", LONG, |v| {
+            v["event"] == "manifest_refused" && v["track_hash"] == evil_track.as_str()
+        });
+        let reason = refused["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("EXTINF"), "{}: {refused}", node.name);
+        // The next two winners are fetched and play in full, at their time.
+        for k in [target + 1, target + 2] {
+            let playing = node.wait_for("a later slot plays", LONG, at_slot("playing", k));
+            assert_eq!(
+                playing["segments_held"], playing["segments"],
+                "{}: slot {k} not held in full: {playing}",
+                node.name
+            );
+        }
+        assert!(
+            node.events("task_failed").is_empty(),
+            "{}: a task ended: {:?}",
+            node.name,
+            node.events("task_failed")
+        );
+        assert!(node.pid().is_some(), "{} is still running", node.name);
+    }
+}
+
+/// Controls refuse a cross-site POST (foreign `Origin`) and a DNS-rebinding `Host`, and reads
+/// refuse a rebinding `Host` on a loopback listener; the node's own page and curl still work,
+/// and on a dual-stack `[::]` listener a local client over IPv4 (`::ffff:127.0.0.1`) is local.
+#[test]
+fn cross_site_and_rebinding_requests_are_refused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = lone_node(tmp.path(), "a", 61, &[], &[]);
+    node.wait_for("the HTTP API", LONG, |v| v["event"] == "http");
+    let addr = std::fs::read_to_string(node.data_dir.join("http.addr")).expect("http.addr");
+    let addr = addr.trim();
+    let port = addr.rsplit(':').next().expect("a port");
+    let evil_host = format!("rebind.evil.example:{port}");
+    let evil_origin = format!("http://{evil_host}");
+    let own_origin = format!("http://{addr}");
+    let localhost = format!("localhost:{port}");
+
+    let cases: [(&str, &str, Vec<(&str, &str)>, u16); 8] = [
+        // curl on the node's machine.
+        ("POST", "/mute?on=true", vec![("Host", addr)], 200),
+        // The node's own status page.
+        (
+            "POST",
+            "/volume?level=40",
+            vec![("Host", addr), ("Origin", &own_origin)],
+            200,
+        ),
+        // Any web site open in a browser on the machine.
+        (
+            "POST",
+            "/mute?on=false",
+            vec![("Host", addr), ("Origin", "http://evil.example")],
+            403,
+        ),
+        (
+            "POST",
+            "/volume?level=100",
+            vec![("Host", addr), ("Origin", "null")],
+            403,
+        ),
+        // A DNS-rebinding page: its own name, resolved to 127.0.0.1.
+        (
+            "POST",
+            "/mute?on=false",
+            vec![("Host", &evil_host), ("Origin", &evil_origin)],
+            403,
+        ),
+        ("GET", "/status", vec![("Host", &evil_host)], 403),
+        ("GET", "/status", vec![("Host", addr)], 200),
+        ("GET", "/status", vec![("Host", &localhost)], 200),
+    ];
+    for (method, path, headers, want) in &cases {
+        let (code, _, body) =
+            http_request(addr, method, path, headers).expect("the HTTP API answers");
+        assert_eq!(
+            code,
+            *want,
+            "{method} {path} with {headers:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // The refused requests changed nothing: muted by curl, volume 40 from the page.
+    let audio = &node.status()["audio"];
+    assert_eq!(audio["muted"], true, "{audio}");
+    let volume = audio["volume"].as_f64().expect("volume");
+    assert!((volume - 0.4).abs() < 1e-3, "{audio}");
+    drop(node);
+
+    let dual = tempfile::tempdir().expect("tempdir");
+    let node = lone_node(
+        dual.path(),
+        "a",
+        62,
+        &[s("--http-listen"), s("[::]:0")],
+        &[],
+    );
+    node.wait_for("the HTTP API", LONG, |v| v["event"] == "http");
+    let bound = std::fs::read_to_string(node.data_dir.join("http.addr")).expect("http.addr");
+    let port = bound.trim().rsplit(':').next().expect("a port").to_owned();
+    let v4 = format!("127.0.0.1:{port}");
+    let (code, _, body) = http_request(&v4, "POST", "/mute?on=true", &[("Host", &v4)])
+        .expect("IPv4 reaches the dual-stack listener");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Five fresh identities connect to one node and answer its time pings from a clock 5 s
+/// ahead. The node ignores them (beyond the 2 s bound) and counts them; its offset stays
+/// near zero, every node keeps agreeing, and no slot is skipped as a replay.
+#[test]
+fn lying_time_servers_do_not_move_the_clock() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let libs: Vec<PathBuf> = (1..=3)
+        .map(|i| library(&root.join(format!("lib{i}")), 50 + i, 5))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], "in 15s", &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let liars = Evil::start(
+        root,
+        &[
+            "time-liar",
+            "--peer",
+            &addr,
+            "--identities",
+            "5",
+            "--lie-ms",
+            "5000",
+        ],
+    );
+    for _ in 0..5 {
+        liars.wait_line("liar ", LONG);
+    }
+    // Every liar was asked at least three times and refused each time.
+    let refused = a.wait_for("the liars refused", LONG, |v| {
+        v["event"] == "time_sources" && v["refused_offset"].as_u64().is_some_and(|n| n >= 15)
+    });
+    let nodes: [&Node; 3] = [&a, &b, &c];
+    for node in nodes {
+        let offset = node.status()["clock_offset_ms"]
+            .as_f64()
+            .expect("clock_offset_ms");
+        assert!(
+            offset.abs() < 50.0,
+            "{}: offset {offset} ms after the liars ({refused})",
+            node.name
+        );
+        assert!(
+            node.events("clock_step").is_empty(),
+            "{}: stepped: {:?}",
+            node.name,
+            node.events("clock_step")
+        );
+    }
+    // Agreement kept and no replay storm: the next slots have proposals behind them.
+    let k = slot(&a.wait_for("a slot plays", LONG, |v| v["event"] == "playing"))
+        .expect("a slot number")
+        + 6;
+    let winner = a.wait_for("final", LONG, at_slot("final", k))["track_hash"].clone();
+    for node in [&b, &c] {
+        let other = node.wait_for("final", LONG, at_slot("final", k));
+        assert_eq!(other["track_hash"], winner, "{}: {other}", node.name);
+    }
+    for node in nodes {
+        let replays: Vec<Value> = node
+            .events("final")
+            .into_iter()
+            .filter(|v| v["replay"] == true)
+            .collect();
+        assert!(replays.is_empty(), "{}: replays {replays:?}", node.name);
+    }
+}
