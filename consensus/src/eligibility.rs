@@ -1,10 +1,16 @@
-//! Eligibility (PROTOCOL.md 5): may this proposer propose for slot k, judged from the `plays`
-//! of its proposal against the chain.
+//! Eligibility (PROTOCOL.md 5 and 12.2): may this proposer propose for slot k, judged from the
+//! `plays` of its proposal against the chain.
+//!
+//! 12.2: a `plays` entry may be the mark `unavailable` (the proposer asked every provider it
+//! knew for the winner and got nothing by its slot). The mark counts as in consensus at k-5 and
+//! as no divergence in k-8 .. k-6, so that a winner whose content is withheld costs the network
+//! a slot of silence, never its proposers' eligibility.
 
 use libp2p_identity::PeerId;
 
 use crate::chain::Chain;
-use crate::message::Play;
+use crate::hash::Hash32;
+use crate::message::{Play, Played};
 use crate::schedule::PROPOSAL_OFFSET;
 
 /// The first slot `plays` covers, relative to k (k-8).
@@ -22,13 +28,15 @@ pub enum Ineligible {
     /// `plays` names a slot outside k-8 .. k-5, or is not strictly ascending.
     #[error("plays is malformed: {0}")]
     BadPlays(String),
-    /// `plays[k-5]` is not `winner(k-5)` (or is null or missing): not in consensus now.
+    /// `plays[k-5]` is neither `winner(k-5)` nor `unavailable` (another track, null or
+    /// missing): not in consensus now.
     #[error("not in consensus in slot {slot}")]
     NotInConsensus {
         /// k-5.
         slot: u64,
     },
-    /// Slots k-8, k-7 and k-6 were all played, all differently from their winners.
+    /// Slots k-8, k-7 and k-6 were all played, all differently from their winners (null and
+    /// `unavailable` are no divergence).
     #[error("diverged in slots {first} to {}", first + 2)]
     Diverged {
         /// k-8.
@@ -42,12 +50,26 @@ pub enum Ineligible {
     },
 }
 
-/// What the proposer played in `slot` according to `plays` (None when null or absent).
-fn played(plays: &[Play], slot: u64) -> Option<&crate::hash::Hash32> {
-    plays
-        .iter()
-        .find(|(s, _)| *s == slot)
-        .and_then(|(_, track)| track.as_ref())
+/// How one `plays` entry compares with its slot's winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The winner was played, or was unavailable to the proposer (12.2): in consensus.
+    InConsensus,
+    /// Another track was played: a divergence.
+    Diverged,
+    /// Null or absent: not a member yet, or nothing played. Neither in consensus nor a
+    /// divergence.
+    Nothing,
+}
+
+/// The entry of `plays` for `slot` (None when null or absent) against `winner`.
+fn verdict(plays: &[Play], slot: u64, winner: &Hash32) -> Verdict {
+    match plays.iter().find(|(s, _)| *s == slot).and_then(|(_, p)| *p) {
+        Some(Played::Track(track)) if track == *winner => Verdict::InConsensus,
+        Some(Played::Unavailable) => Verdict::InConsensus,
+        Some(Played::Track(_)) => Verdict::Diverged,
+        None => Verdict::Nothing,
+    }
 }
 
 /// Checks that `plays` only names slots `max(0, k-8) ..= k-5`, strictly ascending.
@@ -68,7 +90,8 @@ fn check_plays(slot: u64, plays: &[Play]) -> Result<(), Ineligible> {
 }
 
 /// Whether `proposer`, whose proposal for slot `slot` (k >= L) carries `plays`, is eligible:
-/// in consensus at k-5, not diverged in all of k-8 .. k-6, not an equivocator in k-L .. k-1.
+/// in consensus at k-5 (the winner or `unavailable`), not diverged (another track) in all of
+/// k-8 .. k-6, not an equivocator in k-L .. k-1.
 pub fn check_eligible(
     chain: &Chain,
     slot: u64,
@@ -85,14 +108,13 @@ pub fn check_eligible(
             .map(|t| t.track_hash)
             .ok_or(Ineligible::ChainTooShort { slot: j })
     };
-    if played(plays, now) != Some(&winner_of(now)?) {
+    if verdict(plays, now, &winner_of(now)?) != Verdict::InConsensus {
         return Err(Ineligible::NotInConsensus { slot: now });
     }
     if let Some(first) = slot.checked_sub(PLAYS_BACK) {
         let mut diverged = 0;
         for j in first..now {
-            let winner = winner_of(j)?;
-            if played(plays, j).is_some_and(|track| *track != winner) {
+            if verdict(plays, j, &winner_of(j)?) == Verdict::Diverged {
                 diverged += 1;
             }
         }

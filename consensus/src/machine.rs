@@ -22,6 +22,8 @@ mod speak;
 mod status;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod test_builder;
@@ -50,7 +52,7 @@ use crate::eligibility::check_eligible;
 use crate::envelope::{Envelope, EnvelopeError, Validation};
 use crate::hash::Hash32;
 use crate::message::{
-    Body, Message, Play, Proposal, Status, Tally, Verified, library_hash, track_index,
+    Body, Message, Play, Played, Proposal, Status, Tally, Verified, library_hash, track_index,
 };
 use crate::schedule::{finality_ms, proposal_time, proposal_window, selection_window};
 use crate::ticket::{SlotContext, rank_cmp, ticket};
@@ -119,7 +121,8 @@ pub struct Consensus {
     chain: Chain,
     library: BTreeMap<Hash32, TrackRef>,
     blacklist: BTreeSet<Hash32>,
-    played: BTreeMap<u64, Option<Hash32>>,
+    /// What the player reported per slot (None: nothing), as `plays` carries it.
+    played: BTreeMap<u64, Option<Played>>,
     joined_slot: Option<u64>,
     slots: BTreeMap<u64, SlotState>,
     actions: VecDeque<Action>,
@@ -277,12 +280,24 @@ impl Consensus {
     }
 
     /// Command: what the player actually plays (or played) in `slot` (None: nothing), e.g. when
-    /// it could not fetch the winner or was told to play something else. Slots not reported
-    /// count as the winner (or the substitute of a blacklisted winner) from the slot the node
-    /// started in. It feeds the Status (`playing`, `diverged`, published at once when
-    /// `diverged` changes) and the `plays` of proposals.
+    /// it could not fetch the winner without having asked every provider, or was told to play
+    /// something else. Slots not reported count as the winner (or the substitute of a
+    /// blacklisted winner) from the slot the node started in. It feeds the Status (`playing`,
+    /// `diverged`, published at once when `diverged` changes) and the `plays` of proposals
+    /// (a track hash, or null for None). The last report for a slot counts.
     pub fn report_played(&mut self, slot: u64, track: Option<Hash32>) {
-        self.played.insert(slot, track);
+        self.played.insert(slot, track.map(Played::Track));
+        self.recheck = true;
+    }
+
+    /// Command: the winner of `slot` could not be fetched by its slot although its segments
+    /// were asked of every known provider (PROTOCOL.md 12.2). The node plays nothing in that
+    /// slot and its Status says `diverged` (for display), but its proposals carry the mark
+    /// `unavailable` for the slot, which keeps it eligible: a winner withheld by its proposer
+    /// costs one slot of silence, never the honest proposers' eligibility. The last report for a
+    /// slot counts ([`Consensus::report_played`] replaces it).
+    pub fn report_unavailable(&mut self, slot: u64) {
+        self.played.insert(slot, Some(Played::Unavailable));
         self.recheck = true;
     }
 
@@ -606,7 +621,7 @@ impl Consensus {
         let track = match self.played.get(&j) {
             Some(track) => *track,
             None if self.joined_slot.is_some_and(|s| s <= j) => {
-                self.chain.winner(j).map(|t| t.track_hash)
+                self.chain.winner(j).map(|t| Played::Track(t.track_hash))
             }
             None => None,
         };

@@ -10,7 +10,7 @@ mod status;
 mod tally;
 
 pub use decision::Decision;
-pub use proposal::{Play, Proposal, library_hash, track_index};
+pub use proposal::{Play, Played, Proposal, library_hash, track_index};
 pub use status::{Head, Playing, Status};
 pub use tally::Tally;
 

@@ -33,7 +33,7 @@ pub(crate) fn chain_to(last: u64) -> Chain {
 /// An admissible proposal for `slot` by `keypair(seed)`: it played every winner of k-8 .. k-5.
 pub(crate) fn proposal(chain: &Chain, slot: u64, seed: u8) -> Proposal {
     let plays = (slot.saturating_sub(8)..=slot - 5)
-        .map(|j| (j, chain.winner(j).map(|t| t.track_hash)))
+        .map(|j| (j, chain.winner(j).map(|t| t.track_hash.into())))
         .collect();
     Proposal {
         network_id: *chain.network_id(),

@@ -444,6 +444,19 @@ pub struct Selection {
     pub agreeing: usize,
 }
 
+/// The state of the time sources, for a log line and the status ([`Estimator::take_report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Sources counted now, this node included.
+    pub sources: usize,
+    /// Distinct networks among them, this node's own included.
+    pub networks: usize,
+    /// Whether the estimator has locked (acquisition or agreement accepted).
+    pub locked: bool,
+    /// Samples dropped since start-up, by reason.
+    pub rejected: Rejected,
+}
+
 /// One peer's samples.
 #[derive(Debug)]
 struct PeerSamples {
@@ -485,6 +498,10 @@ pub struct Estimator {
     locked: bool,
     /// The last target returned, µs.
     last_us: Option<f64>,
+    /// What the last report said of the sources: (sources, networks, locked).
+    reported: Option<(usize, usize, bool)>,
+    /// The next total of dropped samples worth a report (1, 2, 4, 8, ...).
+    next_refusal_report: u64,
 }
 
 impl Estimator {
@@ -546,6 +563,29 @@ impl Estimator {
     /// Samples dropped since start-up, by reason.
     pub fn rejected(&self) -> Rejected {
         self.rejected
+    }
+
+    /// A report when it says something new: the counted sources or networks changed, the
+    /// estimator locked, or the dropped samples reached a power of two (1, 2, 4, ...), so that
+    /// a flood of lies gives a few lines and not one per sample. Call it after each sample.
+    pub fn take_report(&mut self) -> Option<Report> {
+        let sources = self.sources();
+        let state = (sources.len(), count_networks(&sources), self.locked);
+        let total = self.rejected.total();
+        let refusals_due = total >= self.next_refusal_report.max(1);
+        if self.reported == Some(state) && !refusals_due {
+            return None;
+        }
+        self.reported = Some(state);
+        if refusals_due {
+            self.next_refusal_report = total.saturating_mul(2).max(1);
+        }
+        Some(Report {
+            sources: state.0,
+            networks: state.1,
+            locked: state.2,
+            rejected: self.rejected,
+        })
     }
 
     /// Whether an acquisition or agreement has been accepted (from then on only agreement or
@@ -1289,6 +1329,29 @@ mod tests {
         assert!((clock.system_us(now) - real).abs() < 5_000);
         assert!((clock.network_us(now) - (real - 400_000)).abs() < 5_000);
         assert_eq!(clock.local_us(now), clock.network_us(now));
+    }
+
+    #[test]
+    fn reports_come_on_changes_and_at_powers_of_two_of_refusals() {
+        let mut est = Estimator::default();
+        assert!(est.take_report().is_some(), "the first report");
+        assert_eq!(est.take_report(), None);
+        let liar = looped();
+        let far = sample(5_000_000.0, 200);
+        let mut reported_at = Vec::new();
+        for n in 1..=20u64 {
+            est.add(liar.0, liar.1.clone(), far);
+            if let Some(r) = est.take_report() {
+                assert_eq!(r.rejected.beyond_bound, n);
+                reported_at.push(n);
+            }
+        }
+        assert_eq!(reported_at, vec![1, 2, 4, 8, 16]);
+        let honest = looped();
+        add_n(&mut est, honest, 3, sample(0.0, 200));
+        let r = est.take_report().expect("a new source");
+        assert_eq!((r.sources, r.networks, r.locked), (2, 2, false));
+        assert_eq!(est.take_report(), None);
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! - Every block is hashed before it is stored; a mismatch drops it, bans the sender from the
 //!   exchange for [`BAN`], reports it, and asks another provider.
 //! - A finished track is announced as a provider record (cross-seeding).
+//! - PROTOCOL.md 12.2: a track whose every known provider (the proposer hint, the DHT's
+//!   providers, the connected peers) was asked for its manifest or segments and delivered
+//!   nothing, or whose manifest was refused, is reported [`FetchEvent::Unavailable`] once: the
+//!   driver then reports the slot `unavailable` to consensus instead of nothing played.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -70,6 +74,21 @@ pub enum FetchEvent {
         /// From the first request to the last block.
         elapsed: Duration,
     },
+    /// PROTOCOL.md 12.2: every provider known for a track (the proposer hint, the DHT's
+    /// providers and the connected peers, less those banned for corrupt blocks) was asked for
+    /// its manifest or segments and none delivered them (don't have, no manifest, a failed or
+    /// timed-out request, a corrupt block), or its manifest was refused. Sent once per track;
+    /// the fetcher keeps trying, so `Complete` may still follow.
+    Unavailable {
+        /// The track's `track_hash`.
+        track: Hash32,
+        /// The slot it was first wanted for.
+        slot: u64,
+        /// Peers asked that did not deliver (0 for a manifest refused before any was asked).
+        asked: usize,
+        /// Its manifest was refused (logged `manifest_refused`).
+        refused: bool,
+    },
     /// A peer served bytes that do not hash to the id asked for.
     Corrupt {
         /// The peer.
@@ -95,6 +114,13 @@ struct TrackFetch {
     /// Peers known to hold the track: the hint, DHT providers, peers that sent the manifest.
     holders: Vec<PeerId>,
     dht_asked: Option<Instant>,
+    /// The DHT answered a providers query for it at least once.
+    dht_answered: bool,
+    /// Peers asked for its manifest or a block that delivered nothing (no manifest, don't
+    /// have, a failure, a corrupt block), since it was first wanted: never cleared (12.2).
+    lacking: HashSet<PeerId>,
+    /// `FetchEvent::Unavailable` was sent for it.
+    unavailable_sent: bool,
     started: Instant,
     fetched: usize,
     bytes: u64,
@@ -129,7 +155,10 @@ enum Outcome {
 struct Received {
     stored: Vec<(Hash32, usize)>,
     corrupt: Vec<Hash32>,
+    /// Not held, and held but left out ("later"): both go to the next provider.
     dont_have: Vec<Hash32>,
+    /// Held but left out: the peer is no provider that lacks them.
+    later: Vec<Hash32>,
     failed_store: Vec<(Hash32, String)>,
 }
 
@@ -214,6 +243,9 @@ impl Fetcher {
             manifest_in_flight: 0,
             holders: hint.into_iter().collect(),
             dht_asked: None,
+            dht_answered: false,
+            lacking: HashSet::new(),
+            unavailable_sent: false,
             started: Instant::now(),
             fetched: 0,
             bytes: 0,
@@ -236,10 +268,52 @@ impl Fetcher {
             }
         }
         let segments = fetch.segments.clone();
+        let refused = fetch.refused;
         self.tracks.insert(track.track_hash, fetch);
         match segments {
             Some(segments) => self.manifest_ready(track.track_hash, segments).await,
             None => self.ask_dht(track.track_hash),
+        }
+        if refused {
+            self.check_unavailable(track.track_hash).await;
+        }
+    }
+
+    /// PROTOCOL.md 12.2: reports `track` unavailable once every known provider was asked and
+    /// delivered nothing, or its manifest was refused.
+    async fn check_unavailable(&mut self, track: Hash32) {
+        let Some(t) = self.tracks.get(&track) else {
+            return;
+        };
+        if t.unavailable_sent {
+            return;
+        }
+        let known = self.candidates(t);
+        if !(t.refused || exhausted(t.dht_answered, &known, &t.lacking)) {
+            return;
+        }
+        let (slot, asked, refused) = (t.slot, t.lacking.len(), t.refused);
+        warn!(event = "unavailable", track_hash = %track, slot, asked, refused,
+            "\"{}\" (slot {slot}) is unavailable: {}", t.track.title,
+            if refused { "its manifest was refused".to_owned() } else { format!("each of the {asked} providers known was asked and delivered nothing") });
+        if let Some(t) = self.tracks.get_mut(&track) {
+            t.unavailable_sent = true;
+        }
+        let _ = self
+            .events
+            .send(FetchEvent::Unavailable {
+                track,
+                slot,
+                asked,
+                refused,
+            })
+            .await;
+    }
+
+    /// Notes that `peer`, asked for something of `track`, delivered nothing.
+    fn lacks(&mut self, track: &Hash32, peer: PeerId) {
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.lacking.insert(peer);
         }
     }
 
@@ -377,12 +451,14 @@ impl Fetcher {
         peers
     }
 
-    /// Peers to ask for blocks: the known holders when any is usable, else every candidate.
+    /// Peers to ask for blocks: the known holders when any is usable (connected, and has not
+    /// lacked anything of the track), else every candidate.
     fn block_sources(&self, track: &TrackFetch) -> Vec<PeerId> {
         let holders: Vec<PeerId> = track
             .holders
             .iter()
             .filter(|p| !self.banned.contains_key(*p) && self.connected.contains(*p))
+            .filter(|p| !track.lacking.contains(*p))
             .copied()
             .collect();
         if holders.is_empty() {
@@ -510,12 +586,14 @@ impl Fetcher {
         match outcome {
             Outcome::Providers { track, peers } => {
                 if let Some(t) = self.tracks.get_mut(&track) {
+                    t.dht_answered = true;
                     for p in peers {
                         if !t.holders.contains(&p) {
                             t.holders.push(p);
                         }
                     }
                 }
+                self.check_unavailable(track).await;
             }
             Outcome::Manifest {
                 track,
@@ -564,14 +642,25 @@ impl Fetcher {
                                     "refused the manifest of \"{}\" (slot {}) from {peer}: {e}; the track will not be fetched",
                                     t.track.title, t.slot);
                                 t.refused = true;
+                                self.check_unavailable(track).await;
                             }
                         }
                     }
                     Ok(Some(_)) => {
+                        self.lacks(&track, peer);
                         self.ban(peer, manifest_id).await;
+                        self.check_unavailable(track).await;
                     }
-                    Ok(None) => debug!("peer {peer} does not have manifest {manifest_id}"),
-                    Err(e) => debug!("manifest request to {peer} failed: {e}"),
+                    Ok(None) => {
+                        debug!("peer {peer} does not have manifest {manifest_id}");
+                        self.lacks(&track, peer);
+                        self.check_unavailable(track).await;
+                    }
+                    Err(e) => {
+                        debug!("manifest request to {peer} failed: {e}");
+                        self.lacks(&track, peer);
+                        self.check_unavailable(track).await;
+                    }
                 }
             }
             Outcome::Want { peer, ids, result } => {
@@ -582,8 +671,16 @@ impl Fetcher {
                     Ok(r) => r,
                     Err(e) => {
                         debug!("want list to {peer} failed: {e}");
+                        let tracks: BTreeSet<Hash32> = ids
+                            .iter()
+                            .filter_map(|id| self.blocks.get(id).map(|b| b.track))
+                            .collect();
                         for id in &ids {
                             self.requeue(id, Some(peer));
+                        }
+                        for track in tracks {
+                            self.lacks(&track, peer);
+                            self.check_unavailable(track).await;
                         }
                         return;
                     }
@@ -607,15 +704,27 @@ impl Fetcher {
                     warn!(event = "store_error", block = %id, "cannot store block {id}: {e}");
                 }
                 let answered: HashSet<Hash32> = received.stored.iter().map(|(id, _)| *id).collect();
+                let mut lacked = BTreeSet::new();
                 for id in &ids {
                     if answered.contains(id) {
                         continue;
                     }
                     let lacks = received.dont_have.contains(id) || received.corrupt.contains(id);
+                    // "Later" means held: that peer still may deliver (12.2).
+                    if lacks
+                        && !received.later.contains(id)
+                        && let Some(b) = self.blocks.get(id)
+                    {
+                        lacked.insert(b.track);
+                    }
                     self.requeue(id, lacks.then_some(peer));
                 }
                 for track in touched {
                     self.check_complete(track).await;
+                }
+                for track in lacked {
+                    self.lacks(&track, peer);
+                    self.check_unavailable(track).await;
                 }
             }
         }
@@ -637,6 +746,13 @@ impl Fetcher {
     }
 }
 
+/// PROTOCOL.md 12.2: whether a track was asked of every known provider without success: the
+/// DHT has answered (so its providers are among `known`), at least one peer was asked, and
+/// every provider known now is among those that delivered nothing (`lacking`).
+fn exhausted(dht_answered: bool, known: &[PeerId], lacking: &HashSet<PeerId>) -> bool {
+    dht_answered && !lacking.is_empty() && known.iter().all(|p| lacking.contains(p))
+}
+
 /// Hashes every block received before storing it; only ids that were asked for are taken.
 fn verify_and_store(
     store: &BlockStore,
@@ -645,9 +761,10 @@ fn verify_and_store(
 ) -> Received {
     let mut received = Received {
         dont_have: have.dont_have,
+        later: have.later,
         ..Received::default()
     };
-    received.dont_have.extend(have.later);
+    received.dont_have.extend(received.later.iter().copied());
     for block in have.blocks {
         if !asked.contains(&block.id) {
             continue;
@@ -682,4 +799,25 @@ pub fn media_id(id: &Hash32) -> chorus_media::Hash32 {
 
 fn segment_ids(m: &Manifest) -> Vec<Hash32> {
     m.segments.iter().map(|s| Hash32(s.id.0)).collect()
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_only_once_every_known_provider_delivered_nothing() {
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let lacking = |n: usize| peers[..n].iter().copied().collect::<HashSet<PeerId>>();
+        assert!(exhausted(true, &peers, &lacking(3)));
+        // One provider not asked yet (or that may still deliver).
+        assert!(!exhausted(true, &peers, &lacking(2)));
+        // The DHT's providers are not known yet.
+        assert!(!exhausted(false, &peers, &lacking(3)));
+        // Nobody asked: no peer known is no proof.
+        assert!(!exhausted(true, &[], &lacking(0)));
+        // A peer that lacked it and went away still counts as asked.
+        assert!(exhausted(true, &peers[1..], &lacking(3)));
+        assert!(exhausted(true, &[], &lacking(1)));
+    }
 }

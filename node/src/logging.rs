@@ -9,7 +9,18 @@ use crate::cli::LogFormat;
 
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // request-response warns once per inbound stream dropped at the per-connection limit: a
+    // peer opening a thousand streams would write a thousand lines (docs/security.md). The
+    // limit is ours and on purpose; its lines come back with RUST_LOG=debug or by naming it.
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    if !["debug", "trace", "libp2p_request_response"]
+        .iter()
+        .any(|w| asked.contains(w))
+        && let Ok(quiet) = "libp2p_request_response=error".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

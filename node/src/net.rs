@@ -154,11 +154,15 @@ pub struct NetConfig {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Testing only: serve every block with one byte flipped.
     pub corrupt_blocks: bool,
+    /// Requests in flight per connection and protocol
+    /// ([`behaviour::MAX_STREAMS_PER_CONNECTION`]; the tests' attacker raises it).
+    pub streams_per_connection: usize,
 }
 
 /// Builds the swarm and returns the client, the event stream and the loop to spawn.
 pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, EventLoop)> {
     let mdns = config.mdns;
+    let streams = config.streams_per_connection;
     let clock = config.clock;
     // The registry stays locked while the swarm is built: libp2p registers its metrics in it.
     let metrics = config.metrics.clone();
@@ -175,7 +179,7 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
                 .with_dns()?
                 .with_bandwidth_metrics(registry)
                 .with_behaviour(|key| {
-                    behaviour::Behaviour::new(key, mdns, clock.clone())
+                    behaviour::Behaviour::new(key, mdns, clock.clone(), streams)
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                 })?
                 .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))

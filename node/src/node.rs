@@ -92,6 +92,7 @@ pub async fn run(
         clock: clock.clone(),
         metrics: metrics.clone(),
         corrupt_blocks: config.corrupt_blocks,
+        streams_per_connection: net::behaviour::MAX_STREAMS_PER_CONNECTION,
     })?;
     let mut tasks = crate::supervise::Critical::new();
     tasks.spawn("swarm event loop", event_loop.run());

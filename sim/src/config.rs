@@ -97,6 +97,32 @@ pub enum ReportFormat {
     Json,
 }
 
+/// The protocol version whose rules the nodes follow, where the simulator models a difference
+/// (PROTOCOL.md 12: version 1.1 replaces version 1; version 1 is kept to show what 1.1
+/// prevents).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum Protocol {
+    /// Version 1: a node that could not fetch the winner by its slot reports that it played
+    /// nothing (`plays` null), which makes it ineligible five slots later.
+    #[value(name = "1")]
+    #[serde(rename = "1")]
+    V1,
+    /// Version 1.1: it reports the mark `unavailable` instead (12.2), which keeps it eligible.
+    #[default]
+    #[value(name = "1.1")]
+    #[serde(rename = "1.1")]
+    V1_1,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::V1 => "1",
+            Protocol::V1_1 => "1.1",
+        })
+    }
+}
+
 /// Everything a run depends on. The same config and seed give the same run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -128,6 +154,8 @@ pub struct SimConfig {
     /// Threads that run the machines (1: all on the calling thread). The report does not
     /// depend on it.
     pub threads: usize,
+    /// The protocol version's rules where they differ (default 1.1).
+    pub protocol: Protocol,
 }
 
 impl Default for SimConfig {
@@ -149,6 +177,7 @@ impl Default for SimConfig {
             },
             status_interval_ms: None,
             threads: 1,
+            protocol: Protocol::V1_1,
         }
     }
 }
@@ -271,6 +300,8 @@ pub struct Scenario {
     pub track_ms: Option<String>,
     /// The rules' Status interval, ms.
     pub status_interval_ms: Option<u64>,
+    /// The protocol version, `"1"` or `"1.1"`.
+    pub protocol: Option<Protocol>,
 }
 
 impl Scenario {
@@ -326,6 +357,9 @@ impl Scenario {
         if let Some(v) = self.status_interval_ms {
             cfg.status_interval_ms = Some(v);
         }
+        if let Some(v) = self.protocol {
+            cfg.protocol = v;
+        }
         Ok(())
     }
 }
@@ -376,5 +410,11 @@ mod tests {
         cfg.validate().unwrap();
         cfg.adversaries[0].count = 4;
         assert!(cfg.validate().is_err(), "5 of 10 is not a minority");
+        let s: Scenario = toml::from_str("protocol = \"1\"").unwrap();
+        let mut cfg = SimConfig::default();
+        assert_eq!(cfg.protocol, Protocol::V1_1);
+        s.apply(&mut cfg).unwrap();
+        assert_eq!(cfg.protocol, Protocol::V1);
+        assert!(toml::from_str::<Scenario>("protocol = \"2\"").is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use chorus_sim::adversary::Adversaries;
-use chorus_sim::config::{Partition, ReportFormat, Scenario, TrackLengths};
+use chorus_sim::config::{Partition, Protocol, ReportFormat, Scenario, TrackLengths};
 use chorus_sim::latency::Latency;
 use chorus_sim::{SimConfig, run};
 use clap::Parser;
@@ -53,6 +53,11 @@ struct Cli {
     /// The rules' Status interval in ms (default 5000); longer makes long runs cheap.
     #[arg(long, value_name = "MS")]
     status_ms: Option<u64>,
+    /// Protocol version whose rules the nodes follow where they differ: 1.1 (default) or 1,
+    /// to show what 1.1 prevents (a node that could not fetch a winner reports it
+    /// `unavailable` in 1.1, as nothing played in 1).
+    #[arg(long, value_enum, value_name = "VERSION")]
+    protocol: Option<Protocol>,
     /// Report format.
     #[arg(long, value_enum)]
     report: Option<ReportFormat>,
@@ -92,6 +97,7 @@ fn real_main() -> Result<ExitCode> {
     cfg.adversaries.extend(cli.adversary);
     cfg.track_ms = cli.track_ms.unwrap_or(cfg.track_ms);
     cfg.status_interval_ms = cli.status_ms.or(cfg.status_interval_ms);
+    cfg.protocol = cli.protocol.unwrap_or(cfg.protocol);
     cfg.threads = cli.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });

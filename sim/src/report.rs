@@ -99,6 +99,11 @@ pub struct Report {
     pub latency: String,
     /// Loss probability.
     pub loss: f64,
+    /// The protocol version whose rules the nodes followed (`1` or `1.1`).
+    pub protocol: String,
+    /// Slots of the run whose winner no honest node could fetch (a withholding adversary's
+    /// track): reported `unavailable` (1.1) or as nothing played (1).
+    pub withheld_slots: u64,
     /// Adversary identities.
     pub adversaries: usize,
     /// Honest nodes running at the end (agreement is measured over these only).
@@ -218,6 +223,12 @@ impl Report {
             slots: cfg.slots,
             latency: cfg.latency.to_string(),
             loss: cfg.loss,
+            protocol: cfg.protocol.to_string(),
+            withheld_slots: data
+                .observed
+                .withheld
+                .range(first..first + cfg.slots)
+                .count() as u64,
             adversaries: data.adversaries,
             live_honest_nodes: data.honest_live,
             churn: data.observed.churn,
@@ -298,6 +309,13 @@ impl fmt::Display for Report {
                 f,
                 "slots to heal after each partition's repair: {}",
                 heal.join(", ")
+            )?;
+        }
+        if self.withheld_slots > 0 {
+            writeln!(
+                f,
+                "withheld winners (protocol {}): {} slots no honest node could fetch",
+                self.protocol, self.withheld_slots
             )?;
         }
         let w = &self.wins;

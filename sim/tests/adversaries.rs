@@ -102,3 +102,48 @@ fn regression_seed_4_split_at_the_last_finality_heals() {
         "{report}"
     );
 }
+
+/// The capture attack of PROTOCOL.md 12.2: withholding adversaries serve none of their tracks,
+/// so each slot they win plays nothing anywhere. In version 1 every honest node then reports
+/// nothing played, is ineligible five slots later, and only adversaries can win there: once
+/// one such slot is captured, every fifth slot after it is too, and their share grows far
+/// beyond their identities'. With 12.2 the honest nodes report `unavailable`, stay eligible,
+/// and the adversaries win their share, no more; the honest nodes share theirs fairly.
+#[test]
+fn withheld_winners_capture_slots_in_version_1_not_in_1_1() {
+    use chorus_sim::config::Protocol;
+    let attack = |protocol: Protocol| {
+        let mut c = with(
+            &[(AdversaryKind::Withhold, 2)],
+            common::cheapest(10, 200, 5),
+        );
+        // Withholders split the honest nodes at finality now and then (their gossip reaches
+        // half of them): the periodic Status lets the fork rule heal it.
+        c.status_interval_ms = None;
+        c.protocol = protocol;
+        run(c)
+    };
+
+    let v1 = attack(Protocol::V1);
+    assert!(v1.disagreeing_slots.is_empty(), "{v1}");
+    let w = &v1.wins;
+    assert!(v1.withheld_slots > 0, "{v1}");
+    assert!(
+        w.adversary_wins as f64 > 3.0 * w.adversary_fair_share,
+        "version 1 is captured\n{v1}"
+    );
+    assert!(w.adversary_win_p < 1e-6, "{v1}");
+
+    let v11 = attack(Protocol::V1_1);
+    assert!(v11.disagreeing_slots.is_empty(), "{v11}");
+    assert_eq!(v11.incomplete_nodes, 0, "{v11}");
+    assert!(v11.withheld_slots > 0, "{v11}");
+    let w = &v11.wins;
+    assert_eq!(w.slots_won, 200, "no slot is a replay: {v11}");
+    assert!(w.adversary_win_p >= 0.001, "{v11}");
+    assert!(
+        (w.adversary_wins as f64) < 1.5 * w.adversary_fair_share,
+        "the adversaries win about their share\n{v11}"
+    );
+    assert!(w.fairness_p > 0.01, "honest nodes share fairly\n{v11}");
+}

@@ -40,6 +40,7 @@ fn text_report_starts_with_the_seed_and_bad_flags_are_errors() {
         &["--nodes", "4", "--adversary", "spam:2"],
         &["--churn", "0.9"],
         &["--track-ms", "1000..2000"],
+        &["--protocol", "2"],
     ] {
         let out = Command::new(BIN).args(bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
@@ -65,6 +66,8 @@ fn churn_and_adversary_flags_reach_the_json_report() {
             "spam:1",
             "--track-ms",
             "20000..40000",
+            "--protocol",
+            "1",
             "--report",
             "json",
         ])
@@ -80,4 +83,6 @@ fn churn_and_adversary_flags_reach_the_json_report() {
     assert!(report["wins"]["fairness_p"].is_number());
     assert!(report["churn"]["crashes"].is_number());
     assert!(report["traffic"]["spam"]["sent"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["protocol"], "1");
+    assert_eq!(report["withheld_slots"], 0, "no withholder");
 }

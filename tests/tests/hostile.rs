@@ -245,3 +245,87 @@ fn lying_time_servers_do_not_move_the_clock() {
         assert!(replays.is_empty(), "{}: replays {replays:?}", node.name);
     }
 }
+
+/// Seconds since midnight of a log line's `timestamp` (`2026-12-03T22:14:30.537261Z`).
+fn seconds_of_day(v: &Value) -> f64 {
+    let ts = v["timestamp"].as_str().expect("a timestamp");
+    let time = ts.split('T').nth(1).expect("a time").trim_end_matches('Z');
+    time.split(':')
+        .map(|p| p.parse::<f64>().expect("a number"))
+        .fold(0.0, |acc, p| acc * 60.0 + p)
+}
+
+/// Resident memory of a process, MB (from /proc).
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kb / 1024.0
+}
+
+/// One connection carrying 300 identities' bloated Status messages and forged Decisions, 100
+/// block requests in flight and 3000 DHT provider records: the flooded node graylists and
+/// disconnects the attacker, stays under 300 MB, keeps publishing its Status every period, and
+/// every slot is still agreed.
+#[test]
+fn a_flood_over_one_connection_is_graylisted_and_the_radio_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let libs: Vec<PathBuf> = (1..=3)
+        .map(|i| library(&root.join(format!("lib{i}")), 70 + i, 5))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], "in 15s", &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    a.wait_for("slot 1 plays", LONG, at_slot("playing", 1));
+    let flood_from = a.event_count();
+    let evil = Evil::start(root, &["flood", "--network", &network, "--peer", &addr]);
+    let me = evil.wait_line("flooder identity ", LONG);
+    evil.wait_line("connected to ", LONG);
+    let graylisted = a.wait_for_from(flood_from, "the flooder graylisted", LONG, |v| {
+        v["event"] == "peer_graylisted" && v["peer"] == me.as_str()
+    });
+    evil.wait_line("disconnected by ", LONG);
+    let after = a.event_count();
+    let during = slot(&a.wait_for_from(after, "a slot plays", LONG, |v| v["event"] == "playing"))
+        .expect("a slot");
+    // Agreement on the slots decided during and after the flood.
+    for k in during + 4..during + 7 {
+        let winner = a.wait_for("final", LONG, at_slot("final", k))["track_hash"].clone();
+        for node in [&b, &c] {
+            let other = node.wait_for("final", LONG, at_slot("final", k));
+            assert_eq!(
+                other["track_hash"], winner,
+                "{}: slot {k}: {other}",
+                node.name
+            );
+        }
+    }
+    let rss = rss_mb(a.pid().expect("a runs"));
+    assert!(rss < 300.0, "a's RSS {rss:.0} MB after the flood");
+    // The own Status went out every period (5 s) from the flood's start to now.
+    let started = seconds_of_day(&a.wait_for_from(flood_from, "an event", LONG, |_| true));
+    let times: Vec<f64> = a
+        .events("status")
+        .iter()
+        .map(seconds_of_day)
+        .filter(|t| (t - started).rem_euclid(86_400.0) < 43_200.0)
+        .collect();
+    assert!(times.len() >= 4, "{times:?}");
+    let gap = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).rem_euclid(86_400.0))
+        .fold(0.0, f64::max);
+    assert!(gap < 7.5, "a's Status gap {gap:.1} s during the flood");
+    println!(
+        "a: RSS {rss:.0} MB, flooder graylisted {:.1} s after the flood began; the flooder said:\n{}",
+        (seconds_of_day(&graylisted) - started).rem_euclid(86_400.0),
+        evil.lines("").join("\n")
+    );
+    assert!(a.events("task_failed").is_empty());
+}

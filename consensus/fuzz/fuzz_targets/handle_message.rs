@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 use chorus_consensus::limits::GOSSIP_MAX_BYTES;
+use chorus_consensus::message::Played;
 use chorus_consensus::track::expected_segments;
 use chorus_consensus::{
     Action, Chain, Consensus, Decision, Envelope, Genesis, Hash32, Proposal, Rules, SignedGenesis,
@@ -78,12 +79,14 @@ fn proposal(u: &mut Unstructured, chain: &Chain, from: PeerId) -> Result<Proposa
     }
     let mut plays = Vec::new();
     for j in slot.saturating_sub(8)..=slot.saturating_sub(5) {
-        match u.int_in_range(0..=5)? {
+        let winner = chain.winner(j).map(|t| Played::Track(t.track_hash));
+        match u.int_in_range(0..=6)? {
             0 => {}
             1 => plays.push((j, None)),
-            2 => plays.push((j, Some(Hash32::digest(&j.to_be_bytes())))),
-            3 => plays.push((u.arbitrary()?, chain.winner(j).map(|t| t.track_hash))),
-            _ => plays.push((j, chain.winner(j).map(|t| t.track_hash))),
+            2 => plays.push((j, Some(Played::Track(Hash32::digest(&j.to_be_bytes()))))),
+            3 => plays.push((u.arbitrary()?, winner)),
+            4 => plays.push((j, Some(Played::Unavailable))),
+            _ => plays.push((j, winner)),
         }
     }
     Ok(Proposal {

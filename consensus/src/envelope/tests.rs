@@ -30,7 +30,7 @@ fn all_bodies(from: PeerId) -> Vec<(Envelope, Message)> {
         track_index: 3,
         plays: vec![
             (4, None),
-            (5, Some(Hash32::digest(b"w5"))),
+            (5, Some(Hash32::digest(b"w5").into())),
             (6, None),
             (7, None),
         ],

@@ -66,6 +66,8 @@ impl Consensus {
     ///
     /// [`FOLLOW_TRIES_MAX`]: super::FOLLOW_TRIES_MAX
     pub(super) fn finalize(&mut self, now: u64, slot: u64) -> bool {
+        // Lies found in this slot are reported before its state goes.
+        self.report_lies();
         let followed = self.followed(slot);
         let state = self.slots.remove(&slot).unwrap_or_default();
         let Some(outcome) = self.outcome(slot, &state) else {

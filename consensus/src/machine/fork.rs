@@ -533,7 +533,9 @@ impl Consensus {
         let played_until = old.slot_at(now).unwrap_or(old.len());
         for j in fork..played_until {
             if self.joined_slot.is_some_and(|s| s <= j) {
-                let track = old.winner(j).map(|t| t.track_hash);
+                let track = old
+                    .winner(j)
+                    .map(|t| crate::message::Played::Track(t.track_hash));
                 self.played.entry(j).or_insert(track);
             }
         }

@@ -472,8 +472,8 @@ proptest! {
             let mut proposal = outsider_proposal(&chain, k, &outsider, 0);
             proposal.plays = (0..=k - 5)
                 .map(|j| (j, match report[j as usize] {
-                    0 => winner(j),
-                    1 => Some(other),
+                    0 => winner(j).map(Into::into),
+                    1 => Some(other.into()),
                     _ => None,
                 }))
                 .collect();

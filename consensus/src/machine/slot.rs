@@ -1,4 +1,8 @@
 //! What the state machine holds for one target slot while it is being decided.
+//!
+//! Decisions and proposal requests come from peers that may lie and whose identities cost
+//! nothing, so both are bounded by rules that an attacker's fresh keys cannot use to push out
+//! what honest peers sent (docs/consensus.md, "Hostile decisions and requests").
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,27 +16,56 @@ use crate::limits::PROPOSALS_PER_SLOT;
 use crate::message::{Decision, Proposal, Tally};
 use crate::ticket::rank_cmp;
 
-/// Most decisions kept per slot (PROTOCOL.md 10: bounded memory); past it the one ranked last
-/// (a replay, else the highest ticket; ties: the largest author) is dropped.
+/// Most decisions kept per slot (PROTOCOL.md 10: bounded memory). Past it the decision that
+/// [`SlotState::add_decision`] ranks last is dropped.
 pub const DECISIONS_PER_SLOT: usize = 256;
+
+/// Decisions kept per claimed outcome (a proposal id, or a replay's winner) before the others
+/// claiming it are the first to go: finality and the speaking rule need one decision per
+/// outcome, and a fake id claimed by hundreds of keys then counts as this many.
+pub const DECISIONS_PER_CLAIM: usize = 4;
+
+/// Authors remembered per slot as vouched for, suspect or liars (each set bounded).
+pub(crate) const AUTHORS_KEPT: usize = DECISIONS_PER_SLOT;
 
 /// Authors of Tallies counted per slot: past the minimum that silences a node, more change
 /// nothing.
 pub(crate) const TALLY_AUTHORS_KEPT: usize = 64;
 
-/// A proposal id asked for with `FetchProposals`, until it arrives or the tries run out.
+/// A proposal id asked for with `FetchProposals` (or waiting for its turn), until it arrives,
+/// is no longer needed, or every try failed.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
-    /// Peers that announced the id (in a Tally or Decision).
+    /// Peers that announced the id (in a Tally or Decision), at most
+    /// [`ANNOUNCERS_KEPT`](super::fetch::ANNOUNCERS_KEPT), vouched-for peers first.
     pub(crate) announcers: BTreeSet<PeerId>,
+    /// Whether a peer the table vouches for announced it.
+    pub(crate) vouched: bool,
+    /// The lowest ticket claimed for it.
+    pub(crate) ticket: u64,
     /// Peers already asked.
     pub(crate) asked: BTreeSet<PeerId>,
-    /// The peer asked last.
-    pub(crate) peer: PeerId,
+    /// The peer asked last, if any.
+    pub(crate) peer: Option<PeerId>,
     /// How many times it was asked for.
     pub(crate) tries: u32,
-    /// When to ask again if it has not arrived; None once answered or given up.
+    /// While a request for it is out: when to give that request up.
     pub(crate) due_ms: Option<u64>,
+    /// When it stopped being wanted (arrived, beaten, given up); None while wanted.
+    pub(crate) done_ms: Option<u64>,
+}
+
+impl Request {
+    /// A wanted id not asked for at present.
+    pub(crate) fn waiting(&self) -> bool {
+        self.due_ms.is_none() && self.done_ms.is_none()
+    }
+
+    /// Its place in the queue of ids to ask for, best first: announced by a vouched-for peer,
+    /// fewer failed tries, lower claimed ticket, then the id.
+    pub(crate) fn priority(&self, id: &Hash32) -> (bool, u32, u64, Hash32) {
+        (!self.vouched, self.tries, self.ticket, *id)
+    }
 }
 
 /// A proposal held for a slot.
@@ -67,6 +100,18 @@ pub(crate) struct SlotState {
     pub(crate) decision_done: bool,
     /// This node's decision, once made.
     pub(crate) decided: Option<Decision>,
+    /// Announcers the peer table vouched for when they announced (`Consensus::vouched`), at
+    /// most [`AUTHORS_KEPT`].
+    pub(crate) vouched: BTreeSet<PeerId>,
+    /// Announcers asked for an id they announced that never arrived (every try failed), at
+    /// most [`AUTHORS_KEPT`]: their unbacked decisions go first, their announcements are not
+    /// followed.
+    pub(crate) suspects: BTreeSet<PeerId>,
+    /// Authors found misstating a held proposal, at most [`AUTHORS_KEPT`]: each is reported
+    /// once per slot.
+    pub(crate) liars: BTreeSet<PeerId>,
+    /// Lies found and not yet reported as violations: `(author, what it claimed)`.
+    pub(crate) lies: Vec<(PeerId, String)>,
     /// The follow fetch for this slot ran out of tries: it is made final from what is held
     /// (PROTOCOL.md 4.4), and section 9 repairs a wrong choice later.
     pub(crate) follow_given_up: bool,
@@ -96,6 +141,44 @@ impl SlotState {
                 None => break,
             };
         }
+        // Decisions kept before the proposal arrived may misstate it.
+        let Some(held) = self.proposals.get(&id) else {
+            return;
+        };
+        let lies: Vec<(PeerId, String)> = self
+            .decisions
+            .values()
+            .filter(|d| d.proposal_id == Some(id))
+            .filter_map(|d| misstated(&id, held, d).map(|why| (d.from, why)))
+            .collect();
+        for (author, why) in lies {
+            self.decisions.remove(&author);
+            self.note_lie(author, why);
+        }
+    }
+
+    /// Notes that `author` lied about a held proposal (once per slot; reported by the machine
+    /// as a violation) and stops vouching for it.
+    pub(crate) fn note_lie(&mut self, author: PeerId, why: String) {
+        self.vouched.remove(&author);
+        if self.liars.len() < AUTHORS_KEPT && self.liars.insert(author) {
+            self.lies.push((author, why));
+        }
+    }
+
+    /// Notes that the peer table vouched for `peer` when it announced something.
+    pub(crate) fn vouch(&mut self, peer: PeerId) {
+        if self.vouched.len() < AUTHORS_KEPT && !self.liars.contains(&peer) {
+            self.vouched.insert(peer);
+        }
+    }
+
+    /// Notes that `peer` failed to deliver an id it announced.
+    pub(crate) fn suspect(&mut self, peer: PeerId) {
+        if self.suspects.len() < AUTHORS_KEPT {
+            self.suspects.insert(peer);
+        }
+        self.vouched.remove(&peer);
     }
 
     /// Counts a Tally received: its author and the lowest ticket it announces.
@@ -109,21 +192,89 @@ impl SlotState {
     }
 
     /// Keeps the first decision of each author, at most [`DECISIONS_PER_SLOT`] in all.
+    ///
+    /// A decision naming a held proposal must carry that proposal's ticket and winner: else it
+    /// is a lie, not kept, and noted for the machine to count as a violation of its author.
+    /// Past the limit the decision ranked last by [`SlotState::keep_rank`] goes.
     pub(crate) fn add_decision(&mut self, decision: Decision) {
-        self.decisions.entry(decision.from).or_insert(decision);
+        if self.decisions.contains_key(&decision.from) {
+            return;
+        }
+        if let Some(id) = decision.proposal_id
+            && let Some(held) = self.proposals.get(&id)
+            && let Some(why) = misstated(&id, held, &decision)
+        {
+            self.note_lie(decision.from, why);
+            return;
+        }
+        self.decisions.insert(decision.from, decision);
         while self.decisions.len() > DECISIONS_PER_SLOT {
-            let worst = self
-                .decisions
-                .values()
-                .max_by(|a, b| {
-                    let rank = |d: &Decision| (d.ticket.is_none(), d.ticket, d.from.to_bytes());
-                    rank(a).cmp(&rank(b))
-                })
-                .map(|d| d.from);
-            match worst {
+            match self.last_ranked_decision() {
                 Some(peer) => self.decisions.remove(&peer),
                 None => break,
             };
+        }
+    }
+
+    /// The author of the decision that goes first when there are too many.
+    fn last_ranked_decision(&self) -> Option<PeerId> {
+        // Within each claim: vouched-for authors first, then by PeerId.
+        let mut claims: BTreeMap<Claim, Vec<(bool, PeerId)>> = BTreeMap::new();
+        for d in self.decisions.values() {
+            let vouched = self.vouched.contains(&d.from);
+            claims
+                .entry(Claim::of(d))
+                .or_default()
+                .push((!vouched, d.from));
+        }
+        let mut position: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for mut authors in claims.into_values() {
+            authors.sort_unstable();
+            position.extend(authors.into_iter().enumerate().map(|(i, (_, p))| (p, i)));
+        }
+        self.decisions
+            .values()
+            .map(|d| {
+                let at = position.get(&d.from).copied().unwrap_or(usize::MAX);
+                (self.keep_rank(d, at), d.from)
+            })
+            .max()
+            .map(|(_, peer)| peer)
+    }
+
+    /// How long a decision is kept when there are too many, as `(class, order)`: the largest
+    /// goes first. `position` is its place among the decisions of the same claim.
+    ///
+    /// | class | decisions | order within |
+    /// |---|---|---|
+    /// | 6 | beyond the first [`DECISIONS_PER_CLAIM`] of a claim | position |
+    /// | 5 | of a suspect (asked, did not deliver), not backed | claimed ticket |
+    /// | 4 | replays | - |
+    /// | 3 | not backed | claimed ticket |
+    /// | 2 | replays of vouched-for authors | - |
+    /// | 1 | not backed, of vouched-for authors | claimed ticket |
+    /// | 0 | backed by a held proposal (whose ticket and winner they carry) | its ticket |
+    ///
+    /// Ties go to the largest author first. Backed decisions are what finality (4.4) uses;
+    /// an honest decision whose proposal has not arrived yet is fetched from its author and
+    /// then backed, and its author is most often a speaker the table vouches for.
+    pub(crate) fn keep_rank(&self, d: &Decision, position: usize) -> (u8, u64) {
+        if position >= DECISIONS_PER_CLAIM {
+            return (6, u64::try_from(position).unwrap_or(u64::MAX));
+        }
+        let claimed = d.ticket.unwrap_or(u64::MAX);
+        if let Some(held) = d.proposal_id.and_then(|id| self.proposals.get(&id)) {
+            return (0, held.ticket);
+        }
+        if self.suspects.contains(&d.from) {
+            return (5, claimed);
+        }
+        let vouched = self.vouched.contains(&d.from);
+        match (d.is_replay(), vouched) {
+            (true, false) => (4, claimed),
+            (false, false) => (3, claimed),
+            (true, true) => (2, claimed),
+            (false, true) => (1, claimed),
         }
     }
 
@@ -162,4 +313,37 @@ impl SlotState {
             .flatten();
         check_admissible(chain, slot, &held.proposal, id, known).is_ok()
     }
+}
+
+/// What a decision claims: the proposal it names, or for a replay the winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Claim {
+    Proposal(Hash32),
+    Replay(Hash32),
+}
+
+impl Claim {
+    fn of(d: &Decision) -> Claim {
+        match d.proposal_id {
+            Some(id) => Claim::Proposal(id),
+            None => Claim::Replay(d.winner),
+        }
+    }
+}
+
+/// Why `decision` misstates the held proposal `id` it names (another ticket or another
+/// winner), if it does.
+fn misstated(id: &Hash32, held: &Held, decision: &Decision) -> Option<String> {
+    let winner = held.proposal.track.track_hash;
+    if decision.ticket == Some(held.ticket) && decision.winner == winner {
+        return None;
+    }
+    let ticket = decision
+        .ticket
+        .map_or_else(|| "none".to_owned(), |t| t.to_string());
+    Some(format!(
+        "decision for slot {} names proposal {id} with ticket {ticket} and winner {}; \
+         the proposal has ticket {} and track {winner}",
+        decision.slot, decision.winner, held.ticket
+    ))
 }

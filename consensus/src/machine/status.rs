@@ -11,7 +11,7 @@ use super::peers::PeerState;
 use super::{Action, Consensus, Topic};
 use crate::envelope::Envelope;
 use crate::hash::Hash32;
-use crate::message::{Playing, Status};
+use crate::message::{Played, Playing, Status};
 use crate::track::TrackRef;
 
 /// Per peer heard from, the status period grows by this much (PROTOCOL.md 5), ms.
@@ -75,11 +75,19 @@ impl Consensus {
 
     /// Whether this node plays something other than the winner in `slot` (a substitute for a
     /// blacklisted winner, nothing, or what the player reported). False while the winner is
-    /// unknown.
+    /// unknown. A winner reported unavailable ([`Consensus::report_unavailable`]) counts as
+    /// diverged here, for the Status and the log, although the `plays` mark keeps the node
+    /// eligible (PROTOCOL.md 12.2).
     pub fn diverged_in(&self, slot: u64) -> bool {
         self.chain
             .winner(slot)
-            .is_some_and(|w| self.play(slot).1 != Some(w.track_hash))
+            .is_some_and(|w| self.play(slot).1 != Some(Played::Track(w.track_hash)))
+    }
+
+    /// Query: what this node's proposals report for `slot`: the track it played, the mark
+    /// `unavailable`, or None (nothing, or a slot before it joined).
+    pub fn played_in(&self, slot: u64) -> Option<Played> {
+        self.play(slot).1
     }
 
     /// Query: the peer table summarised for the log at network time `now`.
@@ -112,7 +120,7 @@ impl Consensus {
     pub fn status(&self, now: u64) -> Status {
         let slot = self.chain.slot_at(now);
         let playing = slot.and_then(|s| {
-            let track_hash = self.play(s).1?;
+            let track_hash = *self.play(s).1?.track()?;
             let start = self.chain.start(s)?;
             Some(Playing {
                 slot: s,
@@ -281,7 +289,7 @@ impl Consensus {
             }
             let track = self.pick_substitute(slot);
             self.played
-                .insert(slot, track.as_ref().map(|t| t.track_hash));
+                .insert(slot, track.as_ref().map(|t| Played::Track(t.track_hash)));
             self.substituted.insert(slot);
             self.actions
                 .push_back(Action::PlaySubstitute { slot, track });

@@ -1,17 +1,105 @@
 //! `Proposal`: a node's candidate track for a slot.
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use libp2p_identity::PeerId;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::peer_id_bytes;
 use crate::hash::Hash32;
 use crate::message::Body;
 use crate::track::TrackRef;
 
-/// What the proposer actually played in one slot: `(slot, track_hash or null)`.
-pub type Play = (u64, Option<Hash32>);
+/// One entry of `plays`: `(slot, track_hash | "unavailable" | null)`, a two-element array.
+/// None (null) is a slot before the proposer joined, or one in which it played nothing
+/// without having asked every provider for the winner.
+pub type Play = (u64, Option<Played>);
+
+/// What the proposer did in one slot it was a member for (PROTOCOL.md 5 and 12.2).
+///
+/// On the wire (the second element of a `plays` pair) a track is its 32-byte hash as a CBOR
+/// byte string, exactly as in version 1, and the mark is the CBOR text `"unavailable"`; a slot
+/// before the proposer joined is null (`None` in [`Play`]). A body of version 1 therefore
+/// decodes unchanged; any other text is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Played {
+    /// It played this track: the winner, a substitute or anything else.
+    Track(Hash32),
+    /// It could not fetch the winner by its slot, having asked every provider it knew
+    /// (12.2). Counts as in consensus for eligibility, and never as a divergence.
+    Unavailable,
+}
+
+impl Played {
+    /// The CBOR text of [`Played::Unavailable`].
+    pub const UNAVAILABLE: &'static str = "unavailable";
+
+    /// The track played, if any.
+    pub fn track(&self) -> Option<&Hash32> {
+        match self {
+            Played::Track(t) => Some(t),
+            Played::Unavailable => None,
+        }
+    }
+}
+
+impl From<Hash32> for Played {
+    fn from(track: Hash32) -> Played {
+        Played::Track(track)
+    }
+}
+
+impl Serialize for Played {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Played::Track(t) => t.serialize(serializer),
+            Played::Unavailable => serializer.serialize_str(Played::UNAVAILABLE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Played {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A byte string or a text: only a self-describing format (CBOR) can tell which.
+        deserializer.deserialize_any(PlayedVisitor)
+    }
+}
+
+struct PlayedVisitor;
+
+impl<'de> Visitor<'de> for PlayedVisitor {
+    type Value = Played;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a track hash (a byte string of 32 bytes) or the text {:?}",
+            Played::UNAVAILABLE
+        )
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Played, E> {
+        let array: [u8; 32] = v
+            .try_into()
+            .map_err(|_| E::invalid_length(v.len(), &self))?;
+        Ok(Played::Track(Hash32(array)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Played, A::Error> {
+        // As `Hash32` does: some encoders write a hash as an array of integers.
+        Hash32::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Played::Track)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Played, E> {
+        if v == Played::UNAVAILABLE {
+            Ok(Played::Unavailable)
+        } else {
+            Err(E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+}
 
 /// `proposal` body (PROTOCOL.md 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,7 +117,8 @@ pub struct Proposal {
     pub library_hash: Hash32,
     /// Index of the track in the sorted library ([`track_index`]).
     pub track_index: u64,
-    /// The proposer's actual tracks for slots k-8 .. k-5, ascending (null before it joined).
+    /// What the proposer played in slots k-8 .. k-5, ascending: a track, the mark
+    /// `unavailable` (12.2), or null (before it joined).
     pub plays: Vec<Play>,
     /// The rules hash the proposer runs.
     pub rules_hash: Hash32,

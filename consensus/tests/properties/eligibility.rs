@@ -1,6 +1,7 @@
-//! Eligibility (PROTOCOL.md 5) against a direct model of the section's three conditions.
+//! Eligibility (PROTOCOL.md 5, with 12.2's `unavailable` mark) against a direct model of the
+//! section's three conditions.
 
-use chorus_consensus::message::Play;
+use chorus_consensus::message::{Play, Played};
 use chorus_consensus::{Chain, Hash32, Ineligible, Outcome, check_eligible};
 use libp2p_identity::PeerId;
 use proptest::prelude::*;
@@ -35,6 +36,7 @@ enum Report {
     Null,
     Winner,
     Other,
+    Unavailable,
 }
 
 fn report() -> impl Strategy<Value = Report> {
@@ -43,6 +45,7 @@ fn report() -> impl Strategy<Value = Report> {
         1 => Just(Report::Null),
         4 => Just(Report::Winner),
         2 => Just(Report::Other),
+        1 => Just(Report::Unavailable),
     ]
 }
 
@@ -53,20 +56,27 @@ fn plays(chain: &Chain, k: u64, reports: &[Report], other: Hash32) -> Vec<Play> 
         .filter_map(|(j, r)| match r {
             Report::Absent => None,
             Report::Null => Some((j, None)),
-            Report::Winner => Some((j, chain.winner(j).map(|t| t.track_hash))),
-            Report::Other => Some((j, Some(other))),
+            Report::Winner => Some((j, chain.winner(j).map(|t| Played::Track(t.track_hash)))),
+            Report::Other => Some((j, Some(Played::Track(other)))),
+            Report::Unavailable => Some((j, Some(Played::Unavailable))),
         })
         .collect()
 }
 
-/// Section 5, read literally: which condition fails first, if any.
+/// Section 5 with 12.2, read literally: which condition fails first, if any.
 fn model(chain: &Chain, k: u64, me: &PeerId, plays: &[Play]) -> Result<(), &'static str> {
     let played = |j: u64| plays.iter().find(|(s, _)| *s == j).and_then(|(_, t)| *t);
-    let winner = |j: u64| chain.winner(j).map(|t| t.track_hash);
-    if played(k - 5).is_none() || played(k - 5) != winner(k - 5) {
+    let winner = |j: u64| chain.winner(j).map(|t| Played::Track(t.track_hash));
+    // `unavailable` counts as in consensus.
+    let in_consensus = |j: u64| {
+        played(j) == Some(Played::Unavailable) || (played(j).is_some() && played(j) == winner(j))
+    };
+    if !in_consensus(k - 5) {
         return Err("not in consensus");
     }
-    if k >= 8 && (k - 8..k - 5).all(|j| played(j).is_some_and(|t| Some(t) != winner(j))) {
+    // A divergence is another track: null and `unavailable` are none.
+    let diverged = |j: u64| matches!(played(j), Some(Played::Track(_))) && played(j) != winner(j);
+    if k >= 8 && (k - 8..k - 5).all(diverged) {
         return Err("diverged");
     }
     let lookahead = chain.lookahead();

@@ -89,7 +89,14 @@ pub enum BuildError {
 
 impl Behaviour {
     /// Builds the behaviour for `key`; `mdns` turns LAN discovery on.
-    pub fn new(key: &Keypair, mdns: bool, clock: Arc<Clock>) -> Result<Behaviour, BuildError> {
+    /// `streams` bounds the requests in flight per connection and protocol, each way
+    /// ([`MAX_STREAMS_PER_CONNECTION`] for a node).
+    pub fn new(
+        key: &Keypair,
+        mdns: bool,
+        clock: Arc<Clock>,
+        streams: usize,
+    ) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
         // Content-based ids: the same bytes are the same message whoever relays them, and every
         // node must use the same function or IHAVE/IWANT repair silently fails (PROTOCOL.md 2).
@@ -148,7 +155,7 @@ impl Behaviour {
         let rr_config = || {
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(15))
-                .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .with_max_concurrent_streams(streams)
         };
         let sync = request_response::cbor::Behaviour::with_codec(
             request_response::cbor::codec::Codec::default()
@@ -162,7 +169,7 @@ impl Behaviour {
             [(StreamProtocol::new(TIME_PROTOCOL), ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(5))
-                .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+                .with_max_concurrent_streams(streams),
         );
         let blocks = request_response::cbor::Behaviour::with_codec(
             request_response::cbor::codec::Codec::default()

@@ -82,6 +82,10 @@ pub struct Driver {
     connected: BTreeMap<PeerId, Multiaddr>,
     /// Tracks held in full (manifest and every segment).
     complete: BTreeSet<Hash32>,
+    /// Tracks the fetcher reported unavailable (PROTOCOL.md 12.2: every known provider asked,
+    /// nothing delivered, or the manifest refused): the number of peers asked, and whether the
+    /// manifest was refused.
+    unavailable: BTreeMap<Hash32, (usize, bool)>,
     /// Slots already asked of the fetcher.
     wanted: BTreeSet<u64>,
     /// The slot last started by the (null) player.
@@ -150,6 +154,7 @@ impl Driver {
             listen: Vec::new(),
             connected: BTreeMap::new(),
             complete: BTreeSet::new(),
+            unavailable: BTreeMap::new(),
             wanted: BTreeSet::new(),
             current: None,
             playing: BTreeMap::new(),
@@ -422,6 +427,26 @@ impl Driver {
                             Adjust::Slew { .. } => {}
                         }
                     }
+                    if let Some(r) = self.times.take_report() {
+                        let false_echoes = self.clock.false_echoes();
+                        info!(
+                            event = "time_sources",
+                            sources = r.sources,
+                            networks = r.networks,
+                            locked = r.locked,
+                            refused_rtt_negative = r.rejected.negative_rtt,
+                            refused_rtt_long = r.rejected.long_rtt,
+                            refused_offset = r.rejected.beyond_bound,
+                            false_echoes,
+                            "time sources: {} counted in {} networks (this node included), {}; refused samples: {} negative round trip, {} round trip over 2 s, {} offset beyond 2000 ms; {false_echoes} answers with a false t0",
+                            r.sources,
+                            r.networks,
+                            if r.locked { "locked" } else { "not locked yet" },
+                            r.rejected.negative_rtt,
+                            r.rejected.long_rtt,
+                            r.rejected.beyond_bound
+                        );
+                    }
                 }
             }
         }
@@ -465,6 +490,18 @@ impl Driver {
                     }
                 }
                 self.check_waiting(self.clock.now_ms());
+            }
+            FetchEvent::Unavailable {
+                track,
+                asked,
+                refused,
+                ..
+            } => {
+                // The fetcher logged it. One entry per withheld winner; bounded all the same.
+                if self.unavailable.len() >= 1024 {
+                    self.unavailable.pop_first();
+                }
+                self.unavailable.insert(track, (asked, refused));
             }
             FetchEvent::Corrupt { peer, block } => {
                 *self.corrupt.entry(peer).or_default() += 1;
@@ -757,10 +794,23 @@ impl Driver {
                 "playing slot={slot} track=\"{}\" position={position}ms segments={held}/{total} (started late)", track_name(&winner));
             self.playing.insert(slot, Playing::Winner);
         } else if now > start + chain.rules().segment_ms {
-            self.consensus.report_played(slot, None);
             self.metrics.divergences.inc();
-            warn!(event = "diverged", slot, reason = "not_fetched", track_hash = %winner.track_hash,
-                "diverged slot={slot} reason=not_fetched: no segment of \"{}\" arrived in time", track_name(&winner));
+            if let Some(&(asked, refused)) = self.unavailable.get(&winner.track_hash) {
+                // PROTOCOL.md 12.2: asked of every known provider, got nothing (or its
+                // manifest was refused). Diverged for display, eligible all the same.
+                self.consensus.report_unavailable(slot);
+                let why = if refused {
+                    "its manifest was refused".to_owned()
+                } else {
+                    format!("none of the {asked} peers asked had it")
+                };
+                warn!(event = "diverged", slot, reason = "unavailable", asked, refused, track_hash = %winner.track_hash,
+                    "diverged slot={slot} reason=unavailable: no segment of \"{}\" arrived and {why}; reported unavailable (this node stays eligible)", track_name(&winner));
+            } else {
+                self.consensus.report_played(slot, None);
+                warn!(event = "diverged", slot, reason = "not_fetched", track_hash = %winner.track_hash,
+                    "diverged slot={slot} reason=not_fetched: no segment of \"{}\" arrived in time", track_name(&winner));
+            }
             self.playing.insert(slot, Playing::Missing);
         }
     }
@@ -1010,6 +1060,20 @@ impl Driver {
             clock_offset_ms: self.clock.offset_us_at(std::time::Instant::now()) / 1000.0,
             data_dir: &self.config.data_dir,
         });
+        let mut value = value;
+        if let Some(map) = value.as_object_mut() {
+            let refused = self.times.rejected();
+            map.insert(
+                "time".into(),
+                serde_json::json!({
+                    "locked": self.times.is_locked(),
+                    "refused_offset": refused.beyond_bound,
+                    "refused_rtt_negative": refused.negative_rtt,
+                    "refused_rtt_long": refused.long_rtt,
+                    "false_echoes": self.clock.false_echoes(),
+                }),
+            );
+        }
         self.snapshot.send_replace(value);
     }
 

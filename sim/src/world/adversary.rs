@@ -1,12 +1,15 @@
 //! What misbehaving nodes do to their traffic. Their machines run as usual; what they publish
 //! and serve passes through here.
 
+use std::collections::BTreeSet;
+
 use chorus_consensus::message::track_index;
 use chorus_consensus::schedule::{proposal_window, selection_window};
 use chorus_consensus::{Envelope, Hash32, Message, Proposal};
 
 use super::{Event, World};
 use crate::adversary::AdversaryKind;
+use crate::config::Protocol;
 
 /// Junk envelopes a spammer publishes per slot.
 pub const SPAM_PER_SLOT: usize = 8;
@@ -126,6 +129,53 @@ impl World {
                     .collect(),
             ),
             _ => Some(envelopes),
+        }
+    }
+
+    /// Slot `s` starts: a winner from a withholding adversary's library cannot be fetched
+    /// (it serves no segments, and nobody else holds them), so every live honest node playing
+    /// it tells its machine so, as the node's driver does when its fetcher asked every known
+    /// provider: `unavailable` in version 1.1 (PROTOCOL.md 12.2), nothing played in version 1.
+    /// The withholder's own machine is told nothing: its `plays` claim the winner. This is the
+    /// capture attack of 12.2: in version 1 every honest node is ineligible five slots later
+    /// and only adversaries can win there, again and again.
+    pub(super) fn withheld_winner(&mut self, s: u64) {
+        let withheld: BTreeSet<_> = self
+            .nodes
+            .iter()
+            .filter(|n| n.adversary == Some(AdversaryKind::Withhold))
+            .flat_map(|n| n.library.iter().map(|t| t.track_hash))
+            .collect();
+        if withheld.is_empty() {
+            return;
+        }
+        let protocol = self.cfg.protocol;
+        let mut any = false;
+        for node in self.nodes.iter_mut().filter(|n| n.adversary.is_none()) {
+            let Some(m) = node.machine_mut() else {
+                continue;
+            };
+            if !m
+                .chain()
+                .winner(s)
+                .is_some_and(|w| withheld.contains(&w.track_hash))
+            {
+                continue;
+            }
+            match protocol {
+                Protocol::V1 => m.report_played(s, None),
+                Protocol::V1_1 => m.report_unavailable(s),
+            }
+            any = true;
+        }
+        if any {
+            self.obs.withheld.insert(s);
+            // The reports change what the machines publish (a Status flip) at once.
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].adversary.is_none() && self.nodes[i].machine().is_some() {
+                    self.reschedule(i);
+                }
+            }
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Observer {
     /// Slot -> the distinct outcomes (proposal id, track) honest nodes appended at finality or
     /// when following (not those of adopted forks).
     pub outcomes: BTreeMap<u64, BTreeSet<(Option<Hash32>, Hash32)>>,
+    /// Slots whose winner, a track of a withholding adversary, no honest node could fetch
+    /// (each such node reported it `unavailable`, or nothing played in version 1).
+    pub withheld: BTreeSet<u64>,
     /// The last slot start seen.
     ticked: Option<u64>,
 }
@@ -61,6 +64,7 @@ impl Observer {
             heal_slots: vec![None; partitions],
             adversaries: BTreeMap::new(),
             outcomes: BTreeMap::new(),
+            withheld: BTreeSet::new(),
             ticked: None,
         }
     }
@@ -94,6 +98,7 @@ impl World {
     }
 
     fn on_slot(&mut self, s: u64) {
+        self.withheld_winner(s);
         self.record_eligible(s);
         self.check_heal(s);
         self.churn(s);

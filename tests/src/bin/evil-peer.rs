@@ -7,6 +7,8 @@
 //!   HLS parser of every node), NaN, or thousands of blocks behind a TrackRef that claims two.
 //! - `time-liar`: several fresh identities connect to one node and answer its `/chorus/time/1`
 //!   pings from a clock set off by a chosen amount.
+//! - `flood`: one connection carrying hundreds of identities' bloated Status messages and forged
+//!   Decisions, a hundred block requests in parallel, and thousands of DHT provider records.
 //!
 //! Each mode runs until killed and prints what it did on stdout, one line per fact.
 
@@ -65,6 +67,24 @@ enum Attack {
         #[arg(long, default_value_t = 7000)]
         duration_ms: u64,
     },
+    /// Flood one node over one connection.
+    Flood {
+        /// The network id (hex).
+        #[arg(long)]
+        network: String,
+        /// The node to flood.
+        #[arg(long)]
+        peer: String,
+        /// Identities signing the gossip.
+        #[arg(long, default_value_t = 300)]
+        identities: usize,
+        /// Block requests in flight at once.
+        #[arg(long, default_value_t = 100)]
+        wants: usize,
+        /// DHT provider records announced.
+        #[arg(long, default_value_t = 3000)]
+        records: usize,
+    },
     /// Answer time pings from a lying clock, with several identities.
     TimeLiar {
         /// The node to lie to.
@@ -101,6 +121,13 @@ fn main() -> Result<()> {
                 identities,
                 lie_ms,
             } => time_liar(&peer, identities, lie_ms).await,
+            Attack::Flood {
+                network,
+                peer,
+                identities,
+                wants,
+                records,
+            } => flood(&network, &peer, identities, wants, records).await,
         }
     })
 }
@@ -227,6 +254,7 @@ async fn time_liar(peer: &str, identities: usize, lie_ms: i64) -> Result<()> {
             clock: Arc::new(Clock::new(lie_ms)),
             metrics: Arc::new(Metrics::new()),
             corrupt_blocks: false,
+            streams_per_connection: 8,
         })?;
         client.dial(addr.clone()).await;
         println!("liar {id} dialing {addr} with a clock {lie_ms} ms off");
@@ -244,4 +272,197 @@ async fn time_liar(peer: &str, identities: usize, lie_ms: i64) -> Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A swarm of the node's own making with a fresh identity and a throwaway store.
+fn swarm(
+    clock_ms: i64,
+) -> Result<(
+    chorus::net::Client,
+    tokio::sync::mpsc::Receiver<chorus::net::Event>,
+    chorus::net::EventLoop,
+    tempfile::TempDir,
+    chorus::libp2p::PeerId,
+)> {
+    let key = Keypair::generate_ed25519();
+    let id = key.public().to_peer_id();
+    let dir = tempfile::tempdir().context("cannot make a store folder")?;
+    let store =
+        chorus_media::BlockStore::open(dir.path().join("blocks")).context("cannot open a store")?;
+    let (client, events, event_loop) = chorus::net::new(chorus::net::NetConfig {
+        keypair: key,
+        mdns: false,
+        store,
+        clock: Arc::new(Clock::new(clock_ms)),
+        metrics: Arc::new(Metrics::new()),
+        corrupt_blocks: false,
+        // The attacker does not hold back.
+        streams_per_connection: 1024,
+    })?;
+    Ok((client, events, event_loop, dir, id))
+}
+
+async fn flood(
+    network: &str,
+    peer: &str,
+    identities: usize,
+    wants: usize,
+    records: usize,
+) -> Result<()> {
+    use chorus::net::protocol::{SyncRequest, SyncResponse};
+    use chorus_consensus::{Decision, Envelope, Status};
+
+    let network_id: Hash32 = network.parse().context("--network is 64 hex digits")?;
+    let addr: chorus::libp2p::Multiaddr = peer.parse().context("--peer is a multiaddr")?;
+    let (client, mut events, event_loop, _dir, me) = swarm(0)?;
+    tokio::spawn(event_loop.run());
+    println!("flooder identity {me}");
+    client.dial(addr.clone()).await;
+    let target = loop {
+        match events.recv().await {
+            Some(chorus::net::Event::Connected(p, _)) => break p,
+            Some(_) => {}
+            None => bail!("the network stopped"),
+        }
+    };
+    println!("connected to {target}");
+    for suffix in ["consensus", "status"] {
+        client
+            .subscribe(format!("chorus/{network_id}/{suffix}"))
+            .await;
+    }
+
+    // Thousands of DHT provider records.
+    for i in 0..records {
+        client
+            .provide(
+                Hash32::digest(format!("flood key {i}").as_bytes())
+                    .as_bytes()
+                    .to_vec(),
+            )
+            .await;
+    }
+    println!("announced {records} provider records");
+
+    // The seed tracks' blocks, to ask for in parallel.
+    let mut blocks: Vec<Hash32> = Vec::new();
+    if let Ok(SyncResponse::Genesis(bytes)) = client.sync(target, SyncRequest::Genesis).await
+        && let Ok(genesis) = chorus_consensus::SignedGenesis::from_cbor(&bytes, Some(&network_id))
+    {
+        for track in &genesis.genesis().queue {
+            let request = SyncRequest::Manifest {
+                manifest_id: track.manifest_id,
+            };
+            if let Ok(SyncResponse::Manifest(Some(m))) = client.sync(target, request).await
+                && let Ok(m) = chorus_media::Manifest::parse(&m)
+            {
+                blocks.extend(m.segments.iter().map(|s| Hash32(s.id.0)));
+            }
+        }
+    }
+    println!(
+        "asking for {} blocks in {wants} parallel requests",
+        blocks.len()
+    );
+    let counts = Arc::new(std::sync::Mutex::new((0usize, 0usize, 0usize, 0usize)));
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..wants {
+        let client = client.clone();
+        let ids = blocks.clone();
+        let counts = counts.clone();
+        requests.spawn(async move {
+            for _ in 0..5 {
+                let answer = client.want(target, ids.clone()).await;
+                let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                match answer {
+                    Ok(have) => {
+                        c.0 += have.blocks.len();
+                        c.1 += have.later.len();
+                        c.3 += have.dont_have.len();
+                    }
+                    Err(e) => {
+                        if c.2 == 0 {
+                            println!("first block request failure: {e}");
+                        }
+                        c.2 += 1;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    // Five rounds of block requests before the gossip flood gets the connection closed.
+    while requests.join_next().await.is_some() {}
+    let c = *counts.lock().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "block requests: {} blocks served, {} deferred, {} not had, {} requests failed",
+        c.0, c.1, c.3, c.2
+    );
+
+    // Gossip signed by many fresh identities: Status bloated past PROTOCOL.md 12.5's bounds,
+    // and Decisions with ticket 0 for proposals that do not exist.
+    let keys: Vec<Keypair> = (0..identities.max(1))
+        .map(|_| Keypair::generate_ed25519())
+        .collect();
+    let mut published = 0u64;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    let mut report = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let kp = &keys[published as usize % keys.len()];
+                let from = kp.public().to_peer_id();
+                let status = Status {
+                    network_id,
+                    from,
+                    sent_ms: 0,
+                    playing: None,
+                    consensus_track: None,
+                    diverged: false,
+                    head: chorus_consensus::message::Head {
+                        slot: 0,
+                        chain_hash: Hash32::digest(b"flood"),
+                    },
+                    // Within the 64 KiB gossip limit, far past 12.5's field bounds.
+                    queue: vec![Hash32::digest(b"q"); 500],
+                    version: "x".repeat(20_000),
+                };
+                let decision = Decision {
+                    network_id,
+                    slot: 5 + published % 40,
+                    from,
+                    winner: Hash32::digest(b"forged winner"),
+                    proposal_id: Some(Hash32::digest(format!("forged {published}").as_bytes())),
+                    ticket: Some(0),
+                    equivocators: vec![],
+                    rules_hash: Hash32::digest(b"forged rules"),
+                };
+                for (topic, envelope) in [
+                    ("status", Envelope::seal(&status, kp)),
+                    ("consensus", Envelope::seal(&decision, kp)),
+                ] {
+                    if let Ok(e) = envelope {
+                        client
+                            .publish(format!("chorus/{network_id}/{topic}"), e.to_cbor())
+                            .await;
+                    }
+                }
+                published += 1;
+            }
+            _ = report.tick() => {
+                let c = *counts.lock().unwrap_or_else(|e| e.into_inner());
+                println!("published {published} messages; blocks served {}, deferred {}, not had {}, requests failed {}", c.0, c.1, c.3, c.2);
+            }
+            event = events.recv() => match event {
+                Some(chorus::net::Event::Disconnected(p)) => {
+                    println!("disconnected by {p}");
+                    client.dial(addr.clone()).await;
+                }
+                Some(chorus::net::Event::Connected(p, _)) => println!("connected to {p}"),
+                Some(_) => {}
+                None => bail!("the network stopped"),
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@ use std::collections::BTreeSet;
 use super::super::test_builder::{TestBuilder, TestNet, library_of};
 use super::*;
 use crate::envelope::Envelope;
+use crate::message::Played;
 
 /// The state changes node `observer` logged for node `subject`.
 fn changes_seen(net: &TestNet, observer: usize, subject: usize) -> Vec<(PeerState, PeerState)> {
@@ -209,4 +210,105 @@ fn a_winner_blacklisted_with_no_library_plays_silence() {
     assert_eq!(status.playing, None);
     assert_eq!(status.consensus_track, Some(winner));
     let _ = Envelope::seal(&status, &crate::testing::keypair(11)).expect("a valid body");
+}
+
+/// Node `i`'s published proposals, in order.
+fn proposals_of(net: &TestNet, i: usize) -> Vec<crate::message::Proposal> {
+    net.published
+        .iter()
+        .filter(|(n, _)| *n == i)
+        .filter_map(|(_, e)| {
+            let verified = e.clone().open(net.nodes[i].chain().network_id()).ok()?;
+            match verified.message {
+                crate::message::Message::Proposal(p) => Some(p),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Runs three nodes to which the winners of slots 6 and 11 (the capture attack's rhythm) are
+/// `report`ed by every node just before they play; returns the network at slot 17.
+fn withheld_winners(report: impl Fn(&mut Consensus, u64)) -> TestNet {
+    let mut net = TestBuilder::new(3).build();
+    for j in [6, 11] {
+        net.run_until_len(j + 1);
+        let start = net.nodes[0].chain().start(j).expect("final");
+        net.run_until(start - 1);
+        for node in &mut net.nodes {
+            report(node, j);
+        }
+    }
+    net.run_until_len(17);
+    net
+}
+
+/// PROTOCOL.md 12.2: a winner nobody could fetch (reported `unavailable` by every node) shows
+/// every node diverged for that slot, but their proposals five slots later carry the mark, are
+/// eligible and keep winning; version 1's report (null) makes every node ineligible there and
+/// the slot a replay.
+#[test]
+fn a_winner_unavailable_to_every_node_costs_no_eligibility() {
+    let net = withheld_winners(|node, j| node.report_unavailable(j));
+    for j in [6, 11] {
+        net.assert_agree(j + 5);
+        let decided = net.nodes[0].chain().decided(j + 5).expect("final").clone();
+        assert!(
+            decided.proposal_id.is_some(),
+            "slot {} won by a proposal, not a replay",
+            j + 5
+        );
+    }
+    for k in 5..17 {
+        let decided = net.nodes[0].chain().decided(k).expect("final");
+        assert!(decided.proposal_id.is_some(), "slot {k} is no replay");
+    }
+    for i in 0..3 {
+        assert_eq!(net.nodes[i].played_in(6), Some(Played::Unavailable));
+        assert!(net.nodes[i].diverged_in(6), "diverged for display");
+        assert!(!net.nodes[i].diverged_in(7));
+        // Whoever proposed for 11 or 16 said so in its plays, and was heard.
+        for p in proposals_of(&net, i)
+            .iter()
+            .filter(|p| [11, 16].contains(&p.slot))
+        {
+            let last = *p.plays.last().expect("k-5");
+            assert_eq!(last, (p.slot - 5, Some(Played::Unavailable)));
+        }
+    }
+    let proposed: usize = (0..3)
+        .map(|i| {
+            proposals_of(&net, i)
+                .iter()
+                .filter(|p| p.slot == 11)
+                .count()
+        })
+        .sum();
+    assert!(proposed > 0);
+    // The others saw each node diverged in slot 6 (it played nothing), then in sync.
+    let start6 = net.nodes[0].chain().start(6).expect("known");
+    let status = net.nodes[1].status(start6 + 1);
+    assert!(status.diverged);
+    assert_eq!(status.playing, None);
+    let seen: Vec<(PeerState, PeerState)> = changes_seen(&net, 0, 1);
+    assert!(
+        seen.contains(&(PeerState::InSync, PeerState::Diverged)),
+        "{seen:?}"
+    );
+    assert_eq!(
+        net.nodes[0].status_summary(net.now).to_string(),
+        format!(
+            "status slot={} in_sync=3/3 diverged=[] excluded=[]",
+            net.nodes[0].chain().slot_at(net.now).expect("playing")
+        )
+    );
+    assert!(net.violations.is_empty(), "{:?}", net.violations);
+
+    // Version 1: null for the winner not fetched.
+    let v1 = withheld_winners(|node, j| node.report_played(j, None));
+    for j in [6, 11] {
+        v1.assert_agree(j + 5);
+        let decided = v1.nodes[0].chain().decided(j + 5).expect("final");
+        assert_eq!(decided.proposal_id, None, "slot {}: nobody eligible", j + 5);
+    }
 }
