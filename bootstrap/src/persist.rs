@@ -41,6 +41,23 @@ pub enum GenesisFileError {
         /// Why it was refused.
         source: GenesisError,
     },
+    /// The file holds the signed genesis of a protocol version this node does not speak: a
+    /// network of protocol 1.0 (genesis version 1), which protocol 1.1 replaces
+    /// (PROTOCOL.md 12), or an unknown, newer one.
+    #[error(
+        "the genesis {} belongs to a network this node cannot run: {source}. Use another data \
+         directory (or move genesis.cbor and chain.cbor away) to bootstrap or join a network of \
+         protocol 1.1",
+        .path.display()
+    )]
+    Version {
+        /// The genesis file.
+        path: PathBuf,
+        /// The version it carries.
+        version: u64,
+        /// The refusal, which names the version and its protocol.
+        source: GenesisError,
+    },
     /// The file holds a valid genesis of another network than the one asked for.
     #[error(
         "the genesis {} is that of network {found}, not {expected}: this data directory belongs \
@@ -119,6 +136,11 @@ pub fn load_genesis(
                 found: got,
             })
         }
+        Err(source @ GenesisError::Version(version)) => Err(GenesisFileError::Version {
+            path,
+            version,
+            source,
+        }),
         Err(source) => Err(GenesisFileError::Corrupt { path, source }),
     }
 }
@@ -192,6 +214,37 @@ mod tests {
             matches!(err, GenesisFileError::Exists { existing, .. } if existing == a.network_id())
         );
         assert_eq!(load_genesis(dir.path(), None).expect("loads"), Some(a));
+    }
+
+    /// A data directory of a protocol 1.0 network: its genesis (version 1, validly signed)
+    /// is refused with an error that names the version, its protocol and what to do.
+    #[test]
+    fn a_version_1_genesis_file_is_refused_naming_the_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut old = signed("A").genesis().clone();
+        old.version = 1;
+        let envelope = chorus_consensus::Envelope::seal(&old, &keypair()).expect("signs");
+        let path = genesis_path(dir.path());
+        std::fs::write(&path, envelope.to_cbor()).expect("write");
+        let err = load_genesis(dir.path(), None).expect_err("version 1");
+        assert!(
+            matches!(err, GenesisFileError::Version { version: 1, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        for part in [
+            "genesis version 1 is protocol 1.0",
+            "no longer speaks",
+            "genesis.cbor",
+            "another data directory",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        // Nor is it replaced silently by a new genesis.
+        assert!(matches!(
+            save_genesis(dir.path(), &signed("B")),
+            Err(GenesisFileError::Version { .. })
+        ));
     }
 
     #[test]

@@ -1,21 +1,34 @@
 //! The chain: the genesis slots and the decided slots after them, their chain hashes and the
-//! schedule `start(k)` they fix (PROTOCOL.md 1 and 11).
+//! schedule `start(k)` they fix (PROTOCOL.md 1 and 11), and the verification of decided slots
+//! received from peers (PROTOCOL.md 12.1).
+//!
+//! Files: `hash` (chain hashes), `verify` (the checks of a synced slot), `error` (`ChainError`).
 
+mod error;
 mod hash;
+mod verify;
 
+pub use error::ChainError;
 pub use hash::{CHAIN_DOMAIN, genesis_chain_hash, next_chain_hash};
+pub use verify::same_track;
 
 use libp2p_identity::PeerId;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::peer_id_list;
+use crate::envelope::Envelope;
 use crate::genesis::SignedGenesis;
 use crate::hash::Hash32;
+use crate::limits::CHAIN_RESPONSE_SLOTS;
 use crate::message::Head;
 use crate::rules::Rules;
 use crate::track::TrackRef;
 
 /// One decided slot (k >= L), as kept and as served by `/chorus/sync/1 Chain{from_slot}`.
+///
+/// Since protocol 1.1 (PROTOCOL.md 12.1) a slot won by a proposal carries that proposal's
+/// signed envelope, so that a receiver can check the TrackRef, which the chain hash does not
+/// cover, against what the proposer signed ([`Chain::push_synced`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecidedSlot {
     /// The slot k.
@@ -31,6 +44,11 @@ pub struct DecidedSlot {
     pub equivocators: Vec<PeerId>,
     /// `chain_hash(k)`.
     pub chain_hash: Hash32,
+    /// The winning proposal's signed envelope (its id is `proposal_id`); null for a replay.
+    /// A record written before protocol 1.1 has none (the key is absent) and is refused by
+    /// [`Chain::push_synced`] when it names a proposal.
+    #[serde(default)]
+    pub proposal: Option<Envelope>,
 }
 
 /// What a decision appends to the chain (its hash is computed on append).
@@ -40,34 +58,11 @@ pub struct Outcome {
     pub track: TrackRef,
     /// The winning proposal's id and ticket; None for a replay.
     pub proposal: Option<(Hash32, u64)>,
+    /// The winning proposal's signed envelope (None for a replay). [`Chain::push`] trusts it;
+    /// a chain whose records lack it cannot be served to joiners that verify (12.1).
+    pub envelope: Option<Envelope>,
     /// Proposers that equivocated for this slot.
     pub equivocators: Vec<PeerId>,
-}
-
-/// Why a slot could not be appended to the chain.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ChainError {
-    /// The slot is not the next one.
-    #[error("slot {got} does not follow the chain's head; slot {expected} is next")]
-    NotNext {
-        /// The next slot.
-        expected: u64,
-        /// The slot offered.
-        got: u64,
-    },
-    /// A synced slot's chain hash does not match its contents.
-    #[error("slot {slot} claims chain hash {claimed} but its contents hash to {computed}")]
-    HashMismatch {
-        /// The slot.
-        slot: u64,
-        /// The hash it carried.
-        claimed: Hash32,
-        /// The hash computed.
-        computed: Hash32,
-    },
-    /// A synced slot has a proposal id without a ticket, or the reverse.
-    #[error("slot {0} has only one of proposal_id and ticket")]
-    HalfReplay(u64),
 }
 
 /// The chain of one network: genesis slots `0 .. L-1` and decided slots `L ..`.
@@ -236,44 +231,88 @@ impl Chain {
             ticket: outcome.proposal.map(|(_, ticket)| ticket),
             equivocators: outcome.equivocators,
             chain_hash,
+            proposal: outcome.envelope,
         });
         self.decided
             .last()
             .expect("invariant: a slot was just pushed")
     }
 
-    /// Appends a slot received from a peer, after checking its number and chain hash.
+    /// Appends a slot received from a peer (a `Chain{from_slot}` answer, or the node's own
+    /// chain file), after every check of [`Chain::verify_synced`]. On an error the chain is
+    /// unchanged.
     pub fn push_synced(&mut self, slot: DecidedSlot) -> Result<(), ChainError> {
-        if slot.slot != self.len() {
-            return Err(ChainError::NotNext {
-                expected: self.len(),
-                got: slot.slot,
-            });
-        }
-        let proposal = match (slot.proposal_id, slot.ticket) {
-            (Some(id), Some(ticket)) => Some((id, ticket)),
-            (None, None) => None,
-            _ => return Err(ChainError::HalfReplay(slot.slot)),
-        };
-        let computed = next_chain_hash(
-            &self.head().chain_hash,
-            slot.slot,
-            &slot.track.track_hash,
-            slot.proposal_id.as_ref(),
-        );
-        if computed != slot.chain_hash {
-            return Err(ChainError::HashMismatch {
-                slot: slot.slot,
-                claimed: slot.chain_hash,
-                computed,
-            });
-        }
+        self.verify_synced(&slot)?;
+        let proposal = slot.proposal_id.zip(slot.ticket);
         self.push(Outcome {
             track: slot.track,
             proposal,
+            envelope: slot.proposal,
             equivocators: slot.equivocators,
         });
         Ok(())
+    }
+
+    /// Appends a whole `Chain{from_slot}` answer, all or nothing (PROTOCOL.md 12.1): at most
+    /// [`CHAIN_RESPONSE_SLOTS`] slots, starting at `len()`, each verified as
+    /// [`Chain::push_synced`] does, none that cannot be final yet at network time `now_ms`
+    /// (see [`Chain::final_by`]). Returns how many slots were appended; on an error the chain
+    /// is as before and the error names the first slot refused and the check it failed.
+    pub fn extend_synced(
+        &mut self,
+        slots: Vec<DecidedSlot>,
+        now_ms: u64,
+    ) -> Result<usize, ChainError> {
+        if slots.len() > CHAIN_RESPONSE_SLOTS {
+            return Err(ChainError::TooMany {
+                got: slots.len(),
+                max: CHAIN_RESPONSE_SLOTS,
+            });
+        }
+        let len = self.len();
+        let count = slots.len();
+        for slot in slots {
+            let checked = self
+                .final_by(slot.slot, now_ms)
+                .and_then(|()| self.push_synced(slot));
+            if let Err(e) = checked {
+                self.truncate(len);
+                return Err(e);
+            }
+        }
+        Ok(count)
+    }
+
+    /// Whether slot `slot`, the next one (`len()`), may be final at network time `now_ms`: it
+    /// is final at `start(slot - 3)` (PROTOCOL.md 1), and a record is refused
+    /// ([`ChainError::Ahead`]) only when even `start(slot - L)` lies after `now_ms`, which leaves
+    /// two slots (at least 10 s) of slack for clock differences. A slot that is not next is
+    /// left to the other checks.
+    pub fn final_by(&self, slot: u64, now_ms: u64) -> Result<(), ChainError> {
+        if slot != self.len() {
+            return Ok(());
+        }
+        let from = slot.saturating_sub(self.lookahead());
+        match self.start(from) {
+            Some(earliest_ms) if earliest_ms > now_ms => Err(ChainError::Ahead {
+                slot,
+                earliest_ms,
+                now_ms,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The track the next slot (`len()`) replays when no proposal wins it (PROTOCOL.md 4.3):
+    /// the replay choice among the earlier winners, as the TrackRef of its latest win. None if
+    /// the chain cannot tell (it has no slot at all).
+    pub fn replay_track(&self) -> Option<&TrackRef> {
+        let slot = self.len();
+        let choice = crate::select::replay_winner(self, slot)?;
+        (0..slot).rev().find_map(|j| {
+            self.winner(j)
+                .filter(|track| track.track_hash == choice.winner)
+        })
     }
 
     /// Drops every decided slot from `from_slot` on (fork adoption, PROTOCOL.md 9). Genesis

@@ -11,13 +11,38 @@ use crate::message::Body;
 use crate::rules::{Rules, RulesError, rules_hash_of};
 use crate::track::TrackRef;
 
-/// The protocol version a genesis of this crate carries.
-pub const GENESIS_VERSION: u64 = 1;
+/// The genesis version this crate writes and the only one it accepts: 2, protocol 1.1
+/// (PROTOCOL.md 12). Version 1 was protocol 1.0, whose chain records cannot be verified (12.1).
+pub const GENESIS_VERSION: u64 = 2;
+
+/// The protocol a genesis version stands for, for error messages.
+fn protocol_of(version: u64) -> Option<&'static str> {
+    match version {
+        1 => Some("1.0"),
+        2 => Some("1.1"),
+        _ => None,
+    }
+}
+
+/// The message of [`GenesisError::Version`].
+fn version_message(version: &u64) -> String {
+    match protocol_of(*version) {
+        Some(protocol) => format!(
+            "genesis version {version} is protocol {protocol}, which this node no longer speaks \
+             (it speaks protocol 1.1, genesis version {GENESIS_VERSION}); start a new network \
+             with `chorus bootstrap`"
+        ),
+        None => format!(
+            "genesis version {version} is unknown to this node (it speaks protocol 1.1, genesis \
+             version {GENESIS_VERSION}); a newer chorus may speak it"
+        ),
+    }
+}
 
 /// `Genesis = { version, name, start_ms, rules_bytes, queue, created_by, created_ms }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Genesis {
-    /// Protocol version, 1.
+    /// Genesis version: 2 (protocol 1.1), [`GENESIS_VERSION`].
     pub version: u64,
     /// The network's human name.
     pub name: String,
@@ -41,8 +66,8 @@ pub enum GenesisError {
     /// The rules are invalid or their bytes do not decode.
     #[error("genesis rules: {0}")]
     Rules(#[from] RulesError),
-    /// The version is not 1.
-    #[error("genesis version {0} is not supported (this node speaks version 1)")]
+    /// The version is not [`GENESIS_VERSION`]; the message names the protocol it stands for.
+    #[error("{}", version_message(.0))]
     Version(u64),
     /// The queue does not hold exactly L tracks.
     #[error("genesis queue holds {got} tracks; the rules need exactly {expected}")]
@@ -89,7 +114,7 @@ impl Body for Genesis {
 }
 
 impl Genesis {
-    /// Builds and validates a version 1 genesis.
+    /// Builds and validates a genesis of [`GENESIS_VERSION`].
     pub fn new(
         name: impl Into<String>,
         start_ms: u64,
@@ -277,6 +302,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_version_1_genesis_is_refused_naming_protocol_1_0() {
+        let operator = keypair(0);
+        let mut old = signed_genesis().genesis().clone();
+        assert_eq!(old.version, 2, "this crate writes protocol 1.1");
+        old.version = 1;
+        let envelope = Envelope::seal(&old, &operator).expect("signs");
+        let err = SignedGenesis::verify(envelope, None).expect_err("version 1 is refused");
+        assert_eq!(err, GenesisError::Version(1));
+        let text = err.to_string();
+        assert!(text.contains("genesis version 1 is protocol 1.0"), "{text}");
+        assert!(text.contains("start a new network"), "{text}");
+        let unknown = GenesisError::Version(7).to_string();
+        assert!(
+            unknown.contains("genesis version 7 is unknown"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
     fn wrong_signer_and_tampering_are_refused() {
         let genesis = signed_genesis().genesis().clone();
         assert!(matches!(
@@ -305,8 +349,8 @@ pub(crate) mod tests {
             })
         ));
         let mut version = base.clone();
-        version.version = 2;
-        assert_eq!(version.validate(), Err(GenesisError::Version(2)));
+        version.version = 3;
+        assert_eq!(version.validate(), Err(GenesisError::Version(3)));
         let mut long = base.clone();
         long.queue[2].duration_ms = 1;
         assert!(matches!(

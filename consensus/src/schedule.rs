@@ -160,6 +160,7 @@ mod tests {
         chain.push(Outcome {
             track: track("long", 900_000),
             proposal: None,
+            envelope: None,
             equivocators: vec![],
         });
         let w = proposal_window(&chain, 10).expect("slot 5 is decided");

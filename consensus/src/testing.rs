@@ -4,9 +4,12 @@ use libp2p_identity::PeerId;
 
 use crate::chain::{Chain, Outcome};
 use crate::codec;
+use crate::envelope::Envelope;
 use crate::genesis::tests::signed_genesis;
 use crate::hash::Hash32;
 use crate::message::Proposal;
+use crate::ticket::{SlotContext, ticket};
+use crate::track::TrackRef;
 use crate::track::tests::track;
 
 pub(crate) use crate::genesis::tests::keypair;
@@ -16,18 +19,48 @@ pub(crate) fn peer(seed: u8) -> PeerId {
     keypair(seed).public().to_peer_id()
 }
 
-/// The test genesis's chain with slots `L ..= last` decided (100 s tracks, real proposals).
+/// The proposer of the slots of [`chain_to`].
+pub(crate) const CHAIN_PROPOSER: u8 = 99;
+
+/// The test genesis's chain with slots `L ..= last` decided (100 s tracks `d<slot>`, each won
+/// by a real proposal of `keypair(CHAIN_PROPOSER)`, so that the records verify).
 pub(crate) fn chain_to(last: u64) -> Chain {
     let mut chain = Chain::new(&signed_genesis());
     while chain.len() <= last {
         let slot = chain.len();
-        chain.push(Outcome {
-            track: track(&format!("d{slot}"), 100_000),
-            proposal: Some((Hash32::digest(format!("p{slot}").as_bytes()), slot)),
-            equivocators: vec![],
-        });
+        let outcome = won(&chain, track(&format!("d{slot}"), 100_000), CHAIN_PROPOSER);
+        chain.push(outcome);
     }
     chain
+}
+
+/// The outcome of slot `chain.len()` won by a proposal of `track` signed by `keypair(seed)`,
+/// with its real id, ticket and envelope: a record that passes `Chain::push_synced`.
+pub(crate) fn won(chain: &Chain, track: TrackRef, seed: u8) -> Outcome {
+    let slot = chain.len();
+    let mut p = proposal(chain, slot, seed);
+    p.track = track;
+    let envelope = Envelope::seal(&p, &keypair(seed)).expect("the keypair signs its own body");
+    let ticket = ticket(&SlotContext::on_chain(chain, slot), &p.from);
+    Outcome {
+        track: p.track,
+        proposal: Some((envelope.id(), ticket)),
+        envelope: Some(envelope),
+        equivocators: vec![],
+    }
+}
+
+/// The outcome of slot `chain.len()` when nothing wins it: the replay choice (PROTOCOL.md 4.3).
+pub(crate) fn replay(chain: &Chain) -> Outcome {
+    Outcome {
+        track: chain
+            .replay_track()
+            .expect("a genesis chain always has a replay candidate")
+            .clone(),
+        proposal: None,
+        envelope: None,
+        equivocators: vec![],
+    }
 }
 
 /// An admissible proposal for `slot` by `keypair(seed)`: it played every winner of k-8 .. k-5.

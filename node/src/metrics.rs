@@ -45,6 +45,12 @@ pub struct Metrics {
     played: Mutex<PlayerStats>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     /// A registry with Chorus's metrics; libp2p's are added to it by the network.
     pub fn new() -> Metrics {

@@ -671,9 +671,10 @@ impl World {
                 let Some(m) = self.nodes[client].machine_mut() else {
                     return;
                 };
-                if m.handle_chain(t, peer, slots).is_err() {
-                    self.traffic.count_violation();
-                }
+                // A refused answer that breaks a rule (PROTOCOL.md 12.1) comes out as an
+                // `Action::Violation`, counted below; one from another chain (a fork older than
+                // the slots asked for) is no violation, and the machine asks again.
+                let _ = m.handle_chain(t, peer, slots);
                 self.drain_actions(client);
             }
             Event::Publish {

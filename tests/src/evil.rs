@@ -7,10 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Stdout lines so far, whether stdout closed, and a condvar signalled at each change.
+type Lines = Arc<(Mutex<(Vec<String>, bool)>, Condvar)>;
+
 /// A running `evil-peer`.
 pub struct Evil {
     child: Child,
-    lines: Arc<(Mutex<(Vec<String>, bool)>, Condvar)>,
+    lines: Lines,
 }
 
 /// The `evil-peer` binary of this build, beside `chorus`.
@@ -30,7 +33,7 @@ impl Evil {
             .spawn()
             .expect("start evil-peer (cargo builds it with the tests)");
         let stdout = child.stdout.take().expect("piped stdout");
-        let lines: Arc<(Mutex<(Vec<String>, bool)>, Condvar)> = Arc::default();
+        let lines: Lines = Arc::default();
         let shared = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {

@@ -109,7 +109,8 @@ fn cross_site_and_rebinding_requests_are_refused() {
     let own_origin = format!("http://{addr}");
     let localhost = format!("localhost:{port}");
 
-    let cases: [(&str, &str, Vec<(&str, &str)>, u16); 8] = [
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: [Case; 8] = [
         // curl on the node's machine.
         ("POST", "/mute?on=true", vec![("Host", addr)], 200),
         // The node's own status page.
@@ -328,4 +329,151 @@ fn a_flood_over_one_connection_is_graylisted_and_the_radio_goes_on() {
         evil.lines("").join("\n")
     );
     assert!(a.events("task_failed").is_empty());
+}
+
+/// PROTOCOL.md 12.2: the attacker wins slot 7 with a track it never serves. Every honest node
+/// asks every provider, reports `unavailable` (diverged for that slot only) and stays
+/// eligible: honest nodes propose for slot 12 (whose proposals report slot 7), slot 12 is won
+/// by a proposal, not replayed, and over the ten slots 12 to 21 the attacker wins no more than
+/// its share allows.
+#[test]
+fn a_withheld_winner_costs_one_slot_not_the_honest_proposers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let libs: Vec<PathBuf> = (1..=3)
+        .map(|i| library(&root.join(format!("lib{i}")), 80 + i, 5))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], "in 20s", &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let target = 7;
+    let evil = Evil::start(
+        root,
+        &[
+            "poison",
+            "--manifest",
+            "withhold",
+            "--data-dir",
+            &root.join("evil").display().to_string(),
+            "--network",
+            &network,
+            "--peer",
+            &addr,
+            "--slot",
+            &target.to_string(),
+        ],
+    );
+    let ground = evil.wait_line("ground identity ", LONG);
+    let attacker = ground
+        .split_whitespace()
+        .next()
+        .expect("a peer id")
+        .to_owned();
+    let proposing = evil.wait_line("proposing track ", LONG);
+    let withheld = proposing
+        .split_whitespace()
+        .next()
+        .expect("the track hash")
+        .to_owned();
+    let nodes = [&a, &b, &c];
+    for node in nodes {
+        let fin = node.wait_for("final of the target slot", LONG, at_slot("final", target));
+        assert_eq!(fin["track_hash"], withheld.as_str(), "{}: {fin}", node.name);
+        let diverged = node.wait_for("the slot diverged", LONG, at_slot("diverged", target));
+        assert_eq!(
+            diverged["reason"], "unavailable",
+            "{}: {diverged}",
+            node.name
+        );
+    }
+    let mut attacker_wins = 0;
+    for k in target + 5..target + 15 {
+        let fin = a.wait_for("final", LONG, at_slot("final", k));
+        for node in [&b, &c] {
+            let other = node.wait_for("final", LONG, at_slot("final", k));
+            assert_eq!(
+                other["track_hash"], fin["track_hash"],
+                "{}: slot {k}",
+                node.name
+            );
+        }
+        assert_eq!(fin["replay"], false, "slot {k} replayed: {fin}");
+        if fin["proposer"]
+            .as_str()
+            .is_some_and(|p| p.contains(&attacker))
+        {
+            attacker_wins += 1;
+        }
+    }
+    // Honest proposals for slot 12 (they report slot 7) were published: eligible.
+    let honest_proposals = nodes
+        .iter()
+        .filter(|n| {
+            n.events("proposed")
+                .iter()
+                .any(|v| slot(v) == Some(target + 5))
+        })
+        .count();
+    assert!(
+        honest_proposals >= 1,
+        "no honest node proposed for slot {}: they were made ineligible",
+        target + 5
+    );
+    // One of four eligible nodes: 2.5 wins expected in 10; P(X >= 9) is 3e-5.
+    assert!(attacker_wins <= 8, "the attacker won {attacker_wins} of 10");
+    println!("attacker won {attacker_wins} of the 10 slots after the withheld one");
+}
+
+/// PROTOCOL.md 12.1: a peer that a joiner reaches first answers its chain request with honest
+/// records in which two slots' TrackRefs were changed (duration doubled, audio swapped) under
+/// intact chain hashes. The joiner refuses that answer (naming the liar), follows the honest
+/// peers, and plays the same audio at the same time as the others.
+#[test]
+fn a_lying_chain_server_answers_a_joiner_first_and_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let libs: Vec<PathBuf> = (1..=4)
+        .map(|i| library(&root.join(format!("lib{i}")), 90 + i, 5))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], "in 15s", &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    a.wait_for("a few slots decided", LONG, at_slot("final", 7));
+    let liar = Evil::start(
+        root,
+        &["chain-liar", "--network", &network, "--peer", &addr],
+    );
+    liar.wait_line("liar ", LONG);
+    let liar_addr = liar.wait_line("listening ", LONG);
+    let liar_id = liar_addr.rsplit('/').next().expect("a peer id").to_owned();
+    let d = join(root, "d", &libs[3], &network, &[&liar_addr, &addr], &[]);
+    let lied = liar.wait_line("lied to ", LONG);
+    let slots: Vec<u64> = lied
+        .split(['[', ']', ','])
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    assert_eq!(slots.len(), 2, "{lied}");
+    let refused = d.wait_for("the lying chain refused", LONG, |v| {
+        v["event"] == "chain_refused"
+    });
+    assert_eq!(refused["peer"], liar_id.as_str(), "{refused}");
+    // The slot after the lied ones starts at the same moment on d as on the others, with the
+    // same audio for every slot from the first lied one on.
+    let first = *slots.iter().min().expect("two slots");
+    let after = slots.iter().max().expect("two slots") + 1;
+    for k in first..=after {
+        let theirs = a.wait_for("a plays", LONG, at_slot("audio", k));
+        let ours = d.wait_for("d plays", LONG, at_slot("audio", k));
+        assert_eq!(ours["manifest_id"], theirs["manifest_id"], "slot {k}");
+    }
+    let theirs = seconds_of_day(&a.wait_for("a plays", LONG, at_slot("playing", after)));
+    let ours = seconds_of_day(&d.wait_for("d plays", LONG, at_slot("playing", after)));
+    assert!(
+        (ours - theirs).abs() < 1.0,
+        "slot {after} starts {:.1} s apart on d and a",
+        ours - theirs
+    );
+    drop((b, c));
 }

@@ -1,11 +1,15 @@
 use super::*;
 use crate::genesis::tests::{keypair, signed_genesis};
+use crate::testing::{replay, won};
 use crate::track::tests::track;
+
+mod verify;
 
 fn outcome(seed: &str, duration_ms: u64, proposal: Option<(Hash32, u64)>) -> Outcome {
     Outcome {
         track: track(seed, duration_ms),
         proposal,
+        envelope: None,
         equivocators: vec![],
     }
 }
@@ -97,11 +101,13 @@ fn slot_at_finds_the_playing_slot() {
 #[test]
 fn synced_slots_are_checked_and_forks_truncate() {
     let mut source = Chain::new(&signed_genesis());
-    source.push(outcome("a", 100_000, Some((Hash32::digest(b"p"), 3))));
-    source.push(Outcome {
+    let first = won(&source, track("a", 100_000), 3);
+    source.push(first);
+    let replay = Outcome {
         equivocators: vec![keypair(4).public().to_peer_id()],
-        ..outcome("b", 90_000, None)
-    });
+        ..replay(&source)
+    };
+    source.push(replay);
     let mut copy = Chain::new(&signed_genesis());
     for slot in source.decided_slots() {
         copy.push_synced(slot.clone()).expect("valid slot");
@@ -140,10 +146,12 @@ fn decided_slots_round_trip_as_cbor() {
     let mut chain = Chain::new(&signed_genesis());
     chain.push(Outcome {
         equivocators: vec![keypair(4).public().to_peer_id()],
-        ..outcome("a", 100_000, Some((Hash32::digest(b"p"), 3)))
+        ..won(&Chain::new(&signed_genesis()), track("a", 100_000), 3)
     });
-    let slot = chain.decided_slots()[0].clone();
-    let back: DecidedSlot =
-        crate::codec::from_cbor(&crate::codec::to_cbor(&slot)).expect("round trip");
-    assert_eq!(back, slot);
+    chain.push(replay(&chain));
+    for slot in chain.decided_slots() {
+        let back: DecidedSlot =
+            crate::codec::from_cbor(&crate::codec::to_cbor(slot)).expect("round trip");
+        assert_eq!(&back, slot);
+    }
 }

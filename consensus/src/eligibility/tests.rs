@@ -142,12 +142,14 @@ fn rule_equivocators_are_banned_for_l_slots() {
     chain.push(Outcome {
         track: track("d5", 100_000),
         proposal: None,
+        envelope: None,
         equivocators: vec![peer(3)],
     });
     for slot in 6..=12 {
         chain.push(Outcome {
             track: track(&format!("d{slot}"), 100_000),
             proposal: None,
+            envelope: None,
             equivocators: vec![],
         });
     }
@@ -334,10 +336,10 @@ proptest! {
     ) {
         let mut built = Chain::new(&signed_genesis());
         for slot in 5..=k + 3 {
+            let won = crate::testing::won(&built, track(&format!("d{slot}"), 100_000), 90);
             built.push(Outcome {
-                track: track(&format!("d{slot}"), 100_000),
-                proposal: Some((Hash32::digest(format!("p{slot}").as_bytes()), slot)),
                 equivocators: if equivocated == Some(slot) { vec![peer(3)] } else { vec![] },
+                ..won
             });
         }
         // Slot k-1 is still in selection when k's proposals arrive (PROTOCOL.md 1).

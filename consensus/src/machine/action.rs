@@ -31,6 +31,9 @@ impl Topic {
 }
 
 /// One thing for the driver to do, in the order returned by `poll_action`.
+// `Decided` carries a whole decided slot (TrackRef and, since 12.1, the winning proposal's
+// envelope): a few actions per slot, moved once each, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Publish `envelope` (its CBOR) on `topic`.

@@ -70,7 +70,12 @@ impl Consensus {
             return false;
         }
         let heads = info.heads.iter().count();
-        heads >= VOUCH_HEADS && info.heads.iter().skip(heads - VOUCH_HEADS).all(on_chain)
+        heads >= VOUCH_HEADS
+            && info
+                .heads
+                .iter()
+                .skip(heads.saturating_sub(VOUCH_HEADS))
+                .all(on_chain)
     }
 
     /// Notes what `peer` announced for `slot` (a Tally's best, or a Decision's proposal) and
@@ -110,7 +115,7 @@ impl Consensus {
                 want(state, *id, *ticket, peer, vouched);
             }
         }
-        self.ask(now, slot);
+        self.ask_all(now);
         self.report_lies();
     }
 
@@ -129,7 +134,7 @@ impl Consensus {
         }
         request.due_ms = None;
         request.done_ms = Some(now);
-        self.ask(now, slot);
+        self.ask_all(now);
     }
 
     /// When `handle_timeout` must run for fetches: the next unanswered request's timeout, or
@@ -150,12 +155,8 @@ impl Consensus {
     /// suspects); the others wait for their next turn. Then asks for the next ids.
     pub(super) fn retry_fetches(&mut self, now: u64) {
         self.report_lies();
-        let slots: Vec<u64> = self.slots.keys().copied().collect();
-        for slot in slots {
-            let Some(state) = self.slots.get_mut(&slot) else {
-                continue;
-            };
-            let mut expired = false;
+        let mut expired = false;
+        for state in self.slots.values_mut() {
             let mut failed: Vec<PeerId> = Vec::new();
             for (id, request) in &mut state.requests {
                 if request.due_ms.is_none_or(|due| due > now) {
@@ -173,10 +174,19 @@ impl Consensus {
             for peer in failed {
                 state.suspect(peer);
             }
-            if expired {
-                forget_done(state);
-                self.ask(now, slot);
-            }
+            forget_done(state);
+        }
+        if expired {
+            self.ask_all(now);
+        }
+    }
+
+    /// Asks for the waiting ids of every slot in flight, lowest slot first (an announcer is
+    /// busy whatever the slot of its request).
+    fn ask_all(&mut self, now: u64) {
+        let slots: Vec<u64> = self.slots.keys().copied().collect();
+        for slot in slots {
+            self.ask(now, slot);
         }
     }
 
@@ -189,7 +199,18 @@ impl Consensus {
             .rules()
             .backup_proposals
             .saturating_add(FETCH_EXTRA);
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).map_or(FETCH_WAITING_MAX, |l| l.min(FETCH_WAITING_MAX));
+        let Some(state) = self.slots.get(&slot) else {
+            return;
+        };
+        let mut out = state
+            .requests
+            .values()
+            .filter(|r| r.due_ms.is_some())
+            .count();
+        if out >= limit || !state.requests.values().any(Request::waiting) {
+            return;
+        }
         // Announcers with a request out, in any slot.
         let busy: BTreeSet<PeerId> = self
             .slots
@@ -202,14 +223,6 @@ impl Consensus {
         let Some(state) = self.slots.get_mut(&slot) else {
             return;
         };
-        let mut out = state
-            .requests
-            .values()
-            .filter(|r| r.due_ms.is_some())
-            .count();
-        if out >= limit || !state.requests.values().any(Request::waiting) {
-            return;
-        }
         let best = state.ranked(chain, slot).first().map(|(_, h)| h.ticket);
         let mut queue: Vec<(bool, u32, u64, Hash32)> = state
             .requests
@@ -232,14 +245,17 @@ impl Consensus {
                 request.done_ms = Some(now);
                 continue;
             }
-            let Some(peer) = pick_announcer(request, &busy, &state.suspects, &state.vouched) else {
-                continue;
-            };
-            if request.tries >= FETCH_TRIES_MAX && request.asked.contains(&peer) {
+            let spent = request.tries >= FETCH_TRIES_MAX;
+            if spent && request.announcers.iter().all(|p| request.asked.contains(p)) {
                 // Its tries are spent and no new announcer can be asked.
                 request.done_ms = Some(now);
                 continue;
             }
+            let pick = pick_announcer(request, &busy, &state.suspects, &state.vouched);
+            let Some(peer) = pick.filter(|p| !spent || !request.asked.contains(p)) else {
+                // Every announcer it may ask has a request out: it waits.
+                continue;
+            };
             request.asked.insert(peer);
             request.peer = Some(peer);
             request.tries = request.tries.saturating_add(1);
@@ -262,7 +278,6 @@ impl Consensus {
             lies.append(&mut state.lies);
         }
         for (peer, reason) in lies {
-            eprintln!("DEBUGLIE {} {peer} {reason}", self.me);
             self.peers.violation(peer);
             self.actions.push_back(Action::Violation { peer, reason });
         }
@@ -283,6 +298,7 @@ fn want(state: &mut SlotState, id: Hash32, ticket: u64, peer: PeerId, vouched: b
             request.done_ms = None;
             request.vouched = true;
             request.ticket = request.ticket.min(ticket);
+            trim_waiting(state);
         }
         return;
     }
@@ -299,7 +315,11 @@ fn want(state: &mut SlotState, id: Hash32, ticket: u64, peer: PeerId, vouched: b
             done_ms: None,
         },
     );
-    // Bound the ids waiting: forget the one of worst priority.
+    trim_waiting(state);
+}
+
+/// Bounds the ids waiting to [`FETCH_WAITING_MAX`]: forgets the one of worst priority.
+fn trim_waiting(state: &mut SlotState) {
     let waiting = state.requests.values().filter(|r| r.waiting()).count();
     if waiting > FETCH_WAITING_MAX
         && let Some(worst) = state
@@ -337,8 +357,9 @@ fn add_announcer(request: &mut Request, peer: PeerId, vouched: bool, known: &BTr
     request.announcers.insert(peer);
 }
 
-/// Whom to ask for `request` now: an announcer not asked yet (vouched-for first, not suspect
-/// first, then by PeerId), else the one asked last again; never one with a request out.
+/// Whom to ask for `request` now: an announcer not asked yet (not suspect first, then
+/// vouched-for first, then by PeerId), else the one asked last again; never one with a request
+/// out.
 fn pick_announcer(
     request: &Request,
     busy: &BTreeSet<PeerId>,
@@ -370,7 +391,10 @@ fn forget_done(state: &mut SlotState) {
         .filter_map(|(id, r)| r.done_ms.map(|t| (t, *id)))
         .collect();
     finished.sort_unstable();
-    for (_, id) in finished.into_iter().take(done - FETCH_DONE_KEPT) {
+    for (_, id) in finished
+        .into_iter()
+        .take(done.saturating_sub(FETCH_DONE_KEPT))
+    {
         state.requests.remove(&id);
     }
 }

@@ -131,6 +131,7 @@ impl Consensus {
             return Some(Outcome {
                 track: held.proposal.track.clone(),
                 proposal: Some((id, held.ticket)),
+                envelope: Some(held.envelope.clone()),
                 equivocators,
             });
         }
@@ -143,6 +144,7 @@ impl Consensus {
         Some(Outcome {
             track: track.clone(),
             proposal: None,
+            envelope: None,
             equivocators,
         })
     }

@@ -409,6 +409,11 @@ impl Consensus {
     /// Chain{from_slot}`). Slots that agree with the own chain extend it; slots that differ
     /// replace it from the first difference on (fork adoption, PROTOCOL.md 9): the schedule is
     /// recomputed, and slots whose selection already began are then only followed.
+    ///
+    /// The whole answer is verified before anything is taken (PROTOCOL.md 12.1, 12.4:
+    /// [`crate::chain::Chain::extend_synced`], at most 256 slots, none not yet final at `now`).
+    /// A record that fails is [`SyncError::Invalid`] naming the slot and the check, and, unless
+    /// the answer merely starts on another chain, an [`Action::Violation`] of `peer`.
     pub fn handle_chain(
         &mut self,
         now: u64,
@@ -440,12 +445,16 @@ impl Consensus {
             });
         }
         let full = slots.len() >= CHAIN_RESPONSE_SLOTS;
+        // Every record is verified (PROTOCOL.md 12.1) on a copy before anything of the own
+        // chain is replaced (12.4): `extend_synced` takes the whole answer or nothing.
         let mut candidate = self.chain.clone();
         candidate.truncate(first);
-        for slot in slots {
-            if let Err(e) = candidate.push_synced(slot) {
-                let earlier = matches!(e, ChainError::HashMismatch { slot, .. } if slot == first);
-                if earlier && first > lookahead && sync.purpose == Purpose::Adopt {
+        if let Err(e) = candidate.extend_synced(slots, now) {
+            let earlier = matches!(e, ChainError::HashMismatch { slot, .. } if slot == first);
+            if earlier {
+                // The answer's first slot does not chain onto the own slot before it: the
+                // peer is on another chain (no violation).
+                if first > lookahead && sync.purpose == Purpose::Adopt {
                     // The fork is older than the slots asked for: ask from further back.
                     let from_slot = first
                         .saturating_sub(CHAIN_RESPONSE_SLOTS as u64)
@@ -455,8 +464,16 @@ impl Consensus {
                         next.tie = sync.tie;
                     }
                 }
-                return Err(e.into());
+            } else {
+                // A record that fails verification refuses the answer whole, and its sender
+                // is counted as violating (12.1); the request waits for its retry.
+                self.peers.violation(peer);
+                self.actions.push_back(Action::Violation {
+                    peer,
+                    reason: format!("chain answer refused: {e}"),
+                });
             }
+            return Err(e.into());
         }
         let overlap = self.chain.len().min(candidate.len());
         let fork = (first..overlap).find(|s| self.chain.chain_hash(*s) != candidate.chain_hash(*s));

@@ -37,7 +37,8 @@ pub(crate) const TALLY_AUTHORS_KEPT: usize = 64;
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
     /// Peers that announced the id (in a Tally or Decision), at most
-    /// [`ANNOUNCERS_KEPT`](super::fetch::ANNOUNCERS_KEPT), vouched-for peers first.
+    /// [`ANNOUNCERS_KEPT`](super::fetch::ANNOUNCERS_KEPT) (when full, a vouched-for peer
+    /// replaces one neither vouched for nor asked).
     pub(crate) announcers: BTreeSet<PeerId>,
     /// Whether a peer the table vouches for announced it.
     pub(crate) vouched: bool,
@@ -168,7 +169,8 @@ impl SlotState {
 
     /// Notes that the peer table vouched for `peer` when it announced something.
     pub(crate) fn vouch(&mut self, peer: PeerId) {
-        if self.vouched.len() < AUTHORS_KEPT && !self.liars.contains(&peer) {
+        let distrusted = self.liars.contains(&peer) || self.suspects.contains(&peer);
+        if self.vouched.len() < AUTHORS_KEPT && !distrusted {
             self.vouched.insert(peer);
         }
     }

@@ -2,30 +2,75 @@
 //! decided slots never moves.
 
 use chorus_consensus::chain::ChainError;
-use chorus_consensus::{Chain, Hash32, Outcome};
+use chorus_consensus::{Chain, Envelope, Hash32, Outcome, Proposal, SlotContext, ticket};
+use libp2p_identity::Keypair;
 use proptest::prelude::*;
 
 use crate::strategies::{config, duration, genesis_chain, hash, peer, track};
 
-/// Outcomes to append: a proposal (id, ticket) or a replay, and up to two equivocators.
-fn outcomes() -> impl Strategy<Value = Vec<Outcome>> {
-    let outcome = (
-        any::<u64>(),
-        duration(),
-        prop::option::of((hash(), any::<u64>())),
-        prop::collection::vec(any::<[u8; 32]>(), 0..3),
-    )
-        .prop_map(|(seed, duration_ms, proposal, equivocators)| Outcome {
-            track: track(seed, duration_ms),
-            proposal,
-            equivocators: equivocators.into_iter().map(peer).collect(),
-        });
-    prop::collection::vec(outcome, 0..24)
+/// How one slot is decided: won by a proposal of `(key seed, track seed, duration)`, or a
+/// replay; up to two equivocators.
+#[derive(Debug, Clone)]
+struct Step {
+    won: Option<(u8, u64, u64)>,
+    equivocators: Vec<[u8; 32]>,
 }
 
-fn pushed(mut chain: Chain, outcomes: &[Outcome]) -> Chain {
-    for outcome in outcomes {
-        chain.push(outcome.clone());
+/// Slots to append: mostly proposals of a few keys, some replays.
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    let step = (
+        prop::option::weighted(0.75, (0u8..4, any::<u64>(), duration())),
+        prop::collection::vec(any::<[u8; 32]>(), 0..3),
+    )
+        .prop_map(|(won, equivocators)| Step { won, equivocators });
+    prop::collection::vec(step, 0..24)
+}
+
+/// The outcome of `step` as the next slot of `chain`: a proposal signed by its key, with its
+/// real id and ticket, or the replay choice. A record of it passes `push_synced` (12.1).
+fn outcome(chain: &Chain, step: &Step) -> Outcome {
+    let slot = chain.len();
+    let equivocators = step.equivocators.iter().copied().map(peer).collect();
+    let Some((key, track_seed, duration_ms)) = step.won else {
+        return Outcome {
+            track: chain
+                .replay_track()
+                .expect("a genesis chain has candidates")
+                .clone(),
+            proposal: None,
+            envelope: None,
+            equivocators,
+        };
+    };
+    let keypair = Keypair::ed25519_from_bytes([key + 1; 32]).expect("32 bytes");
+    let from = keypair.public().to_peer_id();
+    let proposal = Proposal {
+        network_id: *chain.network_id(),
+        slot,
+        from,
+        track: track(track_seed, duration_ms),
+        library_hash: Hash32::ZERO,
+        track_index: 0,
+        plays: vec![],
+        rules_hash: *chain.rules_hash(),
+        created_ms: 0,
+    };
+    let envelope = Envelope::seal(&proposal, &keypair).expect("signs its own body");
+    Outcome {
+        track: proposal.track,
+        proposal: Some((
+            envelope.id(),
+            ticket(&SlotContext::on_chain(chain, slot), &from),
+        )),
+        envelope: Some(envelope),
+        equivocators,
+    }
+}
+
+fn pushed(mut chain: Chain, steps: &[Step]) -> Chain {
+    for step in steps {
+        let outcome = outcome(&chain, step);
+        chain.push(outcome);
     }
     chain
 }
@@ -40,8 +85,8 @@ proptest! {
 
     /// Re-applying pushed slots with `push_synced` on a fresh chain rebuilds the same chain.
     #[test]
-    fn push_synced_rebuilds_pushed_slots(genesis in genesis_chain(), outcomes in outcomes()) {
-        let chain = pushed(genesis.clone(), &outcomes);
+    fn push_synced_rebuilds_pushed_slots(genesis in genesis_chain(), steps in steps()) {
+        let chain = pushed(genesis.clone(), &steps);
         let mut synced = genesis;
         for slot in chain.decided_slots() {
             prop_assert_eq!(synced.push_synced(slot.clone()), Ok(()));
@@ -54,27 +99,30 @@ proptest! {
         prop_assert_eq!(synced, chain);
     }
 
-    /// A synced slot whose contents do not match its chain hash is refused, and nothing after
-    /// it can be appended out of order.
+    /// A synced slot whose contents do not match its chain hash, or whose TrackRef is not the
+    /// one the winner signed (or an earlier winner's, for a replay), is refused, and nothing
+    /// after it can be appended out of order.
     #[test]
     fn push_synced_refuses_tampered_slots(
         genesis in genesis_chain(),
-        outcomes in outcomes().prop_filter("at least one slot", |o| !o.is_empty()),
+        steps in steps().prop_filter("at least one slot", |o| !o.is_empty()),
         at in any::<prop::sample::Index>(),
-        what in 0u8..3,
+        what in 0u8..5,
         other in hash(),
     ) {
-        let chain = pushed(genesis.clone(), &outcomes);
+        let chain = pushed(genesis.clone(), &steps);
         let slots = chain.decided_slots();
         let i = at.index(slots.len());
         let mut bad = slots[i].clone();
         match what {
             0 => bad.chain_hash = other,
             1 => bad.track.track_hash = other,
-            _ => bad.proposal_id = match bad.proposal_id {
+            2 => bad.proposal_id = match bad.proposal_id {
                 Some(_) => None,
                 None => Some(other),
             },
+            3 => bad.track.duration_ms += 1_000,
+            _ => bad.track.manifest_id = other,
         }
         prop_assume!(bad != slots[i]);
         let mut synced = genesis;
@@ -83,10 +131,18 @@ proptest! {
         }
         let len = synced.len();
         let refused = synced.push_synced(bad);
-        prop_assert!(matches!(
-            refused,
-            Err(ChainError::HashMismatch { .. } | ChainError::HalfReplay(_))
-        ), "{:?}", refused);
+        let expected = match what {
+            0 | 1 => matches!(refused, Err(ChainError::HashMismatch { .. })),
+            2 => matches!(refused, Err(ChainError::HalfReplay(_))),
+            _ => matches!(
+                refused,
+                Err(ChainError::TrackMismatch { .. }
+                    | ChainError::ReplayTrack { .. }
+                    | ChainError::ReplayChoice { .. })
+            ),
+        };
+        prop_assert!(expected, "{:?}", refused);
+        prop_assert_eq!(refused.expect_err("refused").slot(), Some(slots[i].slot));
         prop_assert_eq!(synced.len(), len);
         if let Some(later) = slots.get(i + 1) {
             let skipped = synced.push_synced(later.clone());
@@ -99,12 +155,12 @@ proptest! {
     #[test]
     fn the_schedule_never_shifts(
         genesis in genesis_chain(),
-        outcomes in outcomes(),
+        steps in steps(),
         split in any::<prop::sample::Index>(),
     ) {
-        let cut = split.index(outcomes.len() + 1);
-        let before = pushed(genesis, &outcomes[..cut]);
-        let after = pushed(before.clone(), &outcomes[cut..]);
+        let cut = split.index(steps.len() + 1);
+        let before = pushed(genesis, &steps[..cut]);
+        let after = pushed(before.clone(), &steps[cut..]);
         let (old, new) = (starts(&before), starts(&after));
         prop_assert_eq!(&new[..old.len()], &old[..]);
         let gap = after.rules().gap_ms;
@@ -122,16 +178,16 @@ proptest! {
     #[test]
     fn truncate_then_push_restores_the_chain(
         genesis in genesis_chain(),
-        outcomes in outcomes(),
+        steps in steps(),
         split in any::<prop::sample::Index>(),
     ) {
-        let chain = pushed(genesis, &outcomes);
-        let cut = split.index(outcomes.len() + 1);
+        let chain = pushed(genesis, &steps);
+        let cut = split.index(steps.len() + 1);
         let mut forked = chain.clone();
         forked.truncate(chain.lookahead() + cut as u64);
         prop_assert_eq!(forked.len(), chain.lookahead() + cut as u64);
         prop_assert_eq!(&starts(&forked)[..], &starts(&chain)[..=cut + 5]);
-        let restored = pushed(forked, &outcomes[cut..]);
+        let restored = pushed(forked, &steps[cut..]);
         prop_assert_eq!(restored, chain);
     }
 }

@@ -22,6 +22,7 @@ fn chain_and_proposer() -> impl Strategy<Value = (Chain, PeerId)> {
                 chain.push(Outcome {
                     track: track(track_seed, duration_ms),
                     proposal: None,
+                    envelope: None,
                     equivocators: if listed { vec![me] } else { vec![] },
                 });
             }

@@ -493,15 +493,27 @@ impl Driver {
             }
             FetchEvent::Unavailable {
                 track,
+                slot,
                 asked,
                 refused,
-                ..
             } => {
                 // The fetcher logged it. One entry per withheld winner; bounded all the same.
                 if self.unavailable.len() >= 1024 {
                     self.unavailable.pop_first();
                 }
                 self.unavailable.insert(track, (asked, refused));
+                // Reported at once, not only when the slot finds nothing to play: proposals
+                // published before then (the window of slot + 5 opens at the slot's start) carry
+                // `unavailable` rather than a claim to play the winner. Segments that still
+                // arrive are played, and the report then follows what was played.
+                let winner_here = self
+                    .consensus
+                    .chain()
+                    .winner(slot)
+                    .is_some_and(|w| w.track_hash == track);
+                if winner_here && self.current.is_none_or(|c| slot >= c) {
+                    self.consensus.report_unavailable(slot);
+                }
             }
             FetchEvent::Corrupt { peer, block } => {
                 *self.corrupt.entry(peer).or_default() += 1;
@@ -652,6 +664,10 @@ impl Driver {
         self.advance_live();
         self.playing.insert(slot, playing.clone());
         self.publish_snapshot();
+        if matches!(playing, Playing::Winner) && self.unavailable.contains_key(&winner.track_hash) {
+            // Reported unavailable early; it arrived after all.
+            self.consensus.report_played(slot, Some(winner.track_hash));
+        }
         match &playing {
             Playing::Winner => {
                 info!(event = "playing", slot, track_hash = %winner.track_hash, track = %track_name(&winner), position_ms = position, segments_held = held, segments = total,
@@ -790,6 +806,9 @@ impl Driver {
         let position = now.saturating_sub(chain.start(slot).unwrap_or(now));
         let (held, total) = self.segments_held(&winner);
         if held > 0 {
+            if self.unavailable.contains_key(&winner.track_hash) {
+                self.consensus.report_played(slot, Some(winner.track_hash));
+            }
             info!(event = "playing", slot, track_hash = %winner.track_hash, track = %track_name(&winner), position_ms = position, segments_held = held, segments = total, late = true,
                 "playing slot={slot} track=\"{}\" position={position}ms segments={held}/{total} (started late)", track_name(&winner));
             self.playing.insert(slot, Playing::Winner);

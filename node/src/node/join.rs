@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use chorus_consensus::{Chain, DecidedSlot, Hash32, SignedGenesis};
+use chorus_consensus::{Chain, Hash32, SignedGenesis};
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::mpsc;
@@ -18,6 +18,15 @@ use crate::net::{Client, Event};
 
 /// How long a node with peers to dial waits for its first connection before deciding alone.
 const FIRST_PEER_WAIT: Duration = Duration::from_secs(5);
+/// Peers asked for the chain at most (PROTOCOL.md 12.1).
+const CHAIN_PEERS: usize = 8;
+/// Peers the joiner waits for, a moment, before asking (PROTOCOL.md 12.1: at least 3 when it
+/// has them).
+const CHAIN_PEERS_MIN: usize = 3;
+/// How long the joiner waits for [`CHAIN_PEERS_MIN`] peers after the first.
+const MORE_PEERS_WAIT: Duration = Duration::from_secs(1);
+/// How far a peer's chain may be decided ahead of this node's clock (not synced yet).
+const AHEAD_SLACK_MS: u64 = 60_000;
 
 /// Handles network events while the node is not running consensus yet.
 pub struct Joiner {
@@ -177,80 +186,121 @@ impl Joiner {
         }
     }
 
-    /// Brings `chain` up to the head held by most connected peers. True when at least one
-    /// peer answered (the chain is then known to be current).
+    /// Brings `chain` up to the head held by most of the peers asked (PROTOCOL.md 11, 12.1).
+    /// True when at least one peer's answer verified (the chain is then known to be current).
+    ///
+    /// Up to [`CHAIN_PEERS`] connected peers are asked (the joiner waits a moment for
+    /// [`CHAIN_PEERS_MIN`] of them). Each answer is verified record by record on a copy of the
+    /// chain as it arrives ([`Chain::push_synced`]: every chain hash link and, in protocol 1.1,
+    /// every winning proposal's envelope against its TrackRef); a peer whose records fail is
+    /// dropped from the count and reported. An answer may hold no slot whose finality lies in
+    /// the future (a decided chain cannot run ahead of the clock), which bounds what a peer can
+    /// make a joiner fetch and store. The head held by most peers wins; on a tie the longer
+    /// chain (the fork rule of section 9 settles the rest once the node runs).
     pub async fn sync_chain(
         &mut self,
         chain: &mut Chain,
-        _now: u64,
+        now: u64,
         shutdown: &CancellationToken,
     ) -> bool {
         self.await_peers(FIRST_PEER_WAIT, shutdown).await;
-        let base = chain.len();
-        let mut answers: BTreeMap<(u64, Option<Hash32>), (usize, Vec<DecidedSlot>)> =
-            BTreeMap::new();
-        for peer in self.connected.clone() {
-            let Some(slots) = self.fetch_tail(peer, base).await else {
-                continue;
-            };
-            let head = slots.last().map(|s| (s.slot, Some(s.chain_hash)));
-            let key = head.unwrap_or((base, None));
-            let entry = answers.entry(key).or_insert((0, slots));
-            entry.0 += 1;
+        let until = Instant::now() + MORE_PEERS_WAIT;
+        while self.connected.len() < CHAIN_PEERS_MIN
+            && Instant::now() < until
+            && !shutdown.is_cancelled()
+        {
+            if !self.pump(until).await {
+                break;
+            }
+        }
+        let mut answers: BTreeMap<(u64, Hash32), (usize, Chain)> = BTreeMap::new();
+        let peers: Vec<PeerId> = self.connected.iter().copied().take(CHAIN_PEERS).collect();
+        for peer in peers {
+            match self.fetch_verified(peer, chain.clone(), now).await {
+                Ok(Some(candidate)) => {
+                    let head = candidate.head();
+                    answers
+                        .entry((head.slot, head.chain_hash))
+                        .or_insert((0, candidate))
+                        .0 += 1;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(event = "chain_refused", peer = %peer, reason = %e,
+                    "the chain sent by {peer} was refused: {e}; it is not counted"),
+            }
         }
         if answers.is_empty() {
             return false;
         }
-        // The head held by most peers; on a tie the longer chain.
-        let best = answers
+        let heads = answers.len();
+        let Some((count, best)) = answers
             .into_iter()
             .max_by_key(|((slot, _), (count, _))| (*count, *slot))
-            .map(|(_, (_, slots))| slots)
-            .unwrap_or_default();
-        let mut appended = 0;
-        for slot in best {
-            let n = slot.slot;
-            if let Err(e) = chain.push_synced(slot) {
-                warn!(
-                    event = "chain_sync_failed",
-                    "slot {n} from peers does not follow this node's chain: {e}; the fork rule will settle it"
-                );
-                break;
-            }
-            appended += 1;
-        }
+            .map(|(_, v)| v)
+        else {
+            return false;
+        };
+        let appended = best.len().saturating_sub(chain.len());
+        *chain = best;
         if appended > 0 {
             info!(
                 event = "chain_synced",
                 slots = appended,
                 head = chain.len(),
-                "synced {appended} decided slots from peers; the chain now holds {} slots",
+                peers = count,
+                heads,
+                "synced {appended} decided slots from peers ({count} held this head, {heads} heads in all); the chain now holds {} slots",
                 chain.len()
             );
         }
         true
     }
 
-    async fn fetch_tail(&mut self, peer: PeerId, from: u64) -> Option<Vec<DecidedSlot>> {
-        let mut out = Vec::new();
-        let mut next = from;
+    /// `peer`'s chain from `chain.len()` on, verified onto `chain`: `Ok(None)` when the peer
+    /// did not answer (not held against it), an error when a record fails or the answer runs
+    /// ahead of the clock.
+    async fn fetch_verified(
+        &mut self,
+        peer: PeerId,
+        mut chain: Chain,
+        now: u64,
+    ) -> Result<Option<Chain>, String> {
+        let lookahead = chain.lookahead();
         loop {
+            let next = chain.len();
             let answer = self
                 .request(peer, SyncRequest::Chain { from_slot: next })
                 .await;
-            match answer {
-                Ok(SyncResponse::Chain(slots)) => {
-                    let n = slots.len();
-                    if slots.first().is_some_and(|s| s.slot != next) {
-                        return None;
-                    }
-                    next += n as u64;
-                    out.extend(slots);
-                    if n < CHAIN_BATCH {
-                        return Some(out);
-                    }
+            let slots = match answer {
+                Ok(SyncResponse::Chain(slots)) => slots,
+                _ => return Ok(None),
+            };
+            let n = slots.len();
+            if n > CHAIN_BATCH {
+                return Err(format!("{n} slots in one answer, more than {CHAIN_BATCH}"));
+            }
+            for slot in slots {
+                let k = slot.slot;
+                if k != chain.len() {
+                    return Err(format!("slot {k} where slot {} was due", chain.len()));
                 }
-                _ => return None,
+                chain
+                    .push_synced(slot)
+                    .map_err(|e| format!("slot {k}: {e}"))?;
+                // Slot k is final at start(k - 3), so a chain decided through k means that
+                // moment has passed; a minute of slack covers clocks not synced yet.
+                let final_at = k
+                    .checked_sub(lookahead.saturating_sub(2))
+                    .and_then(|j| chain.start(j));
+                if final_at.is_some_and(|t| t > now.saturating_add(AHEAD_SLACK_MS)) {
+                    return Err(format!(
+                        "slot {k} would be final only in {} s: decided ahead of the clock",
+                        final_at.unwrap_or(now).saturating_sub(now) / 1000
+                    ));
+                }
+            }
+            if n < CHAIN_BATCH {
+                return Ok(Some(chain));
             }
         }
     }

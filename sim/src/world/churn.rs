@@ -9,7 +9,7 @@
 //! running is skipped.
 
 use chorus_consensus::machine::SYNC_TIMEOUT_MS;
-use chorus_consensus::{Chain, DecidedSlot};
+use chorus_consensus::{Chain, ChainError, DecidedSlot};
 
 use super::node::NodeState;
 use super::{CHAIN_ANSWER_MAX, Event, World, random_key};
@@ -147,19 +147,26 @@ impl World {
             if d.slot < chain.len() {
                 continue;
             }
-            if chain.push_synced(d).is_err() {
-                // The persisted chain forked off the server's (a crash on the minority side of
-                // a partition): drop its last slots and ask again from earlier.
-                let back = chain.len().saturating_sub(32).max(chain.lookahead());
-                chain.truncate(back);
-                refused = true;
-                break;
+            // Every record is verified (PROTOCOL.md 12.1: the winner's envelope against the
+            // TrackRef), as a node's joiner does.
+            match chain.push_synced(d) {
+                Ok(()) => {}
+                Err(e) => {
+                    // A chain hash that does not follow: the persisted chain forked off the
+                    // server's (a crash on the minority side of a partition). Anything else
+                    // breaks a rule of 12.1.
+                    if !matches!(e, ChainError::HashMismatch { .. }) {
+                        self.traffic.count_violation();
+                    }
+                    // Drop the last slots and ask again from earlier.
+                    let back = chain.len().saturating_sub(32).max(chain.lookahead());
+                    chain.truncate(back);
+                    refused = true;
+                    break;
+                }
             }
         }
         if refused || full {
-            if refused {
-                self.traffic.count_violation();
-            }
             self.request_sync(i);
             return;
         }

@@ -4,9 +4,12 @@
 //!
 //! - `poison`: joins a network as a node whose identity is ground so that its ticket wins a
 //!   chosen slot, and proposes a track whose manifest is hostile: `#EXTINF:-1` (panicked the
-//!   HLS parser of every node), NaN, or thousands of blocks behind a TrackRef that claims two.
+//!   HLS parser of every node), NaN, thousands of blocks behind a TrackRef that claims two, or
+//!   one it never serves (a withheld winner).
 //! - `time-liar`: several fresh identities connect to one node and answer its `/chorus/time/1`
 //!   pings from a clock set off by a chosen amount.
+//! - `chain-liar`: answers `Chain{from_slot}` with an honest peer's records in which two slots'
+//!   TrackRefs are changed (duration doubled, audio swapped) and every chain hash kept.
 //! - `flood`: one connection carrying hundreds of identities' bloated Status messages and forged
 //!   Decisions, a hundred block requests in parallel, and thousands of DHT provider records.
 //!
@@ -42,6 +45,8 @@ enum Poison {
     NanExtinf,
     /// 3000 segments behind a TrackRef that claims 2.
     ManyBlocks,
+    /// A well-formed manifest that the attacker never serves (nor its blocks).
+    Withhold,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +71,18 @@ enum Attack {
         /// Duration the TrackRef claims, ms.
         #[arg(long, default_value_t = 7000)]
         duration_ms: u64,
+    },
+    /// Serve a joiner a chain whose TrackRefs were changed under intact chain hashes.
+    ChainLiar {
+        /// The network id (hex).
+        #[arg(long)]
+        network: String,
+        /// An honest peer to copy the genesis and the chain from.
+        #[arg(long)]
+        peer: String,
+        /// Where to listen for the joiner.
+        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: String,
     },
     /// Flood one node over one connection.
     Flood {
@@ -121,6 +138,11 @@ fn main() -> Result<()> {
                 identities,
                 lie_ms,
             } => time_liar(&peer, identities, lie_ms).await,
+            Attack::ChainLiar {
+                network,
+                peer,
+                listen,
+            } => chain_liar(&network, &peer, &listen).await,
             Attack::Flood {
                 network,
                 peer,
@@ -196,9 +218,11 @@ async fn poison(
     let (bytes, segments) = hostile_manifest(poison, duration_ms);
     let manifest_id = Hash32::digest(&bytes);
     let lib = Library::open(&data_dir).context("cannot open the attacker's store")?;
-    lib.store
-        .put_with_id(chorus_media::Hash32(*manifest_id.as_bytes()), &bytes)
-        .context("cannot store the hostile manifest")?;
+    if !matches!(poison, Poison::Withhold) {
+        lib.store
+            .put_with_id(chorus_media::Hash32(*manifest_id.as_bytes()), &bytes)
+            .context("cannot store the hostile manifest")?;
+    }
     let track = TrackRef {
         track_hash: Hash32::digest(format!("evil track {slot}").as_bytes()),
         manifest_id,
@@ -463,6 +487,87 @@ async fn flood(
                 Some(_) => {}
                 None => bail!("the network stopped"),
             }
+        }
+    }
+}
+
+async fn chain_liar(network: &str, peer: &str, listen: &str) -> Result<()> {
+    use chorus::net::Event;
+    use chorus::net::protocol::{SyncRequest, SyncResponse};
+
+    let network_id: Hash32 = network.parse().context("--network is 64 hex digits")?;
+    let addr: chorus::libp2p::Multiaddr = peer.parse().context("--peer is a multiaddr")?;
+    let (client, mut events, event_loop, _dir, me) = swarm(0)?;
+    tokio::spawn(event_loop.run());
+    client
+        .listen(listen.parse().context("--listen is a multiaddr")?)
+        .await;
+    client.dial(addr).await;
+    let mut honest = None;
+    let mut genesis = None;
+    loop {
+        match events.recv().await {
+            Some(Event::Listening(a)) => println!("listening {a}"),
+            Some(Event::Connected(p, _)) if honest.is_none() => {
+                if let Ok(SyncResponse::Genesis(g)) = client.sync(p, SyncRequest::Genesis).await {
+                    genesis = Some(g);
+                    honest = Some(p);
+                    println!("liar {me} copies the chain of {p} (network {network_id})");
+                }
+            }
+            Some(Event::SyncRequest {
+                peer: asker,
+                request,
+                channel,
+            }) => {
+                let answer = match (&request, honest, &genesis) {
+                    (SyncRequest::Genesis, _, Some(g)) => SyncResponse::Genesis(g.clone()),
+                    (SyncRequest::Chain { from_slot }, Some(h), _) => {
+                        match client
+                            .sync(
+                                h,
+                                SyncRequest::Chain {
+                                    from_slot: *from_slot,
+                                },
+                            )
+                            .await
+                        {
+                            Ok(SyncResponse::Chain(mut slots)) => {
+                                let mut changed = Vec::new();
+                                // The two last decided slots: the joiner plays them soon.
+                                let n = slots.len();
+                                let swap =
+                                    slots.get(n.saturating_sub(3)).map(|s| s.track.manifest_id);
+                                for s in slots.iter_mut().rev().take(2) {
+                                    s.track.duration_ms = s.track.duration_ms.saturating_mul(2);
+                                    s.track.segment_count = s.track.segment_count.saturating_mul(2);
+                                    if let Some(m) = swap {
+                                        s.track.manifest_id = m;
+                                    }
+                                    changed.push(s.slot);
+                                }
+                                println!("lied to {asker} about slots {changed:?}");
+                                SyncResponse::Chain(slots)
+                            }
+                            Ok(other) => other,
+                            Err(e) => SyncResponse::Unavailable(e.to_string()),
+                        }
+                    }
+                    _ => SyncResponse::Unavailable("not served".into()),
+                };
+                client.respond_sync(channel, answer).await;
+            }
+            Some(Event::Gossip { id, source, .. }) => {
+                client
+                    .validate(
+                        id,
+                        source,
+                        chorus::libp2p::gossipsub::MessageAcceptance::Ignore,
+                    )
+                    .await;
+            }
+            Some(_) => {}
+            None => bail!("the network stopped"),
         }
     }
 }

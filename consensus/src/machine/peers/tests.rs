@@ -237,6 +237,7 @@ fn chain_of(names: &[&str]) -> Chain {
         chain.push(crate::chain::Outcome {
             track: crate::track::tests::track(name, 60_000),
             proposal: None,
+            envelope: None,
             equivocators: vec![],
         });
     }

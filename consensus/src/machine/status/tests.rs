@@ -31,11 +31,43 @@ fn statuses_of(net: &TestNet, i: usize) -> Vec<Status> {
         .collect()
 }
 
+/// A 3-node net run until slot 6 is final, whose slots 6 and 7 have different winners. Which
+/// runs are like that depends on the network id (who wins) and on the size of the winner's
+/// library (which of its tracks it proposes): nodes 0 and 1 get libraries of 3 + `variant`
+/// tracks (variant 0: the usual ones) until one is.
+fn net_with_other_winners_in_6_and_7() -> TestNet {
+    let build = |variant: usize| {
+        let mut builder = TestBuilder::new(3);
+        for i in (0..2).filter(|_| variant > 0) {
+            let tracks = (0..3 + variant as u64)
+                .map(|j| {
+                    crate::track::tests::track(
+                        &format!("variant {variant} node {i} track {j}"),
+                        90_000 + 10_000 * j,
+                    )
+                })
+                .collect();
+            builder = builder.library(i, tracks);
+        }
+        builder.build()
+    };
+    let variant = (0..8)
+        .find(|variant| {
+            let mut net = build(*variant);
+            net.run_until_len(8);
+            let chain = net.nodes[2].chain();
+            chain.winner(6).map(|t| t.track_hash) != chain.winner(7).map(|t| t.track_hash)
+        })
+        .expect("a run with other winners in slots 6 and 7");
+    let mut net = build(variant);
+    net.run_until_len(7);
+    net
+}
+
 #[test]
 fn a_node_blacklisting_the_winner_diverges_for_that_slot_only() {
     use PeerState::*;
-    let mut net = TestBuilder::new(3).build();
-    net.run_until_len(7);
+    let mut net = net_with_other_winners_in_6_and_7();
     let chain = net.nodes[2].chain().clone();
     let winner = chain.winner(6).expect("slot 6 is final").track_hash;
     let start6 = chain.start(6).expect("known");
