@@ -6,7 +6,7 @@
 //! Tracks are 7 s long, so a slot lasts 7 s. Tests wait for log events, never for fixed times,
 //! and run one at a time (a shared lock): each starts several debug-build nodes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +23,46 @@ fn at_slot(event: &'static str, k: u64) -> impl Fn(&Value) -> bool {
     move |v| v["event"] == event && slot(v) == Some(k)
 }
 
+/// Three honest nodes on libraries made from seeds `seed + 1 ..= seed + 3`, slot 0 at `start`
+/// (`in 20s`): `(a, b, c, network id, a's address)`.
+fn three_nodes(root: &Path, seed: u64, start: &str) -> (Node, Node, Node, String, String) {
+    let libs: Vec<PathBuf> = (1..=3)
+        .map(|i| library(&root.join(format!("lib{i}")), seed + i, 5))
+        .collect();
+    let (a, network, addr) = bootstrap(root, &libs[0], start, &[]);
+    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
+    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    (a, b, c, network, addr)
+}
+
+/// `evil-peer poison` joining through `addr` to win `slot` with a `manifest` poison; returns
+/// it and the hash of the track it proposes.
+fn poisoner(root: &Path, network: &str, addr: &str, slot: u64, manifest: &str) -> (Evil, String) {
+    let evil = Evil::start(
+        root,
+        &[
+            "poison",
+            "--manifest",
+            manifest,
+            "--data-dir",
+            &root.join("evil").display().to_string(),
+            "--network",
+            network,
+            "--peer",
+            addr,
+            "--slot",
+            &slot.to_string(),
+        ],
+    );
+    let proposing = evil.wait_line("proposing track ", LONG);
+    let track = proposing
+        .split_whitespace()
+        .next()
+        .expect("the track hash")
+        .to_owned();
+    (evil, track)
+}
+
 /// A winning proposal whose manifest has `#EXTINF:-1` (which panicked the HLS parser of every
 /// node, ending all fetching for good): every honest node refuses it with a log line naming
 /// the track, and still fetches and plays the next winners in full; no task ends.
@@ -31,33 +71,9 @@ fn a_poisoned_manifest_wins_a_slot_and_the_radio_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
-    let libs: Vec<PathBuf> = (1..=3)
-        .map(|i| library(&root.join(format!("lib{i}")), 40 + i, 5))
-        .collect();
-    let (a, network, addr) = bootstrap(root, &libs[0], "in 20s", &[]);
-    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
-    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let (a, b, c, network, addr) = three_nodes(root, 40, "in 20s");
     let target = 7;
-    let evil = Evil::start(
-        root,
-        &[
-            "poison",
-            "--data-dir",
-            &root.join("evil").display().to_string(),
-            "--network",
-            &network,
-            "--peer",
-            &addr,
-            "--slot",
-            &target.to_string(),
-        ],
-    );
-    let proposing = evil.wait_line("proposing track ", LONG);
-    let evil_track = proposing
-        .split_whitespace()
-        .next()
-        .expect("the track hash")
-        .to_owned();
+    let (_evil, evil_track) = poisoner(root, &network, &addr, target, "negative-extinf");
 
     for node in [&a, &b, &c] {
         // The attack succeeds as far as the lottery goes: the ground key wins the slot.
@@ -186,12 +202,7 @@ fn lying_time_servers_do_not_move_the_clock() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
-    let libs: Vec<PathBuf> = (1..=3)
-        .map(|i| library(&root.join(format!("lib{i}")), 50 + i, 5))
-        .collect();
-    let (a, network, addr) = bootstrap(root, &libs[0], "in 15s", &[]);
-    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
-    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let (a, b, c, _, addr) = three_nodes(root, 50, "in 15s");
     let liars = Evil::start(
         root,
         &[
@@ -277,12 +288,7 @@ fn a_flood_over_one_connection_is_graylisted_and_the_radio_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
-    let libs: Vec<PathBuf> = (1..=3)
-        .map(|i| library(&root.join(format!("lib{i}")), 70 + i, 5))
-        .collect();
-    let (a, network, addr) = bootstrap(root, &libs[0], "in 15s", &[]);
-    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
-    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let (a, b, c, network, addr) = three_nodes(root, 70, "in 15s");
     a.wait_for("slot 1 plays", LONG, at_slot("playing", 1));
     let flood_from = a.event_count();
     let evil = Evil::start(root, &["flood", "--network", &network, "--peer", &addr]);
@@ -341,40 +347,14 @@ fn a_withheld_winner_costs_one_slot_not_the_honest_proposers() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
-    let libs: Vec<PathBuf> = (1..=3)
-        .map(|i| library(&root.join(format!("lib{i}")), 80 + i, 5))
-        .collect();
-    let (a, network, addr) = bootstrap(root, &libs[0], "in 20s", &[]);
-    let b = join(root, "b", &libs[1], &network, &[&addr], &[]);
-    let c = join(root, "c", &libs[2], &network, &[&addr], &[]);
+    let (a, b, c, network, addr) = three_nodes(root, 80, "in 20s");
     let target = 7;
-    let evil = Evil::start(
-        root,
-        &[
-            "poison",
-            "--manifest",
-            "withhold",
-            "--data-dir",
-            &root.join("evil").display().to_string(),
-            "--network",
-            &network,
-            "--peer",
-            &addr,
-            "--slot",
-            &target.to_string(),
-        ],
-    );
+    let (evil, withheld) = poisoner(root, &network, &addr, target, "withhold");
     let ground = evil.wait_line("ground identity ", LONG);
     let attacker = ground
         .split_whitespace()
         .next()
         .expect("a peer id")
-        .to_owned();
-    let proposing = evil.wait_line("proposing track ", LONG);
-    let withheld = proposing
-        .split_whitespace()
-        .next()
-        .expect("the track hash")
         .to_owned();
     let nodes = [&a, &b, &c];
     for node in nodes {

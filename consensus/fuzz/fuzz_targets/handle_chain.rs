@@ -9,14 +9,17 @@
 //! the honest slot's TrackRef, proposal id and chain hash, whatever the answer said.
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use std::sync::OnceLock;
 
 use chorus_consensus::chain::same_track;
-use chorus_consensus::track::expected_segments;
 use chorus_consensus::{
     Chain, Consensus, DecidedSlot, Envelope, Genesis, Hash32, Outcome, Proposal, Rules,
     SignedGenesis, SlotContext, TrackRef, ticket,
 };
+use common::{key, track};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use libp2p_identity::Keypair;
@@ -25,23 +28,6 @@ struct Fixture {
     genesis: SignedGenesis,
     honest: Vec<DecidedSlot>,
     keys: Vec<Keypair>,
-}
-
-fn key(seed: u8) -> Keypair {
-    Keypair::ed25519_from_bytes([seed; 32]).expect("32 bytes are an ed25519 secret")
-}
-
-fn track(seed: u64, duration_ms: u64) -> TrackRef {
-    TrackRef {
-        track_hash: Hash32::digest(&seed.to_be_bytes()),
-        manifest_id: Hash32::digest(&[&seed.to_be_bytes()[..], b"m"].concat()),
-        duration_ms,
-        segment_count: expected_segments(duration_ms, 6_000),
-        title: String::new(),
-        artist: String::new(),
-        album: String::new(),
-        loudness_lufs: None,
-    }
 }
 
 /// The outcome of the next slot of `chain` won by `keypair`'s signed proposal of `track`.

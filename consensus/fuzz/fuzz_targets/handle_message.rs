@@ -4,15 +4,18 @@
 //! The machine must never panic, and every action it returns must be well formed.
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use std::sync::OnceLock;
 
 use chorus_consensus::limits::GOSSIP_MAX_BYTES;
 use chorus_consensus::message::Played;
-use chorus_consensus::track::expected_segments;
 use chorus_consensus::{
     Action, Chain, Consensus, Decision, Envelope, Genesis, Hash32, Proposal, Rules, SignedGenesis,
-    Tally, TrackRef,
+    Tally,
 };
+use common::{key, track};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use libp2p_identity::{Keypair, PeerId};
@@ -24,23 +27,6 @@ const KINDS: [&str; 6] = [
 struct Fixture {
     genesis: SignedGenesis,
     keys: Vec<Keypair>,
-}
-
-fn key(seed: u8) -> Keypair {
-    Keypair::ed25519_from_bytes([seed; 32]).expect("32 bytes are an ed25519 secret")
-}
-
-fn track(seed: u64, duration_ms: u64) -> TrackRef {
-    TrackRef {
-        track_hash: Hash32::digest(&seed.to_be_bytes()),
-        manifest_id: Hash32::digest(&[&seed.to_be_bytes()[..], b"m"].concat()),
-        duration_ms,
-        segment_count: expected_segments(duration_ms, 6_000),
-        title: String::new(),
-        artist: String::new(),
-        album: String::new(),
-        loudness_lufs: None,
-    }
 }
 
 fn fixture() -> &'static Fixture {

@@ -265,21 +265,8 @@ async fn time_liar(peer: &str, identities: usize, lie_ms: i64) -> Result<()> {
     }
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..identities {
-        let key = Keypair::generate_ed25519();
-        let id = key.public().to_peer_id();
-        let dir = tempfile::tempdir().context("cannot make a store folder")?;
-        let store = chorus_media::BlockStore::open(dir.path().join("blocks"))
-            .context("cannot open a store")?;
         // The node's own event loop answers `/chorus/time/1` from this clock: the lie.
-        let (client, mut events, event_loop) = chorus::net::new(chorus::net::NetConfig {
-            keypair: key,
-            mdns: false,
-            store,
-            clock: Arc::new(Clock::new(lie_ms)),
-            metrics: Arc::new(Metrics::new()),
-            corrupt_blocks: false,
-            streams_per_connection: 8,
-        })?;
+        let (client, mut events, event_loop, dir, id) = swarm(lie_ms)?;
         client.dial(addr.clone()).await;
         println!("liar {id} dialing {addr} with a clock {lie_ms} ms off");
         tasks.spawn(event_loop.run());
