@@ -457,3 +457,90 @@ fn a_lying_chain_server_answers_a_joiner_first_and_is_refused() {
     );
     drop((b, c));
 }
+
+/// PROTOCOL.md 12.4: one connection carries valid Statuses of N + 2 = 5 fresh identities, all
+/// reporting another chain at the current head (counted by signers, they would outvote the
+/// three honest nodes). No node adopts it, and all keep agreeing.
+#[test]
+fn sybil_statuses_over_one_connection_change_no_chain() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let (a, b, c, network, addr) = three_nodes(root, 30, "in 15s");
+    a.wait_for("a few slots decided", LONG, at_slot("final", 6));
+    let sybils = Evil::start(
+        root,
+        &[
+            "sybil-status",
+            "--network",
+            &network,
+            "--peer",
+            &addr,
+            "--identities",
+            "5",
+        ],
+    );
+    sybils.wait_line("sybil host ", LONG);
+    // Two status periods of Sybil heads at every node (forks are evaluated at each own Status,
+    // and adoption needs two wins in a row), then agreement on the slots decided after.
+    sybils.wait_line("sent 100 ", LONG);
+    let from = slot(
+        &a.wait_for_from(a.event_count(), "a slot plays", LONG, |v| {
+            v["event"] == "playing"
+        }),
+    )
+    .expect("a slot");
+    for k in from + 4..from + 6 {
+        let winner = a.wait_for("final", LONG, at_slot("final", k))["track_hash"].clone();
+        for node in [&b, &c] {
+            let other = node.wait_for("final", LONG, at_slot("final", k));
+            assert_eq!(other["track_hash"], winner, "{}: slot {k}", node.name);
+        }
+    }
+    for node in [&a, &b, &c] {
+        assert!(
+            node.events("adopted").is_empty(),
+            "{} adopted a chain: {:?}",
+            node.name,
+            node.events("adopted")
+        );
+        let forks: Vec<Value> = node
+            .events("fork")
+            .into_iter()
+            .filter(|v| v["choice"] != "keeping own chain")
+            .collect();
+        assert!(forks.is_empty(), "{}: {forks:?}", node.name);
+    }
+}
+
+/// A winning TrackRef claims 2 segments while its manifest lists 3000 blocks (enough to fill a
+/// disk, and the coming slots are pinned): refused before any block is asked for, with the
+/// reason in the log; the store does not grow by the track.
+#[test]
+fn a_manifest_of_3000_blocks_is_refused_before_fetching() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    let (a, b, c, network, addr) = three_nodes(root, 20, "in 20s");
+    let target = 7;
+    let (_evil, track) = poisoner(root, &network, &addr, target, "many-blocks");
+    for node in [&a, &b, &c] {
+        let fin = node.wait_for("final of the target slot", LONG, at_slot("final", target));
+        assert_eq!(fin["track_hash"], track.as_str(), "{}: {fin}", node.name);
+        let refused = node.wait_for("the manifest refused", LONG, |v| {
+            v["event"] == "manifest_refused" && v["track_hash"] == track.as_str()
+        });
+        let reason = refused["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("segments"), "{}: {refused}", node.name);
+        let playing = node.wait_for("the next slot plays", LONG, at_slot("playing", target + 1));
+        assert_eq!(
+            playing["segments_held"], playing["segments"],
+            "{}",
+            node.name
+        );
+        let store = node.status()["store"]["bytes"]
+            .as_u64()
+            .expect("store bytes");
+        assert!(store < 64 << 20, "{}: store {store} bytes", node.name);
+    }
+}
