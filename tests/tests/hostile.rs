@@ -63,6 +63,21 @@ fn poisoner(root: &Path, network: &str, addr: &str, slot: u64, manifest: &str) -
     (evil, track)
 }
 
+/// The first `n` slots after `after` that `node` finalizes with a track other than `evil`'s
+/// (the attacker keeps proposing, and wins about its share of the later slots too).
+fn honest_slots(node: &Node, after: u64, n: usize, evil: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut k = after + 1;
+    while out.len() < n {
+        let fin = node.wait_for("a later final", LONG, at_slot("final", k));
+        if fin["track_hash"] != evil {
+            out.push(k);
+        }
+        k += 1;
+    }
+    out
+}
+
 /// A winning proposal whose manifest has `#EXTINF:-1` (which panicked the HLS parser of every
 /// node, ending all fetching for good): every honest node refuses it with a log line naming
 /// the track, and still fetches and plays the next winners in full; no task ends.
@@ -89,8 +104,8 @@ fn a_poisoned_manifest_wins_a_slot_and_the_radio_goes_on() {
         });
         let reason = refused["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("EXTINF"), "{}: {refused}", node.name);
-        // The next two winners are fetched and play in full, at their time.
-        for k in [target + 1, target + 2] {
+        // The next two honest winners are fetched and play in full, at their time.
+        for k in honest_slots(node, target, 2, &evil_track) {
             let playing = node.wait_for("a later slot plays", LONG, at_slot("playing", k));
             assert_eq!(
                 playing["segments_held"], playing["segments"],
@@ -532,7 +547,8 @@ fn a_manifest_of_3000_blocks_is_refused_before_fetching() {
         });
         let reason = refused["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("segments"), "{}: {refused}", node.name);
-        let playing = node.wait_for("the next slot plays", LONG, at_slot("playing", target + 1));
+        let next = honest_slots(node, target, 1, &track)[0];
+        let playing = node.wait_for("the next slot plays", LONG, at_slot("playing", next));
         assert_eq!(
             playing["segments_held"], playing["segments"],
             "{}",
