@@ -219,11 +219,19 @@ pub async fn run(
         playlist_tx,
         metrics,
     );
+    let running = driver.run(shutdown.clone());
+    tokio::pin!(running);
     let result = tokio::select! {
-        result = driver.run(shutdown.clone()) => result,
+        result = &mut running => result,
         error = tasks.ended() => {
-            shutdown.cancel();
-            Err(error)
+            if shutdown.is_cancelled() {
+                // Stopping: the HTTP API ends on the same token, maybe before the driver.
+                running.await
+            } else {
+                tracing::error!(event = "task_failed", cause = %error, "{error}; the node stops");
+                shutdown.cancel();
+                Err(error)
+            }
         }
     };
     tasks.abort_all();

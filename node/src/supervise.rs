@@ -76,13 +76,12 @@ impl Critical {
     }
 
     /// Waits until one of the tasks ends and returns why, as an error for the node to stop
-    /// with. Pending for ever when there are no tasks.
+    /// with (the caller logs it, unless the node is stopping anyway: then the HTTP API ends
+    /// first by design). Pending for ever when there are no tasks.
     pub async fn ended(&mut self) -> anyhow::Error {
         match self.tasks.join_next().await {
             Some(Ok((name, outcome))) => {
                 let why = outcome.err().unwrap_or_else(|| "it returned".to_owned());
-                tracing::error!(event = "task_failed", task = name, cause = %why,
-                    "the {name} task ended while the node was running: {why}; the node stops");
                 anyhow::anyhow!("the {name} task ended while the node was running: {why}")
             }
             Some(Err(e)) => anyhow::anyhow!("a node task could not be joined: {e}"),
