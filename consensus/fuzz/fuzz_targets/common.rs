@@ -1,7 +1,7 @@
 //! Pieces the fuzz targets share: fixed keys and tracks.
 
 use chorus_consensus::track::expected_segments;
-use chorus_consensus::{Hash32, TrackRef};
+use chorus_consensus::{Genesis, Hash32, Rules, SignedGenesis, TrackRef};
 use libp2p_identity::Keypair;
 
 /// A fixed ed25519 key per seed.
@@ -21,4 +21,20 @@ pub fn track(seed: u64, duration_ms: u64) -> TrackRef {
         album: String::new(),
         loudness_lufs: None,
     }
+}
+
+/// The fuzz network: default rules, five queued tracks, operator `key(0)`.
+pub fn genesis() -> SignedGenesis {
+    let operator = key(0);
+    let queue = (0..5).map(|i| track(i, 60_000 + i * 1_000)).collect();
+    Genesis::new(
+        "fuzz radio",
+        1_700_000_000_000,
+        &Rules::default(),
+        queue,
+        operator.public().to_peer_id(),
+        0,
+    )
+    .and_then(|g| g.sign(&operator))
+    .expect("a valid genesis")
 }

@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 
 use chorus_consensus::chain::same_track;
 use chorus_consensus::{
-    Chain, Consensus, DecidedSlot, Envelope, Genesis, Hash32, Outcome, Proposal, Rules,
-    SignedGenesis, SlotContext, TrackRef, ticket,
+    Chain, Consensus, DecidedSlot, Envelope, Hash32, Outcome, Proposal, SignedGenesis, SlotContext,
+    TrackRef, ticket,
 };
 use common::{key, track};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -60,18 +60,7 @@ fn won(chain: &Chain, keypair: &Keypair, track: TrackRef) -> Outcome {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let operator = key(0);
-        let queue = (0..5).map(|i| track(i, 60_000 + i * 1_000)).collect();
-        let genesis = Genesis::new(
-            "fuzz radio",
-            1_700_000_000_000,
-            &Rules::default(),
-            queue,
-            operator.public().to_peer_id(),
-            0,
-        )
-        .and_then(|g| g.sign(&operator))
-        .expect("a valid genesis");
+        let genesis = common::genesis();
         let keys: Vec<Keypair> = (1..=3).map(key).collect();
         let mut chain = Chain::new(&genesis);
         for k in 5..40u64 {

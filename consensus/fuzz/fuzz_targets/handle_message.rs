@@ -12,8 +12,7 @@ use std::sync::OnceLock;
 use chorus_consensus::limits::GOSSIP_MAX_BYTES;
 use chorus_consensus::message::Played;
 use chorus_consensus::{
-    Action, Chain, Consensus, Decision, Envelope, Genesis, Hash32, Proposal, Rules, SignedGenesis,
-    Tally,
+    Action, Chain, Consensus, Decision, Envelope, Hash32, Proposal, SignedGenesis, Tally,
 };
 use common::{key, track};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -32,18 +31,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let operator = key(0);
-        let queue = (0..5).map(|i| track(i, 60_000 + i * 1_000)).collect();
-        let genesis = Genesis::new(
-            "fuzz radio",
-            1_700_000_000_000,
-            &Rules::default(),
-            queue,
-            operator.public().to_peer_id(),
-            0,
-        )
-        .and_then(|g| g.sign(&operator))
-        .expect("a valid genesis");
+        let genesis = common::genesis();
         Fixture {
             genesis,
             keys: (1..=4).map(key).collect(),
