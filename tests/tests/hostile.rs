@@ -78,6 +78,21 @@ fn honest_slots(node: &Node, after: u64, n: usize, evil: &str) -> Vec<u64> {
     out
 }
 
+/// Slot `k`'s final on `nodes[0]`, after checking that every other node made the same track
+/// final.
+fn agreed_final(nodes: &[&Node], k: u64) -> Value {
+    let fin = nodes[0].wait_for("final", LONG, at_slot("final", k));
+    for node in &nodes[1..] {
+        let other = node.wait_for("final", LONG, at_slot("final", k));
+        assert_eq!(
+            other["track_hash"], fin["track_hash"],
+            "{}: slot {k}: {other}",
+            node.name
+        );
+    }
+    fin
+}
+
 /// A winning proposal whose manifest has `#EXTINF:-1` (which panicked the HLS parser of every
 /// node, ending all fetching for good): every honest node refuses it with a log line naming
 /// the track, and still fetches and plays the next winners in full; no task ends.
@@ -258,11 +273,7 @@ fn lying_time_servers_do_not_move_the_clock() {
     let k = slot(&a.wait_for("a slot plays", LONG, |v| v["event"] == "playing"))
         .expect("a slot number")
         + 6;
-    let winner = a.wait_for("final", LONG, at_slot("final", k))["track_hash"].clone();
-    for node in [&b, &c] {
-        let other = node.wait_for("final", LONG, at_slot("final", k));
-        assert_eq!(other["track_hash"], winner, "{}: {other}", node.name);
-    }
+    agreed_final(&[&a, &b, &c], k);
     for node in nodes {
         let replays: Vec<Value> = node
             .events("final")
@@ -318,15 +329,7 @@ fn a_flood_over_one_connection_is_graylisted_and_the_radio_goes_on() {
         .expect("a slot");
     // Agreement on the slots decided during and after the flood.
     for k in during + 4..during + 7 {
-        let winner = a.wait_for("final", LONG, at_slot("final", k))["track_hash"].clone();
-        for node in [&b, &c] {
-            let other = node.wait_for("final", LONG, at_slot("final", k));
-            assert_eq!(
-                other["track_hash"], winner,
-                "{}: slot {k}: {other}",
-                node.name
-            );
-        }
+        agreed_final(&[&a, &b, &c], k);
     }
     let rss = rss_mb(a.pid().expect("a runs"));
     assert!(rss < 300.0, "a's RSS {rss:.0} MB after the flood");
@@ -384,15 +387,7 @@ fn a_withheld_winner_costs_one_slot_not_the_honest_proposers() {
     }
     let mut attacker_wins = 0;
     for k in target + 5..target + 15 {
-        let fin = a.wait_for("final", LONG, at_slot("final", k));
-        for node in [&b, &c] {
-            let other = node.wait_for("final", LONG, at_slot("final", k));
-            assert_eq!(
-                other["track_hash"], fin["track_hash"],
-                "{}: slot {k}",
-                node.name
-            );
-        }
+        let fin = agreed_final(&[&a, &b, &c], k);
         assert_eq!(fin["replay"], false, "slot {k} replayed: {fin}");
         if fin["proposer"]
             .as_str()
@@ -506,11 +501,7 @@ fn sybil_statuses_over_one_connection_change_no_chain() {
     )
     .expect("a slot");
     for k in from + 4..from + 6 {
-        let winner = a.wait_for("final", LONG, at_slot("final", k))["track_hash"].clone();
-        for node in [&b, &c] {
-            let other = node.wait_for("final", LONG, at_slot("final", k));
-            assert_eq!(other["track_hash"], winner, "{}: slot {k}", node.name);
-        }
+        agreed_final(&[&a, &b, &c], k);
     }
     for node in [&a, &b, &c] {
         assert!(
