@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chorus_consensus::{Genesis, GenesisError, Hash32, SignedGenesis, TrackRef};
+use chorus_consensus::{Genesis, GenesisError, SignedGenesis, TrackRef};
 use chorus_media::TrackInfo;
 use libp2p_identity::Keypair;
 
@@ -49,8 +49,8 @@ pub enum CreateError {
 /// The protocol's view of an ingested track (PROTOCOL.md 2).
 pub fn track_ref(info: &TrackInfo) -> TrackRef {
     TrackRef {
-        track_hash: Hash32(info.track_hash.0),
-        manifest_id: Hash32(info.manifest_id.0),
+        track_hash: info.track_hash,
+        manifest_id: info.manifest_id,
         duration_ms: info.duration_ms,
         segment_count: u64::from(info.segment_count),
         title: info.title.clone(),
@@ -108,8 +108,8 @@ pub(crate) mod tests {
     /// An ingested track of `duration_ms` whose hashes derive from `seed`.
     pub(crate) fn info(seed: &str, duration_ms: u64) -> TrackInfo {
         TrackInfo {
-            track_hash: chorus_media::Hash32::of(format!("track {seed}").as_bytes()),
-            manifest_id: chorus_media::Hash32::of(format!("manifest {seed}").as_bytes()),
+            track_hash: chorus_media::Hash32::digest(format!("track {seed}").as_bytes()),
+            manifest_id: chorus_media::Hash32::digest(format!("manifest {seed}").as_bytes()),
             duration_ms,
             segment_count: u32::try_from(duration_ms.div_ceil(6000)).expect("short"),
             title: format!("Song {seed}"),

@@ -77,41 +77,24 @@ impl SeedQueue {
                 library: library.to_path_buf(),
                 source,
             })?;
+        let fields = src.fields(document.get_ref(), now_ms)?;
 
-        let mut name = None;
-        let mut start_ms = None;
-        let mut tracks = None;
-        let mut rules = None;
-        for (key, value) in in_file_order(document.get_ref()) {
-            match key.get_ref().as_ref() {
-                "name" => name = Some(src.name(value)?),
-                "start" => {
-                    let start = start::parse(value.get_ref(), now_ms)
-                        .map_err(|p| src.error(value.span(), "start", p))?;
-                    start_ms = Some(start);
-                }
-                "track" => tracks = Some((value.span(), src.tracks(value)?)),
-                "rules" => rules = Some(rules::parse(&src, value)?),
-                other => return Err(src.error(key.span(), other, unknown_key(other, &KEYS))),
-            }
-        }
-
-        let rules = rules.unwrap_or_default();
+        let rules = fields.rules.unwrap_or_default();
         let lookahead = rules.lookahead;
         let missing = |field: &str, hint: String| src.error(0..0, field, Problem::Missing { hint });
-        let name = name.ok_or_else(|| {
+        let name = fields.name.ok_or_else(|| {
             missing(
                 "name",
                 "add a line like name = \"Friday Night Radio\"".into(),
             )
         })?;
-        let start_ms = start_ms.ok_or_else(|| {
+        let start_ms = fields.start_ms.ok_or_else(|| {
             missing(
                 "start",
                 "add a line like start = \"in 30s\" (or \"now\", or an RFC 3339 time)".into(),
             )
         })?;
-        let (tracks_span, written) = tracks.ok_or_else(|| {
+        let (tracks_span, written) = fields.tracks.ok_or_else(|| {
             missing(
                 "track",
                 format!(
@@ -119,48 +102,24 @@ impl SeedQueue {
                 ),
             )
         })?;
-
-        let expected = usize::try_from(lookahead).unwrap_or(usize::MAX);
-        if written.len() != expected {
-            // Point at the first track too many, or at the last one there is.
-            let span = written
-                .get(expected)
-                .or(written.last())
-                .map_or(tracks_span, |t| t.table.clone());
-            return Err(src.error(
-                span,
-                "track",
-                Problem::TrackCount {
-                    expected,
-                    found: written.len(),
-                },
-            ));
-        }
-
-        let mut resolved: Vec<(TrackPath, Range<usize>)> = Vec::with_capacity(written.len());
-        for track in written {
-            let at = |p| src.error(track.path_span.clone(), "track.path", p);
-            let path = paths::resolve(&track.path, &library).map_err(at)?;
-            if let Some(index) = resolved
-                .iter()
-                .position(|(p, _)| p.relative == path.relative)
-            {
-                return Err(at(Problem::DuplicatePath {
-                    path: PathBuf::from(&track.path),
-                    first_track: index + 1,
-                    first_line: src.line(resolved[index].1.start),
-                }));
-            }
-            resolved.push((path, track.path_span));
-        }
-
+        src.check_track_count(&written, tracks_span, lookahead)?;
         Ok(SeedQueue {
             name,
             start_ms,
-            tracks: resolved.into_iter().map(|(p, _)| p.absolute).collect(),
+            tracks: src.resolve(written, &library)?,
             rules,
         })
     }
+}
+
+/// The top-level fields of a seed queue as read, each checked on its own (None: absent).
+#[derive(Default)]
+struct Fields {
+    name: Option<String>,
+    start_ms: Option<u64>,
+    /// The span of the `[[track]]` array and its tables.
+    tracks: Option<(Range<usize>, Vec<WrittenTrack>)>,
+    rules: Option<Rules>,
 }
 
 /// One `[[track]]` as written, before its path is checked.
@@ -222,6 +181,76 @@ impl Source<'_> {
             field,
             problem: Problem::Syntax(e.message().to_owned()),
         }
+    }
+
+    /// Reads the top-level keys in file order; the first mistake is returned.
+    fn fields(&self, document: &DeTable<'_>, now_ms: u64) -> Result<Fields, SeedError> {
+        let mut fields = Fields::default();
+        for (key, value) in in_file_order(document) {
+            match key.get_ref().as_ref() {
+                "name" => fields.name = Some(self.name(value)?),
+                "start" => {
+                    let start = start::parse(value.get_ref(), now_ms)
+                        .map_err(|p| self.error(value.span(), "start", p))?;
+                    fields.start_ms = Some(start);
+                }
+                "track" => fields.tracks = Some((value.span(), self.tracks(value)?)),
+                "rules" => fields.rules = Some(rules::parse(self, value)?),
+                other => return Err(self.error(key.span(), other, unknown_key(other, &KEYS))),
+            }
+        }
+        Ok(fields)
+    }
+
+    /// Checks that exactly `lookahead` tracks are written (`span`: the `[[track]]` array).
+    fn check_track_count(
+        &self,
+        written: &[WrittenTrack],
+        span: Range<usize>,
+        lookahead: u64,
+    ) -> Result<(), SeedError> {
+        let expected = usize::try_from(lookahead).unwrap_or(usize::MAX);
+        if written.len() == expected {
+            return Ok(());
+        }
+        // Point at the first track too many, or at the last one there is.
+        let span = written
+            .get(expected)
+            .or(written.last())
+            .map_or(span, |t| t.table.clone());
+        Err(self.error(
+            span,
+            "track",
+            Problem::TrackCount {
+                expected,
+                found: written.len(),
+            },
+        ))
+    }
+
+    /// Each written track as a file under `library` (canonical), refusing one written twice.
+    fn resolve(
+        &self,
+        written: Vec<WrittenTrack>,
+        library: &Path,
+    ) -> Result<Vec<PathBuf>, SeedError> {
+        let mut resolved: Vec<(TrackPath, Range<usize>)> = Vec::with_capacity(written.len());
+        for track in written {
+            let at = |p| self.error(track.path_span.clone(), "track.path", p);
+            let path = paths::resolve(&track.path, library).map_err(at)?;
+            if let Some(index) = resolved
+                .iter()
+                .position(|(p, _)| p.relative == path.relative)
+            {
+                return Err(at(Problem::DuplicatePath {
+                    path: PathBuf::from(&track.path),
+                    first_track: index + 1,
+                    first_line: self.line(resolved[index].1.start),
+                }));
+            }
+            resolved.push((path, track.path_span));
+        }
+        Ok(resolved.into_iter().map(|(p, _)| p.absolute).collect())
     }
 
     fn name(&self, value: &Spanned<DeValue<'_>>) -> Result<String, SeedError> {

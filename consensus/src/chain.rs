@@ -51,6 +51,16 @@ pub struct DecidedSlot {
     pub proposal: Option<Envelope>,
 }
 
+impl DecidedSlot {
+    /// The author of the winning proposal (None for a replay), read from its envelope without
+    /// checking the signature again: a slot of a [`Chain`] was verified when it was appended
+    /// (the machine's own finality holds only verified proposals; [`Chain::push_synced`] checks
+    /// the envelope, and that its signer is the proposal's `from`).
+    pub fn proposer(&self) -> Option<PeerId> {
+        self.proposal.as_ref().and_then(Envelope::signer)
+    }
+}
+
 /// What a decision appends to the chain (its hash is computed on append).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -174,6 +184,20 @@ impl Chain {
     /// Every decided slot, in order.
     pub fn decided_slots(&self) -> &[DecidedSlot] {
         &self.decided
+    }
+
+    /// The decided slots from `from_slot` on, in order: all of them when `from_slot` is a
+    /// genesis slot, none when it is past the last decided one.
+    pub fn decided_from(&self, from_slot: u64) -> &[DecidedSlot] {
+        let skip =
+            usize::try_from(from_slot.saturating_sub(self.lookahead())).unwrap_or(usize::MAX);
+        self.decided.get(skip..).unwrap_or_default()
+    }
+
+    /// The author of the proposal that won `slot` (None for a replay, a genesis slot or an
+    /// undecided one); see [`DecidedSlot::proposer`].
+    pub fn proposer(&self, slot: u64) -> Option<PeerId> {
+        self.decided(slot).and_then(DecidedSlot::proposer)
     }
 
     /// `chain_hash(slot)` for `slot >= L-1`, if known.

@@ -138,7 +138,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 
 /// Parses a hex hash field, naming it in the error.
 fn hash(field: &str, text: &str) -> Result<crate::hash::Hash32, String> {
-    text.parse()
+    crate::hash::Hash32::from_hex(text)
         .map_err(|e| format!("{field} {text:?} is not a 32-byte hex hash: {e}"))
 }
 

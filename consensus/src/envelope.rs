@@ -186,6 +186,16 @@ impl Envelope {
         codec::from_cbor(bytes).map_err(EnvelopeError::Malformed)
     }
 
+    /// The PeerId of `key`, the signer's, *without* checking the signature (None if `key` is
+    /// not a public key): the author of an envelope that was verified before, e.g. the winning
+    /// proposal a decided slot carries. Only decodes the key, far cheaper than
+    /// [`Envelope::verify_signature`].
+    pub fn signer(&self) -> Option<PeerId> {
+        PublicKey::try_decode_protobuf(&self.key)
+            .ok()
+            .map(|key| key.to_peer_id())
+    }
+
     /// Checks the signature and returns the signer's PeerId.
     pub fn verify_signature(&self) -> Result<PeerId, EnvelopeError> {
         let key = PublicKey::try_decode_protobuf(&self.key)

@@ -10,7 +10,8 @@
 //!
 //! - [`hash`]: `Hash32`, the SHA-256 digest of every id, and hex.
 //! - [`codec`]: CBOR encoding and decoding, serde helpers for PeerIds.
-//! - [`limits`]: the limits of PROTOCOL.md 10.
+//! - [`limits`]: the limits of PROTOCOL.md 10 and the bounds of sync and exchange requests,
+//!   declared here only.
 //! - [`rules`]: the network's `Rules`, their defaults, bytes and hash.
 //! - [`track`]: the `TrackRef` of a track.
 //! - [`envelope`]: the signed `Envelope` and its verification.

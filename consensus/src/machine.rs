@@ -47,7 +47,7 @@ use std::sync::Arc;
 use libp2p_identity::{Keypair, PeerId};
 
 use crate::admissibility::{Inadmissible, check_static};
-use crate::chain::Chain;
+use crate::chain::{Chain, DecidedSlot};
 use crate::eligibility::check_eligible;
 use crate::envelope::{Envelope, EnvelopeError, Validation};
 use crate::hash::Hash32;
@@ -114,6 +114,10 @@ impl From<Verified> for Shared {
 /// only through the fork rule). It publishes its Status every [`Consensus::status_period`] and
 /// at once when its divergence changes, keeps the peer table ([`Consensus::peers`]) from the
 /// others' Status, and evaluates forks before each periodic Status.
+///
+/// Queries (`chain`, `peers`, and the answers to peers' sync requests,
+/// [`Consensus::answer_chain`] and [`Consensus::answer_proposals`]) change nothing and may be
+/// called at any time.
 #[derive(Debug)]
 pub struct Consensus {
     keypair: Keypair,
@@ -302,7 +306,8 @@ impl Consensus {
     }
 
     /// The envelopes of the proposals held for `slot` among `ids` (all of them when `ids` is
-    /// empty): the answer to `/chorus/sync/1 Proposals{slot, ids}`.
+    /// empty), however many ids are asked for. To answer a peer, use
+    /// [`Consensus::answer_proposals`], which bounds the request.
     pub fn proposal_envelopes(&self, slot: u64, ids: &[Hash32]) -> Vec<Envelope> {
         let Some(state) = self.slots.get(&slot) else {
             return Vec::new();
@@ -313,6 +318,28 @@ impl Consensus {
             .filter(|(id, _)| ids.is_empty() || ids.contains(id))
             .map(|(_, held)| held.envelope.clone())
             .collect()
+    }
+
+    /// The answer to `/chorus/sync/1 Proposals{slot, ids}` (PROTOCOL.md 2): the envelopes of the
+    /// proposals held for `slot` among the first [`PROPOSAL_IDS_MAX`] of `ids` (the rest are
+    /// ignored), or of all those held for the slot when `ids` is empty. Only slots in flight
+    /// hold proposals; any other slot is answered with none.
+    ///
+    /// [`PROPOSAL_IDS_MAX`]: crate::limits::PROPOSAL_IDS_MAX
+    pub fn answer_proposals(&self, slot: u64, ids: &[Hash32]) -> Vec<Envelope> {
+        let bounded = &ids[..ids.len().min(crate::limits::PROPOSAL_IDS_MAX)];
+        self.proposal_envelopes(slot, bounded)
+    }
+
+    /// The answer to `/chorus/sync/1 Chain{from_slot}` (PROTOCOL.md 2): the decided slots from
+    /// `from_slot` on, in order, at most [`CHAIN_RESPONSE_SLOTS`]. A `from_slot` before the first
+    /// decided slot (a genesis slot) starts at the first; one past the last decided slot gets
+    /// none. Each slot carries its winning proposal's envelope (12.1).
+    ///
+    /// [`CHAIN_RESPONSE_SLOTS`]: crate::limits::CHAIN_RESPONSE_SLOTS
+    pub fn answer_chain(&self, from_slot: u64) -> Vec<DecidedSlot> {
+        let slots = self.chain.decided_from(from_slot);
+        slots[..slots.len().min(crate::limits::CHAIN_RESPONSE_SLOTS)].to_vec()
     }
 
     /// The next action for the driver.
@@ -657,7 +684,7 @@ impl Consensus {
             from: self.me,
             library_hash: library_hash(self.library.keys()),
             track_index: track_index(self.library.keys(), &track.track_hash).unwrap_or(0),
-            track,
+            track: track.clone(),
             plays,
             rules_hash: *self.chain.rules_hash(),
             created_ms: now,
@@ -673,6 +700,8 @@ impl Consensus {
                 ticket: mine,
             },
         );
+        // Reported before it goes out, so that the driver's `proposed` log line comes first.
+        self.actions.push_back(Action::Proposed { slot, track });
         self.actions.push_back(Action::Publish {
             topic: Topic::Consensus,
             envelope,

@@ -12,8 +12,8 @@ use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::default::codecs::AacDecoder;
 use symphonia::default::formats::AdtsReader;
 
+use crate::Hash32;
 use crate::adts::{self, CHANNELS, SAMPLE_RATE};
-use crate::hash::Hash32;
 use crate::manifest::Manifest;
 use crate::store::{BlockStore, StoreError};
 

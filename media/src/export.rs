@@ -4,8 +4,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::Hash32;
 use crate::fsutil;
-use crate::hash::Hash32;
 use crate::manifest::{Manifest, ManifestError};
 use crate::store::{BlockStore, StoreError};
 

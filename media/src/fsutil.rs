@@ -22,6 +22,20 @@ pub fn renamed_write_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> io::Result
 }
 
 fn write_renamed(tmp_dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    write_renamed_with(tmp_dir, path, bytes, durable, |from, to| {
+        fs::rename(from, to)
+    })
+}
+
+/// As [`atomic_write_in`] (`durable`) or [`renamed_write_in`], with `rename` moving the complete
+/// temp file into place: the block store counts its bytes under the same lock as the rename.
+pub(crate) fn write_renamed_with(
+    tmp_dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    rename: impl FnOnce(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = tmp_dir.join(format!(
         ".{name}.{}.{}.tmp",
@@ -35,7 +49,7 @@ fn write_renamed(tmp_dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> io
             file.sync_all()?;
         }
         drop(file);
-        fs::rename(&tmp, path)?;
+        rename(&tmp, path)?;
         if durable && let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }

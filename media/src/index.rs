@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Hash32;
 use crate::fsutil;
-use crate::hash::Hash32;
 use crate::track::{FileStamp, TrackInfo};
 
 const VERSION: u32 = 1;

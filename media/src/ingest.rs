@@ -5,7 +5,7 @@
 //! is only ever replaced atomically, so a process killed at any moment leaves an index whose every
 //! entry is complete. The next run re-does only the files whose entries are missing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use walkdir::WalkDir;
 
-use crate::hash::Hash32;
+use crate::Hash32;
 use crate::index::{IndexEntry, IndexError, LibraryIndex, Loaded, StoredPath};
 use crate::sniff;
 use crate::store::{BlockStore, StoreError};
@@ -236,65 +236,7 @@ pub fn ingest_library(
         summary.removed += index.files.len();
         index = LibraryIndex::new(&root);
     }
-    // Scan.
-    let mut seen = std::collections::BTreeSet::new();
-    let mut jobs = Vec::new();
-    for entry in WalkDir::new(&root).follow_links(true).sort_by_file_name() {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                let path = e
-                    .path()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| root.clone());
-                let reason = if e.loop_ancestor().is_some() {
-                    "it is a symbolic link that loops back to a parent folder".to_owned()
-                } else {
-                    match e.io_error() {
-                        Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                            "it is a broken symbolic link or vanished during the scan".to_owned()
-                        }
-                        Some(io) => format!("it cannot be read ({io})"),
-                        None => e.to_string(),
-                    }
-                };
-                summary.failed += 1;
-                observer(IngestEvent::Warning {
-                    path: &path,
-                    reason,
-                });
-                continue;
-            }
-        };
-        // Hidden files (".DS_Store", macOS "._" resource forks) are never music.
-        if entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if !entry.file_type().is_file() {
-            continue; // folders, and FIFOs or devices, which could block a read forever
-        }
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                summary.failed += 1;
-                observer(IngestEvent::Warning {
-                    path: entry.path(),
-                    reason: format!("it cannot be read ({e})"),
-                });
-                continue;
-            }
-        };
-        let key = StoredPath::from_path(entry.path());
-        let stamp = FileStamp::of(&meta);
-        seen.insert(key.clone());
-        match index.files.get(&key) {
-            Some(e) if e.stamp == stamp => summary.unchanged += 1,
-            _ => jobs.push(Job {
-                path: entry.into_path(),
-                stamp,
-            }),
-        }
-    }
+    let (mut jobs, seen) = scan(&root, &index, &mut summary, observer);
     let before = index.files.len();
     index.files.retain(|k, _| seen.contains(k));
     summary.removed += before - index.files.len();
@@ -339,6 +281,77 @@ pub fn ingest_library(
     Ok(summary)
 }
 
+/// Walks the library folder: returns the files to (re-)ingest and every file seen, counting
+/// unchanged and unreadable ones in `summary` and reporting the latter.
+fn scan(
+    root: &Path,
+    index: &LibraryIndex,
+    summary: &mut IngestSummary,
+    observer: &mut dyn FnMut(IngestEvent<'_>),
+) -> (Vec<Job>, BTreeSet<StoredPath>) {
+    let mut seen = BTreeSet::new();
+    let mut jobs = Vec::new();
+    for entry in WalkDir::new(root).follow_links(true).sort_by_file_name() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e
+                    .path()
+                    .map_or_else(|| root.to_path_buf(), Path::to_path_buf);
+                summary.failed += 1;
+                observer(IngestEvent::Warning {
+                    path: &path,
+                    reason: walk_error_reason(&e),
+                });
+                continue;
+            }
+        };
+        // Hidden files (".DS_Store", macOS "._" resource forks) are never music.
+        if entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            continue; // folders, and FIFOs or devices, which could block a read forever
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                summary.failed += 1;
+                observer(IngestEvent::Warning {
+                    path: entry.path(),
+                    reason: format!("it cannot be read ({e})"),
+                });
+                continue;
+            }
+        };
+        let key = StoredPath::from_path(entry.path());
+        let stamp = FileStamp::of(&meta);
+        seen.insert(key.clone());
+        match index.files.get(&key) {
+            Some(e) if e.stamp == stamp => summary.unchanged += 1,
+            _ => jobs.push(Job {
+                path: entry.into_path(),
+                stamp,
+            }),
+        }
+    }
+    (jobs, seen)
+}
+
+/// Why the scan could not use an entry, completing "skipped PATH: ...".
+fn walk_error_reason(e: &walkdir::Error) -> String {
+    if e.loop_ancestor().is_some() {
+        return "it is a symbolic link that loops back to a parent folder".to_owned();
+    }
+    match e.io_error() {
+        Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "it is a broken symbolic link or vanished during the scan".to_owned()
+        }
+        Some(io) => format!("it cannot be read ({io})"),
+        None => e.to_string(),
+    }
+}
+
 /// Runs the jobs on `opts.jobs` threads; the calling thread collects results, updates the index
 /// and saves it at most every two seconds. Returns the fatal store error, if one stopped the run.
 #[allow(clippy::too_many_arguments)]
@@ -362,24 +375,10 @@ fn run_jobs(
             let tx = tx.clone();
             let (next, stopping) = (&next, &stopping);
             scope.spawn(move || {
-                loop {
-                    if stopping() {
-                        break;
-                    }
+                while !stopping() {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(job) = jobs.get(i) else { break };
-                    // A bug in a decoder must cost one file, not the whole ingest.
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        process(job, lib, &opts.limits, known, stopping)
-                    }))
-                    .unwrap_or_else(|panic| {
-                        let msg = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        Err(FileError::Crashed(msg))
-                    });
+                    let result = process_caught(job, lib, &opts.limits, known, stopping);
                     if tx.send((i, result)).is_err() {
                         break;
                     }
@@ -390,7 +389,6 @@ fn run_jobs(
         let mut last_save = Instant::now();
         for (i, result) in rx {
             let job = &jobs[i];
-            let key = StoredPath::from_path(&job.path);
             let outcome = match result {
                 Ok(o) => o,
                 Err(e) if e.is_fatal() => {
@@ -408,32 +406,7 @@ fn run_jobs(
                 }
                 Err(e) => FileOutcome::Failed(e.to_string()),
             };
-            match &outcome {
-                FileOutcome::Ingested(t) | FileOutcome::Reused(t) => {
-                    if matches!(outcome, FileOutcome::Ingested(_)) {
-                        summary.ingested += 1;
-                        summary.audio_seconds += t.duration_ms as f64 / 1000.0;
-                    } else {
-                        summary.reused += 1;
-                    }
-                    index.files.insert(
-                        key.clone(),
-                        IndexEntry {
-                            path: key,
-                            stamp: job.stamp,
-                            track: t.clone(),
-                        },
-                    );
-                }
-                FileOutcome::Failed(_) => {
-                    index.files.remove(&key);
-                    summary.failed += 1;
-                }
-                FileOutcome::NotAudio(_) => {
-                    index.files.remove(&key);
-                    summary.not_audio += 1;
-                }
-            }
+            record(job, &outcome, index, summary);
             // A transcoded track is saved at once (an "ingested" report means it survives a
             // kill -9); cheap outcomes are batched.
             if matches!(outcome, FileOutcome::Ingested(_))
@@ -450,6 +423,59 @@ fn run_jobs(
         Ok(())
     })?;
     Ok(fatal)
+}
+
+/// Enters `job`'s outcome in the index and the summary.
+fn record(job: &Job, outcome: &FileOutcome, index: &mut LibraryIndex, summary: &mut IngestSummary) {
+    let key = StoredPath::from_path(&job.path);
+    match outcome {
+        FileOutcome::Ingested(t) | FileOutcome::Reused(t) => {
+            if matches!(outcome, FileOutcome::Ingested(_)) {
+                summary.ingested += 1;
+                summary.audio_seconds += t.duration_ms as f64 / 1000.0;
+            } else {
+                summary.reused += 1;
+            }
+            index.files.insert(
+                key.clone(),
+                IndexEntry {
+                    path: key,
+                    stamp: job.stamp,
+                    track: t.clone(),
+                },
+            );
+        }
+        FileOutcome::Failed(_) => {
+            index.files.remove(&key);
+            summary.failed += 1;
+        }
+        FileOutcome::NotAudio(_) => {
+            index.files.remove(&key);
+            summary.not_audio += 1;
+        }
+    }
+}
+
+/// [`process`], with a panic turned into [`FileError::Crashed`]: a bug in a decoder must cost
+/// one file, not the whole ingest.
+fn process_caught(
+    job: &Job,
+    lib: &Library,
+    limits: &TrackLimits,
+    known: &HashMap<Hash32, TrackInfo>,
+    stopping: &dyn Fn() -> bool,
+) -> Result<FileOutcome, FileError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        process(job, lib, limits, known, stopping)
+    }))
+    .unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(FileError::Crashed(msg))
+    })
 }
 
 fn process(

@@ -30,8 +30,8 @@ use hls_m3u8::tags::ExtInf;
 use hls_m3u8::types::PlaylistType;
 use hls_m3u8::{MediaPlaylist, MediaSegment};
 
+use crate::Hash32;
 use crate::adts::{FRAME_SAMPLES, SAMPLE_RATE};
-use crate::hash::Hash32;
 
 /// Segment length of the protocol's default rules (`segment_ms`, PROTOCOL.md section 11).
 pub const SEGMENT_MS: u64 = 6000;
@@ -428,11 +428,10 @@ fn is_segment_id(s: &str) -> bool {
 /// the audio tag once, after the last segment; `#EXT-X-ENDLIST` last (blank lines aside); at most
 /// `max_segments` segments.
 fn prescan(text: &str, max_segments: usize) -> Result<(), ManifestError> {
-    let mut header = 0u8;
-    let mut segments = 0usize;
-    let mut awaiting_uri = false;
-    let mut audio = false;
-    let mut ended = false;
+    let mut layout = Layout {
+        max_segments,
+        ..Layout::default()
+    };
     for (index, line) in text.split('\n').enumerate() {
         let number = index + 1;
         let bad = |reason: String| ManifestError::BadLine {
@@ -453,36 +452,61 @@ fn prescan(text: &str, max_segments: usize) -> Result<(), ManifestError> {
             continue;
         }
         let shape = shape_of(line).map_err(&bad)?;
+        layout.step(shape).map_err(bad)?;
+    }
+    layout.finish()
+}
+
+/// What [`prescan`] has seen so far.
+#[derive(Default)]
+struct Layout {
+    /// The most segments allowed.
+    max_segments: usize,
+    /// [`Shape::header_bit`]s of the header tags seen.
+    header: u8,
+    segments: usize,
+    /// An `#EXTINF` was the last line that was not blank.
+    awaiting_uri: bool,
+    /// The audio tag was seen.
+    audio: bool,
+    /// `#EXT-X-ENDLIST` was seen.
+    ended: bool,
+}
+
+impl Layout {
+    /// Takes in the next line (after the first), of `shape`; an error is the reason it is out
+    /// of place.
+    fn step(&mut self, shape: Shape) -> Result<(), String> {
         if shape == Shape::Blank {
-            continue;
+            return Ok(());
         }
-        if ended {
-            return Err(bad("nothing may follow #EXT-X-ENDLIST".into()));
+        if self.ended {
+            return Err("nothing may follow #EXT-X-ENDLIST".into());
         }
-        if awaiting_uri && shape != Shape::Uri {
-            return Err(bad("an #EXTINF must be followed by its segment URI".into()));
+        if self.awaiting_uri && shape != Shape::Uri {
+            return Err("an #EXTINF must be followed by its segment URI".into());
         }
         match shape {
-            Shape::ExtM3u => return Err(bad("#EXTM3U is the first line only".into())),
-            Shape::Uri if !awaiting_uri => {
-                return Err(bad("a segment URI must follow an #EXTINF".into()));
+            Shape::ExtM3u => return Err("#EXTM3U is the first line only".into()),
+            Shape::Uri if !self.awaiting_uri => {
+                return Err("a segment URI must follow an #EXTINF".into());
             }
-            Shape::Uri => awaiting_uri = false,
-            Shape::ExtInf if audio => {
-                return Err(bad(format!(
+            Shape::Uri => self.awaiting_uri = false,
+            Shape::ExtInf if self.audio => {
+                return Err(format!(
                     "a segment after the {AUDIO_TAG} tag (it follows the last one)"
-                )));
+                ));
             }
             Shape::ExtInf => {
-                segments += 1;
-                if segments > max_segments {
-                    return Err(bad(format!("more than {max_segments} segments")));
+                self.segments += 1;
+                if self.segments > self.max_segments {
+                    return Err(format!("more than {} segments", self.max_segments));
                 }
-                awaiting_uri = true;
+                self.awaiting_uri = true;
             }
-            Shape::Audio if audio => return Err(bad(format!("a second {AUDIO_TAG} tag"))),
-            Shape::Audio => audio = true,
-            Shape::EndList => ended = true,
+            Shape::Audio if self.audio => return Err(format!("a second {AUDIO_TAG} tag")),
+            Shape::Audio => self.audio = true,
+            Shape::EndList => self.ended = true,
             Shape::Blank => {}
             Shape::Version
             | Shape::TargetDuration
@@ -490,28 +514,33 @@ fn prescan(text: &str, max_segments: usize) -> Result<(), ManifestError> {
             | Shape::PlaylistType
             | Shape::IndependentSegments => {
                 let bit = shape.header_bit();
-                if segments > 0 {
-                    return Err(bad("a playlist tag after the first segment".into()));
+                if self.segments > 0 {
+                    return Err("a playlist tag after the first segment".into());
                 }
-                if header & bit != 0 {
-                    return Err(bad("a playlist tag given twice".into()));
+                if self.header & bit != 0 {
+                    return Err("a playlist tag given twice".into());
                 }
-                header |= bit;
+                self.header |= bit;
             }
         }
+        Ok(())
     }
-    if header & Shape::TargetDuration.header_bit() == 0 {
-        return Err(ManifestError::Incomplete("no #EXT-X-TARGETDURATION"));
+
+    /// Checks what must have been seen once the text is over.
+    fn finish(self) -> Result<(), ManifestError> {
+        if self.header & Shape::TargetDuration.header_bit() == 0 {
+            return Err(ManifestError::Incomplete("no #EXT-X-TARGETDURATION"));
+        }
+        if !self.ended {
+            return Err(ManifestError::Incomplete(
+                "no #EXT-X-ENDLIST (a track's manifest ends with it)",
+            ));
+        }
+        if !self.audio {
+            return Err(ManifestError::BadAudioTag);
+        }
+        Ok(())
     }
-    if !ended {
-        return Err(ManifestError::Incomplete(
-            "no #EXT-X-ENDLIST (a track's manifest ends with it)",
-        ));
-    }
-    if !audio {
-        return Err(ManifestError::BadAudioTag);
-    }
-    Ok(())
 }
 
 /// `line` cut to [`SHOWN_CHARS`] characters, for an error message.
@@ -593,15 +622,15 @@ mod tests {
         Manifest {
             segments: vec![
                 SegmentEntry {
-                    id: Hash32::of(b"a"),
+                    id: Hash32::digest(b"a"),
                     frames: 283,
                 },
                 SegmentEntry {
-                    id: Hash32::of(b"b"),
+                    id: Hash32::digest(b"b"),
                     frames: 281,
                 },
                 SegmentEntry {
-                    id: Hash32::of(b"c"),
+                    id: Hash32::digest(b"c"),
                     frames: 17,
                 },
             ],
@@ -615,7 +644,7 @@ mod tests {
         Manifest {
             segments: (0..n)
                 .map(|i| SegmentEntry {
-                    id: Hash32::of(&i.to_le_bytes()),
+                    id: Hash32::digest(&i.to_le_bytes()),
                     frames: match i {
                         0 => 283,
                         i if i + 1 == n => 100,
@@ -670,7 +699,7 @@ mod tests {
         assert!(text.contains("#EXT-X-TARGETDURATION:6"), "{text}");
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{text}");
         assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
-        assert!(text.contains(&Hash32::of(b"b").to_hex()), "{text}");
+        assert!(text.contains(&Hash32::digest(b"b").to_hex()), "{text}");
         let back = Manifest::parse(text.as_bytes()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.track_samples(), (283 + 281 + 17) * 1024 - 1324);
@@ -680,7 +709,7 @@ mod tests {
     /// what `to_playlist` writes, this fails before any node refuses its own manifests.
     #[test]
     fn the_writer_emits_exactly_the_whitelisted_layout() {
-        let hex = |s: &[u8]| Hash32::of(s).to_hex();
+        let hex = |s: &[u8]| Hash32::digest(s).to_hex();
         let expected = [
             "#EXTM3U",
             "#EXT-X-VERSION:3",
@@ -707,7 +736,7 @@ mod tests {
         for frames in 1..=304 {
             let m = Manifest {
                 segments: vec![SegmentEntry {
-                    id: Hash32::of(b"x"),
+                    id: Hash32::digest(b"x"),
                     frames,
                 }],
                 priming: 0,
@@ -729,7 +758,7 @@ mod tests {
         assert!(refused_at("\n#EXTM3U", 1).contains("#EXTM3U"));
         let text = sample()
             .to_playlist()
-            .replace(&Hash32::of(b"a").to_hex(), "../../etc/passwd");
+            .replace(&Hash32::digest(b"a").to_hex(), "../../etc/passwd");
         assert!(refused_at(&text, 7).contains("block id"));
         let text = sample()
             .to_playlist()
@@ -911,7 +940,7 @@ mod tests {
         refused_at(&inserted(3, "#EXT-X-VERSION:3"), 3);
         // An #EXTINF without its URI, a URI without its #EXTINF.
         refused_at(&inserted(7, "#EXTINF:6.037333333,"), 7);
-        refused_at(&inserted(6, &Hash32::of(b"z").to_hex()), 6);
+        refused_at(&inserted(6, &Hash32::digest(b"z").to_hex()), 6);
         refused_at(&with_line(11, "#EXT-X-ENDLIST"), 11);
         // Anything after the end.
         let text = format!("{}#EXTINF:1,\n", sample().to_playlist());
@@ -937,7 +966,7 @@ mod tests {
 
     #[test]
     fn uris_must_be_lowercase_block_ids() {
-        let id = Hash32::of(b"a").to_hex();
+        let id = Hash32::digest(b"a").to_hex();
         for uri in [
             id.to_uppercase(),
             id[..63].to_owned(),
@@ -1258,7 +1287,7 @@ mod tests {
             let m = Manifest {
                 segments: frames
                     .into_iter()
-                    .map(|frames| SegmentEntry { id: Hash32::of(b"s"), frames })
+                    .map(|frames| SegmentEntry { id: Hash32::digest(b"s"), frames })
                     .collect(),
                 priming,
                 padding,

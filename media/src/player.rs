@@ -98,8 +98,33 @@ pub struct PlayerStats {
     pub frames: u64,
 }
 
+/// What the player thread reports as it plays (librespot's `PlayerEvent` stream): the node's
+/// playback state follows what was actually sounded and missed, not what the store holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlayerEvent {
+    /// The first sound of `slot`'s track, at track sample `sample`.
+    Sounded {
+        /// The slot.
+        slot: u64,
+        /// The track sample.
+        sample: u64,
+    },
+    /// Segment `segment` of `slot`'s track was not in the store at its deadline: silence
+    /// plays in its place.
+    SegmentMissing {
+        /// The slot.
+        slot: u64,
+        /// The segment's index in the track.
+        segment: usize,
+    },
+}
+
+/// Where the player thread sends its events.
+type EventSink = Box<dyn Fn(PlayerEvent) + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
+    events: Mutex<Option<EventSink>>,
     sink: Mutex<String>,
     volume: AtomicU32,
     muted: AtomicBool,
@@ -110,6 +135,14 @@ struct Shared {
     resyncs: AtomicU64,
     missing: AtomicU64,
     frames: AtomicU64,
+}
+
+impl Shared {
+    fn emit(&self, event: PlayerEvent) {
+        if let Some(f) = self.events.lock().expect("not poisoned").as_ref() {
+            f(event);
+        }
+    }
 }
 
 /// The handle of the player thread. Dropping it stops the thread and flushes the sink.
@@ -168,6 +201,12 @@ impl Player {
                 ))
             }
         }
+    }
+
+    /// Sends the thread's events to `f` from now on (it runs on the player thread: it must not
+    /// block, e.g. a send on an unbounded channel).
+    pub fn on_event(&self, f: impl Fn(PlayerEvent) + Send + Sync + 'static) {
+        *self.shared.events.lock().expect("not poisoned") = Some(Box::new(f));
     }
 
     /// Replaces the schedule: the slots from the one playing on, in order.
@@ -480,6 +519,8 @@ impl Engine {
             && self.silent.insert((slot, seg))
         {
             self.shared.missing.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .emit(PlayerEvent::SegmentMissing { slot, segment: seg });
             warn!(
                 event = "silence",
                 slot,
@@ -494,6 +535,7 @@ impl Engine {
             return Ok(n);
         }
         if self.started.insert(slot) {
+            self.shared.emit(PlayerEvent::Sounded { slot, sample: pos });
             info!(event = "audio", slot, sample = pos, position_ms = pos * 1000 / u64::from(RATE), sink = self.sink.name(),
                 manifest_id = %audio.manifest_id, gain_db = audio.gain_db,
                 "slot {slot}: first sound at track sample {pos} ({} ms into the track)", pos * 1000 / u64::from(RATE));

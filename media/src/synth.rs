@@ -181,6 +181,45 @@ pub fn write_tune(
     write_pcm(path, format, &tune.render(), tune.rate, tune.channels, tags)
 }
 
+/// Opens `codec` for `rate` and `channels` of `sample_format`; `global` when the muxer wants
+/// global headers.
+fn open_encoder(
+    codec: ff::Codec,
+    rate: u32,
+    channels: u16,
+    sample_format: Sample,
+    global: bool,
+) -> Result<ff::encoder::Audio, ff::Error> {
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .audio()?;
+    enc.set_rate(rate as i32);
+    enc.set_channel_layout(ChannelLayout::default(i32::from(channels)));
+    enc.set_channels(i32::from(channels));
+    enc.set_format(sample_format);
+    enc.set_bit_rate(128_000);
+    enc.set_time_base((1, rate as i32));
+    if global {
+        enc.set_flags(ff::codec::flag::Flags::GLOBAL_HEADER);
+    }
+    enc.open_as(codec)
+}
+
+/// The container and stream metadata of `tags` (empty tags left out).
+fn metadata(tags: &FileTags) -> ff::Dictionary<'static> {
+    let mut dict = ff::Dictionary::new();
+    for (k, v) in [
+        ("title", &tags.title),
+        ("artist", &tags.artist),
+        ("album", &tags.album),
+    ] {
+        if !v.is_empty() {
+            dict.set(k, v);
+        }
+    }
+    dict
+}
+
 /// Encodes interleaved samples to `path` in `format`.
 pub fn write_pcm(
     path: &Path,
@@ -215,30 +254,8 @@ pub fn write_pcm(
         .and_then(|a| a.formats())
         .and_then(|mut f| f.next())
         .unwrap_or(Sample::F32(SampleType::Planar));
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .audio()
-        .map_err(fe)?;
-    enc.set_rate(rate as i32);
-    enc.set_channel_layout(layout);
-    enc.set_channels(i32::from(channels));
-    enc.set_format(sample_format);
-    enc.set_bit_rate(128_000);
-    enc.set_time_base((1, rate as i32));
-    if global {
-        enc.set_flags(ff::codec::flag::Flags::GLOBAL_HEADER);
-    }
-    let mut encoder = enc.open_as(codec).map_err(fe)?;
-    let mut dict = ff::Dictionary::new();
-    for (k, v) in [
-        ("title", &tags.title),
-        ("artist", &tags.artist),
-        ("album", &tags.album),
-    ] {
-        if !v.is_empty() {
-            dict.set(k, v);
-        }
-    }
+    let mut encoder = open_encoder(codec, rate, channels, sample_format, global).map_err(fe)?;
+    let dict = metadata(tags);
     {
         let mut ost = octx.add_stream(codec).map_err(fe)?;
         ost.set_parameters(&encoder);

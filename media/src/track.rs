@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::Hash32;
 use crate::adts::{self, FRAME_SAMPLES, SAMPLE_RATE, TS_CLOCK};
-use crate::hash::Hash32;
 use crate::manifest::{Manifest, SEGMENT_MS, SegmentEntry};
 use crate::sniff::{self, Sniffed};
 use crate::store::{BlockStore, StoreError};

@@ -118,6 +118,55 @@ fn dict_get(dict: &ff::DictionaryRef<'_>, keys: &[&str]) -> String {
         .to_owned()
 }
 
+/// What [`probe`] learns of an input before decoding.
+struct Probed {
+    /// The best audio stream.
+    stream_index: usize,
+    /// Its codec parameters.
+    params: ff::codec::Parameters,
+    /// The duration the container or stream declares, seconds.
+    declared_s: Option<f64>,
+    /// The stream's tags, completed from the container's.
+    tags: Tags,
+}
+
+/// Finds the best audio stream of `ictx`, its declared duration and the tags.
+fn probe(ictx: &ff::format::context::Input) -> Result<Probed, TranscodeError> {
+    let stream = ictx
+        .streams()
+        .best(ff::media::Type::Audio)
+        .ok_or(TranscodeError::NoAudioStream)?;
+    let tb = stream.time_base();
+    let declared_s = if stream.duration() > 0 && tb.denominator() != 0 {
+        Some(stream.duration() as f64 * f64::from(tb))
+    } else if ictx.duration() > 0 {
+        Some(ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
+    } else {
+        None
+    };
+    let sm = stream.metadata();
+    let mut tags = Tags {
+        title: dict_get(&sm, &["title"]),
+        artist: dict_get(&sm, &["artist", "album_artist"]),
+        album: dict_get(&sm, &["album"]),
+    };
+    let fm = ictx.metadata();
+    let fill = |field: &mut String, keys: &[&str]| {
+        if field.is_empty() {
+            *field = dict_get(&fm, keys);
+        }
+    };
+    fill(&mut tags.title, &["title"]);
+    fill(&mut tags.artist, &["artist", "album_artist"]);
+    fill(&mut tags.album, &["album"]);
+    Ok(Probed {
+        stream_index: stream.index(),
+        params: stream.parameters(),
+        declared_s,
+        tags,
+    })
+}
+
 /// Transcodes `path` to canonical AAC-LC, calling `on_packet` with every raw AAC frame in order.
 pub fn transcode(
     path: &Path,
@@ -125,39 +174,12 @@ pub fn transcode(
 ) -> Result<Transcoded, TranscodeError> {
     init(false);
     let mut ictx = open_input(path).map_err(|e| TranscodeError::Open(e.to_string()))?;
-    let (stream_index, params, declared_s, mut tags) = {
-        let stream = ictx
-            .streams()
-            .best(ff::media::Type::Audio)
-            .ok_or(TranscodeError::NoAudioStream)?;
-        let tb = stream.time_base();
-        let declared = if stream.duration() > 0 && tb.denominator() != 0 {
-            Some(stream.duration() as f64 * f64::from(tb))
-        } else if ictx.duration() > 0 {
-            Some(ictx.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE))
-        } else {
-            None
-        };
-        let sm = stream.metadata();
-        let tags = Tags {
-            title: dict_get(&sm, &["title"]),
-            artist: dict_get(&sm, &["artist", "album_artist"]),
-            album: dict_get(&sm, &["album"]),
-        };
-        (stream.index(), stream.parameters(), declared, tags)
-    };
-    {
-        let fm = ictx.metadata();
-        let fill = |field: &mut String, keys: &[&str]| {
-            if field.is_empty() {
-                *field = dict_get(&fm, keys);
-            }
-        };
-        fill(&mut tags.title, &["title"]);
-        fill(&mut tags.artist, &["artist", "album_artist"]);
-        fill(&mut tags.album, &["album"]);
-    }
-
+    let Probed {
+        stream_index,
+        params,
+        declared_s,
+        tags,
+    } = probe(&ictx)?;
     let ctx = ff::codec::context::Context::from_parameters(params)
         .map_err(|e| TranscodeError::Decoder(e.to_string()))?;
     let mut decoder = ctx

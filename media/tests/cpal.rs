@@ -1,5 +1,7 @@
 //! The cpal sink on real devices: none at all (an error, not a panic), and PulseAudio's null
 //! sink through ALSA's pulse plugin, which runs callbacks in real time like a sound card.
+// Test code: helpers may unwrap (a failure is the test failing) and scenarios read top to bottom.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::f32::consts::TAU;
 use std::path::Path;

@@ -131,7 +131,7 @@ fn a_manifest_longer_than_its_claim_is_refused() {
     let manifest = |n: usize| Manifest {
         segments: (0..n)
             .map(|i| SegmentEntry {
-                id: Hash32::of(&i.to_le_bytes()),
+                id: Hash32::digest(&i.to_le_bytes()),
                 frames: if i == 0 { 283 } else { 281 },
             })
             .collect(),

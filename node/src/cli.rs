@@ -115,6 +115,7 @@ pub enum Command {
         /// The seed queue file.
         #[arg(long, value_name = "FILE")]
         seed_queue: PathBuf,
+        /// The node's options.
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -124,12 +125,14 @@ pub enum Command {
         /// time only; afterwards the data directory remembers it.
         #[arg(long, value_name = "ID")]
         network: Option<String>,
+        /// The node's options.
         #[command(flatten)]
         node: NodeArgs,
     },
     /// Manage the local blacklist: tracks this node never proposes nor plays. A running node
     /// applies changes at the next slot.
     Blacklist {
+        /// What to do with it.
         #[command(subcommand)]
         action: BlacklistAction,
     },

@@ -6,7 +6,8 @@
 //! - `logging`: `tracing` on stderr, text or JSON.
 //! - `paths`: the data directory.
 //! - `commands`: one module per subcommand.
-//! - `node`: a running node (the driver between the network and the consensus state machine).
+//! - `node`: a running node: the driver between the network, the consensus state machine and
+//!   the playback state machine.
 //! - `net`: the libp2p swarm and its event loop.
 //! - `fetch`: the segment exchange.
 //! - `clock`: network time.
@@ -16,15 +17,12 @@
 //! - `supervise`: spawned tasks that never end silently.
 //! - `http`: the HTTP API.
 
-#![allow(missing_docs)]
-
 pub mod blacklist;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod fetch;
 pub mod http;
-pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -78,73 +78,95 @@ impl Metrics {
             played: Mutex::new(PlayerStats::default()),
             registry: Mutex::new(Registry::default()),
         };
-        registry.register("slot", "The slot playing", m.slot.clone());
-        registry.register("decisions", "Slots that became final", m.decisions.clone());
+        m.register_network(registry);
+        m.register_playback(registry);
+        *m.registry.lock().expect("not poisoned") = root;
+        m
+    }
+
+    /// Registers the consensus, peer and fetch metrics.
+    fn register_network(&self, registry: &mut Registry) {
+        registry.register("slot", "The slot playing", self.slot.clone());
+        registry.register(
+            "decisions",
+            "Slots that became final",
+            self.decisions.clone(),
+        );
         registry.register(
             "conflicts",
             "Conflicting decisions seen at finality",
-            m.conflicts.clone(),
+            self.conflicts.clone(),
         );
         registry.register(
             "divergences",
             "Slots in which this node did not play the consensus winner",
-            m.divergences.clone(),
+            self.divergences.clone(),
         );
         registry.register(
             "peers_connected",
             "Connected peers",
-            m.peers_connected.clone(),
+            self.peers_connected.clone(),
         );
-        registry.register("peers_in_sync", "Peers in sync", m.peers_in_sync.clone());
-        registry.register("peers_diverged", "Peers diverged", m.peers_diverged.clone());
-        registry.register("peers_excluded", "Peers excluded", m.peers_excluded.clone());
+        registry.register("peers_in_sync", "Peers in sync", self.peers_in_sync.clone());
+        registry.register(
+            "peers_diverged",
+            "Peers diverged",
+            self.peers_diverged.clone(),
+        );
+        registry.register(
+            "peers_excluded",
+            "Peers excluded",
+            self.peers_excluded.clone(),
+        );
         registry.register(
             "fetch_bytes",
             "Bytes of blocks fetched from peers",
-            m.fetch_bytes.clone(),
+            self.fetch_bytes.clone(),
         );
         registry.register(
             "fetch_seconds",
             "Time to fetch a whole track from peers",
-            m.fetch_seconds.clone(),
+            self.fetch_seconds.clone(),
         );
         registry.register(
             "corrupt_blocks",
             "Blocks from peers whose bytes did not match their id",
-            m.corrupt_blocks.clone(),
+            self.corrupt_blocks.clone(),
         );
         registry.register(
             "violations",
             "Invalid messages from peers",
-            m.violations.clone(),
+            self.violations.clone(),
         );
+    }
+
+    /// Registers the network-time and playback metrics.
+    fn register_playback(&self, registry: &mut Registry) {
         registry.register(
             "clock_offset_seconds",
             "Network time minus the local clock (PROTOCOL.md 7)",
-            m.clock_offset.clone(),
+            self.clock_offset.clone(),
         );
         registry.register(
             "audio_error_seconds",
             "Last measured error between the audio heard and the schedule",
-            m.audio_error.clone(),
+            self.audio_error.clone(),
         );
         registry.register(
             "drift_corrections",
             "Single samples dropped or repeated to stay on the schedule",
-            m.corrections.clone(),
+            self.corrections.clone(),
         );
         registry.register(
             "resyncs",
             "Jumps of the audio to the schedule (errors above 50 ms)",
-            m.resyncs.clone(),
+            self.resyncs.clone(),
         );
         registry.register(
             "missing_segments",
             "Segments missing at their deadline, played as silence",
-            m.missing_segments.clone(),
+            self.missing_segments.clone(),
         );
-        *m.registry.lock().expect("not poisoned") = root;
-        m
     }
 
     /// Runs `f` on the registry (libp2p registers its metrics there when the swarm is built).

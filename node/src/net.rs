@@ -56,51 +56,77 @@ pub enum Command {
     Dial(Multiaddr),
     /// Subscribe to a gossipsub topic.
     Subscribe(String),
-    /// Publish on a topic; the answer says whether any peer took it.
-    Publish { topic: String, data: Vec<u8> },
+    /// Publish on a topic (dropped when no peer subscribed: the protocol's catch-up covers it).
+    Publish {
+        /// The gossipsub topic.
+        topic: String,
+        /// The message.
+        data: Vec<u8>,
+    },
     /// The verdict on a gossip message (explicit validation).
     Validate {
+        /// The message.
         id: MessageId,
+        /// The peer it came from.
         source: PeerId,
+        /// Forward it, ignore it, or reject it (and penalize the source).
         acceptance: MessageAcceptance,
     },
     /// `/chorus/sync/1` request.
     Sync {
+        /// The peer asked.
         peer: PeerId,
+        /// The request.
         request: SyncRequest,
+        /// Where the answer goes.
         reply: oneshot::Sender<Result<SyncResponse, RequestError>>,
     },
     /// Answer an inbound sync request.
     RespondSync {
+        /// The request's channel (from [`Event::SyncRequest`]).
         channel: ResponseChannel<SyncResponse>,
+        /// The answer.
         response: SyncResponse,
     },
     /// `/chorus/time/1` request.
     Time {
+        /// The peer asked.
         peer: PeerId,
+        /// Where the pong and its receive time (`t3`, µs) go.
         reply: oneshot::Sender<Result<(Pong, u64), RequestError>>,
     },
     /// Want-list request.
     Want {
+        /// The peer asked.
         peer: PeerId,
+        /// The block ids wanted.
         want: Want,
+        /// Where the answer goes.
         reply: oneshot::Sender<Result<Have, RequestError>>,
     },
     /// Answer an inbound want list (from the block-reading task).
     RespondBlocks {
+        /// The peer that asked (its store reads are counted until answered).
         peer: PeerId,
+        /// The request's channel.
         channel: ResponseChannel<Have>,
+        /// The answer.
         have: Have,
     },
     /// Announce a provider record for a key (a manifest id).
     Provide(Vec<u8>),
     /// Ask the DHT for providers of a key.
     Providers {
+        /// The key.
         key: Vec<u8>,
+        /// Where the providers found go (the first ones, or none once the query ends).
         reply: oneshot::Sender<Vec<PeerId>>,
     },
-    /// Connected peers and listen addresses.
-    Info { reply: oneshot::Sender<NetInfo> },
+    /// The connected peers.
+    Info {
+        /// Where the snapshot goes.
+        reply: oneshot::Sender<NetInfo>,
+    },
 }
 
 /// A snapshot of the swarm.
@@ -117,15 +143,22 @@ pub enum Event {
     Listening(Multiaddr),
     /// A gossip message to validate.
     Gossip {
+        /// The message's id, for [`Client::validate`].
         id: MessageId,
+        /// The peer that relayed it.
         source: PeerId,
+        /// Its topic.
         topic: String,
+        /// Its bytes.
         data: Vec<u8>,
     },
     /// An inbound sync request to answer with [`Client::respond_sync`].
     SyncRequest {
+        /// The peer asking.
         peer: PeerId,
+        /// What it asks.
         request: SyncRequest,
+        /// Where the answer goes.
         channel: ResponseChannel<SyncResponse>,
     },
     /// A peer connected (first connection).

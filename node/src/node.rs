@@ -1,14 +1,32 @@
 //! A running node: `chorus run` and `chorus bootstrap`.
 //!
+//! `run` starts the node's parts from a [`NodeConfig`] (the swarm, the exchange, the player, the
+//! HTTP API, each a supervised task or thread with a child token of the node's), hands them to
+//! the driver, and on shutdown cancels, awaits and flushes them. docs/architecture.md draws it.
+//!
 //! - `join`: getting the genesis and the chain from peers (PROTOCOL.md 11).
-//! - `driver`: the thin loop that feeds the consensus state machine from the network and the
-//!   clock, turns its actions into network calls and logs, and follows the schedule.
+//! - `driver`: moves events between the state machines and the world.
+//! - `playback`: what plays in each slot (sans-IO).
+//! - `network`, `timekeeper`, `audio`, `storage`, `blacklisting`: the driver's outputs, each
+//!   one job (requests and answers, network time, the player and the live playlist, the disk).
+//! - `report`: log lines and metrics of what the machines decided.
+//! - `garbage`: testing, malformed gossip.
 //! - `snapshot`: the JSON of `GET /status`.
 
+mod audio;
+mod blacklisting;
 mod driver;
-pub use driver::track_name;
+mod garbage;
 mod join;
+mod network;
+pub mod playback;
+mod report;
 pub mod snapshot;
+mod storage;
+mod timekeeper;
+
+pub use network::log_listening;
+pub use report::track_name;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +44,10 @@ use tracing::info;
 
 use crate::clock::Clock;
 use crate::fetch::Fetcher;
+use crate::metrics::Metrics;
+use crate::net::Client;
+use crate::state::ChainLog;
+use crate::supervise::Critical;
 use crate::{http, net, state};
 
 /// Everything a node needs to run.
@@ -73,6 +95,59 @@ pub enum Start {
     Join,
 }
 
+/// What the driver runs: the state machines and the outputs, each started by [`run`].
+pub(crate) struct Parts {
+    /// The consensus state machine.
+    pub consensus: Consensus,
+    /// The playback state machine.
+    pub playback: playback::Playback,
+    /// Requests, answers, peers.
+    pub net: network::Network,
+    /// Network time.
+    pub time: timekeeper::TimeKeeper,
+    /// The player and the live playlist.
+    pub audio: audio::Audio,
+    /// The store's budget.
+    pub storage: storage::Storage,
+    /// The chain log's writer.
+    pub chain_log: storage::ChainWriter,
+    /// The local blacklist.
+    pub blacklist: blacklisting::Blacklisting,
+    /// The own library.
+    pub library: Vec<TrackRef>,
+    /// The node's identity (for `--garbage`).
+    pub keypair: Keypair,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// `GET /status`.
+    pub snapshot: watch::Sender<serde_json::Value>,
+    /// The HTTP API's address.
+    pub http: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Testing: publish garbage gossip.
+    pub garbage: bool,
+    /// Wants to the segment exchange.
+    pub fetch: mpsc::Sender<crate::fetch::FetchCommand>,
+}
+
+/// What the driver listens to.
+pub(crate) struct Inputs {
+    /// Events the joiner saw before the driver started, in order.
+    pub replay: Vec<net::Event>,
+    /// The swarm's events.
+    pub events: mpsc::Receiver<net::Event>,
+    /// Answers of the requests the driver sent.
+    pub answers: mpsc::Receiver<network::Answer>,
+    /// The exchange's events.
+    pub fetched: mpsc::Receiver<crate::fetch::FetchEvent>,
+    /// The player thread's events.
+    pub player: mpsc::UnboundedReceiver<chorus_media::player::PlayerEvent>,
+}
+
+/// How long stopping tasks get to finish what they hold before they are aborted.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a node until `shutdown` fires. `keypair` is the node's identity and `library` its
 /// ingested tracks (already scanned).
 pub async fn run(
@@ -84,7 +159,193 @@ pub async fn run(
 ) -> Result<()> {
     let lib = Library::open(&config.data_dir).context("cannot open the store")?;
     let clock = Arc::new(Clock::new(config.clock_skew_ms));
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(Metrics::new());
+    let mut tasks = Critical::new();
+    let (client, events) = start_network(
+        &config, &keypair, &lib, &clock, &metrics, &mut tasks, &shutdown,
+    )
+    .await?;
+    let mut joiner = join::Joiner::new(client.clone(), events);
+    let fresh = matches!(start, Start::Genesis(_));
+    let genesis = obtain_genesis(&config, start, &mut joiner, &shutdown).await?;
+    joiner.set_genesis(&genesis);
+    let network_id = genesis.network_id();
+    info!(event = "genesis", network_id = %network_id, name = %genesis.genesis().name, "network {network_id} \"{}\"", genesis.genesis().name);
+
+    let (chain, log, synced) =
+        load_chain(&config, &genesis, &mut joiner, fresh, &clock, &shutdown).await?;
+    let consensus = start_consensus(&keypair, chain, synced, &library, clock.now_ms());
+
+    let (fetch_tx, fetched) = start_exchange(&client, &lib, &shutdown, &mut tasks);
+    let (player, player_events) = start_player(&config, &lib, &clock)?;
+    let (snapshot_tx, playlist_tx, http_addr) = start_http(
+        &config, &player, &clock, &lib, &metrics, &shutdown, &mut tasks,
+    )
+    .await?;
+
+    let (answers_tx, answers) = mpsc::channel(256);
+    let (replay, events) = joiner.into_events();
+    let parts = Parts {
+        playback: playback::Playback::new(&library),
+        net: network::Network::new(
+            client,
+            network_id,
+            genesis.to_cbor(),
+            lib.store.clone(),
+            config.data_dir.clone(),
+            answers_tx,
+        ),
+        time: timekeeper::TimeKeeper::new(clock.clone()),
+        audio: audio::Audio::start(
+            player,
+            &config.data_dir,
+            lib.store.clone(),
+            clock,
+            playlist_tx,
+        )
+        .context("cannot start the live playlist")?,
+        storage: storage::Storage::new(
+            lib.store.clone(),
+            config.store_budget_bytes,
+            &config.data_dir,
+            &library,
+        )
+        .await,
+        chain_log: storage::ChainWriter::start(log).context("cannot start the chain log")?,
+        blacklist: blacklisting::Blacklisting::new(config.config_dir.clone()),
+        consensus,
+        library,
+        keypair,
+        metrics,
+        snapshot: snapshot_tx,
+        http: http_addr,
+        data_dir: config.data_dir.clone(),
+        garbage: config.garbage,
+        fetch: fetch_tx,
+    };
+    let inputs = Inputs {
+        replay,
+        events,
+        answers,
+        fetched,
+        player: player_events,
+    };
+    let result = drive(driver::Driver::new(parts), inputs, &mut tasks, &shutdown).await;
+    shutdown.cancel();
+    tasks.shut_down(SHUTDOWN_GRACE).await;
+    result
+}
+
+/// The chain: the genesis's, extended from the chain log, then synced from peers (unless the
+/// network was created just now) and the slots synced appended to the log.
+async fn load_chain(
+    config: &NodeConfig,
+    genesis: &SignedGenesis,
+    joiner: &mut join::Joiner,
+    fresh: bool,
+    clock: &Clock,
+    shutdown: &CancellationToken,
+) -> Result<(Chain, ChainLog, bool)> {
+    let mut chain = Chain::new(genesis);
+    let mut log = ChainLog::open(&config.data_dir, &mut chain)?;
+    let synced = !fresh
+        && joiner
+            .sync_chain(&mut chain, clock.now_ms(), shutdown)
+            .await;
+    let kept = log.len().min(chain.decided_slots().len());
+    log.write(kept, &chain.decided_slots()[kept..])?;
+    Ok((chain, log, synced))
+}
+
+/// The HTTP API (a critical task); returns the senders of the status document and the live
+/// playlist, and the address it listens on (also written to `DATA/http.addr`).
+async fn start_http(
+    config: &NodeConfig,
+    player: &Arc<Player>,
+    clock: &Arc<Clock>,
+    lib: &Library,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+    tasks: &mut Critical,
+) -> Result<(
+    watch::Sender<serde_json::Value>,
+    watch::Sender<String>,
+    SocketAddr,
+)> {
+    let (snapshot_tx, snapshot_rx) = watch::channel(serde_json::Value::Null);
+    let (playlist_tx, playlist_rx) = watch::channel(String::new());
+    let shared = http::Shared {
+        snapshot: snapshot_rx,
+        player: player.clone(),
+        clock: clock.clone(),
+        playlist: playlist_rx,
+        store: lib.store.clone(),
+        metrics: metrics.clone(),
+    };
+    let http_addr = http::serve(config.http_listen, shared, shutdown.child_token(), tasks).await?;
+    std::fs::write(config.data_dir.join("http.addr"), http_addr.to_string())
+        .context("cannot write http.addr")?;
+    info!(event = "http", address = %http_addr, "HTTP API on http://{http_addr}/status");
+
+    Ok((snapshot_tx, playlist_tx, http_addr))
+}
+
+/// The segment exchange (a critical task): its command sender and event receiver.
+fn start_exchange(
+    client: &Client,
+    lib: &Library,
+    shutdown: &CancellationToken,
+    tasks: &mut Critical,
+) -> (
+    mpsc::Sender<crate::fetch::FetchCommand>,
+    mpsc::Receiver<crate::fetch::FetchEvent>,
+) {
+    let (fetch_tx, fetch_rx) = mpsc::channel(256);
+    let (fetched_tx, fetched) = mpsc::channel(256);
+    let exchange = Fetcher::new(client.clone(), lib.store.clone(), fetched_tx);
+    tasks.spawn(
+        "segment exchange",
+        exchange.run_until(fetch_rx, shutdown.child_token()),
+    );
+    (fetch_tx, fetched)
+}
+
+/// Runs the driver until it ends or a critical task fails.
+async fn drive(
+    driver: driver::Driver,
+    inputs: Inputs,
+    tasks: &mut Critical,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let running = driver.run(inputs, shutdown.clone());
+    tokio::pin!(running);
+    tokio::select! {
+        result = &mut running => result,
+        error = tasks.ended() => {
+            if shutdown.is_cancelled() {
+                // Stopping: the HTTP API ends on the same token, maybe before the driver.
+                running.await
+            } else {
+                tracing::error!(event = "task_failed", cause = %error, "{error}; the node stops");
+                shutdown.cancel();
+                // The driver flushes the chain log on its way out.
+                let _ = running.await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The swarm (a critical task) listening and dialling: the given peers and those saved.
+async fn start_network(
+    config: &NodeConfig,
+    keypair: &Keypair,
+    lib: &Library,
+    clock: &Arc<Clock>,
+    metrics: &Arc<Metrics>,
+    tasks: &mut Critical,
+    shutdown: &CancellationToken,
+) -> Result<(Client, mpsc::Receiver<net::Event>)> {
     let (client, events, event_loop) = net::new(net::NetConfig {
         keypair: keypair.clone(),
         mdns: config.mdns,
@@ -94,8 +355,10 @@ pub async fn run(
         corrupt_blocks: config.corrupt_blocks,
         streams_per_connection: net::behaviour::MAX_STREAMS_PER_CONNECTION,
     })?;
-    let mut tasks = crate::supervise::Critical::new();
-    tasks.spawn("swarm event loop", event_loop.run());
+    tasks.spawn(
+        "swarm event loop",
+        event_loop.run_until(shutdown.child_token()),
+    );
     for addr in &config.listen {
         client.listen(addr.clone()).await;
     }
@@ -110,130 +373,78 @@ pub async fn run(
     for addr in &dial {
         client.dial(addr.clone()).await;
     }
+    Ok((client, events))
+}
 
-    let mut joiner = join::Joiner::new(client.clone(), events);
-    let fresh = matches!(start, Start::Genesis(_));
-    let genesis = match start {
-        Start::Genesis(g) => *g,
-        Start::Join => {
-            match chorus_bootstrap::load_genesis(&config.data_dir, config.network.as_ref())? {
-                Some(g) => g,
-                None => {
-                    let network = config.network.context(
-                    "this data directory has no network yet: pass --network ID (from the bootstrap node's output)",
-                )?;
-                    let g = joiner.fetch_genesis(network, &shutdown).await?;
-                    chorus_bootstrap::save_genesis(&config.data_dir, &g)?;
-                    g
-                }
-            }
-        }
-    };
-    joiner.set_genesis(&genesis);
-    let network_id = genesis.network_id();
-    info!(event = "genesis", network_id = %network_id, name = %genesis.genesis().name, "network {network_id} \"{}\"", genesis.genesis().name);
-
-    let mut chain = Chain::new(&genesis);
-    state::load_chain(&config.data_dir, &mut chain)?;
-    let saved_len = chain.len();
-    // A network created just now has nothing to sync.
-    let synced = !fresh
-        && joiner
-            .sync_chain(&mut chain, clock.now_ms(), &shutdown)
-            .await;
-    if chain.len() != saved_len {
-        state::save_chain(&config.data_dir, &chain)?;
+/// The genesis: just created, saved in the data directory, or fetched from peers (and saved).
+async fn obtain_genesis(
+    config: &NodeConfig,
+    start: Start,
+    joiner: &mut join::Joiner,
+    shutdown: &CancellationToken,
+) -> Result<SignedGenesis> {
+    if let Start::Genesis(g) = start {
+        return Ok(*g);
     }
+    if let Some(g) = chorus_bootstrap::load_genesis(&config.data_dir, config.network.as_ref())? {
+        return Ok(g);
+    }
+    let network = config.network.context(
+        "this data directory has no network yet: pass --network ID (from the bootstrap node's output)",
+    )?;
+    let g = joiner.fetch_genesis(network, shutdown).await?;
+    chorus_bootstrap::save_genesis(&config.data_dir, &g)?;
+    Ok(g)
+}
+
+/// The consensus machine over `chain`, started mid-network when the chain was synced from
+/// peers and the network is on air.
+fn start_consensus(
+    keypair: &Keypair,
+    chain: Chain,
+    synced: bool,
+    library: &[TrackRef],
+    now: u64,
+) -> Consensus {
     let mut consensus = Consensus::new(keypair.clone(), chain);
     consensus.set_version(concat!("chorus/", env!("CARGO_PKG_VERSION")));
     // PROTOCOL.md 12.4: identities are free; connections are not.
     consensus.count_direct_support_only();
-    let now = clock.now_ms();
     let started = consensus.chain().start(0).is_some_and(|s| now >= s);
     if synced && started {
         consensus.start_synced(now);
+        let slot = consensus.chain().slot_at(now);
         info!(
             event = "joined",
-            slot = consensus.chain().slot_at(now),
-            "joined the network at slot {:?} with the chain synced from peers",
-            consensus.chain().slot_at(now)
+            slot, "joined the network at slot {slot:?} with the chain synced from peers"
         );
     }
-    consensus.set_library(library.clone());
+    consensus.set_library(library.to_vec());
+    consensus
+}
 
-    let (fetch_tx, fetch_rx) = mpsc::channel(256);
-    let (fetch_events_tx, fetch_events) = mpsc::channel(256);
-    tasks.spawn(
-        "segment exchange",
-        Fetcher::new(client.clone(), lib.store.clone(), fetch_events_tx).run(fetch_rx),
-    );
-
-    let player = Arc::new(
-        Player::start(PlayerConfig {
-            sink: config.audio.clone(),
-            store: lib.store.clone(),
-            time: clock.clone(),
-            volume: config.volume,
-            muted: config.muted,
-            lead: PLAYER_LEAD,
-        })
-        .with_context(|| format!("cannot open the audio output {:?} (--audio)", config.audio))?,
-    );
+/// The player thread, its events forwarded to the driver.
+fn start_player(
+    config: &NodeConfig,
+    lib: &Library,
+    clock: &Arc<Clock>,
+) -> Result<(
+    Arc<Player>,
+    mpsc::UnboundedReceiver<chorus_media::player::PlayerEvent>,
+)> {
+    let player = Player::start(PlayerConfig {
+        sink: config.audio.clone(),
+        store: lib.store.clone(),
+        time: clock.clone(),
+        volume: config.volume,
+        muted: config.muted,
+        lead: PLAYER_LEAD,
+    })
+    .with_context(|| format!("cannot open the audio output {:?} (--audio)", config.audio))?;
     info!(event = "audio_output", sink = %player.stats().sink, "audio output: {}", player.stats().sink);
-
-    let (snapshot_tx, snapshot_rx) = watch::channel(serde_json::Value::Null);
-    let (playlist_tx, playlist_rx) =
-        watch::channel(crate::live::LiveLog::load(&config.data_dir).playlist());
-    let http_addr = http::serve(
-        config.http_listen,
-        http::Shared {
-            snapshot: snapshot_rx,
-            player: player.clone(),
-            clock: clock.clone(),
-            playlist: playlist_rx,
-            store: lib.store.clone(),
-            metrics: metrics.clone(),
-        },
-        shutdown.child_token(),
-        &mut tasks,
-    )
-    .await?;
-    std::fs::write(config.data_dir.join("http.addr"), http_addr.to_string())
-        .context("cannot write http.addr")?;
-    info!(event = "http", address = %http_addr, "HTTP API on http://{http_addr}/status");
-
-    let driver = driver::Driver::new(
-        config,
-        keypair,
-        consensus,
-        client,
-        joiner.into_events(),
-        fetch_tx,
-        fetch_events,
-        lib,
-        library,
-        clock,
-        snapshot_tx,
-        http_addr,
-        player,
-        playlist_tx,
-        metrics,
-    );
-    let running = driver.run(shutdown.clone());
-    tokio::pin!(running);
-    let result = tokio::select! {
-        result = &mut running => result,
-        error = tasks.ended() => {
-            if shutdown.is_cancelled() {
-                // Stopping: the HTTP API ends on the same token, maybe before the driver.
-                running.await
-            } else {
-                tracing::error!(event = "task_failed", cause = %error, "{error}; the node stops");
-                shutdown.cancel();
-                Err(error)
-            }
-        }
-    };
-    tasks.abort_all();
-    result
+    let (tx, rx) = mpsc::unbounded_channel();
+    player.on_event(move |e| {
+        let _ = tx.send(e);
+    });
+    Ok((Arc::new(player), rx))
 }

@@ -1,7 +1,7 @@
 //! Retention (PROTOCOL.md 6): the own library and the tracks of slots `current-3 ..= current+5`
 //! are pinned; other fetched tracks are evicted least recently used while the store is above
 //! its budget. The fetched tracks and the last slot each was used in are kept in
-//! `DATA/retention.json`.
+//! `DATA/retention.json`. The store removes the blocks and counts what that freed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,12 +11,10 @@ use chorus_media::Manifest;
 use chorus_media::store::BlockStore;
 use serde::{Deserialize, Serialize};
 
-use crate::fetch::media_id;
-
 const FILE: &str = "retention.json";
 
 /// Fetched (not own) tracks by manifest id, with the last slot each played or will play in.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Retention {
     used: BTreeMap<Hash32, u64>,
     path: PathBuf,
@@ -94,10 +92,10 @@ impl Retention {
         if order.is_empty() {
             return out;
         }
-        let keep: BTreeSet<chorus_media::Hash32> = pinned
+        let keep: BTreeSet<Hash32> = pinned
             .iter()
             .flat_map(|m| segment_ids(store, m))
-            .chain(pinned.iter().map(media_id))
+            .chain(pinned.iter().copied())
             .collect();
         let mut left = bytes;
         for (_, manifest) in order {
@@ -105,18 +103,12 @@ impl Retention {
                 break;
             }
             let mut ids = segment_ids(store, &manifest);
-            ids.push(media_id(&manifest));
-            for id in ids {
-                if keep.contains(&id) {
-                    continue;
-                }
-                let path = store.path_of(&id);
-                if let Ok(meta) = std::fs::metadata(&path)
-                    && std::fs::remove_file(&path).is_ok()
-                {
-                    left = left.saturating_sub(meta.len());
-                    out.bytes += meta.len();
-                }
+            ids.push(manifest);
+            for id in ids.iter().filter(|id| !keep.contains(id)) {
+                // A block that cannot be removed stays counted; the next pass tries again.
+                let freed = store.remove(id).unwrap_or(0);
+                left = left.saturating_sub(freed);
+                out.bytes += freed;
             }
             self.used.remove(&manifest);
             out.tracks.push(manifest);
@@ -125,9 +117,9 @@ impl Retention {
     }
 }
 
-fn segment_ids(store: &BlockStore, manifest: &Hash32) -> Vec<chorus_media::Hash32> {
+fn segment_ids(store: &BlockStore, manifest: &Hash32) -> Vec<Hash32> {
     store
-        .get(&media_id(manifest))
+        .get(manifest)
         .ok()
         .and_then(|b| Manifest::parse(&b).ok())
         .map(|m| m.segments.iter().map(|s| s.id).collect())
@@ -152,7 +144,7 @@ mod tests {
             priming: 1024,
             padding: 0,
         };
-        Hash32(store.put(m.to_playlist().as_bytes()).unwrap().0)
+        store.put(m.to_playlist().as_bytes()).unwrap()
     }
 
     #[test]
@@ -170,12 +162,19 @@ mod tests {
         // Under budget: nothing happens.
         assert_eq!(r.evict(&store, &pins, 9_000, 10_000), Evicted::default());
         // 1000 bytes over: the least recently used unpinned track goes, and only it.
+        let before = store.size_bytes();
         let e = r.evict(&store, &pins, 10_000, 9_000);
         assert_eq!(e.tracks, vec![old]);
         assert!(e.bytes >= 3000);
-        assert!(!store.contains(&media_id(&old)));
-        assert!(store.contains(&media_id(&newer)));
-        assert!(store.contains(&media_id(&pinned)));
+        assert_eq!(
+            store.size_bytes(),
+            before - e.bytes,
+            "the store counted what was freed"
+        );
+        assert_eq!(store.recount(), before - e.bytes);
+        assert!(!store.contains(&old));
+        assert!(store.contains(&newer));
+        assert!(store.contains(&pinned));
         for id in segment_ids(&store, &pinned) {
             assert!(store.contains(&id));
         }
@@ -183,5 +182,32 @@ mod tests {
         r.save().unwrap();
         let again = Retention::load(dir.path());
         assert_eq!(again.used.keys().copied().collect::<Vec<_>>().len(), 2);
+    }
+
+    #[test]
+    fn blocks_a_pinned_track_shares_stay_and_gone_tracks_free_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(dir.path().join("store")).unwrap();
+        // Same seed, same segment bytes: the two tracks share their first two segments.
+        let fetched = track(&store, 10, 3, 1000);
+        let pinned = track(&store, 10, 2, 1000);
+        let gone = Hash32::digest(b"a manifest never stored");
+        let mut r = Retention::load(dir.path());
+        r.touch(gone, 1);
+        r.touch(fetched, 2);
+        let pins: BTreeSet<Hash32> = [pinned].into();
+        let before = store.size_bytes();
+        let e = r.evict(&store, &pins, before, 0);
+        assert_eq!(e.tracks, vec![gone, fetched]);
+        let manifest_bytes = before - 3000 - store.get(&pinned).unwrap().len() as u64;
+        assert_eq!(
+            e.bytes,
+            1000 + manifest_bytes,
+            "one segment and the manifest"
+        );
+        assert_eq!(store.size_bytes(), before - e.bytes);
+        for id in segment_ids(&store, &pinned) {
+            assert!(store.contains(&id));
+        }
     }
 }

@@ -49,6 +49,21 @@ where
     })
 }
 
+/// Runs blocking work (disk writes) on tokio's blocking threads, with a panic caught and logged
+/// like [`spawn`]'s.
+pub fn spawn_blocking<F>(name: &'static str, work: F) -> JoinHandle<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(work)) {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(event = "task_failed", task = name, cause = %panic_text(&*payload),
+                "the {name} task panicked: {}", panic_text(&*payload));
+        }
+    })
+}
+
 /// The node's long-lived tasks; see the module's doc.
 #[derive(Default)]
 pub struct Critical {
@@ -89,9 +104,34 @@ impl Critical {
         }
     }
 
-    /// Stops every task (at shutdown).
-    pub fn abort_all(&mut self) {
-        self.tasks.abort_all();
+    /// At shutdown, once their tokens are cancelled: waits up to `grace` for every task to end
+    /// (flushing what it holds), then aborts the ones still running and names them.
+    pub async fn shut_down(mut self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(Ok((name, Err(why))))) if why.contains("panicked") => {
+                    tracing::error!(
+                        event = "task_failed",
+                        task = name,
+                        "the {name} task ended at shutdown: {why}"
+                    );
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        tasks = self.tasks.len(),
+                        "{} node tasks did not stop within {} s; aborted",
+                        self.tasks.len(),
+                        grace.as_secs()
+                    );
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -149,24 +149,30 @@ pub struct Report {
     pub events_per_s: f64,
 }
 
-impl Report {
-    /// Computes the report from every node's chain.
-    pub fn new(
-        cfg: &SimConfig,
-        data: &RunData<'_>,
-        traffic: &Traffic,
-        events: u64,
-        wall: Duration,
-    ) -> Self {
-        let chains = &data.chains;
-        let first = chains.first().map(|c| c.lookahead()).unwrap_or(5);
-        let mut agreement = Vec::new();
-        let mut disagreeing_slots = Vec::new();
-        let mut replays = 0;
-        let mut winners = BTreeMap::new();
-        for slot in first..first + cfg.slots {
+/// What the live honest chains agree on, slot by slot.
+struct Agreement {
+    /// Per slot, the majority's share.
+    shares: Vec<f64>,
+    /// Slots on which some node decided otherwise than the majority (or did not decide).
+    disagreeing: Vec<u64>,
+    /// Slots the majority decided as replays.
+    replays: u64,
+    /// The majority's winning proposal per slot (None: a replay).
+    winners: BTreeMap<u64, Option<Hash32>>,
+}
+
+impl Agreement {
+    /// Compares the decisions of `chains` for every slot of `slots`.
+    fn of(chains: &[&Chain], slots: std::ops::Range<u64>) -> Agreement {
+        let mut agreement = Agreement {
+            shares: Vec::new(),
+            disagreeing: Vec::new(),
+            replays: 0,
+            winners: BTreeMap::new(),
+        };
+        for slot in slots {
             let mut votes: BTreeMap<(Option<Hash32>, Hash32), usize> = BTreeMap::new();
-            for c in chains.iter() {
+            for c in chains {
                 if let Some(d) = c.decided(slot) {
                     *votes
                         .entry((d.proposal_id, d.track.track_hash))
@@ -178,44 +184,68 @@ impl Report {
                 .iter()
                 .max_by_key(|(k, v)| (**v, std::cmp::Reverse(**k)))
             else {
-                agreement.push(0.0);
-                disagreeing_slots.push(slot);
+                agreement.shares.push(0.0);
+                agreement.disagreeing.push(slot);
                 continue;
             };
             if proposal_id.is_none() {
-                replays += 1;
+                agreement.replays += 1;
             }
-            winners.insert(slot, proposal_id);
-            let share = best as f64 / chains.len() as f64;
-            agreement.push(share);
+            agreement.winners.insert(slot, proposal_id);
+            agreement.shares.push(best as f64 / chains.len() as f64);
             if votes.len() > 1 || decided < chains.len() {
-                disagreeing_slots.push(slot);
+                agreement.disagreeing.push(slot);
             }
         }
-        let per = (cfg.nodes as f64) * (cfg.slots as f64);
-        let mut per_kind = BTreeMap::new();
-        for (kind, &(n, _)) in &traffic.published {
-            let (rn, rb) = traffic.delivered.get(kind).copied().unwrap_or_default();
-            per_kind.insert(
-                kind.clone(),
-                KindTraffic {
-                    sent: n as f64 / per,
-                    received: rn as f64 / per,
-                    bytes_received: rb as f64 / per,
-                },
-            );
+        agreement
+    }
+}
+
+/// Traffic per node per slot by message kind, `per` being nodes times slots.
+fn traffic_per_kind(traffic: &Traffic, per: f64) -> BTreeMap<String, KindTraffic> {
+    let mut per_kind = BTreeMap::new();
+    for (kind, &(n, _)) in &traffic.published {
+        let (rn, rb) = traffic.delivered.get(kind).copied().unwrap_or_default();
+        per_kind.insert(
+            kind.clone(),
+            KindTraffic {
+                sent: n as f64 / per,
+                received: rn as f64 / per,
+                bytes_received: rb as f64 / per,
+            },
+        );
+    }
+    per_kind
+}
+
+/// The chain hash most of `chains` hold at `slot` (on a tie, the smallest).
+fn majority_hash(chains: &[&Chain], slot: u64) -> Option<String> {
+    let mut heads: BTreeMap<Hash32, usize> = BTreeMap::new();
+    for c in chains {
+        if let Some(h) = c.chain_hash(slot) {
+            *heads.entry(h).or_default() += 1;
         }
+    }
+    heads
+        .iter()
+        .max_by_key(|(h, n)| (**n, std::cmp::Reverse(**h)))
+        .map(|(h, _)| h.to_string())
+}
+
+impl Report {
+    /// Computes the report from every node's chain.
+    pub fn new(
+        cfg: &SimConfig,
+        data: &RunData<'_>,
+        traffic: &Traffic,
+        events: u64,
+        wall: Duration,
+    ) -> Self {
+        let chains = &data.chains;
+        let first = chains.first().map(|c| c.lookahead()).unwrap_or(5);
         let target = first + cfg.slots;
-        let mut heads: BTreeMap<Hash32, usize> = BTreeMap::new();
-        for c in chains.iter() {
-            if let Some(h) = c.chain_hash(target - 1) {
-                *heads.entry(h).or_default() += 1;
-            }
-        }
-        let final_chain_hash = heads
-            .iter()
-            .max_by_key(|(h, n)| (**n, std::cmp::Reverse(**h)))
-            .map(|(h, _)| h.to_string());
+        let agreement = Agreement::of(chains, first..target);
+        let per = (cfg.nodes as f64) * (cfg.slots as f64);
         let wall_s = wall.as_secs_f64();
         Report {
             seed: cfg.seed,
@@ -224,30 +254,26 @@ impl Report {
             latency: cfg.latency.to_string(),
             loss: cfg.loss,
             protocol: cfg.protocol.to_string(),
-            withheld_slots: data
-                .observed
-                .withheld
-                .range(first..first + cfg.slots)
-                .count() as u64,
+            withheld_slots: data.observed.withheld.range(first..target).count() as u64,
             adversaries: data.adversaries,
             live_honest_nodes: data.honest_live,
             churn: data.observed.churn,
             heal_slots: data.observed.heal_slots.clone(),
-            wins: Wins::new(&winners, data.observed),
-            min_agreement: agreement.iter().copied().fold(1.0, f64::min),
-            agreement,
-            disagreeing_slots,
+            wins: Wins::new(&agreement.winners, data.observed),
+            min_agreement: agreement.shares.iter().copied().fold(1.0, f64::min),
+            agreement: agreement.shares,
+            disagreeing_slots: agreement.disagreeing,
             forked_at_finality: data
                 .observed
                 .outcomes
-                .range(first..first + cfg.slots)
+                .range(first..target)
                 .filter(|(_, o)| o.len() > 1)
                 .map(|(s, _)| *s)
                 .collect(),
             incomplete_nodes: chains.iter().filter(|c| c.len() < target).count(),
-            replays,
-            final_chain_hash,
-            traffic: per_kind,
+            replays: agreement.replays,
+            final_chain_hash: majority_hash(chains, target - 1),
+            traffic: traffic_per_kind(traffic, per),
             requests: traffic.requests as f64 / per,
             violations: traffic.violations,
             fork_adoptions: traffic.fork_adoptions,
@@ -261,15 +287,9 @@ impl Report {
             },
         }
     }
-}
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "seed {}: {} nodes, {} slots, latency {}, loss {}",
-            self.seed, self.nodes, self.slots, self.latency, self.loss
-        )?;
+    /// The lines on agreement, forks, replays, nodes, partitions and withheld winners.
+    fn fmt_outcome(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "agreement at the end: min {:.4}, {} slots with any disagreement {:?}, {} nodes incomplete",
@@ -318,6 +338,11 @@ impl fmt::Display for Report {
                 self.protocol, self.withheld_slots
             )?;
         }
+        Ok(())
+    }
+
+    /// The lines on adversary wins and fairness.
+    fn fmt_wins(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = &self.wins;
         writeln!(
             f,
@@ -332,7 +357,11 @@ impl fmt::Display for Report {
             f,
             "fairness among honest proposers: chi2 {:.2}, df {}, p {:.4}",
             w.fairness_chi2, w.fairness_df, w.fairness_p
-        )?;
+        )
+    }
+
+    /// The traffic table and the fetch requests.
+    fn fmt_traffic(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "traffic per node per slot:")?;
         for (kind, t) in &self.traffic {
             writeln!(
@@ -341,7 +370,20 @@ impl fmt::Display for Report {
                 t.sent, t.received, t.bytes_received
             )?;
         }
-        writeln!(f, "  fetch requests {:.3}", self.requests)?;
+        writeln!(f, "  fetch requests {:.3}", self.requests)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {}: {} nodes, {} slots, latency {}, loss {}",
+            self.seed, self.nodes, self.slots, self.latency, self.loss
+        )?;
+        self.fmt_outcome(f)?;
+        self.fmt_wins(f)?;
+        self.fmt_traffic(f)?;
         write!(
             f,
             "{} events in {:.2} s: {:.0} events/s",

@@ -5,7 +5,8 @@
 //! (crashes, restarts, leaves, joins and the chain sync before a start), `adversary` (what
 //! misbehaving nodes do to their traffic), `observe` (what is recorded at each slot start for the
 //! report), `parallel` (batches of Status deliveries run on several threads, with the same
-//! result as on one).
+//! result as on one), `requests` (the `/chorus/sync/1` requests between nodes and their
+//! answers).
 
 mod adversary;
 mod churn;
@@ -13,6 +14,7 @@ mod event;
 mod node;
 mod observe;
 mod parallel;
+mod requests;
 
 pub use adversary::SPAM_PER_SLOT;
 pub use observe::{ChurnCounts, Eligible, Observer};
@@ -23,8 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Instant;
 
 use chorus_consensus::{
-    Action, Chain, Consensus, DecidedSlot, Envelope, ForkChoice, Genesis, Hash32, Rules,
-    SignedGenesis, TrackRef,
+    Action, Chain, Consensus, Envelope, ForkChoice, Genesis, Hash32, Rules, SignedGenesis, TrackRef,
 };
 use libp2p_identity::Keypair;
 
@@ -45,8 +46,6 @@ const MESH_DEGREE: usize = 6;
 /// many (mean) slots, so that a fork at finality of the last slots can heal as it would had the
 /// run gone on (PROTOCOL.md 9 needs two Status evaluations).
 const SETTLE_SLOTS: u64 = 2;
-/// `/chorus/sync/1 Chain` answers carry at most this many slots (PROTOCOL.md 2).
-const CHAIN_ANSWER_MAX: usize = 256;
 
 /// A simulated network of consensus machines.
 pub struct World {
@@ -327,15 +326,7 @@ impl World {
                         return;
                     };
                     self.traffic.count_request();
-                    if let Some(at) = self.leg(i, server) {
-                        let event = Event::FetchRequest {
-                            server,
-                            client: i,
-                            slot,
-                            ids,
-                        };
-                        self.push(at, event);
-                    }
+                    self.request_proposals(i, server, slot, ids);
                 }
                 Action::Decided(d) => {
                     if d.slot + 1 >= self.target_len {
@@ -362,19 +353,11 @@ impl World {
                     // The node rejoins playback as a late joiner; the simulator has no player.
                 }
                 Action::Final(report) => self.traffic.count_conflicts(report.conflicts.len()),
-                Action::PlaySubstitute { .. } | Action::PeerChanged(_) => {}
+                // The simulator has no player and no log.
+                Action::Proposed { .. }
+                | Action::PlaySubstitute { .. }
+                | Action::PeerChanged(_) => {}
             }
-        }
-    }
-
-    fn request_chain(&mut self, client: usize, server: usize, from_slot: u64) {
-        if let Some(at) = self.leg(client, server) {
-            let event = Event::ChainRequest {
-                server,
-                client,
-                from_slot,
-            };
-            self.push(at, event);
         }
     }
 
@@ -571,112 +554,29 @@ impl World {
 
     fn dispatch(&mut self, at: u64, event: Event) {
         match event {
-            Event::Timer { node, inc } => {
-                if self.nodes[node].timer != Some(at) || self.nodes[node].inc != inc {
-                    return; // superseded
-                }
-                self.nodes[node].timer = None;
-                let t = self.node_time(node);
-                if let Some(m) = self.nodes[node].machine_mut() {
-                    m.handle_timeout(t);
-                }
-                self.drain_actions(node);
-                if node == 0 {
-                    self.slot_ticks();
-                }
-            }
+            Event::Timer { node, inc } => self.timer_fired(at, node, inc),
             Event::FetchRequest {
                 server,
                 client,
                 slot,
                 ids,
-            } => {
-                let Some(m) = self.nodes[server].machine() else {
-                    return;
-                };
-                let envelopes = m.proposal_envelopes(slot, &ids);
-                let Some(envelopes) = self.serve_proposals(server, envelopes) else {
-                    return;
-                };
-                if let Some(at) = self.leg(server, client) {
-                    let inc = self.nodes[client].inc;
-                    let event = Event::FetchResponse {
-                        client,
-                        inc,
-                        envelopes,
-                    };
-                    self.push(at, event);
-                }
-            }
+            } => self.proposals_asked(server, client, slot, &ids),
             Event::FetchResponse {
                 client,
                 inc,
                 envelopes,
-            } => {
-                if self.nodes[client].inc != inc {
-                    return;
-                }
-                let t = self.node_time(client);
-                if let Some(m) = self.nodes[client].machine_mut() {
-                    m.handle_fetched(t, envelopes);
-                    self.drain_actions(client);
-                }
-            }
+            } => self.proposals_answered(client, inc, envelopes),
             Event::ChainRequest {
                 server,
                 client,
                 from_slot,
-            } => {
-                if self.withholds(server) {
-                    return;
-                }
-                let Some(m) = self.nodes[server].machine() else {
-                    return;
-                };
-                // PROTOCOL.md 2: up to 256 decided slots from `from_slot`.
-                let slots: Vec<DecidedSlot> = m
-                    .chain()
-                    .decided_slots()
-                    .iter()
-                    .filter(|d| d.slot >= from_slot)
-                    .take(CHAIN_ANSWER_MAX)
-                    .cloned()
-                    .collect();
-                if let Some(at) = self.leg(server, client) {
-                    let inc = self.nodes[client].inc;
-                    let event = Event::ChainResponse {
-                        client,
-                        inc,
-                        server,
-                        slots,
-                    };
-                    self.push(at, event);
-                }
-            }
+            } => self.chain_asked(server, client, from_slot),
             Event::ChainResponse {
                 client,
                 inc,
                 server,
                 slots,
-            } => {
-                if self.nodes[client].inc != inc {
-                    return;
-                }
-                if matches!(self.nodes[client].state, NodeState::Syncing { .. }) {
-                    self.synced(client, server, slots);
-                    return;
-                }
-                let t = self.node_time(client);
-                let peer = self.nodes[server].peer;
-                let Some(m) = self.nodes[client].machine_mut() else {
-                    return;
-                };
-                // A refused answer that breaks a rule (PROTOCOL.md 12.1) comes out as an
-                // `Action::Violation`, counted below; one from another chain (a fork older than
-                // the slots asked for) is no violation, and the machine asks again.
-                let _ = m.handle_chain(t, peer, slots);
-                self.drain_actions(client);
-            }
+            } => self.chain_answered(client, inc, server, slots),
             Event::Publish {
                 node,
                 inc,
@@ -688,6 +588,22 @@ impl World {
             }
             Event::Restart { node } => self.restart(node),
             Event::SyncTimeout { node, inc, attempt } => self.sync_timeout(node, inc, attempt),
+        }
+    }
+
+    /// Node `node`'s timer event at `at`, unless superseded: its machine's `handle_timeout`.
+    fn timer_fired(&mut self, at: u64, node: usize, inc: u32) {
+        if self.nodes[node].timer != Some(at) || self.nodes[node].inc != inc {
+            return; // superseded
+        }
+        self.nodes[node].timer = None;
+        let t = self.node_time(node);
+        if let Some(m) = self.nodes[node].machine_mut() {
+            m.handle_timeout(t);
+        }
+        self.drain_actions(node);
+        if node == 0 {
+            self.slot_ticks();
         }
     }
 }

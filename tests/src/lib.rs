@@ -4,7 +4,7 @@
 //! # Layout
 //! - this file: helpers to find and run the `chorus` binary and to generate libraries.
 //! - `net`: real node processes on loopback and their JSON logs.
-//! - `evil`: the `evil-peer` attacker (`src/bin/evil-peer.rs`) as a child process.
+//! - `evil`: the `evil-peer` attacker (`src/bin/evil-peer/`) as a child process.
 //! - `prom`: checking Prometheus text exposition.
 //! - `sync`: reading wav sinks' CSVs and the offsets between nodes.
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).

@@ -48,85 +48,95 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
             continue;
         }
         if let Some(rest) = line.strip_prefix("# ") {
-            let mut parts = rest.splitn(3, ' ');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("TYPE"), Some(name), Some(kind)) => {
-                    if !valid_name(name) {
-                        return Err(at("bad metric name"));
-                    }
-                    let known = [
-                        "counter",
-                        "gauge",
-                        "histogram",
-                        "summary",
-                        "untyped",
-                        "unknown",
-                        "info",
-                        "stateset",
-                        "gaugehistogram",
-                    ];
-                    if !known.contains(&kind) {
-                        return Err(at("unknown type"));
-                    }
-                    if types.insert(name.to_owned(), kind.to_owned()).is_some() {
-                        return Err(at("family declared twice"));
-                    }
-                }
-                (Some("HELP" | "UNIT"), Some(name), _) if valid_name(name) => {}
-                (Some("HELP" | "UNIT"), _, _) => return Err(at("bad HELP or UNIT")),
-                _ => {}
-            }
+            comment(rest, &mut types).map_err(at)?;
             continue;
         }
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let (name_labels, rest) = match line.find('{') {
-            Some(_) => {
-                let close = line.rfind('}').ok_or_else(|| at("unclosed labels"))?;
-                (&line[..=close], line[close + 1..].trim_start())
-            }
-            None => line.split_once(' ').ok_or_else(|| at("no value"))?,
-        };
-        let (name, labels) = match name_labels.split_once('{') {
-            Some((n, l)) => (n, parse_labels(&l[..l.len() - 1]).map_err(|e| at(&e))?),
-            None => (name_labels, BTreeMap::new()),
-        };
-        if !valid_name(name) {
-            return Err(at("bad metric name"));
-        }
-        let mut fields = rest.split_whitespace();
-        let v = fields
-            .next()
-            .and_then(value)
-            .ok_or_else(|| at("bad value"))?;
-        if let Some(ts) = fields.next()
-            && ts.parse::<f64>().is_err()
-        {
-            return Err(at("bad timestamp"));
-        }
-        let family = types.iter().find(|(f, kind)| {
-            let suffixes: &[&str] = match kind.as_str() {
-                "counter" => &["_total", "_created", ""],
-                "histogram" | "gaugehistogram" => {
-                    &["_bucket", "_sum", "_count", "_created", "_gcount", "_gsum"]
-                }
-                "summary" => &["_sum", "_count", "_created", ""],
-                "info" => &["_info"],
-                _ => &[""],
-            };
-            suffixes.iter().any(|s| name == format!("{f}{s}"))
-        });
-        if family.is_none() {
-            return Err(at("sample of no declared family"));
-        }
-        samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value: v,
-        });
+        samples.push(sample(line, &types).map_err(|m| at(&m))?);
     }
     Ok(samples)
+}
+
+/// The metric types of the exposition formats.
+const TYPES: [&str; 9] = [
+    "counter",
+    "gauge",
+    "histogram",
+    "summary",
+    "untyped",
+    "unknown",
+    "info",
+    "stateset",
+    "gaugehistogram",
+];
+
+/// Checks a `# ...` line (without the `# `): a `# TYPE` declares its family in `types`.
+fn comment(rest: &str, types: &mut BTreeMap<String, String>) -> Result<(), &'static str> {
+    let mut parts = rest.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("TYPE"), Some(name), Some(kind)) => {
+            if !valid_name(name) {
+                return Err("bad metric name");
+            }
+            if !TYPES.contains(&kind) {
+                return Err("unknown type");
+            }
+            if types.insert(name.to_owned(), kind.to_owned()).is_some() {
+                return Err("family declared twice");
+            }
+        }
+        (Some("HELP" | "UNIT"), Some(name), _) if valid_name(name) => {}
+        (Some("HELP" | "UNIT"), _, _) => return Err("bad HELP or UNIT"),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Parses a sample line, which must belong to a family of `types`.
+fn sample(line: &str, types: &BTreeMap<String, String>) -> Result<Sample, String> {
+    let (name_labels, rest) = match line.find('{') {
+        Some(_) => {
+            let close = line.rfind('}').ok_or("unclosed labels")?;
+            (&line[..=close], line[close + 1..].trim_start())
+        }
+        None => line.split_once(' ').ok_or("no value")?,
+    };
+    let (name, labels) = match name_labels.split_once('{') {
+        Some((n, l)) => (n, parse_labels(&l[..l.len() - 1])?),
+        None => (name_labels, BTreeMap::new()),
+    };
+    if !valid_name(name) {
+        return Err("bad metric name".into());
+    }
+    let mut fields = rest.split_whitespace();
+    let v = fields.next().and_then(value).ok_or("bad value")?;
+    if let Some(ts) = fields.next()
+        && ts.parse::<f64>().is_err()
+    {
+        return Err("bad timestamp".into());
+    }
+    let family = types.iter().find(|(f, kind)| {
+        let suffixes: &[&str] = match kind.as_str() {
+            "counter" => &["_total", "_created", ""],
+            "histogram" | "gaugehistogram" => {
+                &["_bucket", "_sum", "_count", "_created", "_gcount", "_gsum"]
+            }
+            "summary" => &["_sum", "_count", "_created", ""],
+            "info" => &["_info"],
+            _ => &[""],
+        };
+        suffixes.iter().any(|s| name == format!("{f}{s}"))
+    });
+    if family.is_none() {
+        return Err("sample of no declared family".into());
+    }
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value: v,
+    })
 }
 
 fn parse_labels(mut s: &str) -> Result<BTreeMap<String, String>, String> {

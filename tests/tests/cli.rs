@@ -1,5 +1,8 @@
 //! The `chorus` command line as a user runs it: real processes, real files.
 
+// Test code: its helpers outside `#[test]` functions panic on failure as the tests do.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
@@ -28,7 +31,7 @@ fn check_consistent(data: &Path) -> usize {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
                 let id: chorus_media::Hash32 = name.parse().unwrap();
                 assert_eq!(
-                    chorus_media::Hash32::of(&fs::read(&path).unwrap()),
+                    chorus_media::Hash32::digest(&fs::read(&path).unwrap()),
                     id,
                     "{}",
                     path.display()

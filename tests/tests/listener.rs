@@ -1,6 +1,9 @@
 //! Listening without a node: a real node's live HLS stream read by the ffmpeg program and by
 //! hls.js in headless Chromium (the status page), its segments and its Prometheus metrics.
 
+// Test code: each test is one scenario read top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -6,6 +6,9 @@
 //! never for fixed times. The tests run one at a time (a shared lock): each starts several
 //! debug-build nodes, and the machine may have two cores.
 
+// Test code: each test is one scenario read top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //! at the same true time; a late joiner starts at the right sample; a slot of output equals the
 //! decoded track after its loudness gain, sample for sample.
 
+// Test code: each test is one scenario read top to bottom, however long.
+#![allow(clippy::too_many_lines)]
+
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

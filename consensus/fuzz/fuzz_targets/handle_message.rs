@@ -78,7 +78,7 @@ fn proposal(u: &mut Unstructured, chain: &Chain, from: PeerId) -> Result<Proposa
 
 /// An id the node may know (a held proposal's) or a random one.
 fn some_id(u: &mut Unstructured, node: &Consensus, slot: u64) -> Result<Hash32> {
-    let held = node.proposal_envelopes(slot, &[]);
+    let held = node.answer_proposals(slot, &[]);
     if !held.is_empty() && u.arbitrary()? {
         return Ok(u.choose(&held)?.id());
     }

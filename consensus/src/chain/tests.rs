@@ -155,3 +155,28 @@ fn decided_slots_round_trip_as_cbor() {
         assert_eq!(&back, slot);
     }
 }
+
+#[test]
+fn decided_from_and_proposer_read_the_decided_slots() {
+    let mut chain = crate::testing::chain_to(9);
+    let author = crate::testing::peer(crate::testing::CHAIN_PROPOSER);
+    let slots = |from| -> Vec<u64> { chain.decided_from(from).iter().map(|d| d.slot).collect() };
+    assert_eq!(
+        slots(0),
+        (5..=9).collect::<Vec<_>>(),
+        "genesis slots are skipped"
+    );
+    assert_eq!(slots(7), [7, 8, 9]);
+    assert!(slots(10).is_empty() && slots(u64::MAX).is_empty());
+    for slot in 5..=9 {
+        let decided = chain.decided(slot).expect("decided");
+        assert_eq!(decided.proposer(), Some(author), "slot {slot}");
+        assert_eq!(chain.proposer(slot), Some(author), "slot {slot}");
+    }
+    assert_eq!(chain.proposer(4), None, "a genesis slot has no proposer");
+    assert_eq!(chain.proposer(10), None, "nor an undecided one");
+    chain.push(replay(&chain));
+    assert_eq!(chain.proposer(10), None, "nor a replay");
+    chain.push(won(&chain, track("by 7", 100_000), 7));
+    assert_eq!(chain.proposer(11), Some(keypair(7).public().to_peer_id()));
+}

@@ -272,3 +272,16 @@ proptest! {
         let _ = resigned.open(&net());
     }
 }
+
+#[test]
+fn signer_reads_the_key_without_checking_the_signature() {
+    let kp = keypair(3);
+    let mut envelope = Envelope::seal(&tally(kp.public().to_peer_id()), &kp).expect("signs");
+    assert_eq!(envelope.signer(), Some(kp.public().to_peer_id()));
+    // Only the key is read: a broken signature still names the key's owner (callers use it on
+    // envelopes verified before), and a key that is no key names nobody.
+    envelope.sig[0] ^= 1;
+    assert_eq!(envelope.signer(), Some(kp.public().to_peer_id()));
+    envelope.key = vec![1, 2, 3];
+    assert_eq!(envelope.signer(), None);
+}

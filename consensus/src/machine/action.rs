@@ -43,6 +43,14 @@ pub enum Action {
         /// The signed message.
         envelope: Envelope,
     },
+    /// This node proposed `track` for `slot` (log `proposed slot=.. track=..`). The proposal's
+    /// [`Action::Publish`] follows at once.
+    Proposed {
+        /// The slot.
+        slot: u64,
+        /// The track proposed.
+        track: TrackRef,
+    },
     /// Ask `peer` for these proposals (`/chorus/sync/1 Proposals{slot, ids}`) and hand the
     /// answer to `handle_fetched`.
     FetchProposals {

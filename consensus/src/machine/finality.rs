@@ -52,6 +52,8 @@ pub struct FinalReport {
     pub winner: Hash32,
     /// The winning proposal (None: a replay).
     pub proposal_id: Option<Hash32>,
+    /// The winning proposal's author (None: a replay), as its verified envelope says.
+    pub proposer: Option<PeerId>,
     /// How many decisions were compared (this node's own included).
     pub decisions: usize,
     /// The decisions that disagree, by author.
@@ -96,6 +98,9 @@ impl Consensus {
             slot,
             winner,
             proposal_id,
+            proposer: proposal_id
+                .and_then(|id| state.proposals.get(&id))
+                .map(|held| held.proposal.from),
             decisions: all.len(),
             conflicts,
         };

@@ -268,111 +268,132 @@ impl Consensus {
         if self.fork_wins == 0 && !self.peers.forks_possible(&self.chain) {
             return;
         }
+        let Some((slot, own, other)) = self.fork_sides(now) else {
+            return;
+        };
+        let Some(other) = other else {
+            self.fork_wins = 0;
+            return;
+        };
+        let choice = self.fork_choice(now, slot, own, other);
+        self.report_fork(ForkReport {
+            slot,
+            own,
+            other,
+            choice,
+        });
+    }
+
+    /// The peers whose heads count in a fork evaluation at `now`: heard in the last
+    /// [`SUPPORT_PERIODS`] status periods, not catching up (a head at most [`HEAD_LAG_MAX`]
+    /// slots behind the own), and directly connected where only those count (12.4). In no
+    /// particular order: what is computed from them is counts, a minimum, and a maximum under a
+    /// total order.
+    fn fork_voters(&self, now: u64) -> Vec<(&PeerId, &super::PeerInfo)> {
         let since = now.saturating_sub(SUPPORT_PERIODS * self.status_period());
         let own_head = self.chain.head().slot;
-        // Nothing below depends on the order of `recent`: counts, a minimum, and a maximum
-        // under a total order.
-        let recent: Vec<(&PeerId, &super::PeerInfo)> = self
-            .peers
+        self.peers
             .heard_since_unordered(since)
             .filter(|(_, p)| {
                 p.head_slot()
                     .is_some_and(|h| h.saturating_add(HEAD_LAG_MAX) >= own_head)
             })
             .filter(|(id, _)| self.direct.as_ref().is_none_or(|d| d.contains(*id)))
-            .collect();
-        let slot = recent
+            .collect()
+    }
+
+    /// The comparison slot (the lowest head among the voters and this node), the own chain's
+    /// support there, and the strongest other chain's: most supporters, then the smaller hash
+    /// (None when every voter agrees). None if the own chain has no hash at that slot.
+    fn fork_sides(&self, now: u64) -> Option<(u64, Support, Option<Support>)> {
+        let voters = self.fork_voters(now);
+        let slot = voters
             .iter()
             .filter_map(|(_, p)| p.head_slot())
-            .fold(own_head, u64::min);
-        let Some(own_hash) = self.chain.chain_hash(slot) else {
-            return;
-        };
+            .fold(self.chain.head().slot, u64::min);
+        let own_hash = self.chain.chain_hash(slot)?;
         // Supporters per chain hash. Counted, not collected: the peers of the table are
         // distinct and never this node (its own Status never enters the table).
         let mut support: BTreeMap<Hash32, usize> = BTreeMap::new();
         *support.entry(own_hash).or_default() += 1;
-        for (_, info) in &recent {
+        for (_, info) in &voters {
             if let Some(hash) = info.head_hash(slot) {
                 *support.entry(hash).or_default() += 1;
             }
         }
-        // The strongest other chain: most supporters, then the smaller hash.
-        let other = support
-            .iter()
-            .filter(|(hash, _)| **hash != own_hash)
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
-        let Some((&other_hash, &other_supporters)) = other else {
-            self.fork_wins = 0;
-            return;
-        };
         let own = Support {
             chain_hash: own_hash,
             supporters: support.get(&own_hash).copied().unwrap_or(0),
         };
-        let other = Support {
-            chain_hash: other_hash,
-            supporters: other_supporters,
-        };
+        let other = support
+            .iter()
+            .filter(|(hash, _)| **hash != own_hash)
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(&chain_hash, &supporters)| Support {
+                chain_hash,
+                supporters,
+            });
+        Some((slot, own, other))
+    }
+
+    /// What this node does about `other`, a chain that disagrees with its own at `slot`: counts
+    /// the other chain's consecutive wins, and at [`WINS_TO_ADOPT`] asks a supporter for it.
+    fn fork_choice(&mut self, now: u64, slot: u64, own: Support, other: Support) -> ForkChoice {
         // On a tie the smaller chain hash at the first slot where the chains differ wins
         // (PROTOCOL.md 9). Heads do not tell that slot, so the other chain is fetched to compare
         // (`ForkChoice::Compare`), unless a fetch already showed that it loses.
         let tie = other.supporters == own.supporters;
         let other_wins = other.supporters > own.supporters
             || (tie && !self.ties_lost.contains(&other.chain_hash));
-        let choice = if !other_wins {
+        if !other_wins {
             self.fork_wins = 0;
-            ForkChoice::Keep
-        } else {
-            self.fork_wins += 1;
-            if self.fork_wins < WINS_TO_ADOPT {
-                ForkChoice::Wait
-            } else {
-                // The supporter with the highest head (then the smallest PeerId) serves it.
-                let from = recent
-                    .iter()
-                    .filter(|(_, info)| info.head_hash(slot) == Some(other_hash))
-                    .max_by(|a, b| {
-                        a.1.head_slot()
-                            .cmp(&b.1.head_slot())
-                            .then(b.0.to_bytes().cmp(&a.0.to_bytes()))
-                    });
-                match from {
-                    Some((from, info)) => {
-                        let from_slot = self.fork_fetch_start(info, slot);
-                        let from = **from;
-                        self.fork_wins = 0;
-                        self.ask_chain(now, Purpose::Adopt, from, from_slot);
-                        if tie {
-                            if let Some(sync) = self.sync.as_mut() {
-                                sync.tie = Some(own.supporters);
-                            }
-                            ForkChoice::Compare { from }
-                        } else {
-                            ForkChoice::Adopt { from }
-                        }
-                    }
-                    None => ForkChoice::Wait,
-                }
-            }
+            return ForkChoice::Keep;
+        }
+        self.fork_wins += 1;
+        if self.fork_wins < WINS_TO_ADOPT {
+            return ForkChoice::Wait;
+        }
+        let Some((from, from_slot)) = self.fork_source(now, slot, other.chain_hash) else {
+            return ForkChoice::Wait;
         };
-        let report = ForkReport {
-            slot,
-            own,
-            other,
-            choice,
-        };
-        // The report goes before the FetchChain that an adoption queued.
+        self.fork_wins = 0;
+        self.ask_chain(now, Purpose::Adopt, from, from_slot);
+        if !tie {
+            return ForkChoice::Adopt { from };
+        }
+        if let Some(sync) = self.sync.as_mut() {
+            sync.tie = Some(own.supporters);
+        }
+        ForkChoice::Compare { from }
+    }
+
+    /// Who serves the other chain, `other_hash` at `slot`: its supporter with the highest head
+    /// (then the smallest PeerId), with the slot to fetch from.
+    fn fork_source(&self, now: u64, slot: u64, other_hash: Hash32) -> Option<(PeerId, u64)> {
+        let (from, info) = self
+            .fork_voters(now)
+            .into_iter()
+            .filter(|(_, info)| info.head_hash(slot) == Some(other_hash))
+            .max_by(|a, b| {
+                a.1.head_slot()
+                    .cmp(&b.1.head_slot())
+                    .then(b.0.to_bytes().cmp(&a.0.to_bytes()))
+            })?;
+        Some((*from, self.fork_fetch_start(info, slot)))
+    }
+
+    /// Queues the report of an evaluation that found a fork. One that adopts or compares goes
+    /// before the `FetchChain` its choice queued.
+    fn report_fork(&mut self, report: ForkReport) {
+        let fetching = matches!(
+            report.choice,
+            ForkChoice::Adopt { .. } | ForkChoice::Compare { .. }
+        );
         let at = self
             .actions
             .iter()
             .rposition(|a| matches!(a, Action::FetchChain { .. }))
-            .filter(|_| {
-                matches!(
-                    choice,
-                    ForkChoice::Adopt { .. } | ForkChoice::Compare { .. }
-                )
-            })
+            .filter(|_| fetching)
             .unwrap_or(self.actions.len());
         self.actions.insert(at, Action::Fork(report));
     }
@@ -564,13 +585,7 @@ impl Consensus {
         self.fork_wins = 0;
         // Verdicts were against the replaced chain.
         self.ties_lost.clear();
-        let slots = self
-            .chain
-            .decided_slots()
-            .iter()
-            .filter(|d| d.slot >= fork)
-            .cloned()
-            .collect();
+        let slots = self.chain.decided_from(fork).to_vec();
         self.actions.push_back(Action::Adopted {
             from_slot: fork,
             slots,

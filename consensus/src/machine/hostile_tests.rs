@@ -201,8 +201,22 @@ fn a_decision_that_misstates_a_held_proposal_is_a_violation() {
         let row = net.nodes[0].peers().get(&d.from).expect("counted");
         assert_eq!(row.violations, 1);
     }
+    // The honest network is not disturbed.
+    net.run_until_len(slot + 2);
+    net.assert_agree(slot);
+    net.assert_agree(slot + 1);
+}
 
-    // The proposal arrives after the lie: an outsider's proposal for the next slot.
+/// Attack 1, the lie told first: a Decision that misstates the ticket of a proposal the node
+/// receives only after it is dropped as well, and a violation of its author.
+#[test]
+fn a_decision_that_misstates_a_later_proposal_is_a_violation() {
+    let mut net = TestBuilder::new(3).build();
+    net.run_until_len(9);
+    let slot = 9;
+    let chain = net.nodes[0].chain().clone();
+    let now = net.now;
+    // An outsider's proposal for the next slot.
     let next = slot + 1;
     let proposal = crate::testing::proposal(&chain, next, 77);
     let proposal_id = crate::testing::id_of(&proposal);

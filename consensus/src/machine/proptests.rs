@@ -171,7 +171,7 @@ impl Net {
             } else if let Action::FetchProposals { peer, slot, ids } = action
                 && let Some(from) = self.nodes.iter().position(|n| *n.peer_id() == peer)
             {
-                let envelopes = self.nodes[from].proposal_envelopes(slot, &ids);
+                let envelopes = self.nodes[from].answer_proposals(slot, &ids);
                 self.send(i, move || Delivery::Fetched(envelopes.clone()));
             }
         }

@@ -9,7 +9,6 @@ use crate::chain::{Chain, DecidedSlot};
 use crate::envelope::Envelope;
 use crate::genesis::tests::signed_genesis;
 use crate::hash::Hash32;
-use crate::limits::CHAIN_RESPONSE_SLOTS;
 use crate::message::Message;
 use crate::testing::keypair;
 use crate::track::TrackRef;
@@ -222,7 +221,7 @@ impl TestNet {
                     if self.cut(i, from) {
                         continue;
                     }
-                    let envelopes = self.nodes[from].proposal_envelopes(slot, &ids);
+                    let envelopes = self.nodes[from].answer_proposals(slot, &ids);
                     self.send(i, 2 * self.latency_ms, Delivery::Fetched(envelopes));
                 }
                 Action::FetchChain { peer, from_slot } => {
@@ -266,14 +265,7 @@ impl TestNet {
                 Delivery::Fetched(envelopes) => self.nodes[to].handle_fetched(self.now, envelopes),
                 Delivery::ChainAsked { from, from_slot } => {
                     // The peer answers when the request reaches it.
-                    let slots: Vec<DecidedSlot> = self.nodes[from]
-                        .chain()
-                        .decided_slots()
-                        .iter()
-                        .filter(|d| d.slot >= from_slot)
-                        .take(CHAIN_RESPONSE_SLOTS)
-                        .cloned()
-                        .collect();
+                    let slots = self.nodes[from].answer_chain(from_slot);
                     let peer = *self.nodes[from].peer_id();
                     self.send(to, self.latency_ms, Delivery::Chain { peer, slots });
                 }

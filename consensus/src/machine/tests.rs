@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::test_builder::TestBuilder;
 use super::*;
 use crate::message::{Decision, Message, Tally};
@@ -168,25 +170,20 @@ fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
     assert!(net.violations.is_empty(), "{:?}", net.violations);
 }
 
-/// Every input of `handle_message` has the same effect through `open_gossip` +
-/// `handle_verified`, and through `handle_shared`: verdicts, then every action up to three
-/// slots later.
-#[test]
-fn handle_verified_gives_the_same_actions_as_handle_message() {
-    let genesis = crate::genesis::tests::signed_genesis();
-    let network_id = genesis.network_id();
-    let make = || {
-        let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
-        node.set_library(super::test_builder::library_of(0));
-        node
-    };
-    let (mut plain, mut verified, mut shared) = (make(), make(), make());
-    let chain = plain.chain().clone();
-    let source = keypair(50).public().to_peer_id();
-    let good = crate::testing::proposal(&chain, 5, 50);
-    let mut bad = crate::testing::proposal(&chain, 5, 51);
+/// `body` sealed by `keypair(seed)`, its author.
+fn sealed<B: Body>(body: &B, seed: u8) -> Envelope {
+    Envelope::seal(body, &keypair(seed)).expect("the author signs its own body")
+}
+
+/// One gossip message of each kind for slots 5 and 6 of `chain`, with the network each is
+/// opened for: a good proposal, an inadmissible one, a Tally announcing an unknown proposal, a
+/// Decision backed by the good one, a proposal of another network, and `status`.
+fn one_of_each(chain: &Chain, status: Envelope) -> Vec<(Envelope, Hash32)> {
+    let network_id = *chain.network_id();
+    let good = crate::testing::proposal(chain, 5, 50);
+    let mut bad = crate::testing::proposal(chain, 5, 51);
     bad.track.duration_ms = 1;
-    let announced = crate::testing::proposal(&chain, 6, 52);
+    let announced = crate::testing::proposal(chain, 6, 52);
     let tally = Tally {
         network_id,
         slot: 6,
@@ -200,38 +197,40 @@ fn handle_verified_gives_the_same_actions_as_handle_message() {
         winner: good.track.track_hash,
         proposal_id: Some(crate::testing::id_of(&good)),
         ticket: Some(crate::ticket::ticket(
-            &SlotContext::on_chain(&chain, 5),
+            &SlotContext::on_chain(chain, 5),
             &good.from,
         )),
         equivocators: vec![],
         rules_hash: *chain.rules_hash(),
     };
-    let mut foreign = crate::testing::proposal(&chain, 5, 55);
+    let mut foreign = crate::testing::proposal(chain, 5, 55);
     foreign.network_id = Hash32::digest(b"another network");
     let other_network = foreign.network_id;
-    let envelopes = [
-        (
-            Envelope::seal(&good, &keypair(50)).expect("signs"),
-            network_id,
-        ),
-        (
-            Envelope::seal(&bad, &keypair(51)).expect("signs"),
-            network_id,
-        ),
-        (
-            Envelope::seal(&tally, &keypair(53)).expect("signs"),
-            network_id,
-        ),
-        (
-            Envelope::seal(&decision, &keypair(54)).expect("signs"),
-            network_id,
-        ),
-        (
-            Envelope::seal(&foreign, &keypair(55)).expect("signs"),
-            other_network,
-        ),
-        (plain.status_envelope_of(&keypair(56), 0), network_id),
-    ];
+    vec![
+        (sealed(&good, 50), network_id),
+        (sealed(&bad, 51), network_id),
+        (sealed(&tally, 53), network_id),
+        (sealed(&decision, 54), network_id),
+        (sealed(&foreign, 55), other_network),
+        (status, network_id),
+    ]
+}
+
+/// Every input of `handle_message` has the same effect through `open_gossip` +
+/// `handle_verified`, and through `handle_shared`: verdicts, then every action up to three
+/// slots later.
+#[test]
+fn handle_verified_gives_the_same_actions_as_handle_message() {
+    let genesis = crate::genesis::tests::signed_genesis();
+    let make = || {
+        let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+        node.set_library(super::test_builder::library_of(0));
+        node
+    };
+    let (mut plain, mut verified, mut shared) = (make(), make(), make());
+    let chain = plain.chain().clone();
+    let source = keypair(50).public().to_peer_id();
+    let envelopes = one_of_each(&chain, plain.status_envelope_of(&keypair(56), 0));
     let now = chain.start(0).expect("genesis") + 100;
     let drain =
         |node: &mut Consensus| std::iter::from_fn(|| node.poll_action()).collect::<Vec<_>>();
@@ -266,6 +265,179 @@ fn handle_verified_gives_the_same_actions_as_handle_message() {
     assert_eq!(plain.chain(), verified.chain());
     assert_eq!(plain.chain(), shared.chain());
     assert!(plain.peers().iter().eq(shared.peers().iter()));
+}
+
+#[test]
+fn answer_chain_serves_from_the_slot_asked_for_within_the_bound() {
+    let max = crate::limits::CHAIN_RESPONSE_SLOTS as u64;
+    let genesis = crate::genesis::tests::signed_genesis();
+    let fresh = Consensus::new(keypair(10), Chain::new(&genesis));
+    assert!(fresh.answer_chain(0).is_empty(), "nothing decided yet");
+    let lookahead = fresh.chain().lookahead();
+    let last = lookahead + max + 20;
+    let node = Consensus::new(keypair(10), crate::testing::chain_to(last));
+    let slots = |from| -> Vec<u64> { node.answer_chain(from).iter().map(|d| d.slot).collect() };
+    // From a genesis slot: the first decided slot on, bounded.
+    let first_batch: Vec<u64> = (lookahead..lookahead + max).collect();
+    for from in [0, lookahead - 1, lookahead] {
+        assert_eq!(slots(from), first_batch, "from {from}");
+    }
+    assert_eq!(slots(lookahead + 1).len() as u64, max);
+    // Near the end: up to the head.
+    assert_eq!(slots(100), (100..=last).collect::<Vec<_>>());
+    assert_eq!(slots(last), [last]);
+    // Past the end: nothing.
+    assert!(slots(last + 1).is_empty());
+    assert!(slots(u64::MAX).is_empty());
+    // The chain's own records, winning envelopes included (12.1): a joiner takes the answer.
+    assert_eq!(
+        node.answer_chain(100).first(),
+        node.chain().decided(100),
+        "the records themselves"
+    );
+    let mut joiner = Chain::new(&genesis);
+    let taken = joiner.extend_synced(node.answer_chain(0), u64::MAX);
+    assert_eq!(taken, Ok(max as usize));
+    let head = joiner.head();
+    assert_eq!(head.slot, lookahead + max - 1);
+    assert_eq!(Some(head.chain_hash), node.chain().chain_hash(head.slot));
+}
+
+#[test]
+fn answer_proposals_serves_held_proposals_among_the_first_ids() {
+    let genesis = crate::genesis::tests::signed_genesis();
+    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    let chain = node.chain().clone();
+    let now = chain.start(0).expect("genesis") + 100;
+    let held: Vec<Envelope> = [50, 51, 52]
+        .into_iter()
+        .map(|seed| sealed(&crate::testing::proposal(&chain, 5, seed), seed))
+        .collect();
+    for envelope in &held {
+        let source = keypair(50).public().to_peer_id();
+        assert_eq!(
+            node.handle_message(now, source, envelope.clone()),
+            Validation::Accept
+        );
+    }
+    let ids = |envelopes: &[Envelope]| -> BTreeSet<Hash32> {
+        envelopes.iter().map(Envelope::id).collect()
+    };
+    let all = ids(&held);
+    assert_eq!(
+        ids(&node.answer_proposals(5, &[])),
+        all,
+        "no ids: every one held"
+    );
+    let b = held[1].id();
+    let unknown = Hash32::digest(b"a proposal nobody holds");
+    assert_eq!(node.answer_proposals(5, &[unknown, b]), [held[1].clone()]);
+    // Only the first PROPOSAL_IDS_MAX ids are looked at.
+    let max = crate::limits::PROPOSAL_IDS_MAX;
+    let mut asked: Vec<Hash32> = (0..max - 1)
+        .map(|i| Hash32::digest(&i.to_be_bytes()))
+        .collect();
+    asked.push(b);
+    assert_eq!(node.answer_proposals(5, &asked), [held[1].clone()]);
+    asked.insert(0, unknown);
+    assert!(
+        node.answer_proposals(5, &asked).is_empty(),
+        "{b} is past the bound"
+    );
+    // Other slots hold none.
+    assert!(node.answer_proposals(6, &[]).is_empty());
+    assert!(node.answer_proposals(4, &[b]).is_empty());
+    assert!(node.answer_proposals(u64::MAX, &[]).is_empty());
+}
+
+#[test]
+fn final_reports_name_the_winning_proposer() {
+    let mut net = TestBuilder::new(3).build();
+    net.run_until_len(LEN);
+    let reports: Vec<FinalReport> = net
+        .events_of(0)
+        .filter_map(|a| match a {
+            Action::Final(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.len() as u64, LEN - 5);
+    let chain = net.nodes[0].chain();
+    for r in &reports {
+        let decided = chain.decided(r.slot).expect("decided");
+        let envelope = decided.proposal.clone().expect("no replay");
+        let Ok(Message::Proposal(won)) = envelope.open(chain.network_id()).map(|v| v.message)
+        else {
+            panic!("slot {} carries its winning proposal", r.slot);
+        };
+        assert_eq!(r.proposer, Some(won.from), "slot {}", r.slot);
+        assert_eq!(chain.proposer(r.slot), r.proposer, "slot {}", r.slot);
+        // Its author reported proposing that track for that slot.
+        let author = (0..3)
+            .find(|i| net.peer(*i) == won.from)
+            .expect("one of the nodes");
+        assert!(
+            net.events_of(author).any(|a| matches!(a,
+                Action::Proposed { slot, track } if *slot == r.slot && *track == decided.track)),
+            "slot {}",
+            r.slot
+        );
+    }
+    // A replay has no proposer.
+    let mut net = TestBuilder::new(1).library(0, vec![]).build();
+    net.run_until_len(7);
+    assert!(net.events_of(0).all(|a| match a {
+        Action::Final(r) => r.proposal_id.is_none() && r.proposer.is_none(),
+        Action::Proposed { .. } => false,
+        _ => true,
+    }));
+}
+
+#[test]
+fn each_own_proposal_is_reported_right_before_its_publish() {
+    let genesis = crate::genesis::tests::signed_genesis();
+    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    node.set_library(super::test_builder::library_of(0));
+    let mut actions = Vec::new();
+    let mut t = genesis.genesis().start_ms - 1_000;
+    while node.chain().len() < LEN {
+        node.handle_timeout(t);
+        actions.extend(std::iter::from_fn(|| node.poll_action()));
+        t = node
+            .poll_timeout()
+            .expect("a lone node keeps deciding")
+            .max(t + 1);
+    }
+    let network_id = *node.chain().network_id();
+    let proposal_of = |a: &Action| match a {
+        Action::Publish { envelope, .. } => match envelope.clone().open(&network_id) {
+            Ok(Verified {
+                message: Message::Proposal(p),
+                ..
+            }) => Some(p),
+            _ => None,
+        },
+        _ => None,
+    };
+    let published = actions.iter().filter_map(proposal_of).count();
+    let mut reported = 0;
+    for (k, action) in actions.iter().enumerate() {
+        let Action::Proposed { slot, track } = action else {
+            continue;
+        };
+        reported += 1;
+        let next = actions.get(k + 1).and_then(proposal_of);
+        let next = next.expect("the proposal's Publish follows");
+        assert_eq!(
+            (next.slot, &next.track, next.from),
+            (*slot, track, *node.peer_id())
+        );
+    }
+    assert_eq!(reported, published);
+    assert!(
+        reported as u64 >= LEN - 5,
+        "it proposed for every slot it decided"
+    );
 }
 
 impl Consensus {

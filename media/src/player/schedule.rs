@@ -1,6 +1,6 @@
 //! What the player is told to play: the schedule of PROTOCOL.md 1 as a list of slots.
 
-use crate::hash::Hash32;
+use crate::Hash32;
 
 use super::sink::RATE;
 

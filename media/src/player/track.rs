@@ -16,8 +16,8 @@ use symphonia::default::codecs::AacDecoder;
 use symphonia::default::formats::AdtsReader;
 
 use super::sink::CHANNELS;
+use crate::Hash32;
 use crate::adts::{self, FRAME_SAMPLES};
-use crate::hash::Hash32;
 use crate::manifest::Manifest;
 use crate::store::BlockStore;
 

@@ -1,17 +1,21 @@
 //! `chorus ingest`.
+//!
+//! - `report`: the progress bar and the log lines of an ingest.
+
+mod report;
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chorus_media::ingest::{FileOutcome, IngestEvent, IngestOptions, IngestSummary, Library};
+use chorus_media::ingest::{IngestOptions, IngestSummary, Library};
 use chorus_media::{TrackLimits, ingest_library};
-use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
+
+use report::{Progress, log_summary};
 
 /// Exit status after Ctrl-C (128 + SIGINT), as shells expect.
 const INTERRUPTED: u8 = 130;
@@ -103,134 +107,12 @@ pub fn ingest(
     }
     let cancel = cancel_flag();
     let _running = Ingesting::start();
-    let show_bar = !json_logs && std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
+    let mut progress = Progress::new(!json_logs && std::io::stderr().is_terminal());
     info!(event = "ingest_start", library = %library.display(), data_dir = %data_dir.display(), jobs = opts.jobs, "ingesting {}", library.display());
 
-    let summary = ingest_library(library, &lib, &opts, &cancel, &mut |ev| match ev {
-        IngestEvent::Planned {
-            to_ingest,
-            bytes,
-            unchanged,
-        } => {
-            info!(
-                event = "ingest_plan",
-                to_ingest,
-                unchanged,
-                bytes,
-                "{to_ingest} files to ingest ({:.1} MB), {unchanged} unchanged",
-                bytes as f64 / 1e6
-            );
-            if show_bar && to_ingest > 0 {
-                let pb = ProgressBar::new(to_ingest as u64);
-                pb.set_style(
-                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files, eta {eta} {wide_msg}")
-                        .expect("the progress template is valid"),
-                );
-                pb.enable_steady_tick(Duration::from_millis(200));
-                bar = Some(pb);
-            }
-        }
-        IngestEvent::Warning { path, reason } => {
-            let log = || warn!(event = "ingest_skipped", file = %path.display(), %reason, "skipped {}: {reason}", path.display());
-            match &bar {
-                Some(pb) => pb.suspend(log),
-                None => log(),
-            }
-        }
-        IngestEvent::Done { path, outcome } => {
-            let log = || match outcome {
-                FileOutcome::Ingested(t) | FileOutcome::Reused(t) => {
-                    let how = if matches!(outcome, FileOutcome::Reused(_)) {
-                        "reused"
-                    } else {
-                        "ingested"
-                    };
-                    let level = t
-                        .loudness_lufs
-                        .map(|l| format!("{l:.1} LUFS"))
-                        .unwrap_or_else(|| "silent".into());
-                    let line = format!(
-                        "{how} {} \"{}\" {}:{:02} {level}{}",
-                        path.display(),
-                        t.display_name(),
-                        t.duration_ms / 60_000,
-                        t.duration_ms / 1000 % 60,
-                        t.not_proposable
-                            .as_ref()
-                            .map(|r| format!(" (not proposable: {r})"))
-                            .unwrap_or_default()
-                    );
-                    if bar.is_some() {
-                        tracing::debug!(event = how, file = %path.display(), track_hash = %t.track_hash, duration_ms = t.duration_ms, "{line}");
-                    } else {
-                        info!(event = how, file = %path.display(), track_hash = %t.track_hash, duration_ms = t.duration_ms, "{line}");
-                    }
-                    if let Some(reason) = &t.not_proposable {
-                        warn!(event = "not_proposable", file = %path.display(), %reason, "{} is ingested but cannot be proposed: it is {reason}", path.display());
-                    }
-                }
-                FileOutcome::Failed(reason) => {
-                    warn!(event = "ingest_skipped", file = %path.display(), %reason, "skipped {}: {reason}", path.display());
-                }
-                FileOutcome::NotAudio(reason) => {
-                    tracing::debug!(event = "not_audio", file = %path.display(), %reason, "ignored {}: {reason}", path.display());
-                }
-            };
-            match &bar {
-                Some(pb) => {
-                    pb.suspend(log);
-                    pb.set_message(
-                        path.file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                    );
-                    pb.inc(1);
-                }
-                None => log(),
-            }
-        }
-    });
-    if let Some(pb) = bar.take() {
-        pb.finish_and_clear();
-    }
+    let summary = ingest_library(library, &lib, &opts, &cancel, &mut |ev| progress.on(ev));
+    progress.finish();
     let summary = summary.with_context(|| format!("ingest of {} stopped", library.display()))?;
-    let hours = summary.audio_seconds / 3600.0;
-    info!(
-        event = "ingest_summary",
-        ingested = summary.ingested,
-        reused = summary.reused,
-        unchanged = summary.unchanged,
-        failed = summary.failed,
-        removed = summary.removed,
-        not_audio = summary.not_audio,
-        audio_hours = hours,
-        elapsed_s = summary.elapsed.as_secs_f64(),
-        realtime_factor = summary.realtime_factor(),
-        interrupted = summary.interrupted,
-        "{}: {} ingested, {} unchanged, {} failed{}{}; {:.2} h of audio in {:.1} s ({:.0}x real time); library: {:.2} h",
-        if summary.interrupted {
-            "ingest interrupted (run again to resume)"
-        } else {
-            "ingest finished"
-        },
-        summary.ingested,
-        summary.unchanged,
-        summary.failed,
-        if summary.reused > 0 {
-            format!(", {} reused (moved or copied)", summary.reused)
-        } else {
-            String::new()
-        },
-        if summary.removed > 0 {
-            format!(", {} removed", summary.removed)
-        } else {
-            String::new()
-        },
-        hours,
-        summary.elapsed.as_secs_f64(),
-        summary.realtime_factor(),
-        summary.library_seconds / 3600.0,
-    );
+    log_summary(&summary);
     Ok(summary)
 }

@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, mdns, ping};
+use libp2p::{PeerId, StreamProtocol, connection_limits, gossipsub, identify, kad, mdns, ping};
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    BLOCKS_MESSAGE_MAX, BLOCKS_PROTOCOL, Have, IDENTIFY_VERSION, KAD_PROTOCOL, SYNC_PROTOCOL,
-    SYNC_REQUEST_MAX, SYNC_RESPONSE_MAX, SyncRequest, SyncResponse, TIME_PROTOCOL, Want,
+    BLOCKS_PROTOCOL, IDENTIFY_VERSION, KAD_PROTOCOL, SYNC_PROTOCOL, TIME_PROTOCOL,
 };
 use super::time_codec::TimeCodec;
 use crate::clock::Clock;
+use chorus_consensus::limits::{
+    BLOCKS_MESSAGE_MAX_BYTES, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES,
+};
 
 /// PROTOCOL.md 10: a gossip message is at most 64 KiB. Receivers check the whole frame (topic,
 /// sender, sequence number and signature included), so the transport limit sits a few KiB above.
@@ -62,18 +62,42 @@ pub fn topic_score_params() -> gossipsub::TopicScoreParams {
     }
 }
 
-/// Everything a Chorus node speaks.
-#[derive(NetworkBehaviour)]
-pub struct Behaviour {
-    pub limits: connection_limits::Behaviour,
-    pub gossipsub: gossipsub::Behaviour,
-    pub kad: kad::Behaviour<super::records::BoundedStore>,
-    pub identify: identify::Behaviour,
-    pub ping: ping::Behaviour,
-    pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
-    pub time: request_response::Behaviour<TimeCodec>,
-    pub blocks: request_response::cbor::Behaviour<Want, Have>,
+pub use composed::{Behaviour, BehaviourEvent};
+
+// The derive also generates `BehaviourEvent`, one variant per field, with no documentation.
+#[allow(missing_docs, reason = "the variants of the derived BehaviourEvent")]
+mod composed {
+    use libp2p::request_response;
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::swarm::behaviour::toggle::Toggle;
+    use libp2p::{connection_limits, gossipsub, identify, kad, mdns, ping};
+
+    use crate::net::protocol::{Have, SyncRequest, SyncResponse, Want};
+    use crate::net::records::BoundedStore;
+    use crate::net::time_codec::TimeCodec;
+
+    /// Everything a Chorus node speaks.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Connection limits in total, pending and per peer (PROTOCOL.md 12.5).
+        pub limits: connection_limits::Behaviour,
+        /// Consensus gossip, with explicit validation and peer scoring.
+        pub gossipsub: gossipsub::Behaviour,
+        /// The DHT: peer addresses and provider records.
+        pub kad: kad::Behaviour<BoundedStore>,
+        /// Exchanges listen addresses and the protocol version.
+        pub identify: identify::Behaviour,
+        /// Keeps connections alive and measures them.
+        pub ping: ping::Behaviour,
+        /// LAN discovery, when turned on.
+        pub mdns: Toggle<mdns::tokio::Behaviour>,
+        /// `/chorus/sync/1`: catching up on the chain.
+        pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+        /// `/chorus/time/1`: network time samples.
+        pub time: request_response::Behaviour<TimeCodec>,
+        /// The block exchange: want lists and the blocks they ask for.
+        pub blocks: request_response::cbor::Behaviour<Want, Have>,
+    }
 }
 
 /// Why the behaviour could not be built.
@@ -98,48 +122,8 @@ impl Behaviour {
         streams: usize,
     ) -> Result<Behaviour, BuildError> {
         let peer_id = key.public().to_peer_id();
-        // Content-based ids: the same bytes are the same message whoever relays them, and every
-        // node must use the same function or IHAVE/IWANT repair silently fails (PROTOCOL.md 2).
-        let message_id =
-            |m: &gossipsub::Message| gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec());
-        let config = gossipsub::ConfigBuilder::default()
-            .validation_mode(gossipsub::ValidationMode::Strict)
-            .validate_messages()
-            .message_id_fn(message_id)
-            .max_transmit_size(GOSSIP_FRAME_MAX)
-            .heartbeat_interval(Duration::from_millis(700))
-            .heartbeat_initial_delay(Duration::from_millis(100))
-            .build()
-            .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
-        let mut gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
-                .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
-        // Peer scoring on, with loopback exempt from the IP-colocation penalty: nodes on one
-        // machine share 127.0.0.1, and above 10 of them the default penalty graylists every
-        // one of them (their gossip is then dropped, and each node decides alone).
-        let mut score = gossipsub::PeerScoreParams::default();
-        score.ip_colocation_factor_whitelist.extend([
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ]);
-        let thresholds = gossipsub::PeerScoreThresholds {
-            graylist_threshold: GRAYLIST_THRESHOLD,
-            ..Default::default()
-        };
-        gossipsub
-            .with_peer_score(score, thresholds)
-            .map_err(BuildError::Gossipsub)?;
-
-        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-        kad_config.set_provider_publication_interval(Some(Duration::from_secs(600)));
-        // Peers enter the table through identify; a periodic bootstrap before the first one
-        // only warns about an empty table.
-        kad_config.set_periodic_bootstrap_interval(None);
-        let store = super::records::BoundedStore::new(peer_id);
-        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-        // On loopback and private addresses kad would stay a client and nobody could ask us.
-        kad.set_mode(Some(kad::Mode::Server));
-
+        let gossipsub = gossipsub(key)?;
+        let kad = kad(peer_id);
         let identify = identify::Behaviour::new(identify::Config::new(
             IDENTIFY_VERSION.to_owned(),
             key.public(),
@@ -159,8 +143,8 @@ impl Behaviour {
         };
         let sync = request_response::cbor::Behaviour::with_codec(
             request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(SYNC_REQUEST_MAX)
-                .set_response_size_maximum(SYNC_RESPONSE_MAX),
+                .set_request_size_maximum(SYNC_REQUEST_MAX_BYTES as u64)
+                .set_response_size_maximum(SYNC_RESPONSE_MAX_BYTES as u64),
             [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
             rr_config(),
         );
@@ -173,18 +157,13 @@ impl Behaviour {
         );
         let blocks = request_response::cbor::Behaviour::with_codec(
             request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(SYNC_REQUEST_MAX)
-                .set_response_size_maximum(BLOCKS_MESSAGE_MAX),
+                .set_request_size_maximum(SYNC_REQUEST_MAX_BYTES as u64)
+                .set_response_size_maximum(BLOCKS_MESSAGE_MAX_BYTES as u64),
             [(StreamProtocol::new(BLOCKS_PROTOCOL), ProtocolSupport::Full)],
             rr_config(),
         );
-        let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established(Some(MAX_CONNECTIONS))
-            .with_max_pending_incoming(Some(MAX_PENDING))
-            .with_max_pending_outgoing(Some(MAX_PENDING))
-            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
         Ok(Behaviour {
-            limits: connection_limits::Behaviour::new(limits),
+            limits: limits(),
             gossipsub,
             kad,
             identify,
@@ -195,4 +174,64 @@ impl Behaviour {
             blocks,
         })
     }
+}
+
+/// Gossipsub with content-based message ids, explicit validation and peer scoring.
+fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError> {
+    // Content-based ids: the same bytes are the same message whoever relays them, and every
+    // node must use the same function or IHAVE/IWANT repair silently fails (PROTOCOL.md 2).
+    let message_id =
+        |m: &gossipsub::Message| gossipsub::MessageId::from(Sha256::digest(&m.data).to_vec());
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(message_id)
+        .max_transmit_size(GOSSIP_FRAME_MAX)
+        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .build()
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+    // Peer scoring on, with loopback exempt from the IP-colocation penalty: nodes on one
+    // machine share 127.0.0.1, and above 10 of them the default penalty graylists every
+    // one of them (their gossip is then dropped, and each node decides alone).
+    let mut score = gossipsub::PeerScoreParams::default();
+    score.ip_colocation_factor_whitelist.extend([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
+    let thresholds = gossipsub::PeerScoreThresholds {
+        graylist_threshold: GRAYLIST_THRESHOLD,
+        ..Default::default()
+    };
+    gossipsub
+        .with_peer_score(score, thresholds)
+        .map_err(BuildError::Gossipsub)?;
+    Ok(gossipsub)
+}
+
+/// Kademlia in server mode over the bounded record store.
+fn kad(peer_id: PeerId) -> kad::Behaviour<super::records::BoundedStore> {
+    let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_config.set_provider_publication_interval(Some(Duration::from_secs(600)));
+    // Peers enter the table through identify; a periodic bootstrap before the first one
+    // only warns about an empty table.
+    kad_config.set_periodic_bootstrap_interval(None);
+    let store = super::records::BoundedStore::new(peer_id);
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    // On loopback and private addresses kad would stay a client and nobody could ask us.
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
+}
+
+/// The connection limits of PROTOCOL.md 12.5 (the per-IP one is the event loop's).
+fn limits() -> connection_limits::Behaviour {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(MAX_CONNECTIONS))
+        .with_max_pending_incoming(Some(MAX_PENDING))
+        .with_max_pending_outgoing(Some(MAX_PENDING))
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER));
+    connection_limits::Behaviour::new(limits)
 }

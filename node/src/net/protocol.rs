@@ -1,4 +1,5 @@
-//! The request-response protocols of PROTOCOL.md 2 and 6, as CBOR messages.
+//! The request-response protocols of PROTOCOL.md 2 and 6, as CBOR messages. Their limits are
+//! the protocol's, declared in `chorus_consensus::limits`.
 //!
 //! Byte fields go through `serde_bytes` so that cbor4ii writes them as byte strings (a 1 MiB
 //! block would otherwise become a 2 MB array of integers).
@@ -17,26 +18,12 @@ pub const KAD_PROTOCOL: &str = "/chorus/kad/1";
 /// Identify's protocol version string.
 pub const IDENTIFY_VERSION: &str = "/chorus/1";
 
-/// Decided slots per `Chain` answer (PROTOCOL.md 2).
-pub const CHAIN_BATCH: usize = 256;
-/// Wanted ids per exchange request (PROTOCOL.md 10).
-pub const WANT_MAX: usize = 64;
-/// Bytes of blocks one exchange answer carries at most; the rest are answered `later` and asked
-/// for again. 64 segments of 160 kbit/s audio are about 8 MB, more than one answer should hold.
-pub const WANT_RESPONSE_BUDGET: usize = 4 * 1024 * 1024;
-/// Largest exchange request and answer on the wire (the budget plus one block and framing).
-pub const BLOCKS_MESSAGE_MAX: u64 = (WANT_RESPONSE_BUDGET + 1024 * 1024 + 64 * 1024) as u64;
-/// Largest sync request (a Proposals request lists at most 64 ids) and answer (4 MiB).
-pub const SYNC_REQUEST_MAX: u64 = 64 * 1024;
-/// PROTOCOL.md 10: sync response, 4 MiB.
-pub const SYNC_RESPONSE_MAX: u64 = 4 * 1024 * 1024;
-
 /// A `/chorus/sync/1` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SyncRequest {
     /// The genesis envelope.
     Genesis,
-    /// Up to [`CHAIN_BATCH`] decided slots from `from_slot` on.
+    /// Up to [`chorus_consensus::limits::CHAIN_RESPONSE_SLOTS`] decided slots from `from_slot` on.
     Chain {
         /// The first slot wanted.
         from_slot: u64,
@@ -90,7 +77,7 @@ pub struct Pong {
     pub t2: u64,
 }
 
-/// A want list: up to [`WANT_MAX`] block ids.
+/// A want list: up to [`chorus_consensus::limits::WANTED_IDS_MAX`] block ids.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Want {
     /// The ids, most urgent first.

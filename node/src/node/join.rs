@@ -13,8 +13,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::net::protocol::{CHAIN_BATCH, SyncRequest, SyncResponse};
+use crate::net::protocol::{SyncRequest, SyncResponse};
 use crate::net::{Client, Event};
+use chorus_consensus::limits::CHAIN_RESPONSE_SLOTS;
 
 /// How long a node with peers to dial waits for its first connection before deciding alone.
 const FIRST_PEER_WAIT: Duration = Duration::from_secs(5);
@@ -97,7 +98,7 @@ impl Joiner {
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Listening(addr) => {
-                super::driver::log_listening(&addr);
+                super::network::log_listening(&addr);
                 self.kept.push(Event::Listening(addr));
             }
             Event::Connected(peer, addr) => {
@@ -276,8 +277,10 @@ impl Joiner {
                 _ => return Ok(None),
             };
             let n = slots.len();
-            if n > CHAIN_BATCH {
-                return Err(format!("{n} slots in one answer, more than {CHAIN_BATCH}"));
+            if n > CHAIN_RESPONSE_SLOTS {
+                return Err(format!(
+                    "{n} slots in one answer, more than {CHAIN_RESPONSE_SLOTS}"
+                ));
             }
             for slot in slots {
                 let k = slot.slot;
@@ -299,7 +302,7 @@ impl Joiner {
                     ));
                 }
             }
-            if n < CHAIN_BATCH {
+            if n < CHAIN_RESPONSE_SLOTS {
                 return Ok(Some(chain));
             }
         }

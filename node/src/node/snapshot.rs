@@ -22,18 +22,32 @@ pub struct PeerTime {
 
 /// What the snapshot is built from.
 pub struct Inputs<'a> {
+    /// Network time, ms since the Unix epoch.
     pub now: u64,
+    /// The consensus state machine: chain, schedule and peer table.
     pub consensus: &'a Consensus,
+    /// This node's listen addresses.
     pub listen: &'a [Multiaddr],
+    /// Where the HTTP API listens.
     pub http: SocketAddr,
+    /// Connected peers and the remote address of each.
     pub connected: &'a BTreeMap<PeerId, Multiaddr>,
+    /// Each peer's best time sample.
     pub times: &'a HashMap<PeerId, PeerTime>,
+    /// Corrupt blocks received, per peer.
     pub corrupt: &'a HashMap<PeerId, u64>,
+    /// Tracks whose segments are all in the store.
     pub complete: &'a BTreeSet<Hash32>,
+    /// `Some` while this node plays something other than the winner (a substitute, or silence
+    /// for `Some(None)`); `None` when it plays the winner.
     pub substitute: Option<Option<TrackRef>>,
+    /// Invalid messages from peers since start-up.
     pub violations: u64,
+    /// Bytes in the block store.
     pub store_bytes: u64,
+    /// Network time minus the local clock, ms.
     pub clock_offset_ms: f64,
+    /// The data directory (the store lies in its `store/`).
     pub data_dir: &'a Path,
 }
 
@@ -53,28 +67,74 @@ pub fn build(i: &Inputs<'_>) -> Value {
     let chain = c.chain();
     let slot = chain.slot_at(i.now);
     let status = c.status(i.now);
-    let playing = slot.and_then(|s| {
-        let winner = chain.winner(s)?;
-        let start = chain.start(s)?;
-        let mut v = json!({
-            "slot": s,
-            "position_ms": i.now.saturating_sub(start),
-            "consensus_track": track_json(winner),
-            "diverged": status.diverged,
-        });
-        match &i.substitute {
-            Some(sub) => {
-                v["track"] = sub.as_ref().map_or(Value::Null, track_json);
-                v["substitute"] = json!(true);
-            }
-            None => {
-                v["track"] = track_json(winner);
-                v["substitute"] = json!(false);
-            }
-        }
-        Some(v)
+    let playing = playing_json(i, slot, status.diverged);
+    let next = next_json(i, slot.map_or(0, |s| s + 1));
+    let peers = peers_json(i);
+    let summary = c.status_summary(i.now);
+    json!({
+        "identity": c.peer_id().to_string(),
+        "version": status.version,
+        "network": {
+            "id": chain.network_id().to_hex(),
+            "start_ms": chain.start(0),
+        },
+        "now_ms": i.now,
+        "clock_offset_ms": i.clock_offset_ms,
+        "listen": i.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "http": i.http.to_string(),
+        "playing": playing,
+        "diverged": status.diverged,
+        "next": next,
+        "chain": {
+            "len": chain.len(),
+            "head_slot": status.head.slot,
+            "head_hash": status.head.chain_hash.to_hex(),
+        },
+        "consensus": {
+            "in_sync": summary.in_sync,
+            "total": summary.total,
+            "diverged": summary.diverged.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "excluded": summary.excluded.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        },
+        "peers": peers,
+        "violations": i.violations,
+        "store": {
+            "bytes": i.store_bytes,
+            "path": i.data_dir.join("store").display().to_string(),
+        },
+    })
+}
+
+/// What plays in `slot`: the consensus winner, and the track heard instead when this node
+/// plays a substitute. `None` between slots or before the winner is known.
+fn playing_json(i: &Inputs<'_>, slot: Option<u64>, diverged: bool) -> Option<Value> {
+    let chain = i.consensus.chain();
+    let s = slot?;
+    let winner = chain.winner(s)?;
+    let start = chain.start(s)?;
+    let mut v = json!({
+        "slot": s,
+        "position_ms": i.now.saturating_sub(start),
+        "consensus_track": track_json(winner),
+        "diverged": diverged,
     });
-    let first_pending = slot.map_or(0, |s| s + 1);
+    match &i.substitute {
+        Some(sub) => {
+            v["track"] = sub.as_ref().map_or(Value::Null, track_json);
+            v["substitute"] = json!(true);
+        }
+        None => {
+            v["track"] = track_json(winner);
+            v["substitute"] = json!(false);
+        }
+    }
+    Some(v)
+}
+
+/// The five slots from `first_pending` on: their phase, start and winner when known.
+fn next_json(i: &Inputs<'_>, first_pending: u64) -> Vec<Value> {
+    let c = i.consensus;
+    let chain = c.chain();
     let mut next = Vec::new();
     for k in first_pending..first_pending + 5 {
         let phase = phase_of(c, k, i.now);
@@ -85,9 +145,14 @@ pub fn build(i: &Inputs<'_>) -> Value {
         }
         next.push(v);
     }
+    next
+}
+
+/// The peers of the consensus peer table, then the connected peers it does not know yet.
+fn peers_json(i: &Inputs<'_>) -> Vec<Value> {
     let mut peers = Vec::new();
     let mut seen = BTreeSet::new();
-    for (peer, info) in c.peers().iter() {
+    for (peer, info) in i.consensus.peers().iter() {
         seen.insert(*peer);
         let time = i.times.get(peer);
         peers.push(json!({
@@ -127,39 +192,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
             "clock_offset_ms": time.map(|t| t.offset_ms),
         }));
     }
-    let summary = c.status_summary(i.now);
-    json!({
-        "identity": c.peer_id().to_string(),
-        "version": status.version,
-        "network": {
-            "id": chain.network_id().to_hex(),
-            "start_ms": chain.start(0),
-        },
-        "now_ms": i.now,
-        "clock_offset_ms": i.clock_offset_ms,
-        "listen": i.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "http": i.http.to_string(),
-        "playing": playing,
-        "diverged": status.diverged,
-        "next": next,
-        "chain": {
-            "len": chain.len(),
-            "head_slot": status.head.slot,
-            "head_hash": status.head.chain_hash.to_hex(),
-        },
-        "consensus": {
-            "in_sync": summary.in_sync,
-            "total": summary.total,
-            "diverged": summary.diverged.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "excluded": summary.excluded.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        },
-        "peers": peers,
-        "violations": i.violations,
-        "store": {
-            "bytes": i.store_bytes,
-            "path": i.data_dir.join("store").display().to_string(),
-        },
-    })
+    peers
 }
 
 /// The phase slot `k` is in at `now` (PROTOCOL.md 1).
@@ -178,4 +211,28 @@ pub fn phase_of(c: &Consensus, k: u64, now: u64) -> &'static str {
         return "proposal";
     }
     "pending"
+}
+
+/// Builds the document from the driver's parts and publishes it.
+pub(crate) fn publish(p: &super::Parts, bad: &super::report::Misbehaviour) {
+    let clock = p.time.clock();
+    let mut value = build(&Inputs {
+        now: clock.now_ms(),
+        consensus: &p.consensus,
+        listen: &p.net.listen,
+        http: p.http,
+        connected: &p.net.connected,
+        times: &p.time.peers(),
+        corrupt: &bad.corrupt,
+        complete: p.playback.complete(),
+        substitute: p.playback.substitute_now(),
+        violations: bad.violations,
+        store_bytes: p.storage.bytes(),
+        clock_offset_ms: clock.offset_us_at(std::time::Instant::now()) / 1000.0,
+        data_dir: &p.data_dir,
+    });
+    if let Some(map) = value.as_object_mut() {
+        map.insert("time".into(), p.time.json());
+    }
+    p.snapshot.send_replace(value);
 }

@@ -15,6 +15,7 @@ use crate::config::Protocol;
 pub const SPAM_PER_SLOT: usize = 8;
 /// Size of an oversized junk body (over the 64 KiB gossip limit).
 const OVERSIZED_BYTES: usize = 70_000;
+const _: () = assert!(OVERSIZED_BYTES > chorus_consensus::limits::GOSSIP_MAX_BYTES);
 
 impl World {
     /// A machine asked to publish `envelope`: honest nodes gossip it; adversaries may rewrite,

@@ -8,11 +8,12 @@
 //! probability RATE/4. A crash or leave that would leave fewer than half of the configured nodes
 //! running is skipped.
 
+use chorus_consensus::limits::CHAIN_RESPONSE_SLOTS;
 use chorus_consensus::machine::SYNC_TIMEOUT_MS;
 use chorus_consensus::{Chain, ChainError, DecidedSlot};
 
 use super::node::NodeState;
-use super::{CHAIN_ANSWER_MAX, Event, World, random_key};
+use super::{Event, World, random_key};
 
 /// A crashed node stays down for this many slots at least, and at most one more.
 const DOWN_SLOTS_MIN: u64 = 1;
@@ -141,7 +142,7 @@ impl World {
         let NodeState::Syncing { chain, .. } = &mut self.nodes[i].state else {
             return;
         };
-        let full = slots.len() >= CHAIN_ANSWER_MAX;
+        let full = slots.len() >= CHAIN_RESPONSE_SLOTS;
         let mut refused = false;
         for d in slots {
             if d.slot < chain.len() {

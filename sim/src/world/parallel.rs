@@ -389,9 +389,22 @@ impl World {
             return;
         }
         let lanes = helpers.lanes();
+        let jobs = self.lend(&batch, lanes);
+        let mut sent = Vec::new();
+        for (job, tx) in jobs.into_iter().zip(&helpers.jobs) {
+            sent.push(tx.send(Task::Batch(job)).is_ok());
+        }
+        let mut records = self.receive_own(&batch, lanes);
+        self.take_back(helpers, &sent, &mut records);
+        self.replay(batch, records);
+    }
+
+    /// The helpers' shares of `batch`, one job per lane but the first, each with the machines
+    /// of its receivers (lent: their nodes are [`NodeState::Lent`] until the job comes back).
+    fn lend(&mut self, batch: &[Delivery], lanes: usize) -> Vec<Job> {
         let mut messages: Vec<(PeerId, Arc<Payload>)> = Vec::new();
         let mut message_of = Vec::with_capacity(batch.len());
-        for d in &batch {
+        for d in batch {
             let known = messages
                 .iter()
                 .position(|(_, p)| Arc::ptr_eq(p, &d.payload));
@@ -428,12 +441,15 @@ impl World {
                 message: message_of[index],
             });
         }
-        let mut sent = Vec::new();
-        for (job, tx) in jobs.into_iter().zip(&helpers.jobs) {
-            let mut job = job;
+        for job in &mut jobs {
             job.machines.sort_unstable_by_key(|(node, _)| *node);
-            sent.push(tx.send(Task::Batch(job)).is_ok());
         }
+        jobs
+    }
+
+    /// Runs the deliveries of `batch` on lane 0 (this thread); their records by place in the
+    /// batch, None for the other lanes' and for receivers not running.
+    fn receive_own(&mut self, batch: &[Delivery], lanes: usize) -> Vec<Option<Record>> {
         let mut records: Vec<Option<Record>> =
             std::iter::repeat_with(|| None).take(batch.len()).collect();
         let own: Vec<usize> = (0..batch.len())
@@ -461,7 +477,13 @@ impl World {
             };
             records[index] = Some(receive(m, d.at, skew_ms, source, &lanes[0]));
         }
-        for (rx, sent) in helpers.done.iter().zip(sent) {
+        records
+    }
+
+    /// Waits for each helper's job (`sent`: whether it went out), puts the machines back and
+    /// the records in their places; messages a helper opened meanwhile are taken too.
+    fn take_back(&mut self, helpers: &Helpers, sent: &[bool], records: &mut [Option<Record>]) {
+        for (rx, &sent) in helpers.done.iter().zip(sent) {
             let mut done = None;
             while sent && done.is_none() {
                 match wait(rx) {
@@ -482,6 +504,11 @@ impl World {
                 records[index] = Some(record);
             }
         }
+    }
+
+    /// The world's part of `batch`, in queue order, as one thread would have played it: the
+    /// clock, the counters, the actions and the timers.
+    fn replay(&mut self, batch: Vec<Delivery>, records: Vec<Option<Record>>) {
         let last = batch.last().map_or(0, |d| d.at);
         for (d, record) in batch.into_iter().zip(records) {
             self.now = self.now.max(d.at);

@@ -12,7 +12,7 @@
 //! and prints the times and their ratios. Finally it ingests M one-second files and times an
 //! unchanged rescan of them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -61,8 +61,34 @@ fn main() -> Result<()> {
 
     let tmp = tempfile::tempdir()?;
     let library = tmp.path().join("library");
-    std::fs::create_dir_all(&library)?;
-    let paths: Vec<_> = (0..files)
+    let paths = write_library(&library, files, seconds)?;
+    let audio_s = files as f64 * seconds;
+    println!(
+        "library: {files} FLAC files, 44.1 kHz stereo, {seconds} s each ({:.1} min of audio); {cores} cores",
+        audio_s / 60.0
+    );
+
+    let ffmpeg = ffmpeg_program(&paths, tmp.path())?;
+    let (one, s1) = chorus_ingest(&library, &tmp.path().join("data-1"), 1)?;
+    let (all, sn) = chorus_ingest(&library, &tmp.path().join("data-n"), cores)?;
+    if s1.ingested != files || sn.ingested != files {
+        bail!(
+            "chorus ingested {} and {} of {files} files",
+            s1.ingested,
+            sn.ingested
+        );
+    }
+    print_times(audio_s, cores, ffmpeg, one, all);
+    if rescan_files > 0 {
+        rescan(tmp.path(), rescan_files, cores)?;
+    }
+    Ok(())
+}
+
+/// Writes `files` stereo 44.1 kHz FLAC files of `seconds` each into `library`.
+fn write_library(library: &Path, files: usize, seconds: f64) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(library)?;
+    let paths = (0..files)
         .map(|i| {
             let path = library.join(format!("track{i:03}.flac"));
             let tune = Tune {
@@ -72,16 +98,14 @@ fn main() -> Result<()> {
             write_tune(&path, Format::Flac, &tune, &FileTags::default()).map(|_| path)
         })
         .collect::<Result<_, _>>()?;
-    let audio_s = files as f64 * seconds;
-    println!(
-        "library: {files} FLAC files, 44.1 kHz stereo, {seconds} s each ({:.1} min of audio); {cores} cores",
-        audio_s / 60.0
-    );
+    Ok(paths)
+}
 
-    // The ffmpeg program, one file at a time.
+/// Times the ffmpeg program encoding `paths` to HLS under `tmp`, one file at a time.
+fn ffmpeg_program(paths: &[PathBuf], tmp: &Path) -> Result<Duration> {
     let start = Instant::now();
     for (i, p) in paths.iter().enumerate() {
-        let out = tmp.path().join(format!("ffmpeg-{i}"));
+        let out = tmp.join(format!("ffmpeg-{i}"));
         std::fs::create_dir_all(&out)?;
         let status = Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-threads", "1", "-i"])
@@ -108,17 +132,11 @@ fn main() -> Result<()> {
             bail!("ffmpeg failed on {}", p.display());
         }
     }
-    let ffmpeg = start.elapsed();
+    Ok(start.elapsed())
+}
 
-    let (one, s1) = chorus_ingest(&library, &tmp.path().join("data-1"), 1)?;
-    let (all, sn) = chorus_ingest(&library, &tmp.path().join("data-n"), cores)?;
-    if s1.ingested != files || sn.ingested != files {
-        bail!(
-            "chorus ingested {} and {} of {files} files",
-            s1.ingested,
-            sn.ingested
-        );
-    }
+/// Prints the three times over `audio_s` seconds of audio, and their ratios.
+fn print_times(audio_s: f64, cores: usize, ffmpeg: Duration, one: Duration, all: Duration) {
     let rt = |d: Duration| audio_s / d.as_secs_f64();
     println!(
         "ffmpeg program, 1 file at a time:   {:>7.2} s  ({:.0}x real time)",
@@ -147,38 +165,39 @@ fn main() -> Result<()> {
         "chorus --jobs {cores} vs ffmpeg (1 at a time): {:.2}x",
         ffmpeg.as_secs_f64() / all.as_secs_f64()
     );
+}
 
-    if rescan_files > 0 {
-        let small = tmp.path().join("small");
-        std::fs::create_dir_all(&small)?;
-        for i in 0..rescan_files {
-            // 50 folders of 20 files, like albums.
-            let dir = small.join(format!("{:02}", i % 50));
-            std::fs::create_dir_all(&dir)?;
-            let tune = Tune::new(i as u64, 1.0);
-            write_tune(
-                &dir.join(format!("s{i:04}.wav")),
-                Format::Wav,
-                &tune,
-                &FileTags::default(),
-            )?;
-        }
-        let data = tmp.path().join("data-rescan");
-        let (first, s) = chorus_ingest(&small, &data, cores)?;
-        let (rescan, r) = chorus_ingest(&small, &data, cores)?;
-        if r.unchanged != rescan_files || r.ingested != 0 {
-            bail!(
-                "rescan: {} unchanged, {} ingested of {rescan_files}",
-                r.unchanged,
-                r.ingested
-            );
-        }
-        println!(
-            "{rescan_files} files: first ingest {:.2} s ({} ingested), unchanged rescan {:.3} s",
-            first.as_secs_f64(),
-            s.ingested,
-            rescan.as_secs_f64()
+/// Ingests `rescan_files` one-second files, then times an unchanged rescan of them.
+fn rescan(tmp: &Path, rescan_files: usize, cores: usize) -> Result<()> {
+    let small = tmp.join("small");
+    std::fs::create_dir_all(&small)?;
+    for i in 0..rescan_files {
+        // 50 folders of 20 files, like albums.
+        let dir = small.join(format!("{:02}", i % 50));
+        std::fs::create_dir_all(&dir)?;
+        let tune = Tune::new(i as u64, 1.0);
+        write_tune(
+            &dir.join(format!("s{i:04}.wav")),
+            Format::Wav,
+            &tune,
+            &FileTags::default(),
+        )?;
+    }
+    let data = tmp.join("data-rescan");
+    let (first, s) = chorus_ingest(&small, &data, cores)?;
+    let (rescan, r) = chorus_ingest(&small, &data, cores)?;
+    if r.unchanged != rescan_files || r.ingested != 0 {
+        bail!(
+            "rescan: {} unchanged, {} ingested of {rescan_files}",
+            r.unchanged,
+            r.ingested
         );
     }
+    println!(
+        "{rescan_files} files: first ingest {:.2} s ({} ingested), unchanged rescan {:.3} s",
+        first.as_secs_f64(),
+        s.ingested,
+        rescan.as_secs_f64()
+    );
     Ok(())
 }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 use chorus_tests::net::{Node, NodeSpec, slot, write_seed_queue};
+use chorus_tests::sync::{Row, first_audio, offsets, quantile};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(900);
@@ -129,42 +130,9 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
     let mut times = Vec::new();
     println!("nodes {n}");
     for k in 6..6 + slots {
-        let mut t_final = f64::MAX;
-        let mut winner = String::new();
-        for node in &nodes {
-            let f = node.wait_for(&format!("final {k}"), LONG, |v| {
-                v["event"] == "final" && slot(v) == Some(k)
-            });
-            t_final = t_final.min(seconds_of_day(&f));
-            winner = f["track_hash"].as_str().unwrap_or("").to_owned();
+        if let Some(ms) = slot_propagation(&nodes, k) {
+            times.push(ms);
         }
-        let mut t_all = t_final;
-        let mut fetchers = 0;
-        for node in &nodes {
-            // The node holds it once it logs `fetched` for it, or when its slot plays with every
-            // segment held (its own track, or one fetched for an earlier slot).
-            let w = winner.clone();
-            let e = node.wait_for(&format!("holding slot {k}"), LONG, |v| {
-                (v["event"] == "fetched"
-                    && v["track_hash"] == w.as_str()
-                    && seconds_of_day(v) >= t_final - 0.5)
-                    || (v["event"] == "playing" && slot(v) == Some(k))
-            });
-            if e["event"] == "fetched" {
-                t_all = t_all.max(seconds_of_day(&e));
-                fetchers += 1;
-            }
-        }
-        if fetchers == 0 {
-            println!("slot {k}: every node already held the winner");
-            continue;
-        }
-        let ms = (t_all - t_final) * 1000.0;
-        println!(
-            "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final",
-            &winner[..8.min(winner.len())]
-        );
-        times.push(ms);
     }
     if times.is_empty() {
         let _ = tmp.keep();
@@ -181,6 +149,48 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
         times.len()
     );
     Ok(())
+}
+
+/// The time (ms) from the first node's `final` for slot `k` to the last node's `fetched` of its
+/// winner, printed; `None` when every node already held the winner.
+fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
+    let n = nodes.len();
+    let mut t_final = f64::MAX;
+    let mut winner = String::new();
+    for node in nodes {
+        let f = node.wait_for(&format!("final {k}"), LONG, |v| {
+            v["event"] == "final" && slot(v) == Some(k)
+        });
+        t_final = t_final.min(seconds_of_day(&f));
+        winner = f["track_hash"].as_str().unwrap_or("").to_owned();
+    }
+    let mut t_all = t_final;
+    let mut fetchers = 0;
+    for node in nodes {
+        // The node holds it once it logs `fetched` for it, or when its slot plays with every
+        // segment held (its own track, or one fetched for an earlier slot).
+        let w = winner.clone();
+        let e = node.wait_for(&format!("holding slot {k}"), LONG, |v| {
+            (v["event"] == "fetched"
+                && v["track_hash"] == w.as_str()
+                && seconds_of_day(v) >= t_final - 0.5)
+                || (v["event"] == "playing" && slot(v) == Some(k))
+        });
+        if e["event"] == "fetched" {
+            t_all = t_all.max(seconds_of_day(&e));
+            fetchers += 1;
+        }
+    }
+    if fetchers == 0 {
+        println!("slot {k}: every node already held the winner");
+        return None;
+    }
+    let ms = (t_all - t_final) * 1000.0;
+    println!(
+        "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final",
+        &winner[..8.min(winner.len())]
+    );
+    Some(ms)
 }
 
 fn rss(tracks: usize) -> Result<()> {
@@ -231,7 +241,7 @@ fn proc_rss(node: &Node) -> Result<(u64, u64)> {
 
 fn sync(seconds: u64) -> Result<()> {
     use chorus_tests::net::{bootstrap as boot, join, library as lib, s};
-    use chorus_tests::sync::{first_audio, offsets, quantile, read_csv};
+    use chorus_tests::sync::read_csv;
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let wav = |name: &str, skew: i64| {
@@ -241,19 +251,18 @@ fn sync(seconds: u64) -> Result<()> {
             format!("--clock-skew-ms={skew}"),
         ]
     };
-    let skews = [("a", -400), ("b", 0), ("c", 350)];
     let libs: Vec<PathBuf> = (1..=4)
         .map(|i| lib(&root.join(format!("lib{i}")), i, 6))
         .collect();
     let started = Instant::now();
-    let (a, network, addr) = boot(root, &libs[0], "in 4s", &wav("a", skews[0].1));
+    let (a, network, addr) = boot(root, &libs[0], "in 4s", &wav("a", SKEWS[0].1));
     let b = join(
         root,
         "b",
         &libs[1],
         &network,
         &[&addr],
-        &wav("b", skews[1].1),
+        &wav("b", SKEWS[1].1),
     );
     let c = join(
         root,
@@ -261,7 +270,7 @@ fn sync(seconds: u64) -> Result<()> {
         &libs[2],
         &network,
         &[&addr],
-        &wav("c", skews[2].1),
+        &wav("c", SKEWS[2].1),
     );
     a.wait_for("slot 2", LONG, |v| {
         v["event"] == "playing" && slot(v) == Some(2)
@@ -294,6 +303,17 @@ fn sync(seconds: u64) -> Result<()> {
         })
         .collect();
     drop((a, b, c, d));
+    let last_bad = print_offsets(&rows)?;
+    print_convergence(&rows, &last_bad, &steps);
+    print_late_joiner(&rows, d_start)
+}
+
+/// The first three nodes of `sync` and their clock skews, ms.
+const SKEWS: [(&str, i64); 3] = [("a", -400), ("b", 0), ("c", 350)];
+
+/// Prints the offsets between any two of the first three nodes after their first 10 s; returns,
+/// per node, the last time (system µs) one of its offsets was 1 ms or more.
+fn print_offsets(rows: &[Vec<Row>]) -> Result<[i64; 3]> {
     let from = rows[..3]
         .iter()
         .filter_map(|r| r.first().map(|r| r.system_us))
@@ -321,7 +341,13 @@ fn sync(seconds: u64) -> Result<()> {
         quantile(&mut all, 0.5),
         quantile(&mut all, 0.99)
     );
-    for (k, (name, skew)) in skews.iter().enumerate() {
+    Ok(last_bad)
+}
+
+/// Prints when each of the first three nodes came within 1 ms of the others for good, and
+/// when it last stepped its clock.
+fn print_convergence(rows: &[Vec<Row>], last_bad: &[i64; 3], steps: &[Option<f64>]) {
+    for (k, (name, skew)) in SKEWS.iter().enumerate() {
         let start = rows[k].first().map_or(0, |r| r.system_us);
         let conv = if last_bad[k] == i64::MIN {
             0.0
@@ -335,6 +361,11 @@ fn sync(seconds: u64) -> Result<()> {
             "node {name} (skew {skew:+} ms): within 1 ms of the others from {conv:.1} s after its player started ({step} after it)"
         );
     }
+}
+
+/// Prints the late joiner's first sound: when, after its start at `d_start` (system µs), and
+/// how far from node b playing the same sample.
+fn print_late_joiner(rows: &[Vec<Row>], d_start: i64) -> Result<()> {
     let first = first_audio(&rows[3]).context("the late joiner played nothing")?;
     let (k, sample) = (first.slot.context("slot")?, first.sample.context("sample")?);
     let tb = chorus_tests::sync::time_of(&rows[1], k, sample).context("b did not play it")?;

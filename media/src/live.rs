@@ -1,25 +1,27 @@
-//! The live HLS stream of what the node plays (`GET /live.m3u8`, RFC 8216).
+//! The live HLS stream of what the node plays (the node serves it as `GET /live.m3u8`,
+//! RFC 8216).
 //!
-//! The driver calls [`LiveLog::advance`] with the player's schedule; every segment whose start
+//! The node calls [`LiveLog::advance`] with the player's schedule; every segment whose start
 //! (network time) has come and that is in the store is appended with the next media sequence
 //! number. The window, the next number and the discontinuity count are kept in
 //! `DATA/live.json`, so a restarted node serves the same playlist at once and goes on from it:
 //! the sequence never goes back, across track changes and restarts, and no segment is listed
 //! twice. A track change and a skipped segment (missing at its deadline, or due while the node
-//! was down) each put an EXT-X-DISCONTINUITY before the next segment. EXT-X-PROGRAM-DATE-TIME is the segment's
-//! start in network time, the same on every node, so listeners of different nodes can hear the
+//! was down) each put an EXT-X-DISCONTINUITY before the next segment. EXT-X-PROGRAM-DATE-TIME is the
+//! segment's start in network time, the same on every node, so listeners of different nodes can hear the
 //! same moment.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use chorus_media::manifest::{Manifest, SEGMENT_MS};
-use chorus_media::player::SlotPlan;
-use chorus_media::{BlockStore, Hash32};
 use hls_m3u8::tags::{ExtInf, ExtXProgramDateTime};
 use hls_m3u8::{MediaPlaylist, MediaSegment};
 use serde::{Deserialize, Serialize};
+
+use crate::manifest::{Manifest, SEGMENT_MS};
+use crate::player::{SlotPlan, TrackAudio};
+use crate::{BlockStore, Hash32, fsutil};
 
 /// Segments listed in the playlist: 6 of about 6 s, twice RFC 8216's minimum of three target
 /// durations.
@@ -84,7 +86,6 @@ impl LiveLog {
     }
 
     /// The listed segments, oldest first.
-    #[cfg(test)]
     pub fn entries(&self) -> impl Iterator<Item = &LiveEntry> {
         self.saved.entries.iter()
     }
@@ -123,67 +124,90 @@ impl LiveLog {
             if plan.start_us() > now_us {
                 break;
             }
-            let Some(manifest) = self.manifest(store, audio.manifest_id) else {
-                continue;
-            };
-            let mut first_frame = 0u64;
-            for (index, seg) in manifest.segments.iter().enumerate() {
-                let offset_samples = (first_frame * 1024) as f64 - f64::from(manifest.priming);
-                first_frame += u64::from(seg.frames);
-                let start_us =
-                    plan.start_us() + (offset_samples * 1e6 / PRIMING_RATE).round() as i64;
-                if start_us > now_us || start_us >= plan.end_ms as i64 * 1000 {
-                    break;
-                }
-                if self
-                    .saved
-                    .last
-                    .is_some_and(|last| (plan.slot, index) <= last)
-                {
-                    continue;
-                }
-                let duration = seg.duration();
-                if start_us + (duration.as_micros() as i64) < oldest_us || !store.contains(&seg.id)
-                {
-                    // Too old to list, or not here when it was due: listeners skip it.
-                    self.gap = true;
-                    self.saved.last = Some((plan.slot, index));
-                    continue;
-                }
-                let track_change = self
-                    .saved
-                    .entries
-                    .back()
-                    .is_some_and(|e| e.slot != plan.slot);
-                let discontinuity = self.gap || track_change;
-                if discontinuity {
-                    self.saved.discontinuities += 1;
-                }
-                self.saved.entries.push_back(LiveEntry {
-                    seq: self.saved.next_seq,
-                    slot: plan.slot,
-                    index,
-                    id: seg.id,
-                    duration_us: duration.as_micros() as u64,
-                    start_us,
-                    discontinuity,
-                });
-                self.gap = false;
-                self.saved.next_seq += 1;
-                self.saved.last = Some((plan.slot, index));
-                changed = true;
-            }
+            let window = Window { now_us, oldest_us };
+            changed |= self.list_track(plan, audio, window, store);
         }
         while self.saved.entries.len() > WINDOW {
             self.saved.entries.pop_front();
         }
         if changed {
             let bytes = serde_json::to_vec(&self.saved).expect("plain numbers serialize");
-            if let Err(e) = chorus_media::fsutil::atomic_write(&self.path, &bytes) {
+            if let Err(e) = fsutil::atomic_write(&self.path, &bytes) {
                 tracing::warn!("cannot save {}: {e}", self.path.display());
             }
         }
         changed
+    }
+
+    /// Lists the segments of `plan`'s track (`audio`) that are due within `window`; returns
+    /// whether any was listed.
+    fn list_track(
+        &mut self,
+        plan: &SlotPlan,
+        audio: &TrackAudio,
+        window: Window,
+        store: &BlockStore,
+    ) -> bool {
+        let Some(manifest) = self.manifest(store, audio.manifest_id) else {
+            return false;
+        };
+        let mut changed = false;
+        let mut first_frame = 0u64;
+        for (index, seg) in manifest.segments.iter().enumerate() {
+            let offset_samples = (first_frame * 1024) as f64 - f64::from(manifest.priming);
+            first_frame += u64::from(seg.frames);
+            let start_us = plan.start_us() + (offset_samples * 1e6 / PRIMING_RATE).round() as i64;
+            if start_us > window.now_us || start_us >= plan.end_ms as i64 * 1000 {
+                break;
+            }
+            if self
+                .saved
+                .last
+                .is_some_and(|last| (plan.slot, index) <= last)
+            {
+                continue;
+            }
+            let duration = seg.duration();
+            if start_us + (duration.as_micros() as i64) < window.oldest_us
+                || !store.contains(&seg.id)
+            {
+                // Too old to list, or not here when it was due: listeners skip it.
+                self.gap = true;
+                self.saved.last = Some((plan.slot, index));
+                continue;
+            }
+            // Numbered and marked by `push`.
+            self.push(LiveEntry {
+                seq: 0,
+                slot: plan.slot,
+                index,
+                id: seg.id,
+                duration_us: duration.as_micros() as u64,
+                start_us,
+                discontinuity: false,
+            });
+            changed = true;
+        }
+        changed
+    }
+
+    /// Appends `entry` with the next sequence number, marking a discontinuity after a gap or
+    /// at a track change.
+    fn push(&mut self, mut entry: LiveEntry) {
+        let track_change = self
+            .saved
+            .entries
+            .back()
+            .is_some_and(|e| e.slot != entry.slot);
+        entry.discontinuity = self.gap || track_change;
+        if entry.discontinuity {
+            self.saved.discontinuities += 1;
+        }
+        entry.seq = self.saved.next_seq;
+        self.saved.last = Some((entry.slot, entry.index));
+        self.saved.entries.push_back(entry);
+        self.gap = false;
+        self.saved.next_seq += 1;
     }
 
     /// The playlist text (`segments/ID.aac` URIs, relative to `/live.m3u8`).
@@ -229,6 +253,15 @@ impl LiveLog {
     }
 }
 
+/// The span of network time whose segments [`LiveLog::advance`] lists, µs.
+#[derive(Clone, Copy)]
+struct Window {
+    /// Now: segments due later wait.
+    now_us: i64,
+    /// Segments that ended before this are skipped.
+    oldest_us: i64,
+}
+
 /// `2026-11-23T06:20:07.123Z` for a time in µs since the Unix epoch.
 fn rfc3339_millis(us: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_micros(us.max(0) as u64);
@@ -238,8 +271,7 @@ fn rfc3339_millis(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chorus_media::manifest::SegmentEntry;
-    use chorus_media::player::TrackAudio;
+    use crate::manifest::SegmentEntry;
 
     /// A track of `n` segments of 282 frames (6.016 s) whose blocks are in `store`.
     fn track(store: &BlockStore, tag: u8, n: usize) -> Hash32 {
@@ -339,7 +371,7 @@ mod tests {
         let t0 = 1_800_000_000_000u64;
         let ids: Vec<Hash32> = (0..5).map(|i| track(&store, 10 + i, 2)).collect();
         let m = Manifest::parse(&store.get(&ids[1]).expect("manifest")).expect("parse");
-        std::fs::remove_file(store.path_of(&m.segments[0].id)).expect("remove");
+        store.remove(&m.segments[0].id).expect("remove");
         let plans: Vec<SlotPlan> = (0..5)
             .map(|i| plan(i as u64, t0 + i as u64 * 12_000, Some(ids[i])))
             .collect();

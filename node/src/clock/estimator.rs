@@ -1,0 +1,244 @@
+//! The estimator: the last samples of each peer, the sources they make, and the target offset
+//! the selection rules choose among them.
+
+use std::collections::{HashMap, VecDeque};
+
+use libp2p::PeerId;
+
+use super::selection::{Source, agreement, count_networks, median, refinement_tolerance};
+use super::{
+    MAX_CLOCK_OFFSET_US, MAX_PEERS, MAX_RTT_US, MIN_HALF_WIDTH_US, MIN_NETWORKS, MIN_SAMPLES,
+    Refusal, Rejected, Rule, SAMPLES_PER_PEER, SOURCES_PER_NETWORK, Sample, Selection, SourceNet,
+    Verdict,
+};
+
+/// The state of the time sources, for a log line and the status ([`Estimator::take_report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Sources counted now, this node included.
+    pub sources: usize,
+    /// Distinct networks among them, this node's own included.
+    pub networks: usize,
+    /// Whether the estimator has locked (acquisition or agreement accepted).
+    pub locked: bool,
+    /// Samples dropped since start-up, by reason.
+    pub rejected: Rejected,
+}
+
+/// One peer's samples.
+#[derive(Debug)]
+struct PeerSamples {
+    net: SourceNet,
+    samples: VecDeque<Sample>,
+    /// A dropped sample of this peer was reported as `first` already.
+    warned: bool,
+}
+
+/// The network offset estimator of PROTOCOL.md 7 under the rules of 12.4 (the module's
+/// documentation says how it selects). Sans-IO: feed it samples with [`Estimator::add`], forget
+/// disconnected peers with [`Estimator::remove`], and after each sample ask
+/// [`Estimator::select`] for a target to hand to [`Clock::adjust`](super::Clock::adjust); `None` means keep the
+/// current one.
+#[derive(Debug, Default)]
+pub struct Estimator {
+    peers: HashMap<PeerId, PeerSamples>,
+    rejected: Rejected,
+    /// An acquisition or an agreement has been accepted: from now on the estimate moves only by
+    /// agreement or refinement.
+    locked: bool,
+    /// The last target returned, µs.
+    last_us: Option<f64>,
+    /// What the last report said of the sources: (sources, networks, locked).
+    reported: Option<(usize, usize, bool)>,
+    /// The next total of dropped samples worth a report (1, 2, 4, 8, ...).
+    next_refusal_report: u64,
+}
+
+impl Estimator {
+    /// Checks a sample from `peer`, connected in `net`, and keeps it among the peer's last 8, or
+    /// drops and counts it (negative or over-2-s round trip; offset beyond the bound).
+    pub fn add(&mut self, peer: PeerId, net: SourceNet, sample: Sample) -> Verdict {
+        let entry = self.peers.entry(peer).or_insert_with(|| PeerSamples {
+            net: net.clone(),
+            samples: VecDeque::new(),
+            warned: false,
+        });
+        entry.net = net;
+        let refusal = if sample.rtt_us < 0 || sample.rtt_us > sample.elapsed_us {
+            Some(Refusal::NegativeRtt)
+        } else if sample.rtt_us > MAX_RTT_US {
+            Some(Refusal::LongRtt)
+        } else if !sample.offset_us.is_finite() || sample.offset_us.abs() > MAX_CLOCK_OFFSET_US {
+            Some(Refusal::BeyondBound)
+        } else {
+            None
+        };
+        let Some(reason) = refusal else {
+            entry.samples.push_back(sample);
+            while entry.samples.len() > SAMPLES_PER_PEER {
+                entry.samples.pop_front();
+            }
+            return Verdict::Kept;
+        };
+        let first = !std::mem::replace(&mut entry.warned, true);
+        let counter = match reason {
+            Refusal::NegativeRtt => &mut self.rejected.negative_rtt,
+            Refusal::LongRtt => &mut self.rejected.long_rtt,
+            Refusal::BeyondBound => &mut self.rejected.beyond_bound,
+        };
+        *counter += 1;
+        Verdict::Dropped { reason, first }
+    }
+
+    /// Forgets a peer (disconnected).
+    pub fn remove(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+
+    /// A peer's kept sample with the smallest round trip, and how many it has kept.
+    pub fn best(&self, peer: &PeerId) -> Option<(Sample, usize)> {
+        let s = &self.peers.get(peer)?.samples;
+        let best = s.iter().min_by_key(|s| s.rtt_us)?;
+        Some((*best, s.len()))
+    }
+
+    /// Peers with a kept sample.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.samples.is_empty())
+            .map(|(id, _)| id)
+    }
+
+    /// Samples dropped since start-up, by reason.
+    pub fn rejected(&self) -> Rejected {
+        self.rejected
+    }
+
+    /// A report when it says something new: the counted sources or networks changed, the
+    /// estimator locked, or the dropped samples reached a power of two (1, 2, 4, ...), so that
+    /// a flood of lies gives a few lines and not one per sample. Call it after each sample.
+    pub fn take_report(&mut self) -> Option<Report> {
+        let sources = self.sources();
+        let state = (sources.len(), count_networks(&sources), self.locked);
+        let total = self.rejected.total();
+        let refusals_due = total >= self.next_refusal_report.max(1);
+        if self.reported == Some(state) && !refusals_due {
+            return None;
+        }
+        self.reported = Some(state);
+        if refusals_due {
+            self.next_refusal_report = total.saturating_mul(2).max(1);
+        }
+        Some(Report {
+            sources: state.0,
+            networks: state.1,
+            locked: state.2,
+            rejected: self.rejected,
+        })
+    }
+
+    /// Whether an acquisition or agreement has been accepted (from then on only agreement or
+    /// refinement moves the estimate).
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
+    /// The target offset, µs, as [`Estimator::select`] chooses it.
+    pub fn target_us(&mut self) -> Option<f64> {
+        self.select().map(|s| s.offset_us)
+    }
+
+    /// Chooses the target offset by the rules of the module's documentation; `None` when no
+    /// peer counts yet, or when the node must keep its last accepted offset.
+    pub fn select(&mut self) -> Option<Selection> {
+        let sources = self.sources();
+        if sources.len() < 2 {
+            return None;
+        }
+        let networks = count_networks(&sources);
+        if let Some((offset_us, agreeing)) = agreement(&sources, self.last_us.unwrap_or(0.0)) {
+            self.locked = true;
+            self.last_us = Some(offset_us);
+            return Some(Selection {
+                offset_us,
+                rule: Rule::Agreement,
+                sources: sources.len(),
+                networks,
+                agreeing,
+            });
+        }
+        let offset_us = median(sources.iter().map(|s| s.offset_us).collect());
+        let rule = if !self.locked {
+            if networks >= MIN_NETWORKS && self.all_counted() {
+                self.locked = true;
+                Rule::Acquisition
+            } else {
+                Rule::Provisional
+            }
+        } else if networks >= MIN_NETWORKS
+            && self
+                .last_us
+                .is_some_and(|last| (offset_us - last).abs() <= refinement_tolerance(&sources))
+        {
+            Rule::Refinement
+        } else {
+            return None;
+        };
+        self.last_us = Some(offset_us);
+        Some(Selection {
+            offset_us,
+            rule,
+            sources: sources.len(),
+            networks,
+            agreeing: sources.len(),
+        })
+    }
+
+    /// Every peer with a kept sample has the three it needs to count, so that acquisition
+    /// sees all the peers there are rather than the first few.
+    fn all_counted(&self) -> bool {
+        self.peers
+            .values()
+            .all(|p| p.samples.is_empty() || p.samples.len() >= MIN_SAMPLES)
+    }
+
+    /// This node's clock first, then the counted peers: those with three samples, at most
+    /// [`SOURCES_PER_NETWORK`] per network and [`MAX_PEERS`] in all, by the shortest measured
+    /// round trip (ties by peer id).
+    fn sources(&self) -> Vec<Source> {
+        let mut candidates: Vec<(i64, PeerId, &SourceNet, Sample)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.samples.len() >= MIN_SAMPLES && p.net != SourceNet::Local)
+            .filter_map(|(id, p)| {
+                let best = p.samples.iter().min_by_key(|s| s.rtt_us)?;
+                let elapsed = p.samples.iter().map(|s| s.elapsed_us).min()?;
+                Some((elapsed, *id, &p.net, *best))
+            })
+            .collect();
+        candidates.sort_by_key(|c| (c.0, c.1));
+        let mut per_net: HashMap<&SourceNet, usize> = HashMap::new();
+        let mut sources = vec![Source {
+            net: SourceNet::Local,
+            offset_us: 0.0,
+            half_us: MIN_HALF_WIDTH_US,
+        }];
+        for (_, _, net, best) in candidates {
+            if sources.len() > MAX_PEERS {
+                break;
+            }
+            let n = per_net.entry(net).or_default();
+            if *n >= SOURCES_PER_NETWORK {
+                continue;
+            }
+            *n += 1;
+            sources.push(Source {
+                net: net.clone(),
+                offset_us: best.offset_us,
+                half_us: (best.rtt_us as f64 / 2.0).max(MIN_HALF_WIDTH_US),
+            });
+        }
+        sources
+    }
+}

@@ -1,0 +1,196 @@
+//! The node's clocks, all read from one monotonic `Instant`, and the offset that moves network
+//! time toward the estimator's target: a step above [`STEP_US`], a slew at [`SLEW_US_PER_S`]
+//! below.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chorus_media::player::TimeBase;
+
+use super::{SLEW_US_PER_S, STEP_US};
+
+/// The node's clocks.
+#[derive(Debug)]
+pub struct Clock {
+    anchor: Instant,
+    /// True system time at `anchor`, µs since the Unix epoch.
+    system_us: i64,
+    /// The testing skew, µs.
+    skew_us: i64,
+    offset: Mutex<Slew>,
+    /// Time answers refused because they echoed a `t0` this node had not sent.
+    false_echoes: AtomicU64,
+}
+
+/// The offset, moving from `from_us` at `since` toward `target_us` at the slew rate.
+#[derive(Debug, Clone, Copy)]
+struct Slew {
+    from_us: f64,
+    target_us: f64,
+    since: Instant,
+}
+
+impl Slew {
+    fn at(&self, at: Instant) -> f64 {
+        let dt = at.saturating_duration_since(self.since).as_secs_f64();
+        let max = SLEW_US_PER_S * dt;
+        self.from_us + (self.target_us - self.from_us).clamp(-max, max)
+    }
+}
+
+/// What a new target did to the offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Adjust {
+    /// The offset jumped to the target (more than 200 ms away).
+    Step {
+        /// The offset before, µs.
+        from_us: f64,
+        /// The offset now, µs.
+        to_us: f64,
+    },
+    /// The offset moves toward the target at 5 ms/s.
+    Slew {
+        /// The target, µs.
+        to_us: f64,
+    },
+}
+
+impl Clock {
+    /// Anchors to the system clock now, shifted by `skew_ms` (a testing knob).
+    pub fn new(skew_ms: i64) -> Clock {
+        let system_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let anchor = Instant::now();
+        Clock {
+            anchor,
+            system_us,
+            skew_us: skew_ms.saturating_mul(1000),
+            offset: Mutex::new(Slew {
+                from_us: 0.0,
+                target_us: 0.0,
+                since: anchor,
+            }),
+            false_echoes: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a time answer refused because it echoed a `t0` this node had not sent (the
+    /// `/chorus/time/1` codec calls it; the clock is what the codec and the driver share).
+    pub fn note_false_echo(&self) {
+        self.false_echoes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Time answers refused since start-up because they echoed another `t0` (PROTOCOL.md 12.4).
+    pub fn false_echoes(&self) -> u64 {
+        self.false_echoes.load(Ordering::Relaxed)
+    }
+
+    fn since_anchor_us(&self, at: Instant) -> i64 {
+        if at >= self.anchor {
+            (at - self.anchor).as_micros() as i64
+        } else {
+            -((self.anchor - at).as_micros() as i64)
+        }
+    }
+
+    /// The local clock at `at`, µs: what `/chorus/time/1` stamps carry.
+    pub fn local_us(&self, at: Instant) -> i64 {
+        self.system_us + self.skew_us + self.since_anchor_us(at)
+    }
+
+    /// The offset applied at `at`, µs.
+    pub fn offset_us_at(&self, at: Instant) -> f64 {
+        self.offset.lock().expect("not poisoned").at(at)
+    }
+
+    /// Network time now, ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.network_us(Instant::now()).div_euclid(1000)).unwrap_or(0)
+    }
+
+    /// The instant at which network time reaches `t_ms` (now if it has passed).
+    pub fn instant_at(&self, t_ms: u64) -> tokio::time::Instant {
+        let now = self.now_ms();
+        tokio::time::Instant::now() + std::time::Duration::from_millis(t_ms.saturating_sub(now))
+    }
+
+    /// Moves the offset toward `target_us` (PROTOCOL.md 7: step above 200 ms, else slew).
+    pub fn adjust(&self, target_us: f64) -> Adjust {
+        let now = Instant::now();
+        let mut slew = self.offset.lock().expect("not poisoned");
+        let current = slew.at(now);
+        if (target_us - current).abs() > STEP_US {
+            *slew = Slew {
+                from_us: target_us,
+                target_us,
+                since: now,
+            };
+            Adjust::Step {
+                from_us: current,
+                to_us: target_us,
+            }
+        } else {
+            *slew = Slew {
+                from_us: current,
+                target_us,
+                since: now,
+            };
+            Adjust::Slew { to_us: target_us }
+        }
+    }
+}
+
+impl TimeBase for Clock {
+    fn network_us(&self, at: Instant) -> i64 {
+        self.local_us(at) + self.offset_us_at(at).round() as i64
+    }
+
+    fn system_us(&self, at: Instant) -> i64 {
+        self.system_us + self.since_anchor_us(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use chorus_media::player::TimeBase;
+
+    use super::{Adjust, Clock};
+
+    #[test]
+    fn large_changes_step_and_small_ones_slew_at_5_ms_per_second() {
+        let clock = Clock::new(0);
+        assert!(matches!(clock.adjust(400_000.0), Adjust::Step { .. }));
+        assert!((clock.offset_us_at(Instant::now()) - 400_000.0).abs() < 1e-6);
+        assert!(matches!(clock.adjust(410_000.0), Adjust::Slew { .. }));
+        let now = Instant::now();
+        let in_1s = clock.offset_us_at(now + Duration::from_secs(1));
+        assert!((in_1s - 405_000.0).abs() < 10.0, "{in_1s}");
+        let in_3s = clock.offset_us_at(now + Duration::from_secs(3));
+        assert_eq!(in_3s, 410_000.0);
+    }
+
+    #[test]
+    fn skew_moves_network_time_but_not_system_time() {
+        let clock = Clock::new(-400);
+        let now = Instant::now();
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_micros() as i64;
+        assert!((clock.system_us(now) - real).abs() < 5_000);
+        assert!((clock.network_us(now) - (real - 400_000)).abs() < 5_000);
+        assert_eq!(clock.local_us(now), clock.network_us(now));
+    }
+
+    #[test]
+    fn false_echoes_are_counted() {
+        let clock = Clock::new(0);
+        clock.note_false_echo();
+        clock.note_false_echo();
+        assert_eq!(clock.false_echoes(), 2);
+    }
+}

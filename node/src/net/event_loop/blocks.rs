@@ -1,0 +1,121 @@
+//! Answering want lists (PROTOCOL.md 12.5): a bounded number of store reads per peer and in
+//! total, off the event loop; the rest is answered "later" at once, without touching the disk.
+
+use chorus_media::store::BlockStore;
+use libp2p::PeerId;
+use libp2p::request_response::{self, ResponseChannel};
+
+use super::EventLoop;
+use super::requests::{fail, settle};
+use crate::net::Command;
+use crate::net::protocol::{Block, Have, Want};
+use chorus_consensus::limits::{WANT_RESPONSE_BUDGET_BYTES, WANTED_IDS_MAX};
+
+/// Want lists read from the store at once for one peer; more are answered "later".
+const BLOCK_READS_PER_PEER: usize = 2;
+/// Want lists read from the store at once in total.
+const BLOCK_READS_TOTAL: usize = 16;
+
+impl EventLoop {
+    pub(super) fn on_blocks(&mut self, event: request_response::Event<Want, Have>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.serve_want(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => settle(&mut self.pending_want, request_id, Ok(response)),
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => fail(&mut self.pending_want, request_id, peer, &error),
+            _ => {}
+        }
+    }
+
+    /// Reads the blocks of `peer`'s want list on a blocking task, whose answer comes back as
+    /// [`Command::RespondBlocks`]; beyond the read limits, answers "later" for all of it.
+    fn serve_want(&mut self, peer: PeerId, request: Want, channel: ResponseChannel<Have>) {
+        let reading: usize = self.block_reads.values().sum();
+        let own = self.block_reads.get(&peer).copied().unwrap_or(0);
+        if own >= BLOCK_READS_PER_PEER || reading >= BLOCK_READS_TOTAL {
+            let have = Have {
+                later: request.ids.into_iter().take(WANTED_IDS_MAX).collect(),
+                ..Have::default()
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .blocks
+                .send_response(channel, have);
+            return;
+        }
+        *self.block_reads.entry(peer).or_default() += 1;
+        // Disk reads off the event loop; the answer comes back as a command.
+        let store = self.store.clone();
+        let loopback = self.loopback.clone();
+        let corrupt = self.corrupt_blocks;
+        tokio::task::spawn_blocking(move || {
+            let have = read_blocks(&store, request, corrupt);
+            let _ = loopback.blocking_send(Command::RespondBlocks {
+                peer,
+                channel,
+                have,
+            });
+        });
+    }
+
+    /// Sends the answer a block-reading task prepared, and counts its read as done.
+    pub(super) fn respond_blocks(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<Have>,
+        have: Have,
+    ) {
+        if let Some(n) = self.block_reads.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.block_reads.remove(&peer);
+            }
+        }
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .blocks
+            .send_response(channel, have);
+    }
+}
+
+/// The answer to a want list from the store: blocks up to the budget, `later` for the rest of
+/// those held, `dont_have` for the others. Only the first [`WANTED_IDS_MAX`] ids are considered.
+fn read_blocks(store: &BlockStore, want: Want, corrupt: bool) -> Have {
+    let mut have = Have::default();
+    let mut bytes = 0usize;
+    for id in want.ids.into_iter().take(WANTED_IDS_MAX) {
+        if !store.contains(&id) {
+            have.dont_have.push(id);
+            continue;
+        }
+        if bytes >= WANT_RESPONSE_BUDGET_BYTES {
+            have.later.push(id);
+            continue;
+        }
+        match store.get(&id) {
+            Ok(mut data) => {
+                let middle = data.len() / 2;
+                if corrupt && let Some(b) = data.get_mut(middle) {
+                    *b ^= 0x5a;
+                }
+                bytes += data.len();
+                have.blocks.push(Block { id, data });
+            }
+            Err(_) => have.dont_have.push(id),
+        }
+    }
+    have
+}

@@ -1,0 +1,453 @@
+//! `Playback`: what the node plays in each slot, as a sans-IO state machine (the shape of the
+//! consensus machine: `handle_*` in, `poll_output` out, time passed in as network ms).
+//!
+//! It is the one place that knows, per slot, whether the node plays the winner, a substitute
+//! for a blacklisted winner, waits for the winner's first segment, or missed it; per track, how
+//! many segments are held (told by the exchange) and whether the exchange gave it up as
+//! unavailable (PROTOCOL.md 12.2); and per slot, the segments the player found missing at their
+//! deadline. Its outputs are what the driver does about it: fetch a slot's winner, hand the
+//! player a new schedule, report to consensus what was played, log.
+//!
+//! Inputs come from three places: the chain (every call gets the current `&Chain`), the
+//! exchange ([`Playback::handle_held`], [`Playback::handle_unavailable`]) and the player thread
+//! ([`Playback::handle_player`]).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use chorus_consensus::{Chain, Hash32, TrackRef};
+use chorus_media::player::{PlayerEvent, SlotPlan, TrackAudio, gain_db};
+
+use crate::fetch::{FetchCommand, FetchEvent};
+
+#[cfg(test)]
+mod tests;
+
+/// Slots of history kept (states, substitutes, missed segments).
+const HISTORY: u64 = 8;
+/// Tracks reported unavailable remembered at most (one per withheld winner).
+const UNAVAILABLE_MAX: usize = 1024;
+
+/// What the node plays in a slot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Playing {
+    /// The consensus winner.
+    Winner,
+    /// A substitute for a blacklisted winner (`None`: silence).
+    Substitute(Option<TrackRef>),
+    /// No segment of the winner yet: waiting since (network time, ms).
+    Waiting(u64),
+    /// No segment of the winner arrived within one segment of its start.
+    Missing,
+}
+
+/// Why a slot did not play its winner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Missed {
+    /// PROTOCOL.md 12.2: every known provider was asked and delivered nothing (`asked` peers),
+    /// or its manifest was `refused`. The node stays eligible.
+    Unavailable {
+        /// Peers asked.
+        asked: usize,
+        /// The manifest was refused.
+        refused: bool,
+    },
+    /// No segment arrived in time, for no reason the exchange could name.
+    NotFetched,
+}
+
+/// What the driver is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Fetch a slot's winner by the slot's start (the proposer as a hint).
+    Want(FetchCommand),
+    /// The player's new schedule (from the slot before the current one on).
+    Schedule(Vec<SlotPlan>),
+    /// Consensus: the node played `track` (None: nothing) in `slot`.
+    Played {
+        /// The slot.
+        slot: u64,
+        /// What was played.
+        track: Option<Hash32>,
+    },
+    /// Consensus: the winner of `slot` is unavailable (PROTOCOL.md 12.2).
+    Unavailable {
+        /// The slot.
+        slot: u64,
+    },
+    /// A new slot began: the phases moved on.
+    SlotStarted {
+        /// The slot now playing.
+        slot: u64,
+    },
+    /// The slot's winner (or substitute) starts, or waits for its segments.
+    Started(Start),
+    /// The slot plays nothing of its winner.
+    Diverged {
+        /// The slot.
+        slot: u64,
+        /// Its winner.
+        winner: TrackRef,
+        /// Why.
+        why: Missed,
+    },
+}
+
+/// What a slot plays as it starts (or as its first segment arrives, `late`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// The slot.
+    pub slot: u64,
+    /// The consensus winner.
+    pub winner: TrackRef,
+    /// What plays.
+    pub playing: Playing,
+    /// Milliseconds since the slot's start.
+    pub position_ms: u64,
+    /// Segments of the winner held.
+    pub held: u64,
+    /// Segments of the winner.
+    pub total: u64,
+    /// It started after the slot's start, once its first segment arrived.
+    pub late: bool,
+}
+
+/// The playback state machine.
+#[derive(Debug, Default)]
+pub struct Playback {
+    /// The slot playing now.
+    current: Option<u64>,
+    playing: BTreeMap<u64, Playing>,
+    substitutes: BTreeMap<u64, Option<TrackRef>>,
+    /// Segments held per track (by track hash): (held, total).
+    held: BTreeMap<Hash32, (u64, u64)>,
+    /// Tracks held in full.
+    complete: BTreeSet<Hash32>,
+    /// Tracks the exchange gave up (12.2): peers asked, manifest refused.
+    unavailable: BTreeMap<Hash32, (usize, bool)>,
+    /// Slots handed to the exchange.
+    wanted: BTreeSet<u64>,
+    /// Segments the player found missing at their deadline, per slot.
+    missed: BTreeMap<u64, BTreeSet<usize>>,
+    /// The schedule last handed to the player.
+    plans: Vec<SlotPlan>,
+    out: VecDeque<Output>,
+}
+
+impl Playback {
+    /// A machine that holds the tracks of `library` (the node's own) in full.
+    pub fn new<'a>(library: impl IntoIterator<Item = &'a TrackRef>) -> Playback {
+        let mut p = Playback::default();
+        for t in library {
+            p.complete.insert(t.track_hash);
+            p.held
+                .insert(t.track_hash, (t.segment_count, t.segment_count));
+        }
+        p
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// The slot playing now.
+    pub fn current(&self) -> Option<u64> {
+        self.current
+    }
+
+    /// Tracks held in full, by track hash.
+    pub fn complete(&self) -> &BTreeSet<Hash32> {
+        &self.complete
+    }
+
+    /// What the current slot plays, when it is a substitute.
+    pub fn substitute_now(&self) -> Option<Option<TrackRef>> {
+        match self.playing.get(&self.current?) {
+            Some(Playing::Substitute(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// Segments found missing at their deadline in `slot`.
+    pub fn missed(&self, slot: u64) -> usize {
+        self.missed.get(&slot).map_or(0, BTreeSet::len)
+    }
+
+    /// The schedule last handed to the player.
+    pub fn plans(&self) -> &[SlotPlan] {
+        &self.plans
+    }
+
+    /// When [`Playback::handle_tick`] is next due: the next slot's start, or the moment a
+    /// waiting slot counts as diverged.
+    pub fn poll_timeout(&self, now: u64, chain: &Chain) -> Option<u64> {
+        let next_slot = match chain.slot_at(now) {
+            Some(s) => chain.start(s + 1),
+            None => chain.start(0).filter(|s| *s > now),
+        };
+        let diverges = self.current.and_then(|slot| match self.playing.get(&slot) {
+            Some(Playing::Waiting(since)) => {
+                let start = chain.start(slot)?.max(*since);
+                Some(start + chain.rules().segment_ms + 1)
+            }
+            _ => None,
+        });
+        [next_slot, diverges].into_iter().flatten().min()
+    }
+
+    /// Time passed, or the chain changed: start a new slot when one began, resolve a waiting
+    /// one, ask for the winners of decided slots, and hand the player a changed schedule.
+    pub fn handle_tick(&mut self, now: u64, chain: &Chain) {
+        if let Some(slot) = chain.slot_at(now)
+            && self.current != Some(slot)
+        {
+            self.start_slot(now, slot, chain);
+        }
+        self.check_waiting(now, chain);
+        self.want_decided(now, chain);
+        self.reschedule(now, chain);
+    }
+
+    /// Consensus decided to play `track` (None: silence) in place of the blacklisted winner of
+    /// `slot`.
+    pub fn handle_substitute(&mut self, slot: u64, track: Option<TrackRef>) {
+        self.substitutes.insert(slot, track);
+    }
+
+    /// The chain was replaced from `from_slot` on (a fork adopted): those slots are asked for
+    /// again and the current one starts again.
+    pub fn handle_adopted(&mut self, from_slot: u64) {
+        self.wanted.retain(|s| *s < from_slot);
+        self.current = None;
+    }
+
+    /// An event of the exchange: segments held, a track complete or unavailable.
+    pub fn handle_fetched(&mut self, chain: &Chain, event: &FetchEvent) {
+        match event {
+            FetchEvent::Progress { track, held, total } => self.handle_held(*track, *held, *total),
+            FetchEvent::Complete { track, .. } => {
+                let n = track.segment_count;
+                self.handle_held(track.track_hash, n, n);
+            }
+            FetchEvent::Unavailable {
+                track,
+                slot,
+                asked,
+                refused,
+            } => self.handle_unavailable(chain, *track, *slot, *asked, *refused),
+            FetchEvent::Corrupt { .. } => {}
+        }
+    }
+
+    /// The exchange holds `held` of the `total` segments of `track` (by track hash).
+    pub fn handle_held(&mut self, track: Hash32, held: u64, total: u64) {
+        let e = self.held.entry(track).or_default();
+        *e = (e.0.max(held), total);
+        if total > 0 && held >= total {
+            self.complete.insert(track);
+        }
+    }
+
+    /// Tracks evicted from the store (by track hash).
+    pub fn handle_evicted(&mut self, tracks: &[Hash32]) {
+        for t in tracks {
+            self.complete.remove(t);
+            self.held.remove(t);
+        }
+    }
+
+    /// PROTOCOL.md 12.2: the exchange gave up `track`, first wanted for `slot`. Reported at
+    /// once when it is the winner of a slot not yet over: proposals published before then
+    /// carry `unavailable` rather than a claim to play it. Segments that still arrive are
+    /// played, and the report then follows what was played.
+    pub fn handle_unavailable(
+        &mut self,
+        chain: &Chain,
+        track: Hash32,
+        slot: u64,
+        asked: usize,
+        refused: bool,
+    ) {
+        if self.unavailable.len() >= UNAVAILABLE_MAX {
+            self.unavailable.pop_first();
+        }
+        self.unavailable.insert(track, (asked, refused));
+        let winner_here = chain.winner(slot).is_some_and(|w| w.track_hash == track);
+        if winner_here && self.current.is_none_or(|c| slot >= c) {
+            self.out.push_back(Output::Unavailable { slot });
+        }
+    }
+
+    /// An event of the player thread.
+    pub fn handle_player(&mut self, now: u64, chain: &Chain, event: PlayerEvent) {
+        match event {
+            PlayerEvent::Sounded { slot, .. } => {
+                // The player found a segment: a waiting slot starts (its segments may have
+                // come before the exchange said so).
+                if self.current == Some(slot)
+                    && matches!(self.playing.get(&slot), Some(Playing::Waiting(_)))
+                    && let Some(winner) = chain.winner(slot)
+                {
+                    let e = self.held.entry(winner.track_hash).or_default();
+                    *e = (e.0.max(1), winner.segment_count.max(e.1));
+                    self.check_waiting(now, chain);
+                }
+            }
+            PlayerEvent::SegmentMissing { slot, segment } => {
+                self.missed.entry(slot).or_default().insert(segment);
+            }
+        }
+    }
+
+    fn held_of(&self, track: &TrackRef) -> (u64, u64) {
+        match self.held.get(&track.track_hash) {
+            Some(&(held, total)) if total > 0 => (held, total),
+            _ => (0, track.segment_count),
+        }
+    }
+
+    fn start_slot(&mut self, now: u64, slot: u64, chain: &Chain) {
+        self.current = Some(slot);
+        self.out.push_back(Output::SlotStarted { slot });
+        self.forget_before(slot.saturating_sub(HISTORY));
+        let Some(winner) = chain.winner(slot).cloned() else {
+            return;
+        };
+        let position_ms = now.saturating_sub(chain.start(slot).unwrap_or(now));
+        let (held, total) = self.held_of(&winner);
+        let playing = match self.substitutes.get(&slot) {
+            Some(sub) => Playing::Substitute(sub.clone()),
+            None if held == 0 => Playing::Waiting(now),
+            None => Playing::Winner,
+        };
+        self.playing.insert(slot, playing.clone());
+        if playing == Playing::Winner && self.unavailable.contains_key(&winner.track_hash) {
+            // Reported unavailable early; it arrived after all.
+            self.out.push_back(Output::Played {
+                slot,
+                track: Some(winner.track_hash),
+            });
+        }
+        self.out.push_back(Output::Started(Start {
+            slot,
+            winner,
+            playing,
+            position_ms,
+            held,
+            total,
+            late: false,
+        }));
+    }
+
+    /// A slot waiting for its first segment starts as soon as one is held (at the current
+    /// position, PROTOCOL.md 8), and counts as diverged when none came within one segment.
+    fn check_waiting(&mut self, now: u64, chain: &Chain) {
+        let Some(slot) = self.current else { return };
+        let Some(&Playing::Waiting(since)) = self.playing.get(&slot) else {
+            return;
+        };
+        let Some(winner) = chain.winner(slot).cloned() else {
+            return;
+        };
+        let start = chain.start(slot).unwrap_or(now);
+        let (held, total) = self.held_of(&winner);
+        if held > 0 {
+            if self.unavailable.contains_key(&winner.track_hash) {
+                self.out.push_back(Output::Played {
+                    slot,
+                    track: Some(winner.track_hash),
+                });
+            }
+            self.playing.insert(slot, Playing::Winner);
+            self.out.push_back(Output::Started(Start {
+                slot,
+                winner,
+                playing: Playing::Winner,
+                position_ms: now.saturating_sub(start),
+                held,
+                total,
+                late: true,
+            }));
+        } else if now > start.max(since) + chain.rules().segment_ms {
+            let why = match self.unavailable.get(&winner.track_hash) {
+                Some(&(asked, refused)) => {
+                    // 12.2: diverged for display, eligible all the same.
+                    self.out.push_back(Output::Unavailable { slot });
+                    Missed::Unavailable { asked, refused }
+                }
+                None => {
+                    self.out.push_back(Output::Played { slot, track: None });
+                    Missed::NotFetched
+                }
+            };
+            self.playing.insert(slot, Playing::Missing);
+            self.out.push_back(Output::Diverged { slot, winner, why });
+        }
+    }
+
+    /// Asks the exchange for every decided slot from the one playing on (each once).
+    fn want_decided(&mut self, now: u64, chain: &Chain) {
+        let from = chain.slot_at(now).unwrap_or(0);
+        let segment_ms = chain.rules().segment_ms;
+        for slot in from..chain.len() {
+            if self.wanted.contains(&slot) {
+                continue;
+            }
+            if let (Some(track), Some(start_ms)) = (chain.winner(slot), chain.start(slot)) {
+                self.wanted.insert(slot);
+                self.out.push_back(Output::Want(FetchCommand::Want {
+                    slot,
+                    track: track.clone(),
+                    start_ms,
+                    segment_ms,
+                    hint: chain.proposer(slot),
+                }));
+            }
+        }
+    }
+
+    /// The player's schedule from the slot before the current one on: winners at their
+    /// loudness gain, substitutes for blacklisted winners (silence when there is none).
+    fn reschedule(&mut self, now: u64, chain: &Chain) {
+        let from = match chain.slot_at(now) {
+            Some(s) => s.saturating_sub(1),
+            None if chain.start(0).is_some() => 0,
+            None => return,
+        };
+        let target = chain.rules().target_lufs;
+        let gap = chain.rules().gap_ms;
+        let mut plans = Vec::new();
+        for slot in from..chain.len() {
+            let (Some(winner), Some(start_ms)) = (chain.winner(slot), chain.start(slot)) else {
+                continue;
+            };
+            let end_ms = chain
+                .start(slot + 1)
+                .unwrap_or(start_ms + winner.duration_ms + gap);
+            let track = match self.substitutes.get(&slot) {
+                Some(sub) => sub.as_ref(),
+                None => Some(winner),
+            };
+            plans.push(SlotPlan {
+                slot,
+                start_ms,
+                end_ms,
+                audio: track.map(|t| TrackAudio {
+                    manifest_id: t.manifest_id,
+                    gain_db: gain_db(target, t.loudness_lufs),
+                }),
+            });
+        }
+        if plans != self.plans {
+            self.plans = plans.clone();
+            self.out.push_back(Output::Schedule(plans));
+        }
+    }
+
+    fn forget_before(&mut self, keep_from: u64) {
+        self.playing = self.playing.split_off(&keep_from);
+        self.substitutes = self.substitutes.split_off(&keep_from);
+        self.missed = self.missed.split_off(&keep_from);
+        self.wanted = self.wanted.split_off(&keep_from);
+    }
+}

@@ -1,0 +1,315 @@
+//! `Playback` on virtual time: a chain built in memory, times passed in, no sockets, no sleeps.
+
+use chorus_consensus::chain::Outcome;
+use chorus_consensus::{Chain, Hash32, Rules, TrackRef};
+use chorus_media::player::PlayerEvent;
+
+use super::{Missed, Output, Playback, Playing};
+use crate::fetch::FetchCommand;
+
+/// Genesis slot 0 starts here; every track lasts 10 s (no gap), so slot k starts at
+/// `START + 10_000 k`.
+const START: u64 = 1_000_000;
+const LEN: u64 = 10_000;
+
+fn track(n: u8) -> TrackRef {
+    TrackRef {
+        track_hash: Hash32::digest(&[n, 1]),
+        manifest_id: Hash32::digest(&[n, 2]),
+        duration_ms: LEN,
+        segment_count: 2,
+        title: format!("track {n}"),
+        artist: String::new(),
+        album: String::new(),
+        loudness_lufs: Some(-14.0),
+    }
+}
+
+/// Genesis slots 0..5 play tracks 0..5; `decided` more slots play tracks 10, 11, ...
+fn chain(decided: u8) -> Chain {
+    let mut chain = Chain::from_parts(
+        Hash32::digest(b"net"),
+        Rules::default(),
+        Hash32::digest(b"rules"),
+        START,
+        (0..5).map(track).collect(),
+    );
+    for n in 0..decided {
+        chain.push(Outcome {
+            track: track(10 + n),
+            proposal: None,
+            envelope: None,
+            equivocators: Vec::new(),
+        });
+    }
+    chain
+}
+
+fn at(slot: u64, ms: u64) -> u64 {
+    START + slot * LEN + ms
+}
+
+fn drain(p: &mut Playback) -> Vec<Output> {
+    std::iter::from_fn(|| p.poll_output()).collect()
+}
+
+fn started(out: &[Output]) -> Vec<(u64, Playing, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Started(s) => Some((s.slot, s.playing.clone(), s.late)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wants(out: &[Output]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Want(FetchCommand::Want { slot, .. }) => Some(*slot),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_held_winner_plays_at_its_slot_start_and_every_decided_slot_is_wanted_once() {
+    let chain = chain(2);
+    let mut p = Playback::new(&[track(0)]);
+    p.handle_tick(at(0, 3), &chain);
+    let out = drain(&mut p);
+    assert!(out.contains(&Output::SlotStarted { slot: 0 }));
+    assert_eq!(started(&out), vec![(0, Playing::Winner, false)]);
+    assert_eq!(wants(&out), (0..7).collect::<Vec<_>>());
+    let Some(Output::Schedule(plans)) = out.iter().find(|o| matches!(o, Output::Schedule(_)))
+    else {
+        panic!("no schedule in {out:?}");
+    };
+    assert_eq!(plans.len(), 7);
+    assert_eq!(plans[0].start_ms, START);
+    assert_eq!(plans[0].end_ms, START + LEN);
+    assert_eq!(
+        plans[0].audio.as_ref().map(|a| a.manifest_id),
+        Some(track(0).manifest_id)
+    );
+    // Nothing changed: nothing to do.
+    p.handle_tick(at(0, 500), &chain);
+    assert_eq!(drain(&mut p), vec![]);
+}
+
+#[test]
+fn a_winner_not_held_waits_and_starts_late_when_a_segment_is_held() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[]);
+    p.handle_tick(at(1, 0), &chain);
+    let out = drain(&mut p);
+    assert_eq!(started(&out), vec![(1, Playing::Waiting(at(1, 0)), false)]);
+    p.handle_tick(at(1, 2_000), &chain);
+    assert!(started(&drain(&mut p)).is_empty(), "still waiting");
+    p.handle_held(track(1).track_hash, 1, 2);
+    p.handle_tick(at(1, 2_500), &chain);
+    let out = drain(&mut p);
+    assert_eq!(started(&out), vec![(1, Playing::Winner, true)]);
+    let Some(Output::Started(start)) = out.iter().find(|o| matches!(o, Output::Started(_))) else {
+        unreachable!()
+    };
+    assert_eq!((start.position_ms, start.held), (2_500, 1));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Played { .. })),
+        "a winner played is no report"
+    );
+}
+
+#[test]
+fn no_segment_within_one_segment_is_a_divergence_reported_as_nothing_played() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[]);
+    p.handle_tick(at(2, 0), &chain);
+    drain(&mut p);
+    // `rules.segment_ms` is 6 s: at 6 s it still waits, after it diverges.
+    p.handle_tick(at(2, 6_000), &chain);
+    assert_eq!(drain(&mut p), vec![]);
+    p.handle_tick(at(2, 6_001), &chain);
+    let out = drain(&mut p);
+    assert_eq!(
+        out,
+        vec![
+            Output::Played {
+                slot: 2,
+                track: None
+            },
+            Output::Diverged {
+                slot: 2,
+                winner: track(2),
+                why: Missed::NotFetched
+            }
+        ]
+    );
+    // Once only.
+    p.handle_tick(at(2, 9_000), &chain);
+    assert_eq!(drain(&mut p), vec![]);
+    // A segment arriving now does not resurrect the slot.
+    p.handle_held(track(2).track_hash, 2, 2);
+    p.handle_tick(at(2, 9_500), &chain);
+    assert_eq!(drain(&mut p), vec![]);
+}
+
+#[test]
+fn unavailable_is_reported_at_once_and_the_slot_diverges_without_losing_eligibility() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[]);
+    p.handle_tick(at(0, 0), &chain);
+    drain(&mut p);
+    p.handle_unavailable(&chain, track(3).track_hash, 3, 4, false);
+    assert_eq!(drain(&mut p), vec![Output::Unavailable { slot: 3 }]);
+    // Of a slot already over: nothing to report.
+    p.handle_unavailable(&chain, track(0).track_hash, 0, 1, false);
+    assert_eq!(
+        drain(&mut p),
+        vec![Output::Unavailable { slot: 0 }],
+        "slot 0 is current"
+    );
+    // Not the winner of that slot: nothing.
+    p.handle_unavailable(&chain, track(9).track_hash, 3, 1, false);
+    assert_eq!(drain(&mut p), vec![]);
+    p.handle_tick(at(3, 0), &chain);
+    drain(&mut p);
+    p.handle_tick(at(3, 6_001), &chain);
+    let out = drain(&mut p);
+    assert_eq!(
+        out,
+        vec![
+            Output::Unavailable { slot: 3 },
+            Output::Diverged {
+                slot: 3,
+                winner: track(3),
+                why: Missed::Unavailable {
+                    asked: 4,
+                    refused: false
+                }
+            }
+        ]
+    );
+}
+
+#[test]
+fn an_unavailable_winner_that_arrives_after_all_is_reported_played() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[]);
+    p.handle_unavailable(&chain, track(1).track_hash, 1, 2, false);
+    drain(&mut p);
+    p.handle_held(track(1).track_hash, 2, 2);
+    p.handle_tick(at(1, 10), &chain);
+    let out = drain(&mut p);
+    assert!(out.contains(&Output::Played {
+        slot: 1,
+        track: Some(track(1).track_hash)
+    }));
+    assert_eq!(started(&out), vec![(1, Playing::Winner, false)]);
+    assert!(p.complete().contains(&track(1).track_hash));
+}
+
+#[test]
+fn a_substitute_replaces_the_blacklisted_winner_in_the_schedule() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[track(7)]);
+    p.handle_substitute(2, Some(track(7)));
+    p.handle_substitute(3, None);
+    p.handle_tick(at(2, 0), &chain);
+    let out = drain(&mut p);
+    assert_eq!(
+        started(&out),
+        vec![(2, Playing::Substitute(Some(track(7))), false)]
+    );
+    assert_eq!(p.substitute_now(), Some(Some(track(7))));
+    let Some(Output::Schedule(plans)) = out.iter().find(|o| matches!(o, Output::Schedule(_)))
+    else {
+        panic!("no schedule");
+    };
+    let audio = |slot: u64| {
+        plans
+            .iter()
+            .find(|p| p.slot == slot)
+            .map(|p| p.audio.as_ref().map(|a| a.manifest_id))
+    };
+    assert_eq!(
+        audio(1),
+        Some(Some(track(1).manifest_id)),
+        "the slot before"
+    );
+    assert_eq!(audio(2), Some(Some(track(7).manifest_id)));
+    assert_eq!(audio(3), Some(None), "silence");
+}
+
+#[test]
+fn an_adopted_chain_is_wanted_again_and_the_slot_restarts() {
+    let chain = chain(2);
+    let mut p = Playback::new(&[]);
+    p.handle_held(track(4).track_hash, 2, 2);
+    p.handle_tick(at(4, 0), &chain);
+    assert_eq!(wants(&drain(&mut p)), vec![4, 5, 6]);
+    p.handle_adopted(5);
+    p.handle_tick(at(4, 100), &chain);
+    let out = drain(&mut p);
+    assert_eq!(wants(&out), vec![5, 6]);
+    assert_eq!(started(&out), vec![(4, Playing::Winner, false)]);
+}
+
+#[test]
+fn the_player_resolves_a_waiting_slot_and_reports_missing_segments() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[]);
+    p.handle_tick(at(1, 0), &chain);
+    drain(&mut p);
+    p.handle_player(
+        at(1, 40),
+        &chain,
+        PlayerEvent::Sounded { slot: 1, sample: 0 },
+    );
+    assert_eq!(started(&drain(&mut p)), vec![(1, Playing::Winner, true)]);
+    // A sound of another slot changes nothing.
+    p.handle_player(
+        at(1, 50),
+        &chain,
+        PlayerEvent::Sounded { slot: 2, sample: 0 },
+    );
+    assert_eq!(drain(&mut p), vec![]);
+    for segment in [1, 1, 0] {
+        p.handle_player(
+            at(1, 60),
+            &chain,
+            PlayerEvent::SegmentMissing { slot: 1, segment },
+        );
+    }
+    assert_eq!(p.missed(1), 2);
+    assert_eq!(p.missed(2), 0);
+}
+
+#[test]
+fn eviction_forgets_held_tracks() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[]);
+    p.handle_held(track(2).track_hash, 2, 2);
+    assert!(p.complete().contains(&track(2).track_hash));
+    p.handle_evicted(&[track(2).track_hash]);
+    assert!(!p.complete().contains(&track(2).track_hash));
+    p.handle_tick(at(2, 0), &chain);
+    assert_eq!(
+        started(&drain(&mut p)),
+        vec![(2, Playing::Waiting(at(2, 0)), false)]
+    );
+}
+
+#[test]
+fn the_next_timeout_is_the_next_slot_or_the_divergence_of_a_waiting_one() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[track(1)]);
+    assert_eq!(p.poll_timeout(START - 5, &chain), Some(START));
+    p.handle_tick(at(1, 0), &chain);
+    assert_eq!(p.poll_timeout(at(1, 0), &chain), Some(at(2, 0)));
+    p.handle_tick(at(2, 0), &chain);
+    assert_eq!(
+        p.poll_timeout(at(2, 0), &chain),
+        Some(at(2, 6_001)),
+        "slot 2 waits for its segments"
+    );
+}

