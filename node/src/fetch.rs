@@ -121,6 +121,16 @@ pub enum FetchEvent {
     },
 }
 
+/// Segments of `track` in the store, and in its manifest (None: no valid manifest held). A
+/// blocking read, for a node starting up: what it already holds plays from the first slot
+/// without waiting for the exchange to say so.
+pub fn held_segments(store: &BlockStore, track: &TrackRef, segment_ms: u64) -> Option<(u64, u64)> {
+    match verify::read_local(store, track, 0, segment_ms) {
+        planner::Local::Held(c) => Some((c.held.len() as u64, c.segments.len() as u64)),
+        _ => None,
+    }
+}
+
 /// An outcome of the shell's work, for the planner.
 enum Outcome {
     Local {

@@ -186,7 +186,7 @@ pub async fn run(
     let (answers_tx, answers) = mpsc::channel(256);
     let (replay, events) = joiner.into_events();
     let parts = Parts {
-        playback: playback::Playback::new(&library),
+        playback: start_playback(&library, consensus.chain(), &lib, clock.now_ms()).await,
         net: network::Network::new(
             client,
             network_id,
@@ -288,6 +288,36 @@ async fn start_http(
     info!(event = "http", address = %http_addr, "HTTP API on http://{http_addr}/status");
 
     Ok((snapshot_tx, playlist_tx, http_addr))
+}
+
+/// The playback machine, told what the store already holds of the coming winners (a restart
+/// mid-network), so that they play from their slot's start without waiting for the exchange
+/// to say so. The store is read on a blocking thread.
+async fn start_playback(
+    library: &[TrackRef],
+    chain: &Chain,
+    lib: &Library,
+    now: u64,
+) -> playback::Playback {
+    let mut playback = playback::Playback::new(library);
+    let from = chain.slot_at(now).unwrap_or(0);
+    let tracks: Vec<TrackRef> = (from..chain.len())
+        .filter_map(|s| chain.winner(s).cloned())
+        .collect();
+    let (store, segment_ms) = (lib.store.clone(), chain.rules().segment_ms);
+    let held = tokio::task::spawn_blocking(move || {
+        let held = |t: &TrackRef| crate::fetch::held_segments(&store, t, segment_ms);
+        tracks
+            .iter()
+            .filter_map(|t| Some((t.track_hash, held(t)?)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (track, (held, total)) in held {
+        playback.handle_held(track, held, total);
+    }
+    playback
 }
 
 /// The segment exchange (a critical task): its command sender and event receiver.

@@ -18,10 +18,10 @@ use chorus_consensus::limits::{
     BLOCKS_MESSAGE_MAX_BYTES, SYNC_REQUEST_MAX_BYTES, SYNC_RESPONSE_MAX_BYTES,
 };
 
-/// PROTOCOL.md 10: a gossip message is at most 64 KiB. Receivers check the whole frame (topic,
-/// sender, sequence number and signature included), so the transport limit sits a few KiB above.
-pub const GOSSIP_MAX: usize = 64 * 1024;
-const GOSSIP_FRAME_MAX: usize = GOSSIP_MAX + 8 * 1024;
+/// PROTOCOL.md 10: a gossip message is at most `GOSSIP_MAX_BYTES`. Receivers check the whole
+/// frame (topic, sender, sequence number and signature included), so the transport limit sits
+/// a few KiB above.
+const GOSSIP_FRAME_MAX: usize = chorus_consensus::limits::GOSSIP_MAX_BYTES + 8 * 1024;
 
 /// Established connections in total (PROTOCOL.md 12.5). A node needs a few dozen peers; the
 /// rest is room for listeners' nodes and churn.

@@ -11,17 +11,25 @@ use std::time::{Duration, Instant};
 use chorus_media::live::LiveLog;
 use chorus_media::player::{Player, SlotPlan, TimeBase};
 use chorus_media::store::BlockStore;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
 
 /// How often the live playlist looks for segments that started.
 const LIVE_EVERY: Duration = Duration::from_millis(100);
 
+/// What the live playlist's thread is told.
+enum Live {
+    /// A new schedule.
+    Plans(Vec<SlotPlan>),
+    /// List what started by now, then answer.
+    Sync(oneshot::Sender<()>),
+}
+
 /// See the module's doc.
 pub struct Audio {
     player: Arc<Player>,
-    live: Option<std_mpsc::Sender<Vec<SlotPlan>>>,
+    live: Option<std_mpsc::Sender<Live>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -37,20 +45,27 @@ impl Audio {
     ) -> std::io::Result<Audio> {
         let mut log = LiveLog::load(data_dir);
         playlist.send_replace(log.playlist());
-        let (tx, rx) = std_mpsc::channel::<Vec<SlotPlan>>();
+        let (tx, rx) = std_mpsc::channel::<Live>();
         let thread = std::thread::Builder::new()
             .name("live playlist".into())
             .spawn(move || {
                 let mut plans = Vec::new();
                 loop {
-                    match rx.recv_timeout(LIVE_EVERY) {
-                        Ok(new) => plans = new,
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                    let answer = match rx.recv_timeout(LIVE_EVERY) {
+                        Ok(Live::Plans(new)) => {
+                            plans = new;
+                            None
+                        }
+                        Ok(Live::Sync(answer)) => Some(answer),
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => None,
                         Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-                    }
+                    };
                     let now_us = clock.network_us(Instant::now());
                     if log.advance(now_us, &plans, &store) {
                         playlist.send_replace(log.playlist());
+                    }
+                    if let Some(answer) = answer {
+                        let _ = answer.send(());
                     }
                 }
             })?;
@@ -65,9 +80,20 @@ impl Audio {
     /// lead is 150 ms, can sound it), then the player.
     pub fn schedule(&self, plans: Vec<SlotPlan>) {
         if let Some(tx) = &self.live {
-            let _ = tx.send(plans.clone());
+            let _ = tx.send(Live::Plans(plans.clone()));
         }
         self.player.schedule(plans);
+    }
+
+    /// Waits (up to a second) until the live playlist lists every segment started by now: a
+    /// new slot is in the playlist before the log says it plays.
+    pub async fn sync_live(&self) {
+        let (answer, answered) = oneshot::channel();
+        if let Some(tx) = &self.live
+            && tx.send(Live::Sync(answer)).is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(1), answered).await;
+        }
     }
 
     /// Stops the live playlist's thread (its window is saved as it goes).

@@ -262,6 +262,9 @@ impl Driver {
                     .enforce_budget(slot, self.p.consensus.chain())
                     .await;
                 self.p.playback.handle_evicted(&evicted);
+                // The status document and the live playlist show the new slot before the log
+                // says it plays.
+                self.p.audio.sync_live().await;
                 self.publish_snapshot();
             }
             Output::Started(start) => report::started(&start),
