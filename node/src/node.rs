@@ -252,8 +252,12 @@ async fn load_chain(
         && joiner
             .sync_chain(&mut chain, clock.now_ms(), shutdown)
             .await;
+    // The slots synced, appended off the async threads.
     let kept = log.len().min(chain.decided_slots().len());
-    log.write(kept, &chain.decided_slots()[kept..])?;
+    let synced_slots = chain.decided_slots()[kept..].to_vec();
+    let log = tokio::task::spawn_blocking(move || log.write(kept, &synced_slots).map(|()| log))
+        .await
+        .context("the chain log's writer panicked")??;
     Ok((chain, log, synced))
 }
 
