@@ -6,7 +6,7 @@ use libp2p::PeerId;
 use libp2p::request_response::{self, ResponseChannel};
 
 use super::EventLoop;
-use super::requests::{fail, settle};
+use super::requests::route;
 use crate::net::Command;
 use crate::net::protocol::{Block, Have, Want};
 use chorus_consensus::limits::{WANT_RESPONSE_BUDGET_BYTES, WANTED_IDS_MAX};
@@ -18,23 +18,8 @@ const BLOCK_READS_TOTAL: usize = 16;
 
 impl EventLoop {
     pub(super) fn on_blocks(&mut self, event: request_response::Event<Want, Have>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.serve_want(peer, request, channel),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => settle(&mut self.pending_want, request_id, Ok(response)),
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => fail(&mut self.pending_want, request_id, peer, &error),
-            _ => {}
+        if let Some((peer, request, channel)) = route(&mut self.pending_want, event, |r| r) {
+            self.serve_want(peer, request, channel);
         }
     }
 

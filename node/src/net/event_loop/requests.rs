@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 use libp2p::kad::{self, GetProvidersOk, QueryId};
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 
 use super::{EventLoop, Reply};
 use crate::net::protocol::{Pong, SyncRequest, SyncResponse};
@@ -40,72 +40,68 @@ impl EventLoop {
     }
 
     pub(super) fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => self.emit(Event::SyncRequest {
-                    peer,
-                    request,
-                    channel,
-                }),
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => settle(&mut self.pending_sync, request_id, Ok(response)),
-            },
-            request_response::Event::OutboundFailure {
+        if let Some((peer, request, channel)) = route(&mut self.pending_sync, event, |r| r) {
+            self.emit(Event::SyncRequest {
                 peer,
-                request_id,
-                error,
-                ..
-            } => fail(&mut self.pending_sync, request_id, peer, &error),
-            _ => {}
+                request,
+                channel,
+            });
         }
     }
 
     pub(super) fn on_time(&mut self, event: request_response::Event<TimeRequest, TimeResponse>) {
-        match event {
-            request_response::Event::Message { message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    // t1 was stamped by the codec on arrival, t2 is stamped as it writes.
-                    let pong = Pong {
-                        t0: request.ping.t0,
-                        t1: request.received_us,
-                        t2: 0,
-                    };
-                    let _ = self.swarm.behaviour_mut().time.send_response(
-                        channel,
-                        TimeResponse {
-                            pong,
-                            received_us: 0,
-                        },
-                    );
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.pending_time.remove(&request_id) {
-                        let _ = reply.send(Ok((response.pong, response.received_us)));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => fail(&mut self.pending_time, request_id, peer, &error),
-            _ => {}
+        let answered = |r: TimeResponse| (r.pong, r.received_us);
+        if let Some((_, request, channel)) = route(&mut self.pending_time, event, answered) {
+            // t1 was stamped by the codec on arrival, t2 is stamped as it writes.
+            let pong = Pong {
+                t0: request.ping.t0,
+                t1: request.received_us,
+                t2: 0,
+            };
+            let response = TimeResponse {
+                pong,
+                received_us: 0,
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .time
+                .send_response(channel, response);
         }
     }
 }
 
+/// One request-response event of any of the protocols: an inbound request is returned for the
+/// caller to answer; an answer (through `answered`) or an outbound failure settles the pending
+/// request it belongs to; the rest is nothing to do.
+pub(super) fn route<Req, Resp, T>(
+    pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
+    event: request_response::Event<Req, Resp>,
+    answered: impl FnOnce(Resp) -> T,
+) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+    match event {
+        request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => return Some((peer, request, channel)),
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => settle(pending, request_id, Ok(answered(response))),
+        },
+        request_response::Event::OutboundFailure {
+            peer,
+            request_id,
+            error,
+            ..
+        } => fail(pending, request_id, peer, &error),
+        _ => {}
+    }
+    None
+}
+
 /// Hands a pending request its result (the requester may have gone: then nobody listens).
-pub(super) fn settle<T>(
+fn settle<T>(
     pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
     request_id: OutboundRequestId,
     result: Result<T, RequestError>,
@@ -116,7 +112,7 @@ pub(super) fn settle<T>(
 }
 
 /// Ends a pending request with the failure libp2p reported.
-pub(super) fn fail<T>(
+fn fail<T>(
     pending: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
     request_id: OutboundRequestId,
     peer: PeerId,
