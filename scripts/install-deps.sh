@@ -14,6 +14,7 @@ packages=(libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libavfi
           libavdevice-dev libswscale-dev pkg-config clang libclang-dev libasound2-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(ffmpeg pulseaudio libasound2-plugins chromium python3)
+  packages+=(iproute2 iptables) # the network testbed (docs/testbed.md): namespaces and NAT
 fi
 
 missing=()

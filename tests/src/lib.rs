@@ -7,6 +7,9 @@
 //! - `evil`: the `evil-peer` attacker (`src/bin/evil-peer/`) as a child process.
 //! - `prom`: checking Prometheus text exposition.
 //! - `sync`: reading wav sinks' CSVs and the offsets between nodes.
+//! - `testbed`: network namespaces for a public internet and homes behind NATs, with links
+//!   emulated by `link-emu` (`src/bin/link-emu/`): delay, jitter, loss, a rate cap
+//!   (docs/testbed.md).
 //! - `tests/cli.rs`: the command line as a user runs it (help, logs, ingest, kill -9, full disk).
 //! - `tests/network.rs`: networks of real nodes: agreement, fetching, blacklist, late joiner,
 //!   kill -9, corrupt blocks, garbage gossip.
@@ -15,6 +18,7 @@
 //! - `tests/hostile.rs`: attacks by `evil-peer` on real nodes (docs/security.md).
 //! - `tests/listener.rs`: the live HLS stream read by ffmpeg, the status page in headless
 //!   Chromium (`browser/probe.py`), metrics.
+//! - `tests/testbed.rs`: the testbed itself: NAT, isolation, and the emulator's figures.
 //! - `src/bin/bench-ingest.rs`: ingest speed against the ffmpeg program.
 //! - `src/bin/bench-network.rs`: propagation, memory, synchronization and listener benchmarks.
 #![deny(missing_docs)]
@@ -28,6 +32,7 @@ pub mod evil;
 pub mod net;
 pub mod prom;
 pub mod sync;
+pub mod testbed;
 
 /// The `chorus` binary of this build (built first if it is missing).
 pub fn chorus_bin() -> PathBuf {
