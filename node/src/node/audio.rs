@@ -96,11 +96,19 @@ impl Audio {
         }
     }
 
-    /// Stops the live playlist's thread (its window is saved as it goes).
+    /// Stops the live playlist's thread (its window is saved as it goes), and lets the player
+    /// go: the last handle dropped stops its thread and flushes the sink (a wav file), which
+    /// happens here on a blocking thread unless the HTTP API still holds one.
     pub async fn close(mut self) {
         self.live = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        let thread = self.thread.take();
+        let player = self.player;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+            drop(player);
+        })
+        .await;
     }
 }
