@@ -188,6 +188,11 @@ pub struct NodeArgs {
     /// Testing: add this many ms to the node's view of the system clock.
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_skew_ms: i64,
+    /// Testing: make the node's clock run this many parts per million fast (negative: slow),
+    /// as a real oscillator does (within about ±100 ppm); at most ±1000.
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true,
+        value_parser = clap::value_parser!(i64).range(-1000..=1000))]
+    pub clock_rate_ppm: i64,
     /// Testing: serve every block with one byte flipped.
     #[arg(long, hide = true)]
     pub serve_corrupt_blocks: bool,

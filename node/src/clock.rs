@@ -108,6 +108,9 @@ pub use refusal::{Refusal, Rejected, Verdict};
 pub use selection::{Rule, Selection};
 pub use source_net::SourceNet;
 
+/// How fast two honest clocks may drift apart, µs per second (ppm): two oscillators each
+/// within ±100 ppm. A sample's error bound grows by this much per second of its age.
+pub const DRIFT_PPM: f64 = 200.0;
 /// Time samples kept per peer (PROTOCOL.md 7).
 pub const SAMPLES_PER_PEER: usize = 8;
 /// Samples a peer needs before its offset counts.

@@ -71,6 +71,8 @@ pub struct NodeConfig {
     pub store_budget_bytes: u64,
     /// Testing: clock skew.
     pub clock_skew_ms: i64,
+    /// Testing: clock rate error, ppm.
+    pub clock_rate_ppm: i64,
     /// The audio output.
     pub audio: SinkSpec,
     /// Volume, 0.0 to 1.0.
@@ -158,7 +160,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let lib = Library::open(&config.data_dir).context("cannot open the store")?;
-    let clock = Arc::new(Clock::new(config.clock_skew_ms));
+    let clock = Arc::new(Clock::with_rate(
+        config.clock_skew_ms,
+        config.clock_rate_ppm,
+    ));
     let metrics = Arc::new(Metrics::new());
     let mut tasks = Critical::new();
     let (client, events) = start_network(

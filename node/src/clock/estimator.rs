@@ -95,11 +95,11 @@ impl Estimator {
         self.peers.remove(peer);
     }
 
-    /// A peer's kept sample with the smallest round trip, and how many it has kept.
+    /// A peer's kept sample with the smallest error bound now (round trip and age), and how
+    /// many it has kept.
     pub fn best(&self, peer: &PeerId) -> Option<(Sample, usize)> {
         let s = &self.peers.get(peer)?.samples;
-        let best = s.iter().min_by_key(|s| s.rtt_us)?;
-        Some((*best, s.len()))
+        Some((least_error(s)?.0, s.len()))
     }
 
     /// Peers with a kept sample.
@@ -207,14 +207,14 @@ impl Estimator {
     /// [`SOURCES_PER_NETWORK`] per network and [`MAX_PEERS`] in all, by the shortest measured
     /// round trip (ties by peer id).
     fn sources(&self) -> Vec<Source> {
-        let mut candidates: Vec<(i64, PeerId, &SourceNet, Sample)> = self
+        let mut candidates: Vec<(i64, PeerId, &SourceNet, (Sample, f64))> = self
             .peers
             .iter()
             .filter(|(_, p)| p.samples.len() >= MIN_SAMPLES && p.net != SourceNet::Local)
             .filter_map(|(id, p)| {
-                let best = p.samples.iter().min_by_key(|s| s.rtt_us)?;
+                let best = least_error(&p.samples)?;
                 let elapsed = p.samples.iter().map(|s| s.elapsed_us).min()?;
-                Some((elapsed, *id, &p.net, *best))
+                Some((elapsed, *id, &p.net, best))
             })
             .collect();
         candidates.sort_by_key(|c| (c.0, c.1));
@@ -224,7 +224,7 @@ impl Estimator {
             offset_us: 0.0,
             half_us: MIN_HALF_WIDTH_US,
         }];
-        for (_, _, net, best) in candidates {
+        for (_, _, net, (best, error_us)) in candidates {
             if sources.len() > MAX_PEERS {
                 break;
             }
@@ -236,9 +236,20 @@ impl Estimator {
             sources.push(Source {
                 net: net.clone(),
                 offset_us: best.offset_us,
-                half_us: (best.rtt_us as f64 / 2.0).max(MIN_HALF_WIDTH_US),
+                half_us: error_us.max(MIN_HALF_WIDTH_US),
             });
         }
         sources
     }
+}
+
+/// The sample whose offset is likely closest to the truth now (the newest sample's arrival):
+/// the least error bound, round trip and age together ([`Sample::error_us`]), with that bound.
+fn least_error<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Option<(Sample, f64)> {
+    let samples: Vec<&Sample> = samples.into_iter().collect();
+    let now = samples.iter().map(|s| s.at_us).max()?;
+    samples
+        .into_iter()
+        .map(|s| (*s, s.error_us(now)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
 }

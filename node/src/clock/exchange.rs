@@ -24,6 +24,19 @@ pub struct Sample {
     pub rtt_us: i64,
     /// Round trip as this node measured it, `t3 - t0`: a peer can lengthen it, never shorten it.
     pub elapsed_us: i64,
+    /// When the answer arrived, this node's local clock (`t3`), µs: a sample's offset grows
+    /// stale as the two clocks drift apart ([`Sample::error_us`]).
+    pub at_us: i64,
+}
+
+impl Sample {
+    /// How far the offset may be off at local time `now_us`: half the round trip (the answer
+    /// may have spent it all on either leg) plus what two clocks within the drift bound
+    /// ([`super::DRIFT_PPM`]) moved apart since (RFC 5905's clock filter does the same).
+    pub fn error_us(&self, now_us: i64) -> f64 {
+        let age_s = now_us.saturating_sub(self.at_us).max(0) as f64 / 1e6;
+        self.rtt_us as f64 / 2.0 + super::DRIFT_PPM * age_s
+    }
 }
 
 impl Exchange {
@@ -37,6 +50,7 @@ impl Exchange {
             offset_us: ((t1 - t0) + (t2 - t3)) as f64 / 2.0,
             rtt_us: saturate((t3 - t0) - (t2 - t1)),
             elapsed_us: saturate(t3 - t0),
+            at_us: self.t3,
         }
     }
 }
@@ -59,7 +73,8 @@ mod tests {
             Sample {
                 offset_us: 400_000.0,
                 rtt_us: 200,
-                elapsed_us: 230
+                elapsed_us: 230,
+                at_us: 1_000_230,
             }
         );
         // Hostile stamps do not overflow.

@@ -18,6 +18,9 @@ pub struct Clock {
     system_us: i64,
     /// The testing skew, µs.
     skew_us: i64,
+    /// The testing rate error, parts per million: the local clock gains this many µs per second
+    /// (an oscillator's error; real ones are within about ±100 ppm).
+    rate_ppm: i64,
     offset: Mutex<Slew>,
     /// Time answers refused because they echoed a `t0` this node had not sent.
     false_echoes: AtomicU64,
@@ -59,6 +62,13 @@ pub enum Adjust {
 impl Clock {
     /// Anchors to the system clock now, shifted by `skew_ms` (a testing knob).
     pub fn new(skew_ms: i64) -> Clock {
+        Clock::with_rate(skew_ms, 0)
+    }
+
+    /// Anchors to the system clock now, shifted by `skew_ms` and running `rate_ppm` parts per
+    /// million fast (negative: slow): testing knobs that make one machine's clocks look like
+    /// another's.
+    pub fn with_rate(skew_ms: i64, rate_ppm: i64) -> Clock {
         let system_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -67,6 +77,7 @@ impl Clock {
             anchor,
             system_us,
             skew_us: skew_ms.saturating_mul(1000),
+            rate_ppm,
             offset: Mutex::new(Slew {
                 from_us: 0.0,
                 target_us: 0.0,
@@ -97,7 +108,10 @@ impl Clock {
 
     /// The local clock at `at`, µs: what `/chorus/time/1` stamps carry.
     pub fn local_us(&self, at: Instant) -> i64 {
-        self.system_us + self.skew_us + self.since_anchor_us(at)
+        let elapsed = self.since_anchor_us(at);
+        let gained =
+            i64::try_from(i128::from(elapsed) * i128::from(self.rate_ppm) / 1_000_000).unwrap_or(0);
+        self.system_us + self.skew_us + elapsed + gained
     }
 
     /// The offset applied at `at`, µs.
@@ -184,6 +198,22 @@ mod tests {
         assert!((clock.system_us(now) - real).abs() < 5_000);
         assert!((clock.network_us(now) - (real - 400_000)).abs() < 5_000);
         assert_eq!(clock.local_us(now), clock.network_us(now));
+    }
+
+    #[test]
+    fn a_rate_error_makes_the_local_clock_gain_or_lose_time() {
+        let fast = Clock::with_rate(0, 100);
+        let slow = Clock::with_rate(0, -80);
+        let start = Instant::now();
+        let later = start + Duration::from_secs(100);
+        let gained = |c: &Clock| (c.local_us(later) - c.local_us(start)) - 100_000_000;
+        // 100 ppm over 100 s is 10 ms; -80 ppm is -8 ms (give or take the rounding of one µs).
+        assert!((gained(&fast) - 10_000).abs() <= 1, "{}", gained(&fast));
+        assert!((gained(&slow) + 8_000).abs() <= 1, "{}", gained(&slow));
+        // System time is the machine's, whatever the knob says.
+        let system = |c: &Clock| c.system_us(later) - c.system_us(start);
+        assert_eq!(system(&fast), 100_000_000);
+        assert_eq!(system(&slow), 100_000_000);
     }
 
     #[test]

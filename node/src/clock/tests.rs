@@ -15,6 +15,7 @@ fn sample(offset_us: f64, rtt_us: i64) -> Sample {
         offset_us,
         rtt_us,
         elapsed_us: rtt_us + 30,
+        at_us: 0,
     }
 }
 
@@ -374,6 +375,7 @@ fn at_most_eight_peers_with_the_shortest_measured_round_trips_count() {
                 offset_us: 1_500_000.0,
                 rtt_us: 1,
                 elapsed_us: 10_000,
+                at_us: 0,
             }
         } else {
             sample(100.0, 200 + i)
@@ -406,4 +408,35 @@ fn reports_come_on_changes_and_at_powers_of_two_of_refusals() {
     let r = est.take_report().expect("a new source");
     assert_eq!((r.sources, r.networks, r.locked), (2, 2, false));
     assert_eq!(est.take_report(), None);
+}
+
+#[test]
+fn a_stale_sample_loses_to_a_fresh_one_unless_its_round_trip_was_much_shorter() {
+    // Two clocks 180 ppm apart: the offset moves 0.36 ms between samples 2 s apart. The
+    // shortest round trip is 14 s old (its offset 2.5 ms stale); the freshest is the best.
+    let mut est = Estimator::default();
+    let peer = looped();
+    for i in 0..8i64 {
+        let s = Sample {
+            offset_us: 180.0 * 2.0 * i as f64,
+            rtt_us: if i == 0 { 150 } else { 300 },
+            elapsed_us: 330,
+            at_us: i * 2_000_000,
+        };
+        est.add(peer.0, peer.1.clone(), s);
+    }
+    let (best, _) = est.best(&peer.0).expect("samples");
+    assert_eq!(best.at_us, 14_000_000, "{best:?}");
+    // A WAN: 10 ms of jitter outweighs 2 s of drift, so the short round trip still wins.
+    let mut est = Estimator::default();
+    for i in 0..8i64 {
+        let s = Sample {
+            offset_us: 0.0,
+            rtt_us: if i == 5 { 40_000 } else { 50_000 },
+            elapsed_us: 50_030,
+            at_us: i * 2_000_000,
+        };
+        est.add(peer.0, peer.1.clone(), s);
+    }
+    assert_eq!(est.best(&peer.0).expect("samples").0.rtt_us, 40_000);
 }

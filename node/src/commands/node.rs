@@ -81,6 +81,7 @@ fn config(
         http_listen: args.http_listen,
         store_budget_bytes: args.store_budget_mb.saturating_mul(1024 * 1024),
         clock_skew_ms: args.clock_skew_ms,
+        clock_rate_ppm: args.clock_rate_ppm,
         audio: args.audio.clone(),
         volume: f32::from(args.volume) / 100.0,
         muted: args.mute,

@@ -14,7 +14,8 @@
 //! is measured, the size of the library is), left idle for 30 s after it starts playing, then
 //! its resident set size (VmRSS) and peak (VmHWM) from /proc.
 //!
-//! `sync`: three nodes with wav sinks and clocks skewed by -400, 0 and +350 ms, and a fourth
+//! `sync`: three nodes with wav sinks and clocks skewed by -400, 0 and +350 ms (with `--rates`
+//! also running -80, 0 and +100 ppm fast), and a fourth
 //! (no skew) started once slot 2 plays. Slot 0 starts 4 s after the first node, so the
 //! joiners start playing before their clocks have converged. After S seconds, from the wav sinks' CSVs: the offset
 //! between any two of the first three (when each plays the same track sample) after their first
@@ -239,16 +240,22 @@ fn proc_rss(node: &Node) -> Result<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-fn sync(seconds: u64) -> Result<()> {
+fn sync(seconds: u64, rates: bool) -> Result<()> {
     use chorus_tests::net::{bootstrap as boot, join, library as lib, s};
     use chorus_tests::sync::read_csv;
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let wav = |name: &str, skew: i64| {
+        let rate = SKEWS
+            .iter()
+            .position(|(n, _)| *n == name)
+            .filter(|_| rates)
+            .map_or(0, |k| RATES_PPM[k]);
         vec![
             s("--audio"),
             format!("wav:{}", root.join(format!("{name}.wav")).display()),
             format!("--clock-skew-ms={skew}"),
+            format!("--clock-rate-ppm={rate}"),
         ]
     };
     let libs: Vec<PathBuf> = (1..=4)
@@ -310,6 +317,8 @@ fn sync(seconds: u64) -> Result<()> {
 
 /// The first three nodes of `sync` and their clock skews, ms.
 const SKEWS: [(&str, i64); 3] = [("a", -400), ("b", 0), ("c", 350)];
+/// With `--rates`: how fast their clocks run, ppm (real oscillators are within about ±100).
+const RATES_PPM: [i64; 3] = [-80, 0, 100];
 
 /// Prints the offsets between any two of the first three nodes after their first 10 s; returns,
 /// per node, the last time (system µs) one of its offsets was 1 ms or more.
@@ -481,13 +490,16 @@ fn main() -> Result<()> {
             arg(&args, "--slots", 6)?,
         ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
-        Some("sync") => sync(arg(&args, "--seconds", 90)?),
+        Some("sync") => sync(
+            arg(&args, "--seconds", 90)?,
+            args.iter().any(|a| a == "--rates"),
+        ),
         Some("listeners") => listeners(
             arg(&args, "--clients", 200)? as usize,
             arg(&args, "--seconds", 30)?,
         ),
         _ => bail!(
-            "usage: bench-network propagate --nodes N --slots S | rss --tracks T | sync --seconds S | listeners --clients N --seconds S"
+            "usage: bench-network propagate --nodes N --slots S | rss --tracks T | sync --seconds S [--rates] | listeners --clients N --seconds S"
         ),
     }
 }

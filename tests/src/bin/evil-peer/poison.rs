@@ -103,6 +103,7 @@ pub(crate) async fn poison(
         http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         store_budget_bytes: 1 << 30,
         clock_skew_ms: 0,
+        clock_rate_ppm: 0,
         audio: SinkSpec::Null,
         volume: 0.0,
         muted: true,
