@@ -411,9 +411,10 @@ fn reports_come_on_changes_and_at_powers_of_two_of_refusals() {
 }
 
 #[test]
-fn a_stale_sample_loses_to_a_fresh_one_unless_its_round_trip_was_much_shorter() {
+fn a_drifting_peer_is_read_through_its_measured_drift() {
     // Two clocks 180 ppm apart: the offset moves 0.36 ms between samples 2 s apart. The
-    // shortest round trip is 14 s old (its offset 2.5 ms stale); the freshest is the best.
+    // shortest round trip is 14 s old; moved by the measured drift, it says where the peer's
+    // clock is now (2.52 ms), not where it was.
     let mut est = Estimator::default();
     let peer = looped();
     for i in 0..8i64 {
@@ -426,17 +427,31 @@ fn a_stale_sample_loses_to_a_fresh_one_unless_its_round_trip_was_much_shorter() 
         est.add(peer.0, peer.1.clone(), s);
     }
     let (best, _) = est.best(&peer.0).expect("samples");
-    assert_eq!(best.at_us, 14_000_000, "{best:?}");
-    // A WAN: 10 ms of jitter outweighs 2 s of drift, so the short round trip still wins.
+    assert!((best.offset_us - 2_520.0).abs() < 1.0, "{best:?}");
+    // No drift: the shortest round trip wins, however old.
     let mut est = Estimator::default();
     for i in 0..8i64 {
         let s = Sample {
-            offset_us: 0.0,
-            rtt_us: if i == 5 { 40_000 } else { 50_000 },
-            elapsed_us: 50_030,
+            offset_us: if i == 1 { 10.0 } else { 60.0 },
+            rtt_us: if i == 1 { 100 } else { 400 },
+            elapsed_us: 430,
             at_us: i * 2_000_000,
         };
         est.add(peer.0, peer.1.clone(), s);
     }
-    assert_eq!(est.best(&peer.0).expect("samples").0.rtt_us, 40_000);
+    let (best, _) = est.best(&peer.0).expect("samples");
+    assert_eq!(best.rtt_us, 100);
+    // A peer cannot claim more drift than two honest oscillators have: its slope is capped.
+    let mut est = Estimator::default();
+    for i in 0..8i64 {
+        let s = Sample {
+            offset_us: 50_000.0 * i as f64,
+            rtt_us: if i == 0 { 100 } else { 1_000 },
+            elapsed_us: 1_030,
+            at_us: i * 2_000_000,
+        };
+        est.add(peer.0, peer.1.clone(), s);
+    }
+    let (best, _) = est.best(&peer.0).expect("samples");
+    assert!(best.offset_us <= 14.0 * 200.0 + 1.0, "{best:?}");
 }
