@@ -156,12 +156,16 @@ pub struct NodeArgs {
     /// Peers to dial, as multiaddrs with /p2p/ (printed by the node that gives them).
     #[arg(long = "peer", value_name = "MULTIADDR")]
     pub peers: Vec<Multiaddr>,
-    /// Addresses to listen on (default: TCP and QUIC on port 4747 of every interface).
+    /// Addresses to listen on (default: TCP and QUIC on port 4747 of every IPv4 and IPv6
+    /// interface).
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
     /// Do not look for peers on the LAN with mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Do not ask a UPnP router to forward a port to this node.
+    #[arg(long)]
+    pub no_upnp: bool,
     /// Where the HTTP API listens (loopback by default).
     #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)))]
     pub http_listen: SocketAddr,

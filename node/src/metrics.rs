@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 
 use chorus_media::player::PlayerStats;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -37,6 +38,12 @@ pub struct Metrics {
     pub corrupt_blocks: Counter,
     /// Invalid messages from peers.
     pub violations: Counter,
+    /// Block bytes sent to each peer (answers to its want lists).
+    exchange_sent: Family<PeerLabel, Counter>,
+    /// Block bytes received from each peer (answers to our want lists).
+    exchange_received: Family<PeerLabel, Counter>,
+    /// Peer names in the two exchange families together.
+    exchange_named: std::sync::atomic::AtomicUsize,
     clock_offset: Gauge<f64, AtomicU64>,
     audio_error: Gauge<f64, AtomicU64>,
     corrections: Counter,
@@ -70,6 +77,9 @@ impl Metrics {
             fetch_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             corrupt_blocks: Counter::default(),
             violations: Counter::default(),
+            exchange_sent: Family::default(),
+            exchange_received: Family::default(),
+            exchange_named: std::sync::atomic::AtomicUsize::new(0),
             clock_offset: Gauge::default(),
             audio_error: Gauge::default(),
             corrections: Counter::default(),
@@ -80,6 +90,7 @@ impl Metrics {
         };
         m.register_network(registry);
         m.register_playback(registry);
+        m.register_exchange(registry);
         *m.registry.lock().expect("not poisoned") = root;
         m
     }
@@ -140,6 +151,37 @@ impl Metrics {
         );
     }
 
+    /// Registers the per-peer exchange counters.
+    fn register_exchange(&self, registry: &mut Registry) {
+        registry.register(
+            "exchange_sent_bytes",
+            "Block bytes sent to each peer",
+            self.exchange_sent.clone(),
+        );
+        registry.register(
+            "exchange_received_bytes",
+            "Block bytes received from each peer",
+            self.exchange_received.clone(),
+        );
+    }
+
+    /// Counts `bytes` of blocks sent to `peer`.
+    pub fn exchange_sent(&self, peer: &libp2p::PeerId, bytes: u64) {
+        count_peer(&self.exchange_sent, &self.exchange_named, peer, bytes);
+    }
+
+    /// Counts `bytes` of blocks received from `peer`.
+    pub fn exchange_received(&self, peer: &libp2p::PeerId, bytes: u64) {
+        count_peer(&self.exchange_received, &self.exchange_named, peer, bytes);
+    }
+
+    /// Block bytes sent to and received from `peer` so far.
+    pub fn exchange_bytes(&self, peer: &libp2p::PeerId) -> (u64, u64) {
+        let label = PeerLabel::of(peer);
+        let get = |f: &Family<PeerLabel, Counter>| f.get(&label).map_or(0, |c| c.get());
+        (get(&self.exchange_sent), get(&self.exchange_received))
+    }
+
     /// Registers the network-time and playback metrics.
     fn register_playback(&self, registry: &mut Registry) {
         registry.register(
@@ -197,4 +239,47 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
+}
+
+/// Most peer names in the two per-peer exchange counters together; identities are free, so the
+/// bytes of any further peer are counted under `peer="other"`.
+pub const EXCHANGE_PEERS_MAX: usize = 2048;
+
+/// The label of a per-peer counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PeerLabel {
+    /// The peer id, or `other`.
+    peer: String,
+}
+
+impl PeerLabel {
+    fn of(peer: &libp2p::PeerId) -> PeerLabel {
+        PeerLabel {
+            peer: peer.to_string(),
+        }
+    }
+}
+
+/// Adds `bytes` to `peer`'s counter, or to `other` once [`EXCHANGE_PEERS_MAX`] names are
+/// counted (`named` counts them).
+fn count_peer(
+    family: &Family<PeerLabel, Counter>,
+    named: &std::sync::atomic::AtomicUsize,
+    peer: &libp2p::PeerId,
+    bytes: u64,
+) {
+    let label = PeerLabel::of(peer);
+    if let Some(c) = family.get(&label) {
+        c.inc_by(bytes);
+        return;
+    }
+    let known = named.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let label = if known < EXCHANGE_PEERS_MAX {
+        label
+    } else {
+        PeerLabel {
+            peer: "other".to_owned(),
+        }
+    };
+    family.get_or_create(&label).inc_by(bytes);
 }

@@ -129,6 +129,45 @@ pub enum Command {
     },
 }
 
+/// Whether others can dial this node (AutoNAT v2 and UPnP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reachability {
+    /// Not known yet: no address tested.
+    #[default]
+    Unknown,
+    /// An address of ours was dialed back by a peer (or mapped by a UPnP router).
+    Public,
+    /// Every address tested failed: we are behind NAT or a firewall.
+    Private,
+}
+
+impl Reachability {
+    /// `public`, `private` or `unknown`, as `/status` and the log write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        }
+    }
+}
+
+/// Whether `addr` goes through a relay (`/p2p-circuit`).
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// The transport of `addr` (`quic`, `tcp`; for a relayed address, the one to the relay).
+pub fn transport(addr: &Multiaddr) -> Option<&'static str> {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().find_map(|p| match p {
+        Protocol::QuicV1 | Protocol::Quic => Some("quic"),
+        Protocol::Tcp(_) => Some("tcp"),
+        _ => None,
+    })
+}
+
 /// A snapshot of the swarm.
 #[derive(Debug, Clone, Default)]
 pub struct NetInfo {
@@ -163,6 +202,11 @@ pub enum Event {
     },
     /// A peer connected (first connection).
     Connected(PeerId, Multiaddr),
+    /// The connection a peer is reached by changed (a hole punched beside a relayed one, or
+    /// one of two closed): its remote address now.
+    Route(PeerId, Multiaddr),
+    /// What AutoNAT and UPnP tell of our own reachability changed.
+    Reachability(Reachability),
     /// A peer's last connection closed.
     Disconnected(PeerId),
 }
@@ -179,6 +223,8 @@ pub struct NetConfig {
     pub keypair: Keypair,
     /// LAN discovery.
     pub mdns: bool,
+    /// Port mappings from a UPnP router.
+    pub upnp: bool,
     /// Where blocks are served from.
     pub store: BlockStore,
     /// Network time, for `/chorus/time/1` stamps.
@@ -194,8 +240,11 @@ pub struct NetConfig {
 
 /// Builds the swarm and returns the client, the event stream and the loop to spawn.
 pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, EventLoop)> {
-    let mdns = config.mdns;
-    let streams = config.streams_per_connection;
+    let options = behaviour::Options {
+        mdns: config.mdns,
+        upnp: config.upnp,
+        streams: config.streams_per_connection,
+    };
     let clock = config.clock;
     // The registry stays locked while the swarm is built: libp2p registers its metrics in it.
     let metrics = config.metrics.clone();
@@ -210,9 +259,10 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
                 )?
                 .with_quic()
                 .with_dns()?
+                .with_relay_client(noise::Config::new, yamux::Config::default)?
                 .with_bandwidth_metrics(registry)
-                .with_behaviour(|key| {
-                    behaviour::Behaviour::new(key, mdns, clock.clone(), streams)
+                .with_behaviour(|key, relay_client| {
+                    behaviour::Behaviour::new(key, relay_client, options, clock.clone())
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                 })?
                 .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -228,7 +278,7 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
         event_tx,
         config.store,
         config.corrupt_blocks,
-        p2p_metrics,
+        (p2p_metrics, config.metrics.clone()),
     );
     Ok((Client { tx: command_tx }, event_rx, event_loop))
 }

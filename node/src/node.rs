@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// LAN discovery.
     pub mdns: bool,
+    /// Port mappings from a UPnP router.
+    pub upnp: bool,
     /// The HTTP API's address.
     pub http_listen: SocketAddr,
     /// Store budget: fetched tracks are evicted above it.
@@ -388,6 +390,7 @@ async fn start_network(
     let (client, events, event_loop) = net::new(net::NetConfig {
         keypair: keypair.clone(),
         mdns: config.mdns,
+        upnp: config.upnp,
         store: lib.store.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),

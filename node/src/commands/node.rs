@@ -64,6 +64,8 @@ fn config(
         vec![
             format!("/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}"),
             format!("/ip4/0.0.0.0/udp/{DEFAULT_P2P_PORT}/quic-v1"),
+            format!("/ip6/::/tcp/{DEFAULT_P2P_PORT}"),
+            format!("/ip6/::/udp/{DEFAULT_P2P_PORT}/quic-v1"),
         ]
         .into_iter()
         .filter_map(|a| a.parse::<Multiaddr>().ok())
@@ -78,6 +80,7 @@ fn config(
         peers: args.peers.clone(),
         listen,
         mdns: !args.no_mdns,
+        upnp: !args.no_upnp,
         http_listen: args.http_listen,
         store_budget_bytes: args.store_budget_mb.saturating_mul(1024 * 1024),
         clock_skew_ms: args.clock_skew_ms,

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::{PeerId, StreamProtocol, connection_limits, gossipsub, identify, kad, mdns, ping};
+use libp2p::{
+    PeerId, StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns,
+    ping, relay, upnp,
+};
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
@@ -70,7 +73,9 @@ mod composed {
     use libp2p::request_response;
     use libp2p::swarm::NetworkBehaviour;
     use libp2p::swarm::behaviour::toggle::Toggle;
-    use libp2p::{connection_limits, gossipsub, identify, kad, mdns, ping};
+    use libp2p::{
+        autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns, ping, relay, upnp,
+    };
 
     use crate::net::protocol::{Have, SyncRequest, SyncResponse, Want};
     use crate::net::records::BoundedStore;
@@ -91,6 +96,19 @@ mod composed {
         pub ping: ping::Behaviour,
         /// LAN discovery, when turned on.
         pub mdns: Toggle<mdns::tokio::Behaviour>,
+        /// AutoNAT v2, asking: which of our observed addresses others can dial back.
+        pub autonat: autonat::v2::client::Behaviour,
+        /// AutoNAT v2, answering: dials back the addresses peers ask about.
+        pub autonat_server: autonat::v2::server::Behaviour,
+        /// Circuit relay v2 server: advertised only while we have a confirmed public address,
+        /// within [`super::relay_config`]'s limits.
+        pub relay: relay::Behaviour,
+        /// Circuit relay v2 client: reservations on public peers while we are private.
+        pub relay_client: relay::client::Behaviour,
+        /// Hole punching (DCUtR) over relayed connections.
+        pub dcutr: dcutr::Behaviour,
+        /// Port mappings from a UPnP router, when turned on.
+        pub upnp: Toggle<upnp::tokio::Behaviour>,
         /// `/chorus/sync/1`: catching up on the chain.
         pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
         /// `/chorus/time/1`: network time samples.
@@ -112,22 +130,27 @@ pub enum BuildError {
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `key`; `mdns` turns LAN discovery on.
-    /// `streams` bounds the requests in flight per connection and protocol, each way
-    /// ([`MAX_STREAMS_PER_CONNECTION`] for a node).
+    /// Builds the behaviour for `key`: `relay_client` from the swarm builder, `options` the
+    /// switches (LAN discovery, UPnP, streams per connection).
     pub fn new(
         key: &Keypair,
-        mdns: bool,
+        relay_client: relay::client::Behaviour,
+        options: Options,
         clock: Arc<Clock>,
-        streams: usize,
     ) -> Result<Behaviour, BuildError> {
+        let Options {
+            mdns,
+            upnp,
+            streams,
+        } = options;
         let peer_id = key.public().to_peer_id();
         let gossipsub = gossipsub(key)?;
         let kad = kad(peer_id);
-        let identify = identify::Behaviour::new(identify::Config::new(
-            IDENTIFY_VERSION.to_owned(),
-            key.public(),
-        ));
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_VERSION.to_owned(), key.public())
+                // Protocol changes (the relay server turning on) reach peers at once.
+                .with_push_listen_addr_updates(true),
+        );
         let mdns = if mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),
@@ -169,10 +192,50 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::new(ping::Config::new()),
             mdns: mdns.into(),
+            autonat: autonat::v2::client::Behaviour::new(
+                rand::make_rng(),
+                autonat::v2::client::Config::default().with_probe_interval(AUTONAT_PROBE),
+            ),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            relay: relay::Behaviour::new(peer_id, relay_config()),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            upnp: upnp.then(upnp::tokio::Behaviour::default).into(),
             sync,
             time,
             blocks,
         })
+    }
+}
+
+/// The switches of [`Behaviour::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// LAN discovery (mDNS).
+    pub mdns: bool,
+    /// Port mappings from a UPnP router.
+    pub upnp: bool,
+    /// Requests in flight per connection and protocol, each way
+    /// ([`MAX_STREAMS_PER_CONNECTION`] for a node).
+    pub streams: usize,
+}
+
+/// How often AutoNAT v2 tests an untested address candidate (libp2p's default is 5 s).
+const AUTONAT_PROBE: Duration = Duration::from_secs(2);
+
+/// The relay server's limits (PROTOCOL.md 12.5): a relay carries hole punching and control
+/// traffic, never tracks, so each circuit is short and small; a public node lends at most 64
+/// reservations (4 per peer) and 32 circuits at once (4 per peer).
+pub fn relay_config() -> relay::Config {
+    relay::Config {
+        max_reservations: 64,
+        max_reservations_per_peer: 4,
+        reservation_duration: Duration::from_secs(30 * 60),
+        max_circuits: 32,
+        max_circuits_per_peer: 4,
+        max_circuit_duration: Duration::from_secs(5 * 60),
+        max_circuit_bytes: 1 << 20,
+        ..relay::Config::default()
     }
 }
 
@@ -189,6 +252,9 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError> {
         .max_transmit_size(GOSSIP_FRAME_MAX)
         .heartbeat_interval(Duration::from_millis(700))
         .heartbeat_initial_delay(Duration::from_millis(100))
+        // Peer exchange: a peer pruned from a full mesh is told of others to dial, so joiners
+        // that were given one address spread out instead of forming a star around it.
+        .do_px()
         .build()
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
     let mut gossipsub =
@@ -212,18 +278,17 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError> {
     Ok(gossipsub)
 }
 
-/// Kademlia in server mode over the bounded record store.
+/// Kademlia over the bounded record store, in server mode only while we have a confirmed
+/// external address (libp2p's automatic mode): a node behind NAT is a client, so nobody puts
+/// its unreachable addresses in their routing table.
 fn kad(peer_id: PeerId) -> kad::Behaviour<super::records::BoundedStore> {
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_provider_publication_interval(Some(Duration::from_secs(600)));
-    // Peers enter the table through identify; a periodic bootstrap before the first one
-    // only warns about an empty table.
+    // The event loop bootstraps when the first server peer enters the table and then
+    // periodically; kad's own timer would warn about an empty table on a lone node.
     kad_config.set_periodic_bootstrap_interval(None);
     let store = super::records::BoundedStore::new(peer_id);
-    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-    // On loopback and private addresses kad would stay a client and nobody could ask us.
-    kad.set_mode(Some(kad::Mode::Server));
-    kad
+    kad::Behaviour::with_config(peer_id, store, kad_config)
 }
 
 /// The connection limits of PROTOCOL.md 12.5 (the per-IP one is the event loop's).

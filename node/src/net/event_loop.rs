@@ -4,14 +4,21 @@
 //! - `commands`: the [`Command`]s of the [`super::Client`].
 //! - `requests`: the sync and time protocols and the DHT's provider queries.
 //! - `blocks`: answering want lists from the store, a bounded number at a time.
+//! - `nat`: our reachability (AutoNAT v2, UPnP), relay reservations while private, hole
+//!   punching, and relayed connections dropped once a direct one exists.
+//! - `discovery`: more peers than the ones given: DHT bootstrap, and gossip authors dialed
+//!   directly or through our relays.
 
 mod blocks;
 mod commands;
+mod discovery;
 mod guard;
+mod nat;
 mod requests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chorus_media::store::BlockStore;
@@ -22,7 +29,7 @@ use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{PeerId, Swarm, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -31,11 +38,29 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::protocol::{Have, Pong, SyncResponse};
 use super::{Command, Event, RequestError};
 use guard::remote_ip;
+use nat::relay_server_event;
 
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
 /// How often peer scores are checked for graylisted peers.
 const SCORE_CHECK: Duration = Duration::from_secs(1);
+/// How often reservations, discovery and the DHT are looked after.
+const MAINTENANCE: Duration = Duration::from_secs(2);
+
+/// One established connection.
+#[derive(Debug, Clone)]
+struct Conn {
+    peer: PeerId,
+    /// The remote address (`/p2p-circuit` for a relayed one).
+    addr: Multiaddr,
+    /// Whether it goes through a relay.
+    relayed: bool,
+    /// We dialed it (so the address is one the peer listens on).
+    dialer: bool,
+    /// The remote IP, for the per-IP limit (`None` for relayed connections: their IP is the
+    /// relay's).
+    ip: Option<IpAddr>,
+}
 
 /// Owns the swarm; run it with [`EventLoop::run`] on its own task.
 pub struct EventLoop {
@@ -47,12 +72,18 @@ pub struct EventLoop {
     store: BlockStore,
     corrupt_blocks: bool,
     metrics: libp2p::metrics::Metrics,
+    /// Chorus's own metrics (per-peer exchange bytes).
+    counters: Arc<crate::metrics::Metrics>,
     pending_sync: HashMap<OutboundRequestId, (PeerId, Reply<SyncResponse>)>,
     pending_time: HashMap<OutboundRequestId, (PeerId, Reply<(Pong, u64)>)>,
     pending_want: HashMap<OutboundRequestId, (PeerId, Reply<Have>)>,
     pending_providers: HashMap<QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
-    /// Remote IP of every established connection, for the per-IP limit.
-    connections: HashMap<ConnectionId, IpAddr>,
+    /// Every established connection that was not refused.
+    connections: HashMap<ConnectionId, Conn>,
+    /// Reachability, relays and hole punching.
+    nat: nat::Nat,
+    /// Peers to find and the DHT's upkeep.
+    discovery: discovery::Discovery,
     /// Graylisted peers disconnected, until when they are refused.
     banned: HashMap<PeerId, Instant>,
     /// Want lists being read from the store, per peer.
@@ -67,7 +98,7 @@ impl EventLoop {
         events: mpsc::Sender<Event>,
         store: BlockStore,
         corrupt_blocks: bool,
-        metrics: libp2p::metrics::Metrics,
+        (metrics, counters): (libp2p::metrics::Metrics, Arc<crate::metrics::Metrics>),
     ) -> EventLoop {
         EventLoop {
             swarm,
@@ -77,11 +108,14 @@ impl EventLoop {
             store,
             corrupt_blocks,
             metrics,
+            counters,
             pending_sync: HashMap::new(),
             pending_time: HashMap::new(),
             pending_want: HashMap::new(),
             pending_providers: HashMap::new(),
             connections: HashMap::new(),
+            nat: nat::Nat::default(),
+            discovery: discovery::Discovery::default(),
             banned: HashMap::new(),
             block_reads: HashMap::new(),
         }
@@ -96,11 +130,17 @@ impl EventLoop {
     pub async fn run_until(mut self, shutdown: CancellationToken) {
         let mut score_check = tokio::time::interval(SCORE_CHECK);
         score_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintenance = tokio::time::interval(MAINTENANCE);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = score_check.tick() => self.drop_graylisted(),
+                _ = maintenance.tick() => {
+                    self.maintain_relays();
+                    self.discover();
+                }
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => return,
@@ -128,40 +168,76 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 endpoint,
-                num_established,
                 ..
             } => {
                 let addr = endpoint.get_remote_address();
-                if let Some(why) = self.refuse_connection(&peer_id, addr) {
+                let relayed = super::is_relayed(addr);
+                if let Some(why) = self.refuse_connection(&peer_id, addr, relayed) {
                     debug!("connection from {peer_id} at {addr} refused: {why}");
                     self.swarm.close_connection(connection_id);
                     return;
                 }
-                if let Some(ip) = remote_ip(addr) {
-                    self.connections.insert(connection_id, ip);
-                }
-                if num_established.get() == 1 {
+                let conn = Conn {
+                    peer: peer_id,
+                    addr: addr.clone(),
+                    relayed,
+                    dialer: endpoint.is_dialer(),
+                    ip: if relayed { None } else { remote_ip(addr) },
+                };
+                let first = !self.connections.values().any(|c| c.peer == peer_id);
+                self.connections.insert(connection_id, conn);
+                if first {
                     self.emit(Event::Connected(peer_id, addr.clone()));
+                } else if !relayed {
+                    self.emit(Event::Route(peer_id, addr.clone()));
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
-                num_established,
                 ..
             } => {
                 // A connection refused above never reached the driver: nothing to report.
                 let known = self.connections.remove(&connection_id).is_some();
-                if num_established == 0 && known {
-                    self.emit(Event::Disconnected(peer_id));
+                if !known {
+                    return;
+                }
+                match self.route_to(&peer_id) {
+                    None => self.emit(Event::Disconnected(peer_id)),
+                    Some(addr) => self.emit(Event::Route(peer_id, addr)),
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!("outgoing connection to {peer_id:?} failed: {error}");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::ExternalAddrConfirmed { address } => self.address_confirmed(address),
+            SwarmEvent::ExternalAddrExpired { address } => self.address_expired(&address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => self.listener_closed(listener_id, reason.err()),
             _ => {}
         }
+    }
+
+    /// The best connection to `peer`: a direct one if any, else a relayed one.
+    fn route_to(&self, peer: &PeerId) -> Option<Multiaddr> {
+        let mut conns = self.connections.values().filter(|c| c.peer == *peer);
+        let first = conns.next()?;
+        let best = std::iter::once(first)
+            .chain(conns)
+            .min_by_key(|c| c.relayed)
+            .unwrap_or(first);
+        Some(best.addr.clone())
+    }
+
+    /// Whether `peer` has a direct (not relayed) connection.
+    fn has_direct(&self, peer: &PeerId) -> bool {
+        self.connections
+            .values()
+            .any(|c| c.peer == *peer && !c.relayed)
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
@@ -178,6 +254,9 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                if let Some(author) = message.source {
+                    self.discovery.heard(author);
+                }
                 let event = Event::Gossip {
                     id: message_id.clone(),
                     source: propagation_source,
@@ -196,10 +275,13 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
+                self.identified(peer_id, info);
             }
+            BehaviourEvent::Autonat(event) => self.autonat_tested(event),
+            BehaviourEvent::RelayClient(event) => self.relay_client_event(event),
+            BehaviourEvent::Relay(event) => relay_server_event(&event),
+            BehaviourEvent::Dcutr(event) => self.hole_punch(event),
+            BehaviourEvent::Upnp(event) => self.upnp_event(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     info!(event = "mdns_discovered", peer = %peer, address = %addr, "found peer {peer} on the LAN at {addr}");

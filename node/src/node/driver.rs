@@ -135,6 +135,8 @@ impl Driver {
                 self.p.net.connected(peer, addr);
                 self.p.consensus.peer_connected(peer);
             }
+            Event::Route(peer, addr) => self.p.net.route(peer, addr),
+            Event::Reachability(r) => self.p.net.reachability = r,
             Event::Disconnected(peer) => {
                 self.p.net.disconnected(&peer);
                 self.p.consensus.peer_disconnected(&peer);

@@ -108,6 +108,8 @@ impl Joiner {
                 self.kept.push(Event::Connected(peer, addr));
             }
             Event::Disconnected(peer) => self.connected.retain(|p| *p != peer),
+            // For the driver, in order.
+            e @ (Event::Route(..) | Event::Reachability(_)) => self.kept.push(e),
             Event::Gossip { id, source, .. } => {
                 self.client
                     .validate(id, source, MessageAcceptance::Ignore)

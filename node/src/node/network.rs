@@ -51,6 +51,8 @@ pub struct Network {
     pub connected: BTreeMap<PeerId, Multiaddr>,
     /// This node's listen addresses.
     pub listen: Vec<Multiaddr>,
+    /// Whether others can dial us.
+    pub reachability: crate::net::Reachability,
     answers: mpsc::Sender<Answer>,
 }
 
@@ -72,6 +74,7 @@ impl Network {
             data_dir,
             connected: BTreeMap::new(),
             listen: Vec::new(),
+            reachability: crate::net::Reachability::default(),
             answers,
         }
     }
@@ -111,6 +114,18 @@ impl Network {
         info!(event = "peer_connected", peer = %peer, address = %addr, "connected to {peer} at {addr}");
         self.connected.insert(peer, addr);
         self.save_peers();
+    }
+
+    /// The connection `peer` is reached by changed (a hole punched, a relay dropped).
+    pub fn route(&mut self, peer: PeerId, addr: Multiaddr) {
+        let how = if crate::net::is_relayed(&addr) {
+            "relayed"
+        } else {
+            "direct"
+        };
+        info!(event = "peer_route", peer = %peer, address = %addr, route = how,
+            "{peer} is now reached {how} at {addr}");
+        self.connected.insert(peer, addr);
     }
 
     /// A peer went away.

@@ -30,8 +30,13 @@ pub struct Inputs<'a> {
     pub listen: &'a [Multiaddr],
     /// Where the HTTP API listens.
     pub http: SocketAddr,
-    /// Connected peers and the remote address of each.
+    /// Connected peers and the remote address of each (its best connection: direct when
+    /// there is one).
     pub connected: &'a BTreeMap<PeerId, Multiaddr>,
+    /// Whether others can dial this node.
+    pub reachability: crate::net::Reachability,
+    /// Per-peer exchange counters.
+    pub metrics: &'a crate::metrics::Metrics,
     /// Each peer's best time sample.
     pub times: &'a HashMap<PeerId, PeerTime>,
     /// Corrupt blocks received, per peer.
@@ -81,6 +86,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
         "now_ms": i.now,
         "clock_offset_ms": i.clock_offset_ms,
         "listen": i.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "reachability": i.reachability.as_str(),
         "http": i.http.to_string(),
         "playing": playing,
         "diverged": status.diverged,
@@ -149,13 +155,34 @@ fn next_json(i: &Inputs<'_>, first_pending: u64) -> Vec<Value> {
 }
 
 /// The peers of the consensus peer table, then the connected peers it does not know yet.
+/// How a peer is reached and what the block exchange moved with it.
+fn link_json(i: &Inputs<'_>, peer: &PeerId) -> Value {
+    let addr = i.connected.get(peer);
+    let (sent, received) = i.metrics.exchange_bytes(peer);
+    json!({
+        "route": addr.map(|a| if crate::net::is_relayed(a) { "relayed" } else { "direct" }),
+        "transport": addr.and_then(crate::net::transport),
+        "exchange_bytes_sent": sent,
+        "exchange_bytes_received": received,
+    })
+}
+
+/// Adds the fields of `extra` (an object) to `v` (an object).
+fn merged(mut v: Value, extra: Value) -> Value {
+    if let (Some(map), Value::Object(more)) = (v.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    v
+}
+
 fn peers_json(i: &Inputs<'_>) -> Vec<Value> {
     let mut peers = Vec::new();
     let mut seen = BTreeSet::new();
     for (peer, info) in i.consensus.peers().iter() {
         seen.insert(*peer);
         let time = i.times.get(peer);
-        peers.push(json!({
+        let link = link_json(i, peer);
+        peers.push(merged(json!({
             "peer_id": peer.to_string(),
             "state": match info.state {
                 PeerState::Unknown => "unknown",
@@ -174,23 +201,27 @@ fn peers_json(i: &Inputs<'_>) -> Vec<Value> {
             "rtt_ms": time.map(|t| t.rtt_ms),
             "clock_offset_ms": time.map(|t| t.offset_ms),
             "time_samples": time.map_or(0, |t| t.samples),
-        }));
+        }), link));
     }
     for (peer, addr) in i.connected {
         if seen.contains(peer) {
             continue;
         }
         let time = i.times.get(peer);
-        peers.push(json!({
-            "peer_id": peer.to_string(),
-            "state": "unknown",
-            "connected": true,
-            "address": addr.to_string(),
-            "violations": 0,
-            "corrupt_blocks": i.corrupt.get(peer).copied().unwrap_or(0),
-            "rtt_ms": time.map(|t| t.rtt_ms),
-            "clock_offset_ms": time.map(|t| t.offset_ms),
-        }));
+        let link = link_json(i, peer);
+        peers.push(merged(
+            json!({
+                "peer_id": peer.to_string(),
+                "state": "unknown",
+                "connected": true,
+                "address": addr.to_string(),
+                "violations": 0,
+                "corrupt_blocks": i.corrupt.get(peer).copied().unwrap_or(0),
+                "rtt_ms": time.map(|t| t.rtt_ms),
+                "clock_offset_ms": time.map(|t| t.offset_ms),
+            }),
+            link,
+        ));
     }
     peers
 }
@@ -222,6 +253,8 @@ pub(crate) fn publish(p: &super::Parts, bad: &super::report::Misbehaviour) {
         listen: &p.net.listen,
         http: p.http,
         connected: &p.net.connected,
+        reachability: p.net.reachability,
+        metrics: &p.metrics,
         times: &p.time.peers(),
         corrupt: &bad.corrupt,
         complete: p.playback.complete(),

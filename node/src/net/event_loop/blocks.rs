@@ -18,6 +18,18 @@ const BLOCK_READS_TOTAL: usize = 16;
 
 impl EventLoop {
     pub(super) fn on_blocks(&mut self, event: request_response::Event<Want, Have>) {
+        // Count what answers to our want lists bring, per peer.
+        if let request_response::Event::Message {
+            peer,
+            message: request_response::Message::Response { response, .. },
+            ..
+        } = &event
+        {
+            let bytes: usize = response.blocks.iter().map(|b| b.data.len()).sum();
+            if bytes > 0 {
+                self.counters.exchange_received(peer, bytes as u64);
+            }
+        }
         if let Some((peer, request, channel)) = route(&mut self.pending_want, event, |r| r) {
             self.serve_want(peer, request, channel);
         }
@@ -28,7 +40,9 @@ impl EventLoop {
     fn serve_want(&mut self, peer: PeerId, request: Want, channel: ResponseChannel<Have>) {
         let reading: usize = self.block_reads.values().sum();
         let own = self.block_reads.get(&peer).copied().unwrap_or(0);
-        if own >= BLOCK_READS_PER_PEER || reading >= BLOCK_READS_TOTAL {
+        // Blocks never go through a relay: a peer reached only that way hears "later".
+        let relayed = !self.has_direct(&peer);
+        if relayed || own >= BLOCK_READS_PER_PEER || reading >= BLOCK_READS_TOTAL {
             let have = Have {
                 later: request.ids.into_iter().take(WANTED_IDS_MAX).collect(),
                 ..Have::default()
@@ -67,6 +81,10 @@ impl EventLoop {
             if *n == 0 {
                 self.block_reads.remove(&peer);
             }
+        }
+        let bytes: usize = have.blocks.iter().map(|b| b.data.len()).sum();
+        if bytes > 0 {
+            self.counters.exchange_sent(&peer, bytes as u64);
         }
         let _ = self
             .swarm

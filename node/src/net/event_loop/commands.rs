@@ -8,9 +8,9 @@ use tracing::{debug, warn};
 
 use super::{EventLoop, Reply};
 use crate::net::behaviour::topic_score_params;
-use crate::net::protocol::{Ping, Pong};
+use crate::net::protocol::{Have, Ping, Pong, Want};
 use crate::net::time_codec::TimeRequest;
-use crate::net::{Command, NetInfo};
+use crate::net::{Command, NetInfo, RequestError};
 
 impl EventLoop {
     pub(super) fn on_command(&mut self, command: Command) {
@@ -45,10 +45,7 @@ impl EventLoop {
                 let _ = behaviour.sync.send_response(channel, response);
             }
             Command::Time { peer, reply } => self.request_time(peer, reply),
-            Command::Want { peer, want, reply } => {
-                let id = behaviour.blocks.send_request(&peer, want);
-                self.pending_want.insert(id, (peer, reply));
-            }
+            Command::Want { peer, want, reply } => self.want(peer, want, reply),
             Command::RespondBlocks {
                 peer,
                 channel,
@@ -69,6 +66,20 @@ impl EventLoop {
                 });
             }
         }
+    }
+
+    /// Sends a want list, over a direct connection only: a relay carries control traffic,
+    /// never blocks (its circuits are small and short).
+    fn want(&mut self, peer: PeerId, want: Want, reply: Reply<Have>) {
+        if !self.has_direct(&peer) {
+            let _ = reply.send(Err(RequestError::Failed {
+                peer,
+                reason: "only a relayed connection: blocks go over direct ones".to_owned(),
+            }));
+            return;
+        }
+        let id = self.swarm.behaviour_mut().blocks.send_request(&peer, want);
+        self.pending_want.insert(id, (peer, reply));
     }
 
     /// Dials `addr`, first telling Kademlia the peer's address when `addr` names the peer.

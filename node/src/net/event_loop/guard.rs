@@ -41,8 +41,14 @@ impl EventLoop {
     }
 
     /// Whether a new connection from `peer` at `addr` must be closed: a banned peer, or one
-    /// more connection from an IP address that has [`MAX_CONNECTIONS_PER_IP`].
-    pub(super) fn refuse_connection(&self, peer: &PeerId, addr: &Multiaddr) -> Option<String> {
+    /// more connection from an IP address that has [`MAX_CONNECTIONS_PER_IP`] (a relayed
+    /// connection's IP is the relay's: the relay limits its circuits itself).
+    pub(super) fn refuse_connection(
+        &self,
+        peer: &PeerId,
+        addr: &Multiaddr,
+        relayed: bool,
+    ) -> Option<String> {
         if self
             .banned
             .get(peer)
@@ -51,10 +57,14 @@ impl EventLoop {
             return Some("graylisted recently".to_owned());
         }
         let ip = remote_ip(addr)?;
-        if ip.to_canonical().is_loopback() {
+        if relayed || ip.to_canonical().is_loopback() {
             return None;
         }
-        let from_ip = self.connections.values().filter(|i| **i == ip).count();
+        let from_ip = self
+            .connections
+            .values()
+            .filter(|c| c.ip == Some(ip))
+            .count();
         (from_ip >= MAX_CONNECTIONS_PER_IP)
             .then(|| format!("{from_ip} connections from {ip} already"))
     }

@@ -201,6 +201,7 @@ fn swarm(
     let (client, events, event_loop) = chorus::net::new(chorus::net::NetConfig {
         keypair: key,
         mdns: false,
+        upnp: false,
         store,
         clock: Arc::new(Clock::new(clock_ms)),
         metrics: Arc::new(Metrics::new()),

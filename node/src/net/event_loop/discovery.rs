@@ -1,0 +1,130 @@
+//! Finding peers beyond the ones given. A joiner is given one address; without discovery the
+//! network is a star around it. Three ways out: gossipsub's peer exchange (on in the
+//! behaviour), a DHT bootstrap (random walks fill the routing table with public peers), and the
+//! authors of gossip we verified: while we have fewer than [`TARGET_PEERS`] peers, a few of
+//! them are dialed each round, at the addresses the DHT knows and through each relay we are
+//! connected to (a private author keeps a reservation on one; the relayed connection is then
+//! upgraded by hole punching).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use tracing::debug;
+
+use super::EventLoop;
+
+/// Peers a node wants to be connected to.
+pub const TARGET_PEERS: usize = 12;
+/// Authors dialed per round (every [`super::MAINTENANCE`]).
+const DIALS_PER_ROUND: usize = 3;
+/// How long before an author that could not be dialed is tried again.
+const REDIAL: Duration = Duration::from_secs(30);
+/// Authors remembered (identities are free: the oldest are forgotten).
+const AUTHORS_MAX: usize = 512;
+/// How often the DHT is bootstrapped once it has a peer.
+const BOOTSTRAP_EVERY: Duration = Duration::from_secs(300);
+
+/// Candidate peers and the DHT's upkeep.
+#[derive(Debug, Default)]
+pub(super) struct Discovery {
+    /// Authors of verified gossip, most recent last.
+    authors: VecDeque<PeerId>,
+    /// When each was last dialed.
+    dialed: HashMap<PeerId, Instant>,
+    /// The last DHT bootstrap.
+    bootstrapped: Option<Instant>,
+}
+
+impl Discovery {
+    /// `peer` signed a gossip message we received.
+    pub(super) fn heard(&mut self, peer: PeerId) {
+        if self.authors.back() == Some(&peer) {
+            return;
+        }
+        self.authors.retain(|p| *p != peer);
+        self.authors.push_back(peer);
+        while self.authors.len() > AUTHORS_MAX {
+            if let Some(old) = self.authors.pop_front() {
+                self.dialed.remove(&old);
+            }
+        }
+    }
+}
+
+impl EventLoop {
+    /// One round: bootstrap the DHT when due, and dial a few authors while short of peers.
+    pub(super) fn discover(&mut self) {
+        let now = Instant::now();
+        self.bootstrap_dht(now);
+        let me = *self.swarm.local_peer_id();
+        let connected: HashSet<PeerId> = self.connections.values().map(|c| c.peer).collect();
+        if connected.len() >= TARGET_PEERS {
+            return;
+        }
+        self.discovery
+            .dialed
+            .retain(|_, at| now.duration_since(*at) < REDIAL);
+        let due: Vec<PeerId> = self
+            .discovery
+            .authors
+            .iter()
+            .rev()
+            .filter(|p| **p != me && !connected.contains(p))
+            .filter(|p| !self.discovery.dialed.contains_key(p))
+            .filter(|p| !self.banned.contains_key(p))
+            .take(DIALS_PER_ROUND.min(TARGET_PEERS - connected.len()))
+            .copied()
+            .collect();
+        for peer in due {
+            self.discovery.dialed.insert(peer, now);
+            self.dial_author(peer);
+        }
+    }
+
+    /// Dials `peer` at whatever the behaviours know (the DHT) and through every relay we hold
+    /// a direct connection to.
+    fn dial_author(&mut self, peer: PeerId) {
+        let circuits: Vec<_> = self
+            .connections
+            .values()
+            .filter(|c| c.dialer && !c.relayed && self.nat_relay(&c.peer))
+            .map(|c| {
+                let mut a = c.addr.clone();
+                if !matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+                    a.push(Protocol::P2p(c.peer));
+                }
+                a.with(Protocol::P2pCircuit).with(Protocol::P2p(peer))
+            })
+            .collect();
+        debug!(
+            "dialing {peer}, heard in gossip ({} relays)",
+            circuits.len()
+        );
+        let opts = DialOpts::peer_id(peer)
+            .addresses(circuits)
+            .extend_addresses_through_behaviour()
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!("cannot dial {peer}: {e}");
+        }
+    }
+
+    /// Bootstraps the DHT once it knows a peer, then every [`BOOTSTRAP_EVERY`].
+    fn bootstrap_dht(&mut self, now: Instant) {
+        if self
+            .discovery
+            .bootstrapped
+            .is_some_and(|at| now.duration_since(at) < BOOTSTRAP_EVERY)
+        {
+            return;
+        }
+        if self.swarm.behaviour_mut().kad.bootstrap().is_ok() {
+            debug!("DHT bootstrap started");
+            self.discovery.bootstrapped = Some(now);
+        }
+    }
+}
