@@ -238,7 +238,7 @@ impl Fetcher {
                     slot,
                     segment_ms,
                 } => self.request_manifest(peer, track, slot, segment_ms),
-                Action::Want { peer, ids } => self.want(peer, ids),
+                Action::Want { peer, ids, track } => self.want(peer, ids, track),
                 Action::Provide { manifest_id } => {
                     self.client.provide(manifest_id.as_bytes().to_vec()).await;
                 }
@@ -256,7 +256,9 @@ impl Fetcher {
 
     /// Tells the planner which peers connected or left since the last refresh.
     async fn refresh_peers(&mut self, planner: &mut Planner) {
-        let now: BTreeSet<PeerId> = self.client.info().await.connected.into_iter().collect();
+        // Blocks go over direct connections only: a peer reached through a relay is no
+        // provider until a hole is punched.
+        let now: BTreeSet<PeerId> = self.client.info().await.direct.into_iter().collect();
         for peer in now.difference(&self.connected) {
             planner.handle_connected(*peer);
         }
@@ -330,16 +332,16 @@ impl Fetcher {
         );
     }
 
-    fn want(&mut self, peer: PeerId, ids: Vec<Hash32>) {
+    fn want(&mut self, peer: PeerId, ids: Vec<Hash32>, track: Option<Hash32>) {
         let client = self.client.clone();
         let store = self.store.clone();
         self.work.push(
             async move {
-                let outcome = match client.want(peer, ids.clone()).await {
+                let outcome = match client.want(peer, ids.clone(), track).await {
                     Ok(have) => {
                         let asked = ids.clone();
                         tokio::task::spawn_blocking(move || {
-                            verify::verify_and_store(&store, &asked, have)
+                            verify::verify_and_store(&store, &asked, track, have)
                         })
                         .await
                         .map_or(BlocksOutcome::Failed, BlocksOutcome::Answered)

@@ -173,6 +173,8 @@ pub fn transport(addr: &Multiaddr) -> Option<&'static str> {
 pub struct NetInfo {
     /// Connected peers.
     pub connected: Vec<PeerId>,
+    /// Those with a direct (not relayed) connection: the block exchange's peers.
+    pub direct: Vec<PeerId>,
 }
 
 /// What the event loop reports.
@@ -352,16 +354,18 @@ impl Client {
         rx.await.unwrap_or(Err(RequestError::Stopped))
     }
 
-    /// Sends a want list and waits for the answer.
+    /// Sends a want list (with `track`, a manifest id, asking for the peer's holdings of it
+    /// too) and waits for the answer.
     pub async fn want(
         &self,
         peer: PeerId,
         ids: Vec<chorus_consensus::Hash32>,
+        track: Option<chorus_consensus::Hash32>,
     ) -> Result<Have, RequestError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Want {
             peer,
-            want: Want { ids },
+            want: Want { ids, track },
             reply,
         })
         .await;

@@ -11,6 +11,11 @@
 //!   those with fewer than [`PER_PEER`](super::PER_PEER).
 //! - "Don't have" or "later" moves a block to the next provider; a failed request puts its
 //!   blocks back; a corrupt block or manifest bans its sender for [`BAN`].
+//! - Swarming: every want list names its track, and the answer says which of its segments the
+//!   peer holds; peers not known to hold a track in full are probed for their holdings (a
+//!   want list with no ids) every [`swarm::PROBE_EVERY`]. A block goes to a peer that said it
+//!   holds it before the track's seeds (proposer, providers), so a new track spreads from
+//!   every node that has some of it, and its proposer's upload stays bounded.
 //! - Every [`REFRESH`], answers of "don't have" are forgotten (peers may have fetched since) and
 //!   expired bans lifted; every [`REASK`] the DHT is asked again and manifests re-asked.
 //! - Progress is reported as blocks arrive; a finished track is provided (cross-seeding) and
@@ -29,6 +34,7 @@ use super::{BAN, FetchEvent};
 mod messages;
 mod schedule;
 mod state;
+pub(crate) mod swarm;
 
 pub use messages::{Action, BlocksOutcome, Contents, Delivery, Local, ManifestOutcome, Want};
 use state::{BlockState, Peers, Phase, TrackFetch};
@@ -55,6 +61,8 @@ pub struct Planner {
     queue: BTreeSet<(u64, Hash32)>,
     /// Want lists in flight per peer.
     in_flight: BTreeMap<PeerId, usize>,
+    /// Peers with a want-have probe in flight.
+    probing: BTreeSet<PeerId>,
     peers: Peers,
     next_refresh: Duration,
     actions: VecDeque<Action>,
@@ -70,6 +78,7 @@ impl Planner {
             blocks: BTreeMap::new(),
             queue: BTreeSet::new(),
             in_flight: BTreeMap::new(),
+            probing: BTreeSet::new(),
             peers: Peers::default(),
             next_refresh: now,
             actions: VecDeque::new(),
@@ -200,14 +209,21 @@ impl Planner {
         outcome: BlocksOutcome,
     ) {
         self.dirty = true;
-        if let Some(n) = self.in_flight.get_mut(&peer) {
+        if ids.is_empty() {
+            self.probing.remove(&peer);
+        } else if let Some(n) = self.in_flight.get_mut(&peer) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.in_flight.remove(&peer);
             }
         }
         match outcome {
-            BlocksOutcome::Answered(delivery) => self.delivered(now, peer, ids, delivery),
+            BlocksOutcome::Answered(mut delivery) => {
+                if let Some((manifest, bits)) = delivery.holding.take() {
+                    self.heard_holding(peer, &manifest, bits);
+                }
+                self.delivered(now, peer, ids, delivery);
+            }
             BlocksOutcome::Failed => {
                 let mut lacked = BTreeSet::new();
                 for id in ids {
@@ -237,6 +253,7 @@ impl Planner {
         for b in self.blocks.values_mut() {
             b.dont_have.clear();
         }
+        self.probe_holdings(now);
         let stale: Vec<Hash32> = self
             .tracks
             .iter()
@@ -301,6 +318,12 @@ impl Planner {
                 .waiting
                 .insert(track);
         }
+        t.index = contents
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
         t.phase = Phase::Fetching {
             segments: contents.segments,
             pending,

@@ -17,6 +17,7 @@ use super::planner::{
 
 mod blocks;
 mod manifests;
+mod swarm;
 
 const SEGMENT_MS: u64 = 1000;
 
@@ -128,11 +129,27 @@ impl Test {
     }
 }
 
+/// The want lists among `actions` (want-have probes left out).
 fn wants(actions: &[Action]) -> Vec<(PeerId, Vec<Hash32>)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Want { peer, ids } => Some((*peer, ids.clone())),
+            Action::Want { peer, ids, .. } if !ids.is_empty() => Some((*peer, ids.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The want-have probes among `actions`: the peer and the manifest id.
+fn probes(actions: &[Action]) -> Vec<(PeerId, Hash32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Want {
+                peer,
+                ids,
+                track: Some(m),
+            } if ids.is_empty() => Some((*peer, *m)),
             _ => None,
         })
         .collect()

@@ -65,10 +65,17 @@ pub(super) fn accept_manifest(
 }
 
 /// Hashes every block received before storing it; only ids that were asked for are taken.
-pub(super) fn verify_and_store(store: &BlockStore, asked: &[Hash32], have: Have) -> Delivery {
+/// The holdings of `track` (the manifest id the want list named) come along.
+pub(super) fn verify_and_store(
+    store: &BlockStore,
+    asked: &[Hash32],
+    track: Option<Hash32>,
+    have: Have,
+) -> Delivery {
     let mut delivery = Delivery {
         dont_have: have.dont_have,
         later: have.later,
+        holding: track.zip(have.holding),
         ..Delivery::default()
     };
     for block in have.blocks {

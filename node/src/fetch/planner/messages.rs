@@ -72,6 +72,9 @@ pub struct Delivery {
     pub dont_have: Vec<Hash32>,
     /// Blocks the peer has but left out of this answer.
     pub later: Vec<Hash32>,
+    /// The manifest id the want list named and the peer's holdings of that track (bit `i`
+    /// for segment `i`), when it answered them.
+    pub holding: Option<(Hash32, Vec<u8>)>,
 }
 
 /// The answer to an [`Action::Want`] ([`Planner::handle_blocks`]).
@@ -120,8 +123,11 @@ pub enum Action {
     Want {
         /// The peer.
         peer: PeerId,
-        /// Block ids, most urgent first.
+        /// Block ids, most urgent first; none for a want-have probe.
         ids: Vec<Hash32>,
+        /// The manifest id of the track the ids belong to: the answer says which of its
+        /// segments the peer holds.
+        track: Option<Hash32>,
     },
     /// Announce a provider record for `manifest_id` (cross-seeding).
     Provide {

@@ -8,6 +8,10 @@ use libp2p::PeerId;
 use super::super::{BATCH, PER_PEER};
 use super::{Action, MANIFEST_PARALLEL, Phase, Planner};
 
+/// How a provider ranks for a block, least first: a peer that said it holds the block while
+/// still fetching comes before a seed, then fewer lists in flight, then a shorter list.
+type Rank = (bool, (usize, usize));
+
 impl Planner {
     /// Manifest requests: up to [`MANIFEST_PARALLEL`] per track at once, to peers not asked
     /// this round, the likely holders first.
@@ -36,9 +40,10 @@ impl Planner {
         }
     }
 
-    /// Want lists: walks the queue in deadline order, giving each block to the provider with
-    /// the fewest requests in flight (then the shortest list so far) that has room and has not
-    /// said it lacks the block; at most one new list per peer per call.
+    /// Want lists: walks the queue in deadline order, giving each block to a provider that has
+    /// room and has not said it lacks the block: a peer that said it holds the block while
+    /// still fetching the track (swarming) before the track's seeds, then the fewest requests
+    /// in flight, then the shortest list so far; at most one new list per peer per call.
     pub(super) fn schedule_wants(&mut self) {
         let sources: BTreeMap<Hash32, Vec<PeerId>> = self
             .tracks
@@ -46,6 +51,7 @@ impl Planner {
             .map(|(h, t)| (*h, self.peers.block_sources(t)))
             .collect();
         let mut lists: BTreeMap<PeerId, Vec<Hash32>> = BTreeMap::new();
+        let mut manifests: BTreeMap<PeerId, Hash32> = BTreeMap::new();
         let mut taken = Vec::new();
         for (due, id) in &self.queue {
             let Some(b) = self.blocks.get(id) else {
@@ -55,20 +61,31 @@ impl Planner {
                 let busy = self.in_flight.get(p).copied().unwrap_or(0);
                 (busy, lists.get(p).map_or(0, Vec::len))
             };
-            let choice = b
-                .waiting
-                .iter()
-                .filter_map(|track| sources.get(track))
-                .flatten()
-                .filter(|p| !b.dont_have.contains(*p))
-                .filter(|p| {
-                    let (busy, open) = load(p);
-                    busy < PER_PEER && open < BATCH
-                })
-                .min_by_key(|p| load(p))
-                .copied();
-            if let Some(peer) = choice {
+            let mut best: Option<(Rank, PeerId, Hash32)> = None;
+            for hash in &b.waiting {
+                let Some(t) = self.tracks.get(hash) else {
+                    continue;
+                };
+                let seeds = sources.get(hash).into_iter().flatten().copied();
+                let swarm = t
+                    .partial
+                    .keys()
+                    .filter(|p| t.partial_holds(p, id) && self.peers.usable(p))
+                    .copied();
+                for p in seeds.chain(swarm) {
+                    let (busy, open) = load(&p);
+                    if b.dont_have.contains(&p) || busy >= PER_PEER || open >= BATCH {
+                        continue;
+                    }
+                    let key = (!t.partial_holds(&p, id), (busy, open));
+                    if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                        best = Some((key, p, t.track.manifest_id));
+                    }
+                }
+            }
+            if let Some((_, peer, manifest)) = best {
                 lists.entry(peer).or_default().push(*id);
+                manifests.entry(peer).or_insert(manifest);
                 taken.push((*due, *id, peer));
             }
         }
@@ -80,7 +97,8 @@ impl Planner {
         }
         for (peer, ids) in lists {
             *self.in_flight.entry(peer).or_default() += 1;
-            self.actions.push_back(Action::Want { peer, ids });
+            let track = manifests.get(&peer).copied();
+            self.actions.push_back(Action::Want { peer, ids, track });
         }
     }
 }

@@ -54,6 +54,13 @@ pub(super) struct TrackFetch {
     pub(super) started: Duration,
     pub(super) fetched: usize,
     pub(super) bytes: u64,
+    /// Each segment's position in the manifest, once it is held.
+    pub(super) index: BTreeMap<Hash32, usize>,
+    /// What peers told of their holdings of it (bit `i` for segment `i`): peers still
+    /// fetching it serve the segments they have (swarming).
+    pub(super) partial: BTreeMap<PeerId, Vec<u8>>,
+    /// When each peer was last sent a want-have probe for it.
+    pub(super) probed: BTreeMap<PeerId, Duration>,
 }
 
 impl TrackFetch {
@@ -75,12 +82,23 @@ impl TrackFetch {
             started: now,
             fetched: 0,
             bytes: 0,
+            index: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            probed: BTreeMap::new(),
         }
     }
 
     pub(super) fn add_holder(&mut self, peer: PeerId) {
         if !self.holders.contains(&peer) {
             self.holders.push(peer);
+        }
+    }
+
+    /// Whether `peer` said it holds block `id` of this track.
+    pub(super) fn partial_holds(&self, peer: &PeerId, id: &Hash32) -> bool {
+        match (self.partial.get(peer), self.index.get(id)) {
+            (Some(bits), Some(i)) => crate::net::protocol::holds(bits, *i),
+            _ => false,
         }
     }
 
@@ -138,6 +156,11 @@ impl Peers {
         }
         peers.retain(|p| !self.banned.contains_key(p));
         peers
+    }
+
+    /// Whether `peer` may be asked: connected and not banned.
+    pub(super) fn usable(&self, peer: &PeerId) -> bool {
+        self.connected.contains(peer) && !self.banned.contains_key(peer)
     }
 
     /// Peers to ask for blocks: the known holders when any is usable (connected, not banned,

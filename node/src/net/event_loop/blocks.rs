@@ -8,8 +8,10 @@ use libp2p::request_response::{self, ResponseChannel};
 use super::EventLoop;
 use super::requests::route;
 use crate::net::Command;
-use crate::net::protocol::{Block, Have, Want};
+use crate::net::protocol::{Block, Have, Want, holding_bits};
+use chorus_consensus::Hash32;
 use chorus_consensus::limits::{WANT_RESPONSE_BUDGET_BYTES, WANTED_IDS_MAX};
+use chorus_media::manifest::Manifest;
 
 /// Want lists read from the store at once for one peer; more are answered "later".
 const BLOCK_READS_PER_PEER: usize = 2;
@@ -95,9 +97,13 @@ impl EventLoop {
 }
 
 /// The answer to a want list from the store: blocks up to the budget, `later` for the rest of
-/// those held, `dont_have` for the others. Only the first [`WANTED_IDS_MAX`] ids are considered.
+/// those held, `dont_have` for the others, and the holdings of the track when it names one.
+/// Only the first [`WANTED_IDS_MAX`] ids are considered.
 fn read_blocks(store: &BlockStore, want: Want, corrupt: bool) -> Have {
-    let mut have = Have::default();
+    let mut have = Have {
+        holding: want.track.and_then(|m| holding(store, &m)),
+        ..Have::default()
+    };
     let mut bytes = 0usize;
     for id in want.ids.into_iter().take(WANTED_IDS_MAX) {
         if !store.contains(&id) {
@@ -121,4 +127,18 @@ fn read_blocks(store: &BlockStore, want: Want, corrupt: bool) -> Have {
         }
     }
     have
+}
+
+/// Which segments of the manifest `manifest_id` the store holds, as a bitmap; `None` without
+/// the manifest (or with one that does not parse: the store only keeps verified manifests, so
+/// that is a damaged file).
+fn holding(store: &BlockStore, manifest_id: &Hash32) -> Option<Vec<u8>> {
+    if !store.contains(manifest_id) {
+        return None;
+    }
+    let bytes = store.get(manifest_id).ok()?;
+    let manifest = Manifest::parse(&bytes).ok()?;
+    Some(holding_bits(
+        manifest.segments.iter().map(|s| store.contains(&s.id)),
+    ))
 }

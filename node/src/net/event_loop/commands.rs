@@ -1,5 +1,7 @@
 //! The [`Command`]s of the [`crate::net::Client`], carried out on the swarm.
 
+use std::collections::BTreeSet;
+
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::kad::RecordKey;
 use libp2p::multiaddr::Protocol;
@@ -61,8 +63,15 @@ impl EventLoop {
                 self.pending_providers.insert(id, (Vec::new(), reply));
             }
             Command::Info { reply } => {
+                let direct: BTreeSet<PeerId> = self
+                    .connections
+                    .values()
+                    .filter(|c| !c.relayed)
+                    .map(|c| c.peer)
+                    .collect();
                 let _ = reply.send(NetInfo {
                     connected: self.swarm.connected_peers().copied().collect(),
+                    direct: direct.into_iter().collect(),
                 });
             }
         }

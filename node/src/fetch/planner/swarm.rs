@@ -1,0 +1,80 @@
+//! Swarming: what peers still fetching a track hold of it, learned from their answers and from
+//! want-have probes.
+
+use std::time::Duration;
+
+use chorus_consensus::Hash32;
+use libp2p::PeerId;
+
+use super::{Action, Phase, Planner};
+
+/// How often a peer is asked again what it holds of a track still being fetched.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Want-have probes sent per refresh, over all tracks and peers.
+pub const PROBES_PER_REFRESH: usize = 24;
+
+impl Planner {
+    /// `peer` holds the segments of the track of manifest `manifest` flagged in `bits`.
+    /// A bitmap longer than the manifest's segments is a lie and ignored.
+    pub(super) fn heard_holding(&mut self, peer: PeerId, manifest: &Hash32, bits: Vec<u8>) {
+        let Some(t) = self
+            .tracks
+            .values_mut()
+            .find(|t| t.track.manifest_id == *manifest)
+        else {
+            return;
+        };
+        if t.index.is_empty() || bits.len() > t.index.len().div_ceil(8) {
+            return;
+        }
+        t.partial.insert(peer, bits);
+    }
+
+    /// Sends want-have probes for tracks with blocks still to fetch, earliest deadline first,
+    /// to connected peers not known to hold them in full, with nothing asked of them in
+    /// flight, and not probed for [`PROBE_EVERY`]; one probe per peer at a time.
+    pub(super) fn probe_holdings(&mut self, now: Duration) {
+        let mut tracks: Vec<(u64, Hash32)> = self
+            .tracks
+            .iter()
+            .filter(
+                |(_, t)| matches!(&t.phase, Phase::Fetching { pending, .. } if !pending.is_empty()),
+            )
+            .map(|(h, t)| (t.start_ms, *h))
+            .collect();
+        tracks.sort();
+        let mut budget = PROBES_PER_REFRESH;
+        for (_, hash) in tracks {
+            let Some(t) = self.tracks.get_mut(&hash) else {
+                continue;
+            };
+            let peers: Vec<PeerId> = self
+                .peers
+                .connected
+                .iter()
+                .filter(|p| !self.peers.banned.contains_key(*p) && !t.holders.contains(*p))
+                // A peer with a want list in flight tells its holdings in the answer.
+                .filter(|p| !self.in_flight.contains_key(*p) && !self.probing.contains(*p))
+                .filter(|p| {
+                    t.probed
+                        .get(*p)
+                        .is_none_or(|at| now.saturating_sub(*at) >= PROBE_EVERY)
+                })
+                .copied()
+                .collect();
+            for peer in peers {
+                if budget == 0 {
+                    return;
+                }
+                budget -= 1;
+                t.probed.insert(peer, now);
+                self.probing.insert(peer);
+                self.actions.push_back(Action::Want {
+                    peer,
+                    ids: Vec::new(),
+                    track: Some(t.track.manifest_id),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Swarming: peers still fetching a track serve the segments they said they hold, before the
+//! track's seeds; want-have probes find out what they hold.
+
+use super::*;
+use crate::fetch::planner::swarm::PROBE_EVERY;
+use crate::net::protocol::holding_bits;
+
+/// Wants `t` (manifest held, no segment) with `seed` as the proposer hint; returns the actions.
+fn seeded(test: &mut Test, t: &TrackRef, seed: PeerId) -> Vec<Action> {
+    test.want(ms(0), t, 10_000, Some(seed));
+    assert_eq!(test.actions().len(), 1, "a store read");
+    test.p
+        .handle_held(ms(0), t.track_hash, Local::Held(none_held(segments(t))));
+    test.actions()
+}
+
+fn holding(t: &TrackRef, held: &[usize]) -> BlocksOutcome {
+    let bits = holding_bits((0..t.segment_count as usize).map(|i| held.contains(&i)));
+    BlocksOutcome::Answered(Delivery {
+        holding: Some((t.manifest_id, bits)),
+        ..Delivery::default()
+    })
+}
+
+#[test]
+fn a_peer_that_said_it_holds_blocks_is_asked_before_the_seed() {
+    let (seed, b) = (peer(1), peer(2));
+    let mut test = Test::new(&[seed, b]);
+    let x = track("x", 4);
+    let ids = segments(&x);
+    // The seed is the only known holder: everything goes to it at first, naming the track.
+    let first = seeded(&mut test, &x, seed);
+    assert_eq!(wants(&first), vec![(seed, ids.clone())]);
+    assert!(
+        first
+            .iter()
+            .any(|a| matches!(a, Action::Want { track: Some(m), .. } if *m == x.manifest_id))
+    );
+    // The next refresh probes b (not a holder, nothing in flight), not the busy seed.
+    test.p.handle_timeout(ms(1000));
+    assert_eq!(probes(&test.actions()), vec![(b, x.manifest_id)]);
+    test.p
+        .handle_blocks(ms(1100), b, &[], holding(&x, &[1, 2, 3]));
+    assert!(
+        wants(&test.actions()).is_empty(),
+        "all in flight to the seed"
+    );
+    // The seed delivers segment 0 only: the rest goes to b, which holds it, not to the seed.
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, stored(&ids[..1]));
+    assert_eq!(wants(&test.actions()), vec![(b, ids[1..].to_vec())]);
+}
+
+#[test]
+fn blocks_a_swarming_peer_lacks_still_come_from_the_seed() {
+    let (seed, b) = (peer(1), peer(2));
+    let mut test = Test::new(&[seed, b]);
+    let x = track("x", 4);
+    let ids = segments(&x);
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p.handle_blocks(ms(1100), b, &[], holding(&x, &[3]));
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, stored(&ids[..1]));
+    let mut lists = wants(&test.actions());
+    lists.sort();
+    let mut expected = vec![(seed, ids[1..3].to_vec()), (b, vec![ids[3]])];
+    expected.sort();
+    assert_eq!(lists, expected);
+}
+
+#[test]
+fn probes_skip_holders_wait_between_rounds_and_stop_once_complete() {
+    let (seed, b, c) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, b, c]);
+    let x = track("x", 2);
+    let ids = segments(&x);
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    let mut first = probes(&test.actions());
+    first.sort();
+    let mut expected = vec![(b, x.manifest_id), (c, x.manifest_id)];
+    expected.sort();
+    assert_eq!(first, expected, "never the seed");
+    test.p.handle_blocks(ms(1100), b, &[], holding(&x, &[]));
+    test.p.handle_blocks(ms(1100), c, &[], holding(&x, &[]));
+    test.p.handle_timeout(ms(1000) + REFRESH);
+    assert!(
+        probes(&test.actions()).is_empty(),
+        "{PROBE_EVERY:?} between probes"
+    );
+    test.p.handle_timeout(ms(1000) + PROBE_EVERY);
+    assert_eq!(probes(&test.actions()).len(), 2);
+    test.p.handle_blocks(ms(3100), b, &[], holding(&x, &[]));
+    test.p.handle_blocks(ms(3100), c, &[], holding(&x, &[]));
+    test.p.handle_blocks(ms(3200), seed, &ids, stored(&ids));
+    test.actions();
+    test.p.handle_timeout(ms(10_000));
+    assert!(probes(&test.actions()).is_empty(), "nothing left to fetch");
+}
+
+#[test]
+fn a_bitmap_longer_than_the_manifest_is_ignored() {
+    let (seed, b) = (peer(1), peer(2));
+    let mut test = Test::new(&[seed, b]);
+    let x = track("x", 4);
+    let ids = segments(&x);
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    let lie = BlocksOutcome::Answered(Delivery {
+        holding: Some((x.manifest_id, vec![0xff; 64])),
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(1100), b, &[], lie);
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, stored(&ids[..1]));
+    assert_eq!(wants(&test.actions()), vec![(seed, ids[1..].to_vec())]);
+}
