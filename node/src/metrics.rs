@@ -42,6 +42,8 @@ pub struct Metrics {
     exchange_sent: Family<PeerLabel, Counter>,
     /// Block bytes received from each peer (answers to our want lists).
     exchange_received: Family<PeerLabel, Counter>,
+    /// Block bytes served per track (manifest id), the latest tracks only.
+    served: Mutex<std::collections::VecDeque<Served>>,
     /// Peer names in the two exchange families together.
     exchange_named: std::sync::atomic::AtomicUsize,
     clock_offset: Gauge<f64, AtomicU64>,
@@ -80,6 +82,7 @@ impl Metrics {
             exchange_sent: Family::default(),
             exchange_received: Family::default(),
             exchange_named: std::sync::atomic::AtomicUsize::new(0),
+            served: Mutex::new(std::collections::VecDeque::new()),
             clock_offset: Gauge::default(),
             audio_error: Gauge::default(),
             corrections: Counter::default(),
@@ -173,6 +176,42 @@ impl Metrics {
     /// Counts `bytes` of blocks received from `peer`.
     pub fn exchange_received(&self, peer: &libp2p::PeerId, bytes: u64) {
         count_peer(&self.exchange_received, &self.exchange_named, peer, bytes);
+    }
+
+    /// Counts `bytes` of blocks of the track of `manifest` served to `peer`.
+    pub fn served(&self, manifest: chorus_consensus::Hash32, peer: &libp2p::PeerId, bytes: u64) {
+        let Ok(mut served) = self.served.lock() else {
+            return;
+        };
+        let i = match served.iter().position(|s| s.manifest == manifest) {
+            Some(i) => i,
+            None => {
+                if served.len() >= SERVED_TRACKS {
+                    served.pop_front();
+                }
+                served.push_back(Served {
+                    manifest,
+                    bytes: 0,
+                    peers: std::collections::BTreeSet::new(),
+                });
+                served.len() - 1
+            }
+        };
+        if let Some(s) = served.get_mut(i) {
+            s.bytes += bytes;
+            if s.peers.len() < SERVED_PEERS {
+                s.peers.insert(*peer);
+            }
+        }
+    }
+
+    /// Block bytes served per track, for the latest [`SERVED_TRACKS`] tracks served, oldest
+    /// first.
+    pub fn served_tracks(&self) -> Vec<Served> {
+        self.served
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Block bytes sent to and received from `peer` so far.
@@ -282,4 +321,20 @@ fn count_peer(
         }
     };
     family.get_or_create(&label).inc_by(bytes);
+}
+
+/// Tracks whose upload is remembered ([`Metrics::served_tracks`]).
+pub const SERVED_TRACKS: usize = 32;
+/// Peers named per served track.
+const SERVED_PEERS: usize = 256;
+
+/// What this node uploaded of one track.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The track's manifest id.
+    pub manifest: chorus_consensus::Hash32,
+    /// Block bytes sent.
+    pub bytes: u64,
+    /// The peers they went to.
+    pub peers: std::collections::BTreeSet<libp2p::PeerId>,
 }

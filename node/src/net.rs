@@ -8,6 +8,8 @@
 //! - `protocol`: the request and answer types of `/chorus/sync/1`, `/chorus/time/1` and the
 //!   block exchange.
 //! - `records`: the DHT's record store, with quotas on other peers' records.
+//! - `uploads`: super-seeding, the copies of each block served before requesters are referred
+//!   to the peers that got it.
 //! - `event_loop`: the loop that owns the swarm.
 
 pub mod behaviour;
@@ -15,6 +17,7 @@ mod event_loop;
 pub mod protocol;
 pub mod records;
 pub mod time_codec;
+pub mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +111,8 @@ pub enum Command {
     RespondBlocks {
         /// The peer that asked (its store reads are counted until answered).
         peer: PeerId,
+        /// The manifest id the want list named, if any (for the upload counted per track).
+        track: Option<chorus_consensus::Hash32>,
         /// The request's channel.
         channel: ResponseChannel<Have>,
         /// The answer.

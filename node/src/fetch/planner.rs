@@ -222,6 +222,9 @@ impl Planner {
                 if let Some((manifest, bits)) = delivery.holding.take() {
                     self.heard_holding(peer, &manifest, bits);
                 }
+                let referrals = std::mem::take(&mut delivery.referrals);
+                self.heard_referrals(peer, &delivery.later, &referrals);
+                self.forget_holdings(peer, &delivery.dont_have);
                 self.delivered(now, peer, ids, delivery);
             }
             BlocksOutcome::Failed => {

@@ -76,6 +76,11 @@ pub(super) fn verify_and_store(
         dont_have: have.dont_have,
         later: have.later,
         holding: track.zip(have.holding),
+        referrals: have
+            .referrals
+            .into_iter()
+            .take(crate::net::uploads::REFERRALS_MAX)
+            .collect(),
         ..Delivery::default()
     };
     for block in have.blocks {

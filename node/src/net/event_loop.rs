@@ -86,6 +86,8 @@ pub struct EventLoop {
     discovery: discovery::Discovery,
     /// Graylisted peers disconnected, until when they are refused.
     banned: HashMap<PeerId, Instant>,
+    /// Copies of each block served (super-seeding).
+    uploads: crate::net::uploads::Uploads,
     /// Want lists being read from the store, per peer.
     block_reads: HashMap<PeerId, usize>,
 }
@@ -117,6 +119,7 @@ impl EventLoop {
             nat: nat::Nat::default(),
             discovery: discovery::Discovery::default(),
             banned: HashMap::new(),
+            uploads: crate::net::uploads::Uploads::default(),
             block_reads: HashMap::new(),
         }
     }

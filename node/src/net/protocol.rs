@@ -113,6 +113,10 @@ pub struct Have {
     /// bit first) is set when it holds segment `i` of the manifest.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_bytes")]
     pub holding: Option<Vec<u8>>,
+    /// Peers this one sent the blocks listed in `later` to: ask them (super-seeding,
+    /// [`crate::net::uploads`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrals: Vec<libp2p::PeerId>,
 }
 
 /// `Option<Vec<u8>>` as CBOR bytes.

@@ -115,8 +115,8 @@ pub fn final_slot(metrics: &Metrics, chain: &Chain, report: &FinalReport) {
     let conflicts = report.conflicts.len();
     metrics.decisions.inc();
     metrics.conflicts.inc_by(conflicts as u64);
-    info!(event = "final", slot = report.slot, track_hash = %track.track_hash, track = %track_name(track),
-        ticket = ?ticket, proposer = ?proposer, proposal_id = ?report.proposal_id.map(|h| h.to_hex()), replay = report.proposal_id.is_none(),
+    info!(event = "final", slot = report.slot, track_hash = %track.track_hash, manifest_id = %track.manifest_id, track = %track_name(track),
+        ticket = ?ticket, proposer = proposer.as_deref().unwrap_or("-"), proposal_id = ?report.proposal_id.map(|h| h.to_hex()), replay = report.proposal_id.is_none(),
         conflicts, decisions = report.decisions,
         "final slot={} track=\"{}\" ticket={} proposer={} conflicts={conflicts}",
         report.slot, track_name(track),

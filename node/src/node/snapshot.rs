@@ -103,6 +103,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
             "excluded": summary.excluded.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },
         "peers": peers,
+        "served": served_json(i),
         "violations": i.violations,
         "store": {
             "bytes": i.store_bytes,
@@ -155,6 +156,21 @@ fn next_json(i: &Inputs<'_>, first_pending: u64) -> Vec<Value> {
 }
 
 /// The peers of the consensus peer table, then the connected peers it does not know yet.
+/// What this node uploaded of its latest tracks: bytes and peers per manifest id.
+fn served_json(i: &Inputs<'_>) -> Vec<Value> {
+    i.metrics
+        .served_tracks()
+        .iter()
+        .map(|s| {
+            json!({
+                "manifest_id": s.manifest.to_hex(),
+                "bytes": s.bytes,
+                "peers": s.peers.len(),
+            })
+        })
+        .collect()
+}
+
 /// How a peer is reached and what the block exchange moved with it.
 fn link_json(i: &Inputs<'_>, peer: &PeerId) -> Value {
     let addr = i.connected.get(peer);

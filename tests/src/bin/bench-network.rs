@@ -158,12 +158,14 @@ fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
     let n = nodes.len();
     let mut t_final = f64::MAX;
     let mut winner = String::new();
+    let mut last_final = serde_json::Value::Null;
     for node in nodes {
         let f = node.wait_for(&format!("final {k}"), LONG, |v| {
             v["event"] == "final" && slot(v) == Some(k)
         });
         t_final = t_final.min(seconds_of_day(&f));
         winner = f["track_hash"].as_str().unwrap_or("").to_owned();
+        last_final = f;
     }
     let mut t_all = t_final;
     let mut fetchers = 0;
@@ -188,10 +190,54 @@ fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
     }
     let ms = (t_all - t_final) * 1000.0;
     println!(
-        "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final",
-        &winner[..8.min(winner.len())]
+        "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final; {}",
+        &winner[..8.min(winner.len())],
+        upload_share(nodes, &last_final)
     );
     Some(ms)
+}
+
+/// What the winner's proposer uploaded of it, in copies of the track (its bytes served of the
+/// winner's manifest over the track's size), and how many peers served it in all.
+fn upload_share(nodes: &[Node], fin: &serde_json::Value) -> String {
+    let (Some(proposer), Some(manifest)) = (fin["proposer"].as_str(), fin["manifest_id"].as_str())
+    else {
+        return "proposer unknown".to_owned();
+    };
+    let mut by_proposer = 0u64;
+    let mut total = 0u64;
+    let mut servers = 0;
+    let mut track_bytes = 0u64;
+    for node in nodes {
+        let status = node.status();
+        let served = status["served"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["manifest_id"] == manifest)
+            .and_then(|s| s["bytes"].as_u64())
+            .unwrap_or(0);
+        if served > 0 {
+            servers += 1;
+        }
+        total += served;
+        if status["identity"] == proposer {
+            by_proposer = served;
+        }
+        for e in node.events("fetched") {
+            if e["track_hash"] == fin["track_hash"] {
+                track_bytes = track_bytes.max(e["bytes"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    if track_bytes == 0 {
+        return "track size unknown".to_owned();
+    }
+    format!(
+        "proposer uploaded {:.2} copies, {servers} peers served {:.2} copies in all",
+        by_proposer as f64 / track_bytes as f64,
+        total as f64 / track_bytes as f64
+    )
 }
 
 fn rss(tracks: usize) -> Result<()> {

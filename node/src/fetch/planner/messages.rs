@@ -75,6 +75,8 @@ pub struct Delivery {
     /// The manifest id the want list named and the peer's holdings of that track (bit `i`
     /// for segment `i`), when it answered them.
     pub holding: Option<(Hash32, Vec<u8>)>,
+    /// Peers the answering peer sent the blocks in `later` to (super-seeding): ask them.
+    pub referrals: Vec<PeerId>,
 }
 
 /// The answer to an [`Action::Want`] ([`Planner::handle_blocks`]).

@@ -30,6 +30,52 @@ impl Planner {
         t.partial.insert(peer, bits);
     }
 
+    /// `from` answered "later" for `later` and named `referrals`, the peers it sent them to:
+    /// each is taken to hold those blocks (a wrong referral costs one "don't have").
+    pub(super) fn heard_referrals(&mut self, from: PeerId, later: &[Hash32], referrals: &[PeerId]) {
+        for id in later {
+            let Some(b) = self.blocks.get(id) else {
+                continue;
+            };
+            for hash in &b.waiting {
+                let Some(t) = self.tracks.get_mut(hash) else {
+                    continue;
+                };
+                let Some(i) = t.index.get(id).copied() else {
+                    continue;
+                };
+                let len = t.index.len().div_ceil(8);
+                for r in referrals.iter().filter(|r| **r != from) {
+                    let bits = t.partial.entry(*r).or_insert_with(|| vec![0; len]);
+                    if let Some(byte) = bits.get_mut(i / 8) {
+                        *byte |= 1 << (i % 8);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `peer` said it lacks `ids`: whatever it (or a referral) said before, it does not hold
+    /// them.
+    pub(super) fn forget_holdings(&mut self, peer: PeerId, ids: &[Hash32]) {
+        for id in ids {
+            let Some(b) = self.blocks.get(id) else {
+                continue;
+            };
+            for hash in &b.waiting {
+                if let Some(t) = self.tracks.get_mut(hash)
+                    && let Some(i) = t.index.get(id).copied()
+                    && let Some(byte) = t
+                        .partial
+                        .get_mut(&peer)
+                        .and_then(|bits| bits.get_mut(i / 8))
+                {
+                    *byte &= !(1 << (i % 8));
+                }
+            }
+        }
+    }
+
     /// Sends want-have probes for tracks with blocks still to fetch, earliest deadline first,
     /// to connected peers not known to hold them in full, with nothing asked of them in
     /// flight, and not probed for [`PROBE_EVERY`]; one probe per peer at a time.

@@ -118,3 +118,35 @@ fn a_bitmap_longer_than_the_manifest_is_ignored() {
         .handle_blocks(ms(1200), seed, &ids, stored(&ids[..1]));
     assert_eq!(wants(&test.actions()), vec![(seed, ids[1..].to_vec())]);
 }
+
+#[test]
+fn a_referral_sends_the_refused_blocks_to_the_peers_named() {
+    let (seed, b, c) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, b, c]);
+    let x = track("x", 3);
+    let ids = segments(&x);
+    assert_eq!(
+        wants(&seeded(&mut test, &x, seed)),
+        vec![(seed, ids.clone())]
+    );
+    // The seed sent segments 1 and 2 to enough peers already: it names b.
+    let refer = BlocksOutcome::Answered(Delivery {
+        stored: vec![(ids[0], 100)],
+        later: ids[1..].to_vec(),
+        referrals: vec![b, seed],
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(100), seed, &ids, refer);
+    assert_eq!(wants(&test.actions()), vec![(b, ids[1..].to_vec())]);
+    // b has only segment 1 yet: segment 2 waits for the next refresh, then the seed serves.
+    let partly = BlocksOutcome::Answered(Delivery {
+        stored: vec![(ids[1], 100)],
+        dont_have: vec![ids[2]],
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(200), b, &ids[1..], partly);
+    assert!(wants(&test.actions()).is_empty());
+    test.p.handle_timeout(ms(1000));
+    // b said it lacks it: the seed (which refused once) is asked again, and serves.
+    assert_eq!(wants(&test.actions()), vec![(seed, vec![ids[2]])]);
+}

@@ -56,15 +56,39 @@ impl EventLoop {
                 .send_response(channel, have);
             return;
         }
+        // Super-seeding: blocks already sent to enough peers are referred to them.
+        let asked: Vec<Hash32> = request.ids.iter().take(WANTED_IDS_MAX).copied().collect();
+        let split = self.uploads.split(peer, &asked);
+        if split.serve.is_empty() && request.track.is_none() {
+            let have = Have {
+                later: split.later,
+                referrals: split.referrals,
+                ..Have::default()
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .blocks
+                .send_response(channel, have);
+            return;
+        }
         *self.block_reads.entry(peer).or_default() += 1;
         // Disk reads off the event loop; the answer comes back as a command.
         let store = self.store.clone();
         let loopback = self.loopback.clone();
         let corrupt = self.corrupt_blocks;
+        let request = Want {
+            ids: split.serve,
+            track: request.track,
+        };
         tokio::task::spawn_blocking(move || {
-            let have = read_blocks(&store, request, corrupt);
+            let track = request.track;
+            let mut have = read_blocks(&store, request, corrupt);
+            have.later.extend(split.later);
+            have.referrals = split.referrals;
             let _ = loopback.blocking_send(Command::RespondBlocks {
                 peer,
+                track,
                 channel,
                 have,
             });
@@ -75,6 +99,7 @@ impl EventLoop {
     pub(super) fn respond_blocks(
         &mut self,
         peer: PeerId,
+        track: Option<Hash32>,
         channel: ResponseChannel<Have>,
         have: Have,
     ) {
@@ -84,9 +109,13 @@ impl EventLoop {
                 self.block_reads.remove(&peer);
             }
         }
+        self.uploads.sent(peer, have.blocks.iter().map(|b| b.id));
         let bytes: usize = have.blocks.iter().map(|b| b.data.len()).sum();
         if bytes > 0 {
             self.counters.exchange_sent(&peer, bytes as u64);
+            if let Some(track) = track {
+                self.counters.served(track, &peer, bytes as u64);
+            }
         }
         let _ = self
             .swarm

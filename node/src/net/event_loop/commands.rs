@@ -50,9 +50,10 @@ impl EventLoop {
             Command::Want { peer, want, reply } => self.want(peer, want, reply),
             Command::RespondBlocks {
                 peer,
+                track,
                 channel,
                 have,
-            } => self.respond_blocks(peer, channel, have),
+            } => self.respond_blocks(peer, track, channel, have),
             Command::Provide(key) => {
                 if let Err(e) = behaviour.kad.start_providing(RecordKey::new(&key)) {
                     warn!("cannot announce a provider record: {e}");

@@ -147,7 +147,7 @@ async fn request_blocks(
         let counts = counts.clone();
         requests.spawn(async move {
             for _ in 0..5 {
-                let answer = client.want(target, ids.clone()).await;
+                let answer = client.want(target, ids.clone(), None).await;
                 let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
                 match answer {
                     Ok(have) => {
