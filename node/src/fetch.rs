@@ -162,6 +162,8 @@ pub struct Fetcher {
     work: FuturesUnordered<BoxFuture<'static, Outcome>>,
     /// The connected peers the planner was last told of.
     connected: BTreeSet<PeerId>,
+    /// The peers reached only through a relay it was last told of.
+    relayed: BTreeSet<PeerId>,
 }
 
 impl Fetcher {
@@ -173,6 +175,7 @@ impl Fetcher {
             events,
             work: FuturesUnordered::new(),
             connected: BTreeSet::new(),
+            relayed: BTreeSet::new(),
         }
     }
 
@@ -258,7 +261,17 @@ impl Fetcher {
     async fn refresh_peers(&mut self, planner: &mut Planner) {
         // Blocks go over direct connections only: a peer reached through a relay is no
         // provider until a hole is punched.
-        let now: BTreeSet<PeerId> = self.client.info().await.direct.into_iter().collect();
+        let info = self.client.info().await;
+        let now: BTreeSet<PeerId> = info.direct.into_iter().collect();
+        let relayed: BTreeSet<PeerId> = info
+            .connected
+            .into_iter()
+            .filter(|p| !now.contains(p))
+            .collect();
+        if relayed != self.relayed {
+            planner.handle_relayed(relayed.clone());
+            self.relayed = relayed;
+        }
         for peer in now.difference(&self.connected) {
             planner.handle_connected(*peer);
         }

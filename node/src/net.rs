@@ -232,6 +232,8 @@ pub struct NetConfig {
     pub mdns: bool,
     /// Port mappings from a UPnP router.
     pub upnp: bool,
+    /// Testing: AutoNAT v1 also tests non-global addresses.
+    pub autonat_any_address: bool,
     /// Where blocks are served from.
     pub store: BlockStore,
     /// Network time, for `/chorus/time/1` stamps.
@@ -250,6 +252,7 @@ pub fn new(config: NetConfig) -> anyhow::Result<(Client, mpsc::Receiver<Event>, 
     let options = behaviour::Options {
         mdns: config.mdns,
         upnp: config.upnp,
+        autonat_any_address: config.autonat_any_address,
         streams: config.streams_per_connection,
     };
     let clock = config.clock;

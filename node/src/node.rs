@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Port mappings from a UPnP router.
     pub upnp: bool,
+    /// Testing: AutoNAT v1 also tests non-global addresses.
+    pub autonat_any_address: bool,
     /// The HTTP API's address.
     pub http_listen: SocketAddr,
     /// Store budget: fetched tracks are evicted above it.
@@ -391,6 +393,7 @@ async fn start_network(
         keypair: keypair.clone(),
         mdns: config.mdns,
         upnp: config.upnp,
+        autonat_any_address: config.autonat_any_address,
         store: lib.store.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),

@@ -35,6 +35,10 @@ pub struct Node {
     child: Option<Child>,
     log: Arc<(Mutex<Log>, Condvar)>,
     env: Vec<(String, String)>,
+    /// The network namespace it runs in (a testbed host), if not the test's own.
+    netns: Option<String>,
+    /// Its `--listen` addresses (loopback TCP on any port when empty).
+    listen: Vec<String>,
 }
 
 /// What a node is started with.
@@ -74,13 +78,62 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            netns: None,
+            listen: Vec::new(),
         };
         node.spawn(spec.command, &spec.args);
         node
     }
 
+    /// As [`Node::start`], on a testbed host (`ip netns exec`), listening on `listen` (e.g.
+    /// TCP and QUIC on port 4747 of every interface). Its HTTP API stays on the host's
+    /// loopback; [`Node::status`] reads it from inside the namespace.
+    pub fn start_on(host: &crate::testbed::Host, spec: NodeSpec<'_>, listen: &[&str]) -> Node {
+        let dir = spec.root.join(spec.name);
+        let data_dir = dir.join("data");
+        let config_dir = dir.join("config");
+        std::fs::create_dir_all(&data_dir).expect("create the node's data folder");
+        let mut node = Node {
+            name: spec.name.to_owned(),
+            data_dir,
+            config_dir,
+            log_file: dir.join("node.log"),
+            child: None,
+            log: Arc::new((Mutex::new(Log::default()), Condvar::new())),
+            env: Vec::new(),
+            netns: Some(host.netns().to_owned()),
+            listen: listen.iter().map(|a| a.to_string()).collect(),
+        };
+        node.spawn(spec.command, &spec.args);
+        node
+    }
+
+    /// `chorus` itself, or inside the node's namespace.
+    fn program(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(chorus_bin());
+                c
+            }
+            None => Command::new(chorus_bin()),
+        }
+    }
+
+    /// The `--listen` arguments.
+    fn listen_args(&self) -> Vec<String> {
+        if self.listen.is_empty() {
+            return vec!["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()];
+        }
+        self.listen
+            .iter()
+            .flat_map(|a| ["--listen".to_owned(), a.clone()])
+            .collect()
+    }
+
     fn spawn(&mut self, command: &str, args: &[String]) {
-        let mut cmd = Command::new(chorus_bin());
+        let mut cmd = self.program();
+        let listen = self.listen_args();
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--config-dir")
@@ -93,7 +146,8 @@ impl Node {
             } else {
                 &["--audio", "null"][..]
             })
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(listen)
+            .args(["--no-mdns", "--no-upnp"])
             // Any free loopback port unless the test chose the HTTP address.
             .args(if args.iter().any(|a| a == "--http-listen") {
                 &[][..]
@@ -254,8 +308,12 @@ impl Node {
     pub fn status(&self) -> Value {
         let addr = std::fs::read_to_string(self.data_dir.join("http.addr"))
             .expect("the node wrote http.addr");
-        let (code, _, body) =
-            crate::http_get(addr.trim(), "/status").expect("GET /status from the HTTP API");
+        let get = || crate::http_get(addr.trim(), "/status");
+        let answer = match &self.netns {
+            Some(ns) => crate::testbed::netns::in_netns(ns, get).expect("enter the node's host"),
+            None => get(),
+        };
+        let (code, _, body) = answer.expect("GET /status from the HTTP API");
         assert_eq!(code, 200, "GET /status: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).expect("status JSON")
     }

@@ -81,6 +81,7 @@ fn config(
         listen,
         mdns: !args.no_mdns,
         upnp: !args.no_upnp,
+        autonat_any_address: args.autonat_any_address,
         http_listen: args.http_listen,
         store_budget_bytes: args.store_budget_mb.saturating_mul(1024 * 1024),
         clock_skew_ms: args.clock_skew_ms,

@@ -151,6 +151,13 @@ impl Planner {
         self.peers.connected.insert(peer);
     }
 
+    /// The peers reached only through a relay now (a hole punched or a connection lost takes
+    /// one off).
+    pub fn handle_relayed(&mut self, relayed: BTreeSet<PeerId>) {
+        self.dirty = true;
+        self.peers.relayed = relayed;
+    }
+
     /// A peer disconnected: it stays a provider only of tracks it is known to hold.
     pub fn handle_disconnected(&mut self, peer: PeerId) {
         self.dirty = true;
@@ -172,8 +179,9 @@ impl Planner {
         t.manifest_in_flight = t.manifest_in_flight.saturating_sub(1);
         let manifest_id = t.track.manifest_id;
         match outcome {
+            // A peer with the manifest may still be fetching the blocks: it is no holder (a
+            // want-have probe tells what it has), so its "don't have" says nothing of 12.2.
             ManifestOutcome::Valid(contents) => {
-                t.add_holder(peer);
                 if matches!(t.phase, Phase::Seeking) {
                     self.manifest_ready(now, track, contents);
                 }
@@ -466,7 +474,10 @@ impl Planner {
     }
 
     /// PROTOCOL.md 12.2: reports `track` unavailable once every known provider was asked and
-    /// delivered nothing, or its manifest was refused.
+    /// delivered nothing, or its manifest was refused. The providers are the peers known to
+    /// hold the track (the proposer, DHT providers, peers that sent its manifest), or every
+    /// connected peer when none is known: a peer still fetching it proves nothing, nor does a
+    /// holder reached only through a relay, which is never asked.
     fn check_unavailable(&mut self, track: Hash32) {
         let Some(t) = self.tracks.get_mut(&track) else {
             return;
@@ -475,7 +486,12 @@ impl Planner {
             return;
         }
         let refused = matches!(t.phase, Phase::Refused);
-        let known = self.peers.candidates(t);
+        // With no holder known at all, every connected peer is a provider.
+        let known = if t.holders.is_empty() {
+            self.peers.candidates(t)
+        } else {
+            t.holders.clone()
+        };
         if !(refused || exhausted(t.dht_answered, &known, &t.lacking)) {
             return;
         }

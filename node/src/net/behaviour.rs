@@ -98,6 +98,9 @@ mod composed {
         pub mdns: Toggle<mdns::tokio::Behaviour>,
         /// AutoNAT v2, asking: which of our observed addresses others can dial back.
         pub autonat: autonat::v2::client::Behaviour,
+        /// AutoNAT v1: v2 asks only over connections we dialed, so a public node that is only
+        /// ever dialed (a bootstrap node of NATed homes) learns its reachability from v1.
+        pub autonat_v1: autonat::v1::Behaviour,
         /// AutoNAT v2, answering: dials back the addresses peers ask about.
         pub autonat_server: autonat::v2::server::Behaviour,
         /// Circuit relay v2 server: advertised only while we have a confirmed public address,
@@ -141,6 +144,7 @@ impl Behaviour {
         let Options {
             mdns,
             upnp,
+            autonat_any_address,
             streams,
         } = options;
         let peer_id = key.public().to_peer_id();
@@ -197,6 +201,10 @@ impl Behaviour {
                 autonat::v2::client::Config::default().with_probe_interval(AUTONAT_PROBE),
             ),
             autonat_server: autonat::v2::server::Behaviour::default(),
+            autonat_v1: autonat::v1::Behaviour::new(
+                peer_id,
+                autonat_v1_config(autonat_any_address),
+            ),
             relay: relay::Behaviour::new(peer_id, relay_config()),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
@@ -215,6 +223,8 @@ pub struct Options {
     pub mdns: bool,
     /// Port mappings from a UPnP router.
     pub upnp: bool,
+    /// AutoNAT v1 also tests (and serves) non-global addresses: for test networks only.
+    pub autonat_any_address: bool,
     /// Requests in flight per connection and protocol, each way
     /// ([`MAX_STREAMS_PER_CONNECTION`] for a node).
     pub streams: usize,
@@ -222,6 +232,21 @@ pub struct Options {
 
 /// How often AutoNAT v2 tests an untested address candidate (libp2p's default is 5 s).
 const AUTONAT_PROBE: Duration = Duration::from_secs(2);
+
+/// AutoNAT v1 tuned for a node that wants its answer in seconds, not minutes: first probe after
+/// 2 s, retried every 5 s until one answer settles it (a single server's answer is enough
+/// here: a wrong "public" only costs a relay reservation), checked again every 5 minutes.
+fn autonat_v1_config(any_address: bool) -> autonat::v1::Config {
+    autonat::v1::Config {
+        boot_delay: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(5),
+        refresh_interval: Duration::from_secs(300),
+        throttle_server_period: Duration::from_secs(5),
+        confidence_max: 1,
+        only_global_ips: !any_address,
+        ..autonat::v1::Config::default()
+    }
+}
 
 /// The relay server's limits (PROTOCOL.md 12.5): a relay carries hole punching and control
 /// traffic, never tracks, so each circuit is short and small; a public node lends at most 64

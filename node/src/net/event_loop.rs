@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use chorus_media::store::BlockStore;
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::kad::{self, QueryId, QueryResult};
 use libp2p::metrics::Recorder;
@@ -173,8 +174,13 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                let addr = endpoint.get_remote_address();
-                let relayed = super::is_relayed(addr);
+                // An inbound relayed connection's remote address is only `/p2p/<peer>`: its
+                // local one (our circuit address at the relay) tells the route.
+                let relayed = endpoint.is_relayed();
+                let addr = match &endpoint {
+                    ConnectedPoint::Listener { local_addr, .. } if relayed => local_addr,
+                    _ => endpoint.get_remote_address(),
+                };
                 if let Some(why) = self.refuse_connection(&peer_id, addr, relayed) {
                     debug!("connection from {peer_id} at {addr} refused: {why}");
                     self.swarm.close_connection(connection_id);
@@ -281,6 +287,7 @@ impl EventLoop {
                 self.identified(peer_id, info);
             }
             BehaviourEvent::Autonat(event) => self.autonat_tested(event),
+            BehaviourEvent::AutonatV1(event) => self.autonat_v1(event),
             BehaviourEvent::RelayClient(event) => self.relay_client_event(event),
             BehaviourEvent::Relay(event) => relay_server_event(&event),
             BehaviourEvent::Dcutr(event) => self.hole_punch(event),

@@ -140,15 +140,24 @@ impl BlockState {
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     pub(super) connected: BTreeSet<PeerId>,
+    /// Peers reached only through a relay: never asked (blocks and manifests go over direct
+    /// connections), so never found lacking either.
+    pub(super) relayed: BTreeSet<PeerId>,
     /// Peers that served a corrupt block or manifest, until when.
     pub(super) banned: BTreeMap<PeerId, Duration>,
 }
 
 impl Peers {
     /// Peers to ask for a track: those known to hold it first, then every connected peer,
-    /// less the banned.
+    /// less the banned and those reached only through a relay (a holder not connected at all
+    /// is dialed by the request).
     pub(super) fn candidates(&self, track: &TrackFetch) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = track.holders.clone();
+        let mut peers: Vec<PeerId> = track
+            .holders
+            .iter()
+            .filter(|p| !self.relayed.contains(*p))
+            .copied()
+            .collect();
         for p in &self.connected {
             if !peers.contains(p) {
                 peers.push(*p);

@@ -185,3 +185,30 @@ fn unavailable_only_once_every_known_provider_delivered_nothing() {
     assert!(exhausted(true, &peers[1..], &lacking(3)));
     assert!(exhausted(true, &[], &lacking(1)));
 }
+
+#[test]
+fn a_proposer_reached_only_through_a_relay_is_not_asked_nor_found_lacking() {
+    let (proposer, a) = (peer(1), peer(2));
+    let mut test = Test::new(&[a]);
+    test.p.handle_relayed([proposer].into_iter().collect());
+    let x = track("x", 1);
+    let asked = manifest_asks(&test.seeking(ms(0), &x, Some(proposer)));
+    assert_eq!(asked, vec![a], "only the directly connected peer");
+    test.p.handle_providers(x.track_hash, vec![]);
+    test.p
+        .handle_manifest(ms(100), x.track_hash, a, ManifestOutcome::Missing);
+    assert!(
+        unavailable(&test.actions()).is_empty(),
+        "a, still fetching, proves nothing; the proposer was never asked"
+    );
+    // A hole is punched: the proposer is asked, and its silence now counts.
+    test.p.handle_relayed(BTreeSet::new());
+    test.p.handle_connected(proposer);
+    test.p.handle_timeout(REASK + ms(1000));
+    let asked = manifest_asks(&test.actions());
+    assert!(asked.contains(&proposer), "{asked:?}");
+    test.p
+        .handle_manifest(ms(6200), x.track_hash, proposer, ManifestOutcome::Missing);
+    test.p.handle_providers(x.track_hash, vec![]);
+    assert_eq!(unavailable(&test.actions()).len(), 1);
+}

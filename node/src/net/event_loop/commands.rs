@@ -81,7 +81,9 @@ impl EventLoop {
     /// Sends a want list, over a direct connection only: a relay carries control traffic,
     /// never blocks (its circuits are small and short).
     fn want(&mut self, peer: PeerId, want: Want, reply: Reply<Have>) {
-        if !self.has_direct(&peer) {
+        // Not connected at all: the request dials it (at the DHT's addresses).
+        let connected = self.connections.values().any(|c| c.peer == peer);
+        if connected && !self.has_direct(&peer) {
             let _ = reply.send(Err(RequestError::Failed {
                 peer,
                 reason: "only a relayed connection: blocks go over direct ones".to_owned(),

@@ -33,7 +33,7 @@ pub(super) struct Nat {
     failed: usize,
     /// What was last reported.
     reported: Reachability,
-    /// Peers whose identify lists the relay server protocol (they are public).
+    /// Peers whose identify lists the relay server protocol and the DHT (they are public).
     relay_capable: HashSet<PeerId>,
     /// Relays we asked for a reservation (or hold one on): the circuit address asked and
     /// its listener.
@@ -110,6 +110,21 @@ impl EventLoop {
         self.reachability_changed();
     }
 
+    /// AutoNAT v1's verdict (a public one also confirms the address, through the swarm).
+    pub(super) fn autonat_v1(&mut self, event: autonat::v1::Event) {
+        if let autonat::v1::Event::StatusChanged { new, .. } = event {
+            debug!("AutoNAT v1: {new:?}");
+            match new {
+                autonat::v1::NatStatus::Public(addr) => self.address_confirmed(addr),
+                autonat::v1::NatStatus::Private => {
+                    self.nat.failed += 1;
+                    self.reachability_changed();
+                }
+                autonat::v1::NatStatus::Unknown => {}
+            }
+        }
+    }
+
     /// A peer's identify: its listen addresses go into the DHT only when it serves the DHT
     /// (a private peer's addresses are unreachable), and it is remembered as a possible relay
     /// when it offers the relay protocol.
@@ -123,7 +138,10 @@ impl EventLoop {
                     .add_address(&peer, addr.clone());
             }
         }
-        if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+        // A relay must be public: libp2p's relay server accepts reservations whatever its
+        // reachability, so a NATed peer may list the protocol too; a DHT server (mode chosen
+        // by confirmed reachability) is public.
+        if kad && info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
             self.nat.relay_capable.insert(peer);
         } else {
             self.nat.relay_capable.remove(&peer);

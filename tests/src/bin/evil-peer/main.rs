@@ -202,6 +202,7 @@ fn swarm(
         keypair: key,
         mdns: false,
         upnp: false,
+        autonat_any_address: false,
         store,
         clock: Arc::new(Clock::new(clock_ms)),
         metrics: Arc::new(Metrics::new()),

@@ -101,6 +101,7 @@ pub(crate) async fn poison(
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
         mdns: false,
         upnp: false,
+        autonat_any_address: false,
         http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         store_budget_bytes: 1 << 30,
         clock_skew_ms: 0,
