@@ -189,9 +189,10 @@ pub struct NodeArgs {
     /// Start muted (unmute with `curl -X POST 'http://127.0.0.1:7300/mute?on=false'`).
     #[arg(long)]
     pub mute: bool,
-    /// Testing: let AutoNAT test addresses outside the global internet (a test network built
-    /// on private or benchmarking ranges); never on a LAN with other nodes.
-    #[arg(long, hide = true)]
+    /// The network's nodes reach each other on private addresses (a VPN, one machine, a test
+    /// network): let AutoNAT confirm those too. Not for a node on the internet that shares a
+    /// LAN with other nodes (they would confirm its LAN address).
+    #[arg(long)]
     pub autonat_any_address: bool,
     /// Testing: add this many ms to the node's view of the system clock.
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]

@@ -147,7 +147,8 @@ impl Node {
                 &["--audio", "null"][..]
             })
             .args(listen)
-            .args(["--no-mdns", "--no-upnp"])
+            // Loopback and the testbed's benchmarking range are no global addresses.
+            .args(["--no-mdns", "--no-upnp", "--autonat-any-address"])
             // Any free loopback port unless the test chose the HTTP address.
             .args(if args.iter().any(|a| a == "--http-listen") {
                 &[][..]

@@ -130,6 +130,24 @@ impl Clock {
         tokio::time::Instant::now() + std::time::Duration::from_millis(t_ms.saturating_sub(now))
     }
 
+    /// Steps the offset to `target_us` whatever the distance: the node's first locked estimate,
+    /// after which slewing from a provisional guess (made from fewer networks) would only keep
+    /// it off the network for up to 40 s.
+    pub fn step_to(&self, target_us: f64) -> Adjust {
+        let now = Instant::now();
+        let mut slew = self.offset.lock().expect("not poisoned");
+        let current = slew.at(now);
+        *slew = Slew {
+            from_us: target_us,
+            target_us,
+            since: now,
+        };
+        Adjust::Step {
+            from_us: current,
+            to_us: target_us,
+        }
+    }
+
     /// Moves the offset toward `target_us` (PROTOCOL.md 7: step above 200 ms, else slew).
     pub fn adjust(&self, target_us: f64) -> Adjust {
         let now = Instant::now();
@@ -185,6 +203,15 @@ mod tests {
         assert!((in_1s - 405_000.0).abs() < 10.0, "{in_1s}");
         let in_3s = clock.offset_us_at(now + Duration::from_secs(3));
         assert_eq!(in_3s, 410_000.0);
+    }
+
+    #[test]
+    fn step_to_steps_even_a_small_change() {
+        let clock = Clock::new(0);
+        assert!(matches!(clock.adjust(-200_000.0), Adjust::Slew { .. }));
+        assert!(matches!(clock.step_to(-10_000.0), Adjust::Step { .. }));
+        let at = Instant::now() + Duration::from_secs(5);
+        assert_eq!(clock.offset_us_at(at), -10_000.0);
     }
 
     #[test]

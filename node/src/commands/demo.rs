@@ -136,6 +136,10 @@ impl Demo {
             "--listen".into(),
             "/ip4/127.0.0.1/tcp/0".into(),
             "--no-mdns".into(),
+            "--no-upnp".into(),
+            // Loopback is no global address: without this the nodes would never find
+            // themselves reachable, and the DHT would have no server.
+            "--autonat-any-address".into(),
             "--http-listen".into(),
             format!("127.0.0.1:{http_port}"),
             // One node plays through the sound card (when there is one); three in one

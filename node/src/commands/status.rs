@@ -77,6 +77,7 @@ fn name(t: &Value) -> String {
 fn print_table(v: &Value) {
     println!("node      {}", s(&v["identity"]));
     println!("network   {}", s(&v["network"]["id"]));
+    println!("reachable {}", s(&v["reachability"]));
     let c = &v["consensus"];
     println!(
         "consensus in sync {}/{}, chain {} slots",
@@ -131,15 +132,16 @@ fn print_table(v: &Value) {
         "peer", "state", "connected", "rtt ms", "offset ms"
     );
     for p in v["peers"].as_array().into_iter().flatten() {
+        let connected = match (p["connected"].as_bool(), p["route"].as_str()) {
+            (Some(true), Some("relayed")) => "relayed",
+            (Some(true), _) => "direct",
+            _ => "no",
+        };
         println!(
             "{:<54} {:<10} {:>9} {:>10} {:>10}",
             s(&p["peer_id"]),
             s(&p["state"]),
-            if p["connected"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
+            connected,
             s(&p["rtt_ms"]),
             s(&p["clock_offset_ms"])
         );

@@ -263,8 +263,10 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
-                if let Some(author) = message.source {
-                    self.discovery.heard(author);
+                if let Some(author) = message.source
+                    && self.discovery.heard(author)
+                {
+                    self.new_author(author);
                 }
                 let event = Event::Gossip {
                     id: message_id.clone(),
@@ -311,6 +313,12 @@ impl EventLoop {
                 step,
                 ..
             }) => self.on_providers(id, result, step.last),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetClosestPeers(result),
+                step,
+                ..
+            }) => self.looked_up(id, result, step.last),
             _ => {}
         }
     }

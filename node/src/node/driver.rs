@@ -135,7 +135,12 @@ impl Driver {
                 self.p.net.connected(peer, addr);
                 self.p.consensus.peer_connected(peer);
             }
-            Event::Route(peer, addr) => self.p.net.route(peer, addr),
+            Event::Route(peer, addr) => {
+                // A direct connection (a hole punched) makes the peer a time source at once.
+                let net = &self.p.net;
+                self.p.time.sample(&net.client, &net.answers(), peer, &addr);
+                self.p.net.route(peer, addr);
+            }
             Event::Reachability(r) => self.p.net.reachability = r,
             Event::Disconnected(peer) => {
                 self.p.net.disconnected(&peer);

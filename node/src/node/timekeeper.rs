@@ -105,10 +105,21 @@ impl TimeKeeper {
                     "time sample from {peer} refused ({reason})");
             }
         }
-        if let Some(selection) = self.estimator.select()
-            && let Adjust::Step { from_us, to_us } = self.clock.adjust(selection.offset_us)
-        {
-            log_step(&selection, from_us, to_us);
+        let was_locked = self.estimator.is_locked();
+        if let Some(selection) = self.estimator.select() {
+            // The first lock steps: slewing from a provisional guess (say, the midpoint of
+            // two clocks before a third peer connected) would keep the node up to 200 ms off
+            // for 40 s.
+            let adjust = if was_locked || !self.estimator.is_locked() {
+                self.clock.adjust(selection.offset_us)
+            } else {
+                self.clock.step_to(selection.offset_us)
+            };
+            if let Adjust::Step { from_us, to_us } = adjust
+                && (to_us - from_us).abs() >= 1.0
+            {
+                log_step(&selection, from_us, to_us);
+            }
         }
         if let Some(r) = self.estimator.take_report() {
             let false_echoes = self.clock.false_echoes();

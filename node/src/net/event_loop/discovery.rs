@@ -9,9 +9,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use libp2p::PeerId;
+use libp2p::kad::{self, GetClosestPeersOk, QueryId};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId};
 use tracing::debug;
 
 use super::EventLoop;
@@ -24,6 +25,8 @@ const DIALS_PER_ROUND: usize = 3;
 const REDIAL: Duration = Duration::from_secs(30);
 /// Authors remembered (identities are free: the oldest are forgotten).
 const AUTHORS_MAX: usize = 512;
+/// DHT lookups of authors at once.
+const LOOKUPS_MAX: usize = 8;
 /// How often the DHT is bootstrapped once it has a peer.
 const BOOTSTRAP_EVERY: Duration = Duration::from_secs(300);
 
@@ -36,14 +39,17 @@ pub(super) struct Discovery {
     dialed: HashMap<PeerId, Instant>,
     /// The last DHT bootstrap.
     bootstrapped: Option<Instant>,
+    /// DHT lookups of authors under way.
+    lookups: HashMap<QueryId, PeerId>,
 }
 
 impl Discovery {
-    /// `peer` signed a gossip message we received.
-    pub(super) fn heard(&mut self, peer: PeerId) {
+    /// `peer` signed a gossip message we received; true the first time.
+    pub(super) fn heard(&mut self, peer: PeerId) -> bool {
         if self.authors.back() == Some(&peer) {
-            return;
+            return false;
         }
+        let new = !self.authors.contains(&peer);
         self.authors.retain(|p| *p != peer);
         self.authors.push_back(peer);
         while self.authors.len() > AUTHORS_MAX {
@@ -51,6 +57,7 @@ impl Discovery {
                 self.dialed.remove(&old);
             }
         }
+        new
     }
 }
 
@@ -84,6 +91,20 @@ impl EventLoop {
         }
     }
 
+    /// A new author was heard: dialed at once (not at the next round) while short of peers.
+    pub(super) fn new_author(&mut self, peer: PeerId) {
+        let me = *self.swarm.local_peer_id();
+        let connected: HashSet<PeerId> = self.connections.values().map(|c| c.peer).collect();
+        if peer == me || connected.contains(&peer) || connected.len() >= TARGET_PEERS {
+            return;
+        }
+        if self.banned.contains_key(&peer) {
+            return;
+        }
+        self.discovery.dialed.insert(peer, Instant::now());
+        self.dial_author(peer);
+    }
+
     /// Dials `peer` at whatever the behaviours know (the DHT) and through every relay we hold
     /// a direct connection to.
     fn dial_author(&mut self, peer: PeerId) {
@@ -103,6 +124,11 @@ impl EventLoop {
             "dialing {peer}, heard in gossip ({} relays)",
             circuits.len()
         );
+        // The DHT may know where it is reachable directly: look it up, and dial what it finds.
+        if self.discovery.lookups.len() < LOOKUPS_MAX {
+            let id = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+            self.discovery.lookups.insert(id, peer);
+        }
         let opts = DialOpts::peer_id(peer)
             .addresses(circuits)
             .extend_addresses_through_behaviour()
@@ -110,6 +136,49 @@ impl EventLoop {
             .build();
         if let Err(e) = self.swarm.dial(opts) {
             debug!("cannot dial {peer}: {e}");
+        }
+    }
+
+    /// A DHT lookup ended (or made progress): an author found with addresses is dialed there
+    /// directly, even while a relayed dial to it runs (the relayed connection is closed once a
+    /// direct one exists).
+    pub(super) fn looked_up(
+        &mut self,
+        id: QueryId,
+        result: kad::GetClosestPeersResult,
+        last: bool,
+    ) {
+        let Some(author) = self.discovery.lookups.get(&id).copied() else {
+            return;
+        };
+        if last {
+            self.discovery.lookups.remove(&id);
+        }
+        let Ok(GetClosestPeersOk { peers, .. }) = result else {
+            return;
+        };
+        let Some(found) = peers.into_iter().find(|p| p.peer_id == author) else {
+            return;
+        };
+        let addrs: Vec<Multiaddr> = found
+            .addrs
+            .into_iter()
+            .filter(|a| !crate::net::is_relayed(a))
+            .collect();
+        if addrs.is_empty() || self.has_direct(&author) {
+            return;
+        }
+        self.discovery.lookups.remove(&id);
+        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+            q.finish();
+        }
+        debug!("dialing {author} directly at {addrs:?} (found in the DHT)");
+        let opts = DialOpts::peer_id(author)
+            .addresses(addrs)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!("cannot dial {author}: {e}");
         }
     }
 

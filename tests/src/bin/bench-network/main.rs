@@ -4,11 +4,15 @@
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- rss --tracks 500
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- sync --seconds 90
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- listeners --clients 200 --seconds 30
+//!     cargo build --release -p chorus && sudo target/release/bench-network internet --nodes 10 --slots 6 --seconds 30
 //!
 //! `propagate`: N nodes, each with its own 3-track library (7 s tracks), one bootstrap node and
 //! N-1 joiners. For each consensus slot, the time from the first node's `final` for the slot to
 //! the moment the last node holds every segment of the winner (its `fetched` event; 0 for the
 //! node whose library holds it). Prints each slot and the median and maximum.
+//!
+//! `internet`: `propagate` on the namespace testbed, homes behind NATs on slow lossy links
+//! (`internet.rs`).
 //!
 //! `rss`: one node bootstrapped with a library of T tracks (6 s each: ingest time is not what
 //! is measured, the size of the library is), left idle for 30 s after it starts playing, then
@@ -35,6 +39,8 @@ use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 use chorus_tests::net::{Node, NodeSpec, slot, write_seed_queue};
 use chorus_tests::sync::{Row, first_audio, offsets, quantile};
 use serde_json::Value;
+
+mod internet;
 
 const LONG: Duration = Duration::from_secs(900);
 
@@ -535,6 +541,11 @@ fn main() -> Result<()> {
             arg(&args, "--nodes", 2)? as usize,
             arg(&args, "--slots", 6)?,
         ),
+        Some("internet") => internet::internet(
+            arg(&args, "--nodes", 10)? as usize,
+            arg(&args, "--slots", 6)?,
+            arg(&args, "--seconds", 30)? as f64,
+        ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
         Some("sync") => sync(
             arg(&args, "--seconds", 90)?,
@@ -545,7 +556,7 @@ fn main() -> Result<()> {
             arg(&args, "--seconds", 30)?,
         ),
         _ => bail!(
-            "usage: bench-network propagate --nodes N --slots S | rss --tracks T | sync --seconds S [--rates] | listeners --clients N --seconds S"
+            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | rss --tracks T | sync --seconds S [--rates] | listeners --clients N --seconds S"
         ),
     }
 }
