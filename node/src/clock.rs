@@ -8,7 +8,7 @@
 //! - *network* time: local plus the offset. The [`Estimator`] chooses the target offset from
 //!   the peers' samples (below); the clock steps to a new target more than 200 ms away and
 //!   slews toward a nearer one at 5 ms per second, so audio never jumps for small corrections;
-//!   the first locked target (below) is stepped to whatever its distance: the provisional
+//!   the first locked target (below) is stepped to when more than 5 ms away: the provisional
 //!   offset before it is a guess from fewer than three networks;
 //! - the true *system* time, only for the wav sink's CSV (what a test compares across nodes).
 //!

@@ -154,15 +154,8 @@ impl Clock {
         let mut slew = self.offset.lock().expect("not poisoned");
         let current = slew.at(now);
         if (target_us - current).abs() > STEP_US {
-            *slew = Slew {
-                from_us: target_us,
-                target_us,
-                since: now,
-            };
-            Adjust::Step {
-                from_us: current,
-                to_us: target_us,
-            }
+            drop(slew);
+            self.step_to(target_us)
         } else {
             *slew = Slew {
                 from_us: current,

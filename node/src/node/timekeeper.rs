@@ -110,14 +110,17 @@ impl TimeKeeper {
             // The first lock steps: slewing from a provisional guess (say, the midpoint of
             // two clocks before a third peer connected) would keep the node up to 200 ms off
             // for 40 s.
-            let adjust = if was_locked || !self.estimator.is_locked() {
-                self.clock.adjust(selection.offset_us)
-            } else {
+            // (A correction that slews within a second is slewed all the same.)
+            let far = (selection.offset_us - self.clock.offset_us_at(std::time::Instant::now()))
+                .abs()
+                > crate::clock::SLEW_US_PER_S;
+            let first_lock = !was_locked && self.estimator.is_locked();
+            let adjust = if first_lock && far {
                 self.clock.step_to(selection.offset_us)
+            } else {
+                self.clock.adjust(selection.offset_us)
             };
-            if let Adjust::Step { from_us, to_us } = adjust
-                && (to_us - from_us).abs() >= 1.0
-            {
+            if let Adjust::Step { from_us, to_us } = adjust {
                 log_step(&selection, from_us, to_us);
             }
         }

@@ -49,11 +49,7 @@ impl EventLoop {
                 later: request.ids.into_iter().take(WANTED_IDS_MAX).collect(),
                 ..Have::default()
             };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .blocks
-                .send_response(channel, have);
+            self.answer_now(channel, have);
             return;
         }
         // Super-seeding: blocks already sent to enough peers are referred to them.
@@ -65,11 +61,7 @@ impl EventLoop {
                 referrals: split.referrals,
                 ..Have::default()
             };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .blocks
-                .send_response(channel, have);
+            self.answer_now(channel, have);
             return;
         }
         *self.block_reads.entry(peer).or_default() += 1;
@@ -93,6 +85,15 @@ impl EventLoop {
                 have,
             });
         });
+    }
+
+    /// Answers a want list without reading the store.
+    fn answer_now(&mut self, channel: ResponseChannel<Have>, have: Have) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .blocks
+            .send_response(channel, have);
     }
 
     /// Sends the answer a block-reading task prepared, and counts its read as done.

@@ -287,3 +287,26 @@ impl EventLoop {
 pub(super) fn relay_server_event(event: &relay::Event) {
     debug!("relay server: {event:?}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reachability_is_public_with_a_confirmed_address_private_after_a_failure_else_unknown() {
+        let mut nat = Nat::default();
+        assert_eq!(nat.reachability(), Reachability::Unknown);
+        nat.failed = 1;
+        assert_eq!(nat.reachability(), Reachability::Private);
+        nat.confirmed
+            .insert("/ip4/198.18.1.1/tcp/4747".parse().unwrap());
+        assert_eq!(
+            nat.reachability(),
+            Reachability::Public,
+            "a confirmation outweighs failures"
+        );
+        nat.confirmed.clear();
+        nat.failed = 0;
+        assert_eq!(nat.reachability(), Reachability::Unknown);
+    }
+}

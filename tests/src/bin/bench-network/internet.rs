@@ -13,7 +13,7 @@ use anyhow::{Result, bail};
 use chorus_tests::net::{Node, NodeSpec, slot, write_seed_queue};
 use chorus_tests::testbed::{HomeSpec, Jitter, Link, Shape, Spec, Testbed};
 
-use crate::{LONG, library, slot_propagation};
+use crate::{LONG, join_args, library, slot_propagation};
 
 const MS: Duration = Duration::from_millis(1);
 const LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4747", "/ip4/0.0.0.0/udp/4747/quic-v1"];
@@ -83,14 +83,7 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
                 name: &format!("n{i}"),
                 root,
                 command: "run",
-                args: vec![
-                    "--library".into(),
-                    lib.display().to_string(),
-                    "--network".into(),
-                    network.clone(),
-                    "--peer".into(),
-                    peer.clone(),
-                ],
+                args: join_args(&lib, &network, &peer),
             },
             &LISTEN,
         ));

@@ -84,6 +84,18 @@ fn seconds_of_day(v: &Value) -> f64 {
     }
 }
 
+/// `run` arguments of a joiner: its library, the network, and the one peer it is given.
+fn join_args(lib: &Path, network: &str, peer: &str) -> Vec<String> {
+    vec![
+        "--library".into(),
+        lib.display().to_string(),
+        "--network".into(),
+        network.to_owned(),
+        "--peer".into(),
+        peer.to_owned(),
+    ]
+}
+
 fn bootstrap(root: &Path, lib: &Path, start: &str) -> Result<(Node, String, String)> {
     let seed = root.join("seed.toml");
     write_seed_queue(&seed, lib, start, "");
@@ -124,14 +136,7 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
             name: &format!("n{i}"),
             root,
             command: "run",
-            args: vec![
-                "--library".into(),
-                lib.display().to_string(),
-                "--network".into(),
-                network.clone(),
-                "--peer".into(),
-                addr.clone(),
-            ],
+            args: join_args(lib, &network, &addr),
         }));
     }
     let mut times = Vec::new();
