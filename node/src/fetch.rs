@@ -21,6 +21,9 @@
 //!   exchange for [`BAN`], reports it, and asks another provider.
 //! - Progress is reported as blocks arrive; a finished track is reported complete and
 //!   announced as a provider record (cross-seeding).
+//! - A track can be wanted ahead of finality (the node's own decision names it) and forgotten
+//!   when finality chooses another: its blocks still to fetch leave the queue unless another
+//!   wanted track lists them.
 //! - PROTOCOL.md 12.2: a track whose every known provider (the proposer hint, the DHT's
 //!   providers, the connected peers) was asked for its manifest or segments and delivered
 //!   nothing, or whose manifest was refused, is reported [`FetchEvent::Unavailable`] once: the
@@ -56,6 +59,9 @@ pub const PER_PEER: usize = 2;
 /// How long a peer that served a corrupt block is left out of the exchange.
 pub const BAN: Duration = Duration::from_secs(600);
 /// What the driver asks of the fetcher.
+// `Want` carries a whole TrackRef: a few commands per slot, each moved once, so boxing it
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum FetchCommand {
     /// Hold `track` by `start_ms`, the start of `slot`.
@@ -70,6 +76,14 @@ pub enum FetchCommand {
         segment_ms: u64,
         /// A peer known to hold it (the winning proposal's author).
         hint: Option<PeerId>,
+    },
+    /// `track` (by `track_hash`) is no longer wanted: a likely winner fetched ahead of
+    /// finality lost. Its blocks still to fetch are dropped unless another wanted track lists
+    /// them, and nothing more is reported of it (no `Unavailable`). A track that is wanted for
+    /// another slot must not be forgotten; one not wanted changes nothing.
+    Forget {
+        /// The track's `track_hash`.
+        track: Hash32,
     },
 }
 
@@ -201,7 +215,7 @@ impl Fetcher {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 command = commands.recv() => match command {
-                    Some(command) => planner.handle_want(epoch.elapsed(), want(command)),
+                    Some(command) => handle_command(&mut planner, epoch.elapsed(), command),
                     None => return,
                 },
                 Some(outcome) = self.work.next(), if !self.work.is_empty() => {
@@ -371,21 +385,26 @@ impl Fetcher {
     }
 }
 
-/// The planner's input for a command.
-fn want(command: FetchCommand) -> Want {
-    let FetchCommand::Want {
-        slot,
-        track,
-        start_ms,
-        segment_ms,
-        hint,
-    } = command;
-    Want {
-        slot,
-        track,
-        start_ms,
-        segment_ms,
-        hint,
+/// Hands a command of the driver to the planner.
+fn handle_command(planner: &mut Planner, now: Duration, command: FetchCommand) {
+    match command {
+        FetchCommand::Want {
+            slot,
+            track,
+            start_ms,
+            segment_ms,
+            hint,
+        } => planner.handle_want(
+            now,
+            Want {
+                slot,
+                track,
+                start_ms,
+                segment_ms,
+                hint,
+            },
+        ),
+        FetchCommand::Forget { track } => planner.handle_forget(track),
     }
 }
 

@@ -60,6 +60,11 @@ impl Retention {
         *e = (*e).max(slot);
     }
 
+    /// Whether the fetched track `manifest_id` is recorded.
+    pub fn holds(&self, manifest_id: &Hash32) -> bool {
+        self.used.contains_key(manifest_id)
+    }
+
     /// Saves the record atomically.
     pub fn save(&self) -> std::io::Result<()> {
         let form = FileForm {
@@ -182,6 +187,25 @@ mod tests {
         r.save().unwrap();
         let again = Retention::load(dir.path());
         assert_eq!(again.used.keys().copied().collect::<Vec<_>>().len(), 2);
+    }
+
+    #[test]
+    fn a_track_fetched_before_its_slot_was_final_is_kept_as_used_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(dir.path().join("store")).unwrap();
+        let prefetched = track(&store, 10, 2, 1000);
+        let played = track(&store, 50, 2, 1000);
+        let mut r = Retention::load(dir.path());
+        assert!(!r.holds(&prefetched));
+        // Fetched at the Decision: no final slot names it yet.
+        r.touch(prefetched, 0);
+        r.touch(played, 5);
+        assert!(r.holds(&prefetched));
+        // Its slot, 9, becomes final (what `Storage::decided` does).
+        r.touch(prefetched, 9);
+        let e = r.evict(&store, &BTreeSet::new(), 4_000, 3_000);
+        assert_eq!(e.tracks, vec![played], "the older use goes first");
+        assert!(store.contains(&prefetched));
     }
 
     #[test]

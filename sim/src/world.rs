@@ -355,6 +355,7 @@ impl World {
                 Action::Final(report) => self.traffic.count_conflicts(report.conflicts.len()),
                 // The simulator has no player and no log.
                 Action::Proposed { .. }
+                | Action::Leaning { .. }
                 | Action::PlaySubstitute { .. }
                 | Action::PeerChanged(_) => {}
             }

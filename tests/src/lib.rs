@@ -4,6 +4,8 @@
 //! # Layout
 //! - this file: helpers to find and run the `chorus` binary and to generate libraries.
 //! - `net`: real node processes on loopback and their JSON logs.
+//! - `internet`: a radio on the testbed (a bootstrap node and joiners behind NATs), and what
+//!   a winner cost its proposer.
 //! - `evil`: the `evil-peer` attacker (`src/bin/evil-peer/`) as a child process.
 //! - `prom`: checking Prometheus text exposition.
 //! - `sync`: reading wav sinks' CSVs and the offsets between nodes.
@@ -18,7 +20,12 @@
 //! - `tests/hostile.rs`: attacks by `evil-peer` on real nodes (docs/security.md).
 //! - `tests/listener.rs`: the live HLS stream read by ffmpeg, the status page in headless
 //!   Chromium (`browser/probe.py`), metrics.
-//! - `tests/testbed.rs`: the testbed itself: NAT, isolation, and the emulator's figures.
+//! - `tests/testbed.rs`: the testbed itself: NAT, isolation, a partition, and the emulator's
+//!   figures.
+//! - `tests/nat.rs`: hole punching between homes, a symmetric NAT, two nodes of one home by
+//!   mDNS.
+//! - `tests/internet.rs`: ten nodes on slow lossy links: winners held in time, the proposer's
+//!   upload bounded, a partition and its repair.
 //! - `src/bin/bench-ingest.rs`: ingest speed against the ffmpeg program.
 //! - `src/bin/bench-network.rs`: propagation, memory, synchronization and listener benchmarks.
 #![deny(missing_docs)]
@@ -29,6 +36,7 @@ use std::process::Command;
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 
 pub mod evil;
+pub mod internet;
 pub mod net;
 pub mod prom;
 pub mod sync;

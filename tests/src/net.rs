@@ -39,6 +39,9 @@ pub struct Node {
     netns: Option<String>,
     /// Its `--listen` addresses (loopback TCP on any port when empty).
     listen: Vec<String>,
+    /// Whether it looks for peers on its LAN by mDNS (off unless started with
+    /// [`Node::start_on_lan`]).
+    mdns: bool,
 }
 
 /// What a node is started with.
@@ -80,6 +83,7 @@ impl Node {
                 .collect(),
             netns: None,
             listen: Vec::new(),
+            mdns: false,
         };
         node.spawn(spec.command, &spec.args);
         node
@@ -89,6 +93,20 @@ impl Node {
     /// TCP and QUIC on port 4747 of every interface). Its HTTP API stays on the host's
     /// loopback; [`Node::status`] reads it from inside the namespace.
     pub fn start_on(host: &crate::testbed::Host, spec: NodeSpec<'_>, listen: &[&str]) -> Node {
+        Self::start_in(host, spec, listen, false)
+    }
+
+    /// As [`Node::start_on`], with mDNS on: the node finds the other nodes of its home's LAN.
+    pub fn start_on_lan(host: &crate::testbed::Host, spec: NodeSpec<'_>, listen: &[&str]) -> Node {
+        Self::start_in(host, spec, listen, true)
+    }
+
+    fn start_in(
+        host: &crate::testbed::Host,
+        spec: NodeSpec<'_>,
+        listen: &[&str],
+        mdns: bool,
+    ) -> Node {
         let dir = spec.root.join(spec.name);
         let data_dir = dir.join("data");
         let config_dir = dir.join("config");
@@ -103,6 +121,7 @@ impl Node {
             env: Vec::new(),
             netns: Some(host.netns().to_owned()),
             listen: listen.iter().map(|a| a.to_string()).collect(),
+            mdns,
         };
         node.spawn(spec.command, &spec.args);
         node
@@ -120,15 +139,22 @@ impl Node {
         }
     }
 
-    /// The `--listen` arguments.
+    /// The `--listen` arguments, and mDNS, UPnP and AutoNAT as tests want them.
     fn listen_args(&self) -> Vec<String> {
-        if self.listen.is_empty() {
-            return vec!["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()];
+        let mut args: Vec<String> = if self.listen.is_empty() {
+            vec!["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]
+        } else {
+            self.listen
+                .iter()
+                .flat_map(|a| ["--listen".to_owned(), a.clone()])
+                .collect()
+        };
+        if !self.mdns {
+            args.push("--no-mdns".into());
         }
-        self.listen
-            .iter()
-            .flat_map(|a| ["--listen".to_owned(), a.clone()])
-            .collect()
+        // Loopback and the testbed's benchmarking range are no global addresses.
+        args.extend(["--no-upnp".into(), "--autonat-any-address".into()]);
+        args
     }
 
     fn spawn(&mut self, command: &str, args: &[String]) {
@@ -147,8 +173,6 @@ impl Node {
                 &["--audio", "null"][..]
             })
             .args(listen)
-            // Loopback and the testbed's benchmarking range are no global addresses.
-            .args(["--no-mdns", "--no-upnp", "--autonat-any-address"])
             // Any free loopback port unless the test chose the HTTP address.
             .args(if args.iter().any(|a| a == "--http-listen") {
                 &[][..]
@@ -425,6 +449,11 @@ pub const TRACK_SECONDS: f64 = 7.0;
 
 /// A library of `n` tracks unique to `seed` (different audio, so different track hashes).
 pub fn library(dir: &Path, seed: u64, n: usize) -> PathBuf {
+    library_of(dir, seed, n, TRACK_SECONDS)
+}
+
+/// As [`library`], with tracks `seconds` long.
+pub fn library_of(dir: &Path, seed: u64, n: usize, seconds: f64) -> PathBuf {
     std::fs::create_dir_all(dir).expect("create library");
     for i in 0..n {
         let path = dir.join(format!("Artist {seed} - Song {i}.flac"));
@@ -436,7 +465,7 @@ pub fn library(dir: &Path, seed: u64, n: usize) -> PathBuf {
         write_tune(
             &path,
             Format::Flac,
-            &Tune::new(seed * 1000 + i as u64, TRACK_SECONDS),
+            &Tune::new(seed * 1000 + i as u64, seconds),
             &tags,
         )
         .expect("write a track");

@@ -32,6 +32,7 @@
 //! - `host`: [`Host`]: commands and sockets inside a namespace.
 //! - `netns`: `ip`, entering namespaces from a thread, leftovers.
 //! - `build`: creating the namespaces, devices, addresses, routes and NAT.
+//! - `cut`: a partition of the internet ([`Testbed::cut`], [`Testbed::heal`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,6 +43,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use anyhow::{Context, Result};
 
 mod build;
+mod cut;
 pub mod emulator;
 mod host;
 pub mod netns;
@@ -111,6 +113,8 @@ pub struct Testbed {
     /// In order of creation; deleted in reverse.
     namespaces: Vec<String>,
     emu_bin: Option<PathBuf>,
+    /// Places whose partition chain exists (`cut`).
+    cut_chains: std::collections::BTreeSet<Uplink>,
 }
 
 impl Testbed {
@@ -137,6 +141,7 @@ impl Testbed {
             uplinks: BTreeMap::new(),
             namespaces: Vec::new(),
             emu_bin: None,
+            cut_chains: std::collections::BTreeSet::new(),
         };
         tb.build_internet()?;
         for (k, public) in spec.public.iter().enumerate() {

@@ -3,8 +3,9 @@
 //! public node's address. Behind cone NATs they must punch a hole (AutoNAT finds them private,
 //! they reserve a relay slot on the public node, the relayed connection is upgraded by DCUtR)
 //! and fetch each other's winners directly; behind a symmetric NAT hole punching must fail and
-//! every winner still plays, fetched through the public node. Needs root; skips elsewhere, never
-//! in CI.
+//! every winner still plays, fetched through the public node. Two nodes in one home find each
+//! other by mDNS and fetch each other's winners over their LAN. Needs root; skips elsewhere,
+//! never in CI.
 //!
 //! All three propose; from slot 5 on the test follows every slot until each home has won one
 //! (usually within a few slots: a home wins a slot with probability about 1/3).
@@ -17,7 +18,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chorus_tests::net::{Node, NodeSpec, library, s, slot, write_seed_queue};
+use chorus_tests::internet::{Joiner, Radio};
+use chorus_tests::net::{Node, slot};
 use chorus_tests::testbed::{HomeSpec, Host, Link, Nat, Shape, Spec, Testbed};
 use serde_json::Value;
 
@@ -26,17 +28,9 @@ const LONG: Duration = Duration::from_secs(300);
 /// Slots in which each home must have won once: with a chance of 1/3 a slot, a home loses all
 /// 24 with probability (2/3)^24 = 6e-5.
 const SLOTS_TO_WIN: u64 = 24;
-const LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4747", "/ip4/0.0.0.0/udp/4747/quic-v1"];
 
 /// The testbed's hosts run many processes each: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// The public node and the two homes' nodes.
-struct Radio {
-    public: Node,
-    homes: [Node; 2],
-    ids: [String; 3],
-}
 
 /// A folder for the nodes, removed at the end unless `CHORUS_TEST_KEEP` is set (then its path
 /// is printed).
@@ -53,69 +47,21 @@ fn wan() -> Link {
     Link::both(Shape::wire().delay(10 * MS))
 }
 
-fn start(tb: &Testbed, root: &Path) -> Radio {
-    let lib = library(&root.join("lib-public"), 1, 5);
-    let queue = root.join("seed.toml");
-    write_seed_queue(&queue, &lib, "in 25s", "");
-    let public = Node::start_on(
+/// The public node, then a node on each of `hosts` given only the public node's address
+/// (`lan`: with mDNS on), named home0 and home1.
+fn start(tb: &Testbed, root: &Path, hosts: [&Host; 2], lan: bool) -> Radio {
+    let joiners = [
+        Joiner::new("home0", hosts[0]),
+        Joiner::new("home1", hosts[1]),
+    ];
+    Radio::start(
+        root,
         tb.public(0),
-        NodeSpec {
-            name: "public",
-            root,
-            command: "bootstrap",
-            args: vec![
-                s("--seed-queue"),
-                queue.display().to_string(),
-                s("--library"),
-                lib.display().to_string(),
-            ],
-        },
-        &LISTEN,
-    );
-    let network = public.wait_stdout("network ", LONG);
-    let public_id = identity(&public);
-    let peer = format!("/ip4/{}/tcp/4747/p2p/{public_id}", tb.public(0).addr());
-    let home = |i: usize, host: &Host| {
-        let lib = library(&root.join(format!("lib-home{i}")), 10 + i as u64, 6);
-        Node::start_on(
-            host,
-            NodeSpec {
-                name: if i == 0 { "home0" } else { "home1" },
-                root,
-                command: "run",
-                args: vec![
-                    s("--library"),
-                    lib.display().to_string(),
-                    s("--network"),
-                    network.clone(),
-                    s("--peer"),
-                    peer.clone(),
-                ],
-            },
-            &LISTEN,
-        )
-    };
-    let homes = [home(0, tb.host(0, 0)), home(1, tb.host(1, 0))];
-    let ids = [public_id, identity(&homes[0]), identity(&homes[1])];
-    Radio { public, homes, ids }
-}
-
-/// The node's peer id, from its status once its HTTP API is up and the driver has published
-/// a first snapshot.
-fn identity(node: &Node) -> String {
-    node.wait_for("http", LONG, |v| v["event"] == "http");
-    let start = Instant::now();
-    loop {
-        if let Some(id) = node.status()["identity"].as_str() {
-            return id.to_owned();
-        }
-        assert!(
-            start.elapsed() < LONG,
-            "{} never published its status",
-            node.name
-        );
-        std::thread::sleep(100 * MS);
-    }
+        Duration::from_secs(25),
+        &joiners,
+        (6, 7.0),
+        lan,
+    )
 }
 
 /// `node`'s /status entry for `peer`.
@@ -129,10 +75,21 @@ fn peer_entry(node: &Node, peer: &str) -> Option<Value> {
 
 /// Polls `node`'s status every 250 ms until `peer` is connected directly; the time it took.
 fn wait_direct(node: &Node, peer: &str, timeout: Duration) -> Option<Duration> {
+    wait_peer(node, peer, timeout, |p| {
+        p["connected"] == true && p["route"] == "direct"
+    })
+}
+
+/// Polls `node`'s status every 250 ms until its entry for `peer` passes `ok`; the time it took.
+fn wait_peer(
+    node: &Node,
+    peer: &str,
+    timeout: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if peer_entry(node, peer).is_some_and(|p| p["connected"] == true && p["route"] == "direct")
-        {
+        if peer_entry(node, peer).is_some_and(|p| ok(&p)) {
             return Some(start.elapsed());
         }
         std::thread::sleep(250 * MS);
@@ -144,7 +101,7 @@ fn wait_direct(node: &Node, peer: &str, timeout: Duration) -> Option<Duration> {
 /// checks that all three agree and play every winner in full. Returns, per slot, the winner's
 /// proposer and track hash.
 fn agree_until_both_won(radio: &Radio) -> BTreeMap<u64, (String, String)> {
-    let nodes = [&radio.public, &radio.homes[0], &radio.homes[1]];
+    let nodes = &radio.nodes;
     let mut winners = BTreeMap::new();
     for k in 5..5 + SLOTS_TO_WIN {
         let finals: Vec<Value> = nodes
@@ -167,7 +124,7 @@ fn agree_until_both_won(radio: &Radio) -> BTreeMap<u64, (String, String)> {
         eprintln!(
             "slot {k}: winner {} proposed by {}",
             &track[..8],
-            who(radio, &proposer)
+            radio.who(&proposer)
         );
         winners.insert(k, (proposer, track));
         let won = |i: usize| winners.values().any(|(p, _)| *p == radio.ids[i + 1]);
@@ -176,7 +133,7 @@ fn agree_until_both_won(radio: &Radio) -> BTreeMap<u64, (String, String)> {
         }
     }
     for (k, (_, track)) in &winners {
-        for n in nodes {
+        for n in nodes.iter() {
             let playing = n.wait_for(&format!("{} plays slot {k}", n.name), LONG, |v| {
                 v["event"] == "playing" && slot(v) == Some(*k)
             });
@@ -202,15 +159,6 @@ fn agree_until_both_won(radio: &Radio) -> BTreeMap<u64, (String, String)> {
     winners
 }
 
-fn who<'a>(radio: &Radio, peer: &'a str) -> &'a str {
-    match radio.ids.iter().position(|p| p == peer) {
-        Some(0) => "public",
-        Some(1) => "home0",
-        Some(2) => "home1",
-        _ => peer,
-    }
-}
-
 #[test]
 fn cone_nat_homes_punch_a_direct_connection() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -222,15 +170,17 @@ fn cone_nat_homes_punch_a_direct_connection() {
         return;
     };
     let tmp = tempdir();
-    let radio = start(&tb, tmp.path());
-    let [h0, h1] = &radio.homes;
+    let radio = start(&tb, tmp.path(), [tb.host(0, 0), tb.host(1, 0)], false);
+    let [_, h0, h1] = &radio.nodes[..] else {
+        unreachable!()
+    };
     // Private behind their NATs, public on the internet.
     for home in [h0, h1] {
         home.wait_for("private", LONG, |v| {
             v["event"] == "reachability" && v["status"] == "private"
         });
     }
-    radio.public.wait_for("public", LONG, |v| {
+    radio.nodes[0].wait_for("public", LONG, |v| {
         v["event"] == "reachability" && v["status"] == "public"
     });
     let took = wait_direct(h0, &radio.ids[2], Duration::from_secs(120))
@@ -245,7 +195,7 @@ fn cone_nat_homes_punch_a_direct_connection() {
     );
     let winners = agree_until_both_won(&radio);
     // Each home fetched the other's winner, some of it from the other home itself.
-    for (i, home) in radio.homes.iter().enumerate() {
+    for (i, home) in radio.nodes[1..].iter().enumerate() {
         let other = &radio.ids[2 - i];
         let entry = peer_entry(home, other).unwrap();
         eprintln!(
@@ -273,8 +223,10 @@ fn symmetric_nat_home_still_plays_every_winner() {
         return;
     };
     let tmp = tempdir();
-    let radio = start(&tb, tmp.path());
-    let [h0, h1] = &radio.homes;
+    let radio = start(&tb, tmp.path(), [tb.host(0, 0), tb.host(1, 0)], false);
+    let [_, h0, h1] = &radio.nodes[..] else {
+        unreachable!()
+    };
     agree_until_both_won(&radio);
     for (home, other) in [(h0, &radio.ids[2]), (h1, &radio.ids[1])] {
         let entry = peer_entry(home, other);
@@ -289,7 +241,7 @@ fn symmetric_nat_home_still_plays_every_winner() {
     assert!(failed > 0, "hole punching was tried and failed");
     // Each played the other's winners (above) without a byte from the other home: they came
     // through the public node.
-    for (i, home) in radio.homes.iter().enumerate() {
+    for (i, home) in radio.nodes[1..].iter().enumerate() {
         let from_public = peer_entry(home, &radio.ids[0]).unwrap();
         let from_other = peer_entry(home, &radio.ids[2 - i]);
         eprintln!(
@@ -304,4 +256,59 @@ fn symmetric_nat_home_still_plays_every_winner() {
             "home{i} received blocks from the other home"
         );
     }
+}
+
+#[test]
+fn two_nodes_in_one_home_find_each_other_by_mdns_and_fetch_over_the_lan() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let spec = Spec::new().public().home(HomeSpec::new(2).link(wan()));
+    let Some(tb) = Testbed::new_or_skip("mdns", &spec) else {
+        return;
+    };
+    let tmp = tempdir();
+    // Both are given only the public node's address.
+    let radio = start(&tb, tmp.path(), [tb.host(0, 0), tb.host(0, 1)], true);
+    let lan = |node: &Node, other: &str| {
+        node.wait_for(&format!("{} finds {other} by mDNS", node.name), LONG, |v| {
+            v["event"] == "mdns_discovered" && v["peer"] == other
+        });
+        let took = wait_peer(node, other, Duration::from_secs(60), on_lan).unwrap_or_else(|| {
+            panic!(
+                "{}: no LAN connection: {:?}",
+                node.name,
+                peer_entry(node, other)
+            )
+        });
+        eprintln!("{} reaches {other} over the LAN after {took:?}", node.name);
+    };
+    lan(&radio.nodes[1], &radio.ids[2]);
+    lan(&radio.nodes[2], &radio.ids[1]);
+    let winners = agree_until_both_won(&radio);
+    // Each fetched the other's winner, some of it from the other over the LAN: the home's
+    // uplink carried it up once at most.
+    for (i, node) in radio.nodes[1..].iter().enumerate() {
+        let other = &radio.ids[2 - i];
+        let entry = peer_entry(node, other).unwrap();
+        eprintln!(
+            "home{i} from home{}: {} bytes received, {} sent, over {}",
+            1 - i,
+            entry["exchange_bytes_received"],
+            entry["exchange_bytes_sent"],
+            entry["address"]
+        );
+        assert!(
+            entry["exchange_bytes_received"].as_u64().unwrap_or(0) > 0,
+            "home{i} received blocks from the other over the LAN: {entry}; winners {winners:?}"
+        );
+        assert!(on_lan(&entry), "still over the LAN: {entry}");
+    }
+}
+
+/// Whether a /status peer entry is connected directly over the home's LAN (10.1.0.0/24).
+fn on_lan(entry: &Value) -> bool {
+    entry["connected"] == true
+        && entry["route"] == "direct"
+        && entry["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("/ip4/10.1.0."))
 }

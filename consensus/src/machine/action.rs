@@ -61,6 +61,23 @@ pub enum Action {
         /// The proposal ids wanted.
         ids: Vec<Hash32>,
     },
+    /// This node made its decision for `slot` at the decision point (PROTOCOL.md 4.3), and
+    /// the decision names an admissible proposal it holds: `track` is the likely winner, so its
+    /// fetch may start now, for the rest of slot `slot-4`, before finality (`start(slot-3)`,
+    /// 4.4) makes it certain. Sent at most once per slot, before the slot's [`Action::Decided`], and only when
+    /// `start(slot)` is known; never for a replay decision (a replay's winner is a track every
+    /// node fetched before). Finality may still choose another winner (a lower ticket that
+    /// arrived late, an equivocation found): the slot's [`Action::Decided`] is what counts.
+    Leaning {
+        /// The slot.
+        slot: u64,
+        /// The track of the proposal decided for.
+        track: TrackRef,
+        /// That proposal's author, a peer known to hold the track.
+        proposer: PeerId,
+        /// `start(slot)`, network time ms: when the track's first segment is due.
+        start_ms: u64,
+    },
     /// A slot became final and was appended to the chain: persist it, fetch its track.
     Decided(DecidedSlot),
     /// A peer sent an invalid message (counted in the local peer table).

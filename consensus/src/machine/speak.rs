@@ -18,10 +18,12 @@
 //! for a Decision: no Decision received names the same outcome or a proposal this node holds,
 //! finds admissible and ranks at least as well as its own (verified, so a forged announcement
 //! cannot silence the holder of a better proposal). The decision itself is still made at the
-//! decision point and kept for finality (4.4) whether published or not.
+//! decision point and kept for finality (4.4) whether published or not; when it names a
+//! proposal, the driver hears of it at once ([`Action::Leaning`]) to start fetching the likely
+//! winner.
 
 use super::slot::SlotState;
-use super::{Consensus, fork};
+use super::{Action, Consensus, fork};
 use crate::hash::Hash32;
 use crate::message::{Decision, Tally};
 use crate::schedule::{Window, finality_ms};
@@ -176,14 +178,27 @@ impl Consensus {
     }
 
     /// The decision of 4.3 at the decision point: the lowest admissible proposal held, else
-    /// the replay.
+    /// the replay. Made once per slot; a decision for a proposal is also reported as
+    /// [`Action::Leaning`] (when `start(slot)` is known), so that the driver can start
+    /// fetching the likely winner before finality.
     fn make_decision(&mut self, slot: u64) {
         let chain = &self.chain;
         let state = self.slots.entry(slot).or_default();
         let best = state
             .ranked(chain, slot)
             .first()
-            .map(|(id, held)| (held.proposal.track.track_hash, *id, held.ticket));
+            .map(|(id, held)| (*id, held.ticket, held.proposal.from, &held.proposal.track));
+        if let Some((_, _, proposer, track)) = best
+            && let Some(start_ms) = chain.start(slot)
+        {
+            self.actions.push_back(Action::Leaning {
+                slot,
+                track: track.clone(),
+                proposer,
+                start_ms,
+            });
+        }
+        let best = best.map(|(id, ticket, _, track)| (track.track_hash, id, ticket));
         let (winner, proposal_id, ticket) = match best {
             Some((winner, id, ticket)) => (winner, Some(id), Some(ticket)),
             None => match replay_winner(chain, slot) {

@@ -440,6 +440,135 @@ fn each_own_proposal_is_reported_right_before_its_publish() {
     );
 }
 
+/// Where a Leaning stands among a node's actions: its place, its time, and what it says.
+struct Leaned {
+    at: usize,
+    now: u64,
+    slot: u64,
+    track: TrackRef,
+    proposer: PeerId,
+    start_ms: u64,
+}
+
+/// The [`Action::Leaning`]s among `actions` (each with its time).
+fn leanings<'a>(actions: impl IntoIterator<Item = (u64, &'a Action)>) -> Vec<Leaned> {
+    actions
+        .into_iter()
+        .enumerate()
+        .filter_map(|(at, (now, a))| match a {
+            Action::Leaning {
+                slot,
+                track,
+                proposer,
+                start_ms,
+            } => Some(Leaned {
+                at,
+                now,
+                slot: *slot,
+                track: track.clone(),
+                proposer: *proposer,
+                start_ms: *start_ms,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_node_leans_at_its_decision_point_toward_its_lowest_ticket_proposal() {
+    // Node 2 proposes nothing and gets every proposal only by fetching it.
+    let mut net = TestBuilder::new(3)
+        .library(2, vec![])
+        .drop_if(|_, to, m| to == 2 && matches!(m, Message::Proposal(_)))
+        .build();
+    net.run_until_len(LEN);
+    let peers: Vec<PeerId> = (0..2).map(|i| net.peer(i)).collect();
+    for i in 0..3 {
+        let chain = net.nodes[i].chain();
+        let actions: Vec<(u64, &Action)> = net
+            .events
+            .iter()
+            .filter(|(n, _, _)| *n == i)
+            .map(|(_, now, a)| (*now, a))
+            .collect();
+        let leaned = leanings(actions.iter().copied());
+        for slot in 5..LEN {
+            let here: Vec<&Leaned> = leaned.iter().filter(|l| l.slot == slot).collect();
+            assert_eq!(here.len(), 1, "node {i} slot {slot}: once");
+            let l = here[0];
+            // The lowest ticket among the two proposers, which finality confirms.
+            let ctx = SlotContext::on_chain(chain, slot);
+            let (_, low) = crate::ticket::lowest(&ctx, &peers).expect("two proposers");
+            assert_eq!(l.proposer, *low, "node {i} slot {slot}");
+            let decided = chain.decided(slot).expect("decided");
+            assert_eq!(l.track, decided.track, "node {i} slot {slot}");
+            assert_eq!(Some(l.start_ms), chain.start(slot), "node {i} slot {slot}");
+            // At the decision point, so before the slot is final.
+            let window = crate::schedule::selection_window(chain, slot).expect("slot >= L");
+            assert_eq!(l.now, window.end_ms, "node {i} slot {slot}");
+            let final_at = actions
+                .iter()
+                .position(|(_, a)| matches!(a, Action::Final(r) if r.slot == slot))
+                .expect("final");
+            assert!(l.at < final_at, "node {i} slot {slot}: before finality");
+        }
+        let later = leaned.iter().filter(|l| l.slot >= LEN).count();
+        assert!(later <= 2, "node {i}: only the slots in flight after {LEN}");
+    }
+}
+
+#[test]
+fn a_lone_node_leans_toward_its_own_proposals_before_decided_and_never_toward_a_replay() {
+    let genesis = crate::genesis::tests::signed_genesis();
+    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    node.set_library(super::test_builder::library_of(0));
+    let mut actions: Vec<(u64, Action)> = Vec::new();
+    let mut t = genesis.genesis().start_ms - 1_000;
+    let end = 2 * LEN;
+    while node.chain().len() < end {
+        if node.chain().len() == LEN {
+            // From here on it has nothing to propose: the network replays.
+            node.set_library(Vec::new());
+        }
+        node.handle_timeout(t);
+        actions.extend(std::iter::from_fn(|| node.poll_action()).map(|a| (t, a)));
+        t = node
+            .poll_timeout()
+            .expect("a lone node keeps deciding")
+            .max(t + 1);
+    }
+    let chain = node.chain();
+    let leaned = leanings(actions.iter().map(|(now, a)| (*now, a)));
+    let (mut proposed, mut replayed) = (0, 0);
+    for slot in 5..end {
+        let decided = chain.decided(slot).expect("decided");
+        let here: Vec<&Leaned> = leaned.iter().filter(|l| l.slot == slot).collect();
+        if decided.proposal_id.is_none() {
+            replayed += 1;
+            assert!(here.is_empty(), "slot {slot} is a replay");
+            continue;
+        }
+        proposed += 1;
+        assert_eq!(here.len(), 1, "slot {slot}: once");
+        let l = here[0];
+        assert_eq!(
+            (&l.track, l.proposer, Some(l.start_ms)),
+            (&decided.track, *node.peer_id(), chain.start(slot)),
+            "slot {slot}"
+        );
+        let decided_at = actions
+            .iter()
+            .position(|(_, a)| matches!(a, Action::Decided(d) if d.slot == slot))
+            .expect("decided");
+        assert!(l.at < decided_at, "slot {slot}: before its Decided");
+        assert!(
+            l.now < finality_ms(chain, slot).expect("slot >= L"),
+            "slot {slot}"
+        );
+    }
+    assert!(proposed >= 5 && replayed >= 5, "{proposed} and {replayed}");
+}
+
 impl Consensus {
     /// A Status of another node `key` at `now`, sealed (a test helper).
     fn status_envelope_of(&self, key: &libp2p_identity::Keypair, now: u64) -> Envelope {

@@ -18,6 +18,9 @@
 //!   every node that has some of it, and its proposer's upload stays bounded.
 //! - Every [`REFRESH`], answers of "don't have" are forgotten (peers may have fetched since) and
 //!   expired bans lifted; every [`REASK`] the DHT is asked again and manifests re-asked.
+//! - A track no longer wanted ([`Planner::handle_forget`]: a likely winner fetched ahead of
+//!   finality lost) is dropped with its blocks still to fetch, except those another wanted
+//!   track lists.
 //! - Progress is reported as blocks arrive; a finished track is provided (cross-seeding) and
 //!   reported complete; a track whose every known provider delivered nothing, or whose
 //!   manifest was refused, is reported unavailable once (PROTOCOL.md 12.2).
@@ -107,6 +110,46 @@ impl Planner {
             segment_ms: want.segment_ms,
         });
         self.tracks.insert(hash, TrackFetch::new(now, want));
+    }
+
+    /// The driver no longer wants `track` (a likely winner fetched ahead of finality lost):
+    /// its fetch state goes, and with it every report of it (progress, completion, 12.2's
+    /// `unavailable`). Its blocks still to fetch leave the queue, except those another wanted
+    /// track lists: they stay, due by that track's deadline. A block in flight is not asked
+    /// for again; its answer is still stored. A track not wanted changes nothing.
+    pub fn handle_forget(&mut self, track: Hash32) {
+        let Some(t) = self.tracks.remove(&track) else {
+            return;
+        };
+        self.dirty = true;
+        let Phase::Fetching { pending, .. } = t.phase else {
+            return;
+        };
+        for id in pending {
+            let Some(b) = self.blocks.get_mut(&id) else {
+                continue;
+            };
+            b.waiting.remove(&track);
+            // Due by the earliest deadline among the tracks that still list it.
+            let due = b
+                .waiting
+                .iter()
+                .filter_map(|hash| self.tracks.get(hash))
+                .filter_map(|other| other.due_of(&id))
+                .min();
+            let Some(due) = due else {
+                self.queue.remove(&(b.due_ms, id));
+                self.blocks.remove(&id);
+                continue;
+            };
+            if due != b.due_ms {
+                let queued = self.queue.remove(&(b.due_ms, id));
+                b.due_ms = due;
+                if queued {
+                    self.queue.insert((due, id));
+                }
+            }
+        }
     }
 
     /// What the store holds of a track, after an [`Action::ReadStore`].

@@ -2,6 +2,7 @@
 //!
 //! - `blocks`: deadlines, provider choice, in-flight limits, retries, bans, completion.
 //! - `manifests`: manifest requests and refusal, DHT rounds, PROTOCOL.md 12.2's `unavailable`.
+//! - `forget`: a track no longer wanted leaves the queue, without disturbing other tracks.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use super::planner::{
 };
 
 mod blocks;
+mod forget;
 mod manifests;
 mod swarm;
 

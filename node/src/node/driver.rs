@@ -224,7 +224,21 @@ impl Driver {
                 self.p.net.fetch_proposals(peer, slot, ids)
             }
             Action::FetchChain { peer, from_slot } => self.p.net.fetch_chain(peer, from_slot),
-            Action::Decided(_) => self.apply_blacklist(false, true),
+            Action::Leaning {
+                slot,
+                track,
+                proposer,
+                start_ms,
+            } => {
+                let chain = self.p.consensus.chain();
+                self.p
+                    .playback
+                    .handle_leaning(chain, slot, track, proposer, start_ms);
+            }
+            Action::Decided(d) => {
+                self.p.storage.decided(d.slot, &d.track);
+                self.apply_blacklist(false, true);
+            }
             Action::Final(r) => report::final_slot(&self.p.metrics, self.p.consensus.chain(), &r),
             Action::PlaySubstitute { slot, track } => {
                 let winner = self.p.consensus.chain().winner(slot);
@@ -274,6 +288,13 @@ impl Driver {
                 self.p.audio.sync_live().await;
                 self.publish_snapshot();
             }
+            Output::Prefetch { slot, track } => report::prefetch(slot, &track),
+            Output::PrefetchDropped {
+                slot,
+                leaning,
+                winner,
+                forgotten,
+            } => report::prefetch_dropped(slot, &leaning, &winner, forgotten),
             Output::Started(start) => report::started(&start),
             Output::Diverged { slot, winner, why } => {
                 report::diverged(&self.p.metrics, slot, &winner, &why)

@@ -8,14 +8,22 @@
 //! deadline. Its outputs are what the driver does about it: fetch a slot's winner, hand the
 //! player a new schedule, report to consensus what was played, log.
 //!
-//! Inputs come from three places: the chain (every call gets the current `&Chain`), the
-//! exchange ([`Playback::handle_held`], [`Playback::handle_unavailable`]) and the player thread
-//! ([`Playback::handle_player`]).
+//! Inputs come from four places: the chain (every call gets the current `&Chain`), consensus
+//! ([`Playback::handle_leaning`], [`Playback::handle_substitute`],
+//! [`Playback::handle_adopted`]), the exchange ([`Playback::handle_held`],
+//! [`Playback::handle_unavailable`]) and the player thread ([`Playback::handle_player`]).
+//!
+//! Prefetch: a slot's winner is final at `start(k-3)`, but the node's own decision for it is
+//! made most of a slot earlier, at the end of the selection window. When that decision names a
+//! proposal (consensus's `Action::Leaning`), its track is wanted at once. At finality the same
+//! winner needs nothing more; another winner is wanted as usual and the exchange is told to
+//! forget the leaning's track, unless another slot wants it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chorus_consensus::{Chain, Hash32, TrackRef};
 use chorus_media::player::{PlayerEvent, SlotPlan, TrackAudio, gain_db};
+use libp2p::PeerId;
 
 use crate::fetch::{FetchCommand, FetchEvent};
 
@@ -58,8 +66,28 @@ pub enum Missed {
 /// What the driver is asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// Fetch a slot's winner by the slot's start (the proposer as a hint).
+    /// Tell the exchange: fetch a slot's winner (or likely winner) by the slot's start, the
+    /// proposer as a hint ([`FetchCommand::Want`]), or forget a likely winner that lost
+    /// ([`FetchCommand::Forget`]).
     Want(FetchCommand),
+    /// The likely winner of `slot` (the node's own decision) is fetched ahead of finality.
+    Prefetch {
+        /// The slot.
+        slot: u64,
+        /// The track wanted.
+        track: TrackRef,
+    },
+    /// Finality chose another winner for `slot` than the one fetched ahead of it.
+    PrefetchDropped {
+        /// The slot.
+        slot: u64,
+        /// The track fetched ahead, no longer wanted for this slot.
+        leaning: TrackRef,
+        /// The final winner, wanted now.
+        winner: TrackRef,
+        /// Whether the exchange was told to forget `leaning` (false: another slot wants it).
+        forgotten: bool,
+    },
     /// The player's new schedule (from the slot before the current one on).
     Schedule(Vec<SlotPlan>),
     /// Consensus: the node played `track` (None: nothing) in `slot`.
@@ -111,6 +139,13 @@ pub struct Start {
     pub late: bool,
 }
 
+/// A slot's likely winner, wanted ahead of finality.
+#[derive(Debug, Clone, PartialEq)]
+struct Leaning {
+    track: TrackRef,
+    proposer: PeerId,
+}
+
 /// The playback state machine.
 #[derive(Debug, Default)]
 pub struct Playback {
@@ -126,6 +161,8 @@ pub struct Playback {
     unavailable: BTreeMap<Hash32, (usize, bool)>,
     /// Slots handed to the exchange.
     wanted: BTreeSet<u64>,
+    /// Slots not final yet whose likely winner was handed to the exchange.
+    leanings: BTreeMap<u64, Leaning>,
     /// Segments the player found missing at their deadline, per slot.
     missed: BTreeMap<u64, BTreeSet<usize>>,
     /// The schedule last handed to the player.
@@ -215,10 +252,45 @@ impl Playback {
     }
 
     /// The chain was replaced from `from_slot` on (a fork adopted): those slots are asked for
-    /// again and the current one starts again.
+    /// again and the current one starts again. Likely winners of those slots are forgotten:
+    /// their `start(slot)` may have moved, and finality wants the winner afresh.
     pub fn handle_adopted(&mut self, from_slot: u64) {
         self.wanted.retain(|s| *s < from_slot);
+        self.leanings.retain(|s, _| *s < from_slot);
         self.current = None;
+    }
+
+    /// Consensus decided `slot` (not final yet) for `proposer`'s proposal of `track`, which
+    /// plays from `start_ms`: the likely winner is wanted at once (once per slot), with the
+    /// proposer as a hint. Ignored for a slot already final or over.
+    pub fn handle_leaning(
+        &mut self,
+        chain: &Chain,
+        slot: u64,
+        track: TrackRef,
+        proposer: PeerId,
+        start_ms: u64,
+    ) {
+        let over = self.current.is_some_and(|c| slot < c);
+        if over
+            || slot < chain.len()
+            || self.wanted.contains(&slot)
+            || self.leanings.contains_key(&slot)
+        {
+            return;
+        }
+        self.out.push_back(Output::Prefetch {
+            slot,
+            track: track.clone(),
+        });
+        self.out.push_back(Output::Want(FetchCommand::Want {
+            slot,
+            track: track.clone(),
+            start_ms,
+            segment_ms: chain.rules().segment_ms,
+            hint: Some(proposer),
+        }));
+        self.leanings.insert(slot, Leaning { track, proposer });
     }
 
     /// An event of the exchange: segments held, a track complete or unavailable.
@@ -385,7 +457,10 @@ impl Playback {
         }
     }
 
-    /// Asks the exchange for every decided slot from the one playing on (each once).
+    /// Asks the exchange for every decided slot from the one playing on (each once). A slot
+    /// whose likely winner was wanted ahead ([`Playback::handle_leaning`]) needs nothing more
+    /// when it won; when another track won, the winner is wanted and the leaning's track is
+    /// forgotten unless another slot wants it.
     fn want_decided(&mut self, now: u64, chain: &Chain) {
         let from = chain.slot_at(now).unwrap_or(0);
         let segment_ms = chain.rules().segment_ms;
@@ -393,16 +468,66 @@ impl Playback {
             if self.wanted.contains(&slot) {
                 continue;
             }
-            if let (Some(track), Some(start_ms)) = (chain.winner(slot), chain.start(slot)) {
-                self.wanted.insert(slot);
-                self.out.push_back(Output::Want(FetchCommand::Want {
-                    slot,
-                    track: track.clone(),
-                    start_ms,
-                    segment_ms,
-                    hint: chain.proposer(slot),
-                }));
+            let (Some(track), Some(start_ms)) = (chain.winner(slot), chain.start(slot)) else {
+                continue;
+            };
+            self.wanted.insert(slot);
+            let hint = chain.proposer(slot);
+            let want = Output::Want(FetchCommand::Want {
+                slot,
+                track: track.clone(),
+                start_ms,
+                segment_ms,
+                hint,
+            });
+            match self.leanings.remove(&slot) {
+                Some(l) if l.track.track_hash == track.track_hash => {
+                    // The fetch is under way. The same track proposed by another author only
+                    // adds a holder (the exchange keeps the track's earliest deadline).
+                    if hint.is_some_and(|h| h != l.proposer) {
+                        self.out.push_back(want);
+                    }
+                    // An `unavailable` the exchange reported before the slot was final.
+                    if self.unavailable.contains_key(&track.track_hash) {
+                        self.out.push_back(Output::Unavailable { slot });
+                    }
+                }
+                leaning => {
+                    self.out.push_back(want);
+                    if let Some(l) = leaning {
+                        self.overturned(from, chain, slot, l.track, track.clone());
+                    }
+                }
             }
+        }
+    }
+
+    /// Finality chose `winner` for `slot`, not the likely winner `leaning` wanted ahead: the
+    /// exchange forgets `leaning` unless another slot wants it (the likely winner of a slot not
+    /// final yet, or the winner of a decided slot from `from`, the one playing, on).
+    fn overturned(
+        &mut self,
+        from: u64,
+        chain: &Chain,
+        slot: u64,
+        leaning: TrackRef,
+        winner: TrackRef,
+    ) {
+        let hash = leaning.track_hash;
+        let leaned_elsewhere = self.leanings.values().any(|l| l.track.track_hash == hash);
+        let won_elsewhere = (from..chain.len())
+            .filter(|s| *s != slot)
+            .any(|s| chain.winner(s).is_some_and(|w| w.track_hash == hash));
+        let forgotten = !(leaned_elsewhere || won_elsewhere);
+        self.out.push_back(Output::PrefetchDropped {
+            slot,
+            leaning,
+            winner,
+            forgotten,
+        });
+        if forgotten {
+            self.out
+                .push_back(Output::Want(FetchCommand::Forget { track: hash }));
         }
     }
 
@@ -449,5 +574,6 @@ impl Playback {
         self.substitutes = self.substitutes.split_off(&keep_from);
         self.missed = self.missed.split_off(&keep_from);
         self.wanted = self.wanted.split_off(&keep_from);
+        self.leanings = self.leanings.split_off(&keep_from);
     }
 }

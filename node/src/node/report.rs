@@ -172,6 +172,24 @@ pub fn status(metrics: &Metrics, summary: &StatusSummary, connected: usize) {
         diverged = ?list(&summary.diverged), excluded = ?list(&summary.excluded), "{summary}");
 }
 
+/// `prefetch`: the node's own decision for `slot` names `track`, fetched now, before the slot
+/// is final.
+pub fn prefetch(slot: u64, track: &TrackRef) {
+    info!(event = "prefetch", slot, track_hash = %track.track_hash, track = %track_name(track),
+        "prefetch slot={slot} track=\"{}\": the node's own decision, wanted now, ahead of finality", track_name(track));
+}
+
+/// `prefetch_dropped`: finality chose `winner` for `slot`, not the `leaning` fetched ahead.
+pub fn prefetch_dropped(slot: u64, leaning: &TrackRef, winner: &TrackRef, forgotten: bool) {
+    let what = if forgotten {
+        "its fetch is dropped"
+    } else {
+        "its fetch goes on for another slot"
+    };
+    info!(event = "prefetch_dropped", slot, track_hash = %leaning.track_hash, winner_hash = %winner.track_hash, forgotten,
+        "prefetch_dropped slot={slot} track=\"{}\": finality chose \"{}\"; {what}", track_name(leaning), track_name(winner));
+}
+
 /// `proposed`.
 pub fn proposed(slot: u64, track: &TrackRef) {
     info!(event = "proposed", slot, track_hash = %track.track_hash,

@@ -113,7 +113,8 @@ impl Storage {
         self.store.size_bytes()
     }
 
-    /// A fetched track is held in full: remembered with the last slot it plays in.
+    /// A fetched track is held in full: remembered with the last slot it plays in (0 when it
+    /// was fetched before its slot was final: [`Storage::decided`] moves it on then).
     pub fn fetched(&mut self, track: &TrackRef, chain: &Chain) {
         if self.own.contains(&track.manifest_id) {
             return;
@@ -126,8 +127,24 @@ impl Storage {
                     .is_some_and(|w| w.track_hash == track.track_hash)
             })
             .unwrap_or(0);
+        self.touch(track.manifest_id, last);
+    }
+
+    /// `slot` became final with `track`: a fetched track that plays there is kept as used in
+    /// it (a track prefetched at the Decision was held before its slot was final).
+    pub fn decided(&mut self, slot: u64, track: &TrackRef) {
+        if self
+            .retention
+            .as_ref()
+            .is_some_and(|r| r.holds(&track.manifest_id))
+        {
+            self.touch(track.manifest_id, slot);
+        }
+    }
+
+    fn touch(&mut self, manifest_id: Hash32, last: u64) {
         if let Some(r) = self.retention.as_mut() {
-            r.touch(track.manifest_id, last);
+            r.touch(manifest_id, last);
             let record = r.clone();
             supervise::spawn_blocking("retention record", move || {
                 if let Err(e) = record.save() {

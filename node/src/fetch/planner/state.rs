@@ -102,6 +102,19 @@ impl TrackFetch {
         }
     }
 
+    /// When block `id` of it is due (its first place in the manifest), once the manifest is
+    /// held.
+    pub(super) fn due_of(&self, id: &Hash32) -> Option<u64> {
+        let Phase::Fetching { segments, .. } = &self.phase else {
+            return None;
+        };
+        let i = segments.iter().position(|s| s == id)?;
+        Some(
+            self.start_ms
+                .saturating_add(self.segment_ms.saturating_mul(i as u64)),
+        )
+    }
+
     /// Block `id` of it, `len` bytes, is now in the store.
     pub(super) fn got(&mut self, id: &Hash32, len: u64) {
         if let Phase::Fetching { pending, .. } = &mut self.phase

@@ -313,3 +313,184 @@ fn the_next_timeout_is_the_next_slot_or_the_divergence_of_a_waiting_one() {
         "slot 2 waits for its segments"
     );
 }
+
+/// A proposer (the hint of a likely winner).
+fn proposer(n: u8) -> libp2p::PeerId {
+    libp2p::identity::Keypair::ed25519_from_bytes([n; 32])
+        .expect("any 32 bytes are an ed25519 secret")
+        .public()
+        .to_peer_id()
+}
+
+/// The tracks the exchange is told to forget.
+fn forgets(out: &[Output]) -> Vec<Hash32> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Want(FetchCommand::Forget { track }) => Some(*track),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The overturned leanings: (slot, leaning, winner, forgotten).
+fn dropped(out: &[Output]) -> Vec<(u64, Hash32, Hash32, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::PrefetchDropped {
+                slot,
+                leaning,
+                winner,
+                forgotten,
+            } => Some((*slot, leaning.track_hash, winner.track_hash, *forgotten)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A machine in slot 1 of `chain(0)` (slots 0 to 4 final), its outputs drained.
+fn in_slot_1() -> Playback {
+    let mut p = Playback::new(&[]);
+    p.handle_tick(at(1, 0), &chain(0));
+    drain(&mut p);
+    p
+}
+
+#[test]
+fn a_leaning_is_wanted_at_once_with_its_proposer_as_hint_and_once_only() {
+    let undecided = chain(0);
+    let mut p = in_slot_1();
+    p.handle_leaning(&undecided, 5, track(20), proposer(1), at(5, 0));
+    assert_eq!(
+        drain(&mut p),
+        vec![
+            Output::Prefetch {
+                slot: 5,
+                track: track(20)
+            },
+            Output::Want(FetchCommand::Want {
+                slot: 5,
+                track: track(20),
+                start_ms: at(5, 0),
+                segment_ms: Rules::default().segment_ms,
+                hint: Some(proposer(1)),
+            }),
+        ]
+    );
+    // Once per slot.
+    p.handle_leaning(&undecided, 5, track(21), proposer(2), at(5, 0));
+    assert_eq!(drain(&mut p), vec![]);
+    // A slot already final is wanted by the chain, not by a leaning.
+    p.handle_leaning(&undecided, 4, track(22), proposer(3), at(4, 0));
+    assert_eq!(drain(&mut p), vec![]);
+}
+
+#[test]
+fn the_same_winner_at_finality_wants_nothing_more() {
+    let mut p = in_slot_1();
+    p.handle_leaning(&chain(0), 5, track(10), proposer(1), at(5, 0));
+    assert_eq!(wants(&drain(&mut p)), vec![5]);
+    // Slot 5 is final with track 10 as slot 2 starts.
+    let final5 = chain(1);
+    p.handle_tick(at(2, 0), &final5);
+    let out = drain(&mut p);
+    assert!(out.contains(&Output::SlotStarted { slot: 2 }), "{out:?}");
+    assert_eq!(wants(&out), Vec::<u64>::new(), "the fetch is under way");
+    assert_eq!(forgets(&out), vec![]);
+    assert_eq!(dropped(&out), vec![]);
+    p.handle_tick(at(2, 100), &final5);
+    assert_eq!(drain(&mut p), vec![]);
+}
+
+#[test]
+fn a_leaning_reported_unavailable_before_finality_is_reported_for_its_slot_when_it_wins() {
+    let mut p = in_slot_1();
+    let undecided = chain(0);
+    p.handle_leaning(&undecided, 5, track(10), proposer(1), at(5, 0));
+    drain(&mut p);
+    // Not final yet: nothing to tell consensus.
+    p.handle_unavailable(&undecided, track(10).track_hash, 5, 3, false);
+    assert_eq!(drain(&mut p), vec![]);
+    p.handle_tick(at(2, 0), &chain(1));
+    let out = drain(&mut p);
+    assert!(out.contains(&Output::Unavailable { slot: 5 }), "{out:?}");
+    assert_eq!(wants(&out), Vec::<u64>::new());
+}
+
+#[test]
+fn another_winner_at_finality_is_wanted_and_the_leaning_forgotten() {
+    let mut p = in_slot_1();
+    p.handle_leaning(&chain(0), 5, track(20), proposer(1), at(5, 0));
+    drain(&mut p);
+    p.handle_tick(at(2, 0), &chain(1));
+    let out = drain(&mut p);
+    assert!(
+        out.contains(&Output::Want(FetchCommand::Want {
+            slot: 5,
+            track: track(10),
+            start_ms: at(5, 0),
+            segment_ms: Rules::default().segment_ms,
+            hint: None,
+        })),
+        "{out:?}"
+    );
+    assert_eq!(
+        dropped(&out),
+        vec![(5, track(20).track_hash, track(10).track_hash, true)]
+    );
+    assert_eq!(forgets(&out), vec![track(20).track_hash]);
+}
+
+#[test]
+fn a_losing_leaning_another_slot_leans_toward_is_not_forgotten_until_that_slot_loses_it_too() {
+    let mut p = in_slot_1();
+    let undecided = chain(0);
+    p.handle_leaning(&undecided, 5, track(20), proposer(1), at(5, 0));
+    p.handle_leaning(&undecided, 6, track(20), proposer(1), at(6, 0));
+    assert_eq!(wants(&drain(&mut p)), vec![5, 6]);
+    p.handle_tick(at(2, 0), &chain(1));
+    let out = drain(&mut p);
+    assert_eq!(wants(&out), vec![5]);
+    assert_eq!(
+        dropped(&out),
+        vec![(5, track(20).track_hash, track(10).track_hash, false)]
+    );
+    assert_eq!(forgets(&out), vec![], "slot 6 still wants it");
+    p.handle_tick(at(3, 0), &chain(2));
+    let out = drain(&mut p);
+    assert_eq!(wants(&out), vec![6]);
+    assert_eq!(forgets(&out), vec![track(20).track_hash]);
+}
+
+#[test]
+fn a_losing_leaning_that_won_another_slot_is_not_forgotten() {
+    let mut p = in_slot_1();
+    // Slot 5 is final with track 10; the node leans toward track 10 for slot 6 as well (the
+    // proposal was admissible when it arrived), and slot 6 goes to track 11.
+    let final5 = chain(1);
+    p.handle_tick(at(1, 10), &final5);
+    assert_eq!(wants(&drain(&mut p)), vec![5]);
+    p.handle_leaning(&final5, 6, track(10), proposer(1), at(6, 0));
+    assert_eq!(wants(&drain(&mut p)), vec![6]);
+    p.handle_tick(at(2, 0), &chain(2));
+    let out = drain(&mut p);
+    assert_eq!(wants(&out), vec![6]);
+    assert_eq!(
+        dropped(&out),
+        vec![(6, track(10).track_hash, track(11).track_hash, false)]
+    );
+    assert_eq!(forgets(&out), vec![], "slot 5 plays it");
+}
+
+#[test]
+fn an_adopted_chain_forgets_the_leanings_of_the_replaced_slots() {
+    let mut p = in_slot_1();
+    p.handle_leaning(&chain(0), 5, track(20), proposer(1), at(5, 0));
+    drain(&mut p);
+    p.handle_adopted(5);
+    p.handle_tick(at(2, 0), &chain(1));
+    let out = drain(&mut p);
+    // Slot 5 is wanted from the new chain as any decided slot.
+    assert_eq!(wants(&out), vec![5]);
+    assert_eq!(dropped(&out), vec![]);
+    assert_eq!(forgets(&out), vec![]);
+}

@@ -10,27 +10,13 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use chorus_tests::net::{Node, NodeSpec, slot, write_seed_queue};
-use chorus_tests::testbed::{HomeSpec, Jitter, Link, Shape, Spec, Testbed};
+use chorus_tests::internet::{Joiner, Radio, home_link};
+use chorus_tests::net::{Node, slot};
+use chorus_tests::testbed::{HomeSpec, Spec, Testbed};
 
-use crate::{LONG, join_args, library, slot_propagation};
+use crate::{LONG, slot_propagation};
 
 const MS: Duration = Duration::from_millis(1);
-const LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/4747", "/ip4/0.0.0.0/udp/4747/quic-v1"];
-
-fn uplink() -> Link {
-    let wan = |rate: Option<u64>| {
-        let s = Shape::wire()
-            .delay(40 * MS)
-            .jitter(10 * MS, Jitter::Normal)
-            .loss(0.01);
-        match rate {
-            Some(r) => s.rate(r),
-            None => s,
-        }
-    };
-    Link::new(wan(Some(5_000_000)), wan(None))
-}
 
 pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
     if n < 2 {
@@ -41,55 +27,22 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
     }
     let mut spec = Spec::new().public();
     for _ in 1..n {
-        spec = spec.home(HomeSpec::new(1).link(uplink()));
+        spec = spec.home(HomeSpec::new(1).link(home_link()));
     }
     let tb = Testbed::new("bench_internet", &spec)?;
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     println!("logs in {} (kept with CHORUS_BENCH_KEEP=1)", root.display());
-    let lib = library(&root.join("lib0"), 1, 5, 7.0)?;
-    let queue = root.join("seed.toml");
-    write_seed_queue(&queue, &lib, &format!("in {}s", 15 + 2 * n), "");
-    let public = Node::start_on(
-        tb.public(0),
-        NodeSpec {
-            name: "n0",
-            root,
-            command: "bootstrap",
-            args: vec![
-                "--seed-queue".into(),
-                queue.display().to_string(),
-                "--library".into(),
-                lib.display().to_string(),
-            ],
-        },
-        &LISTEN,
-    );
-    let network = public.wait_stdout("network ", LONG);
-    public.wait_for("http", LONG, |v| v["event"] == "http");
-    let id = loop {
-        if let Some(id) = public.status()["identity"].as_str() {
-            break id.to_owned();
-        }
-        std::thread::sleep(100 * MS);
-    };
-    let peer = format!("/ip4/{}/tcp/4747/p2p/{id}", tb.public(0).addr());
-    let mut nodes = vec![public];
-    for i in 1..n {
-        let lib = library(&root.join(format!("lib{i}")), i as u64 + 1, 3, seconds)?;
-        nodes.push(Node::start_on(
-            tb.host(i - 1, 0),
-            NodeSpec {
-                name: &format!("n{i}"),
-                root,
-                command: "run",
-                args: join_args(&lib, &network, &peer),
-            },
-            &LISTEN,
-        ));
-    }
+    let names: Vec<String> = (1..n).map(|i| format!("n{i}")).collect();
+    let joiners: Vec<Joiner<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Joiner::new(name, tb.host(i, 0)))
+        .collect();
+    let start_in = Duration::from_secs(15 + 2 * n as u64);
+    let radio = Radio::start(root, tb.public(0), start_in, &joiners, (3, seconds), false);
     println!("nodes {n} (1 public, {} homes behind cone NATs)", n - 1);
-    measure(&nodes, slots);
+    measure(&radio.nodes, slots);
     if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
         println!("kept {}", tmp.keep().display());
     }
@@ -127,4 +80,93 @@ fn measure(nodes: &[Node], slots: u64) {
             times.len()
         );
     }
+}
+
+/// `sync --testbed`: the sync benchmark across the testbed. A public bootstrap node (no sink)
+/// and four homes behind cone NATs, each home's uplink 25 ms +- 5 ms up and 15 ms +- 5 ms down
+/// (uniform): one-way delays differ by 10 ms on every link, 40 ms +- 10 ms from home to home
+/// either way. Homes a, b and c (wav sinks) have clocks skewed by -400, 0 and +350 ms (with
+/// `--rates` also running -80, 0 and +100 ppm fast); home d (no skew) joins once slot 2 plays.
+/// Every home is given only the public node's address. The figures are those of loopback
+/// `sync`.
+pub fn sync(seconds: u64, rates: bool) -> Result<()> {
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    use chorus_tests::testbed::{Jitter, Link, Shape};
+
+    use crate::{RATES_PPM, SKEWS, print_convergence, print_late_joiner, print_offsets, sync_rows};
+
+    if let Some(why) = chorus_tests::testbed::unavailable() {
+        bail!("the testbed is unavailable: {why}");
+    }
+    let link = Link::new(
+        Shape::wire().delay(25 * MS).jitter(5 * MS, Jitter::Uniform),
+        Shape::wire().delay(15 * MS).jitter(5 * MS, Jitter::Uniform),
+    );
+    let mut spec = Spec::new().public();
+    for _ in 0..4 {
+        spec = spec.home(HomeSpec::new(1).link(link.clone()));
+    }
+    let tb = Testbed::new("bench_sync", &spec)?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    println!("logs in {} (kept with CHORUS_BENCH_KEEP=1)", root.display());
+    let sink = |name: &str, k: Option<usize>| {
+        let skew = k.map_or(0, |k| SKEWS[k].1);
+        let rate = k.filter(|_| rates).map_or(0, |k| RATES_PPM[k]);
+        vec![
+            "--audio".to_owned(),
+            format!("wav:{}", root.join(format!("{name}.wav")).display()),
+            format!("--clock-skew-ms={skew}"),
+            format!("--clock-rate-ppm={rate}"),
+        ]
+    };
+    let joiners: Vec<Joiner<'_>> = SKEWS
+        .iter()
+        .enumerate()
+        .map(|(k, (name, _))| Joiner {
+            name,
+            host: tb.host(k, 0),
+            extra: sink(name, Some(k)),
+        })
+        .collect();
+    let started = Instant::now();
+    let radio = Radio::start(
+        root,
+        tb.public(0),
+        Duration::from_secs(10),
+        &joiners,
+        (6, 7.0),
+        false,
+    );
+    radio.nodes[1].wait_for("slot 2", LONG, |v| {
+        v["event"] == "playing" && slot(v) == Some(2)
+    });
+    let d_start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
+    let d = Radio::join(
+        root,
+        &Joiner {
+            name: "d",
+            host: tb.host(3, 0),
+            extra: sink("d", None),
+        },
+        20,
+        (6, 7.0),
+        &radio.network,
+        &radio.peer,
+        false,
+    );
+    let left = Duration::from_secs(seconds).saturating_sub(started.elapsed());
+    // The benchmark's length, not an event: the nodes play for that long.
+    std::thread::sleep(left);
+    let (rows, steps) = sync_rows(root, [&radio.nodes[1], &radio.nodes[2], &radio.nodes[3]])?;
+    drop(d);
+    drop(radio);
+    if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
+        println!("kept {}", tmp.keep().display());
+    }
+    println!("sync across the testbed: 4 homes behind cone NATs, links 25/15 ms +- 5 ms");
+    let last_bad = print_offsets(&rows)?;
+    print_convergence(&rows, &last_bad, &steps);
+    print_late_joiner(&rows, d_start)
 }

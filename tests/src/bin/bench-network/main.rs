@@ -5,6 +5,7 @@
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- sync --seconds 90
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- listeners --clients 200 --seconds 30
 //!     cargo build --release -p chorus && sudo target/release/bench-network internet --nodes 10 --slots 6 --seconds 30
+//!     cargo build --release -p chorus && sudo target/release/bench-network sync --seconds 90 --rates --testbed
 //!
 //! `propagate`: N nodes, each with its own 3-track library (7 s tracks), one bootstrap node and
 //! N-1 joiners. For each consensus slot, the time from the first node's `final` for the slot to
@@ -12,7 +13,8 @@
 //! node whose library holds it). Prints each slot and the median and maximum.
 //!
 //! `internet`: `propagate` on the namespace testbed, homes behind NATs on slow lossy links
-//! (`internet.rs`).
+//! (`internet.rs`). `sync --testbed`: `sync` with each node in its own home behind a NAT, on
+//! asymmetric links with jitter (`internet.rs`).
 //!
 //! `rss`: one node bootstrapped with a library of T tracks (6 s each: ingest time is not what
 //! is measured, the size of the library is), left idle for 30 s after it starts playing, then
@@ -208,47 +210,16 @@ fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
     Some(ms)
 }
 
-/// What the winner's proposer uploaded of it, in copies of the track (its bytes served of the
-/// winner's manifest over the track's size), and how many peers served it in all.
+/// What the winner's proposer uploaded of it, in copies of the track, and how many peers
+/// served it in all.
 fn upload_share(nodes: &[Node], fin: &serde_json::Value) -> String {
-    let (Some(proposer), Some(manifest)) = (fin["proposer"].as_str(), fin["manifest_id"].as_str())
-    else {
-        return "proposer unknown".to_owned();
-    };
-    let mut by_proposer = 0u64;
-    let mut total = 0u64;
-    let mut servers = 0;
-    let mut track_bytes = 0u64;
-    for node in nodes {
-        let status = node.status();
-        let served = status["served"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["manifest_id"] == manifest)
-            .and_then(|s| s["bytes"].as_u64())
-            .unwrap_or(0);
-        if served > 0 {
-            servers += 1;
-        }
-        total += served;
-        if status["identity"] == proposer {
-            by_proposer = served;
-        }
-        for e in node.events("fetched") {
-            if e["track_hash"] == fin["track_hash"] {
-                track_bytes = track_bytes.max(e["bytes"].as_u64().unwrap_or(0));
-            }
-        }
+    match chorus_tests::internet::upload(nodes, fin) {
+        Some(u) => format!(
+            "proposer uploaded {:.2} copies, {} peers served {:.2} copies in all",
+            u.proposer_copies, u.servers, u.all_copies
+        ),
+        None => "proposer or track size unknown".to_owned(),
     }
-    if track_bytes == 0 {
-        return "track size unknown".to_owned();
-    }
-    format!(
-        "proposer uploaded {:.2} copies, {servers} peers served {:.2} copies in all",
-        by_proposer as f64 / track_bytes as f64,
-        total as f64 / track_bytes as f64
-    )
 }
 
 fn rss(tracks: usize) -> Result<()> {
@@ -299,7 +270,6 @@ fn proc_rss(node: &Node) -> Result<(u64, u64)> {
 
 fn sync(seconds: u64, rates: bool) -> Result<()> {
     use chorus_tests::net::{bootstrap as boot, join, library as lib, s};
-    use chorus_tests::sync::read_csv;
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
     let wav = |name: &str, skew: i64| {
@@ -352,12 +322,28 @@ fn sync(seconds: u64, rates: bool) -> Result<()> {
     );
     let left = Duration::from_secs(seconds).saturating_sub(started.elapsed());
     std::thread::sleep(left);
+    let (rows, steps) = sync_rows(root, [&a, &b, &c])?;
+    drop((a, b, c, d));
+    let last_bad = print_offsets(&rows)?;
+    print_convergence(&rows, &last_bad, &steps);
+    print_late_joiner(&rows, d_start)
+}
+
+/// Per node, when it last stepped its clock (s from its player's start), if it did.
+type Steps = Vec<Option<f64>>;
+
+/// The sinks' rows of nodes a, b, c and d (their wav sinks in `root`), and when each of the
+/// first three (`nodes`) last stepped its clock, from its player's start (after that it only
+/// slews).
+fn sync_rows(root: &Path, nodes: [&Node; 3]) -> Result<(Vec<Vec<Row>>, Steps)> {
     let rows: Vec<_> = ["a", "b", "c", "d"]
         .iter()
-        .map(|n| read_csv(&root.join(format!("{n}.wav.csv"))).map_err(anyhow::Error::msg))
+        .map(|n| {
+            chorus_tests::sync::read_csv(&root.join(format!("{n}.wav.csv")))
+                .map_err(anyhow::Error::msg)
+        })
         .collect::<Result<_>>()?;
-    // When each node last stepped its clock (after that it only slews), from its player's start.
-    let steps: Vec<Option<f64>> = [&a, &b, &c]
+    let steps = nodes
         .iter()
         .zip(&rows)
         .map(|(n, r)| {
@@ -366,10 +352,7 @@ fn sync(seconds: u64, rates: bool) -> Result<()> {
             Some(last - start)
         })
         .collect();
-    drop((a, b, c, d));
-    let last_bad = print_offsets(&rows)?;
-    print_convergence(&rows, &last_bad, &steps);
-    print_late_joiner(&rows, d_start)
+    Ok((rows, steps))
 }
 
 /// The first three nodes of `sync` and their clock skews, ms.
@@ -552,6 +535,10 @@ fn main() -> Result<()> {
             arg(&args, "--seconds", 30)? as f64,
         ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
+        Some("sync") if args.iter().any(|a| a == "--testbed") => internet::sync(
+            arg(&args, "--seconds", 90)?,
+            args.iter().any(|a| a == "--rates"),
+        ),
         Some("sync") => sync(
             arg(&args, "--seconds", 90)?,
             args.iter().any(|a| a == "--rates"),
@@ -561,7 +548,7 @@ fn main() -> Result<()> {
             arg(&args, "--seconds", 30)?,
         ),
         _ => bail!(
-            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | rss --tracks T | sync --seconds S [--rates] | listeners --clients N --seconds S"
+            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | rss --tracks T | sync --seconds S [--rates] [--testbed] | listeners --clients N --seconds S"
         ),
     }
 }
