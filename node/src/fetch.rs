@@ -366,6 +366,14 @@ impl Fetcher {
             async move {
                 let outcome = match client.want(peer, ids.clone(), track).await {
                     Ok(have) => {
+                        debug!(
+                            "want list of {} to {peer}: {} blocks, {} later, {} don't have, referrals {:?}",
+                            ids.len(),
+                            have.blocks.len(),
+                            have.later.len(),
+                            have.dont_have.len(),
+                            have.referrals
+                        );
                         let asked = ids.clone();
                         tokio::task::spawn_blocking(move || {
                             verify::verify_and_store(&store, &asked, track, have)

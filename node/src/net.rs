@@ -14,6 +14,7 @@
 
 pub mod behaviour;
 mod event_loop;
+pub mod parked;
 pub mod protocol;
 pub mod records;
 pub mod time_codec;
@@ -161,6 +162,53 @@ impl Reachability {
 pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter()
         .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// Where an address can be dialed from, by its IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// This machine only (127.0.0.0/8, ::1).
+    Loopback,
+    /// A LAN (10/8, 172.16/12, 192.168/16, 100.64/10, link-local, fc00::/7).
+    Private,
+    /// Nowhere (0.0.0.0, ::).
+    Unspecified,
+    /// Anywhere else (global, and names).
+    Other,
+}
+
+/// The [`Scope`] of `addr`'s IP (a DNS name is [`Scope::Other`]).
+pub fn scope(addr: &Multiaddr) -> Scope {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_loopback() => Scope::Loopback,
+        Some(Protocol::Ip4(ip)) if ip.is_unspecified() => Scope::Unspecified,
+        Some(Protocol::Ip4(ip))
+            if ip.is_private()
+                || ip.is_link_local()
+                || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64) =>
+        {
+            Scope::Private
+        }
+        Some(Protocol::Ip6(ip)) if ip.is_loopback() => Scope::Loopback,
+        Some(Protocol::Ip6(ip)) if ip.is_unspecified() => Scope::Unspecified,
+        Some(Protocol::Ip6(ip)) if ip.is_unique_local() || ip.is_unicast_link_local() => {
+            Scope::Private
+        }
+        _ => Scope::Other,
+    }
+}
+
+/// Whether a peer's advertised `addr` is worth dialing from a node whose direct connections
+/// reach peers at `ours`: an address of another scope than the node's own networks names
+/// some other machine there (a peer's 127.0.0.1 or 192.168.1.5 is this node's own loopback or
+/// LAN), and dialing it reaches a wrong peer at best, which aborts the whole dial.
+pub fn worth_dialing(addr: &Multiaddr, ours: impl IntoIterator<Item = Scope>) -> bool {
+    match scope(addr) {
+        Scope::Unspecified => false,
+        Scope::Other => true,
+        s => ours.into_iter().any(|o| o == s),
+    }
 }
 
 /// The transport of `addr` (`quic`, `tcp`; for a relayed address, the one to the relay).
@@ -397,5 +445,46 @@ impl Client {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Info { reply }).await;
         rx.await.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    fn a(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn addresses_are_scoped_by_their_ip() {
+        assert_eq!(scope(&a("/ip4/127.0.0.1/tcp/4747")), Scope::Loopback);
+        assert_eq!(scope(&a("/ip6/::1/udp/4747/quic-v1")), Scope::Loopback);
+        assert_eq!(scope(&a("/ip4/192.168.1.5/tcp/4747")), Scope::Private);
+        assert_eq!(scope(&a("/ip4/10.1.0.2/tcp/4747")), Scope::Private);
+        assert_eq!(scope(&a("/ip4/100.64.3.4/tcp/4747")), Scope::Private);
+        assert_eq!(scope(&a("/ip6/fd00::1/tcp/4747")), Scope::Private);
+        assert_eq!(scope(&a("/ip4/0.0.0.0/tcp/4747")), Scope::Unspecified);
+        assert_eq!(scope(&a("/ip4/198.18.1.2/tcp/4747")), Scope::Other);
+        assert_eq!(scope(&a("/ip4/203.0.113.9/tcp/4747")), Scope::Other);
+        assert_eq!(scope(&a("/dns4/radio.example/tcp/4747")), Scope::Other);
+    }
+
+    #[test]
+    fn a_peers_loopback_and_lan_addresses_are_dialed_only_from_such_networks() {
+        let on_internet = [Scope::Other];
+        let at_home = [Scope::Private, Scope::Other];
+        let in_tests = [Scope::Loopback];
+        let lo = a("/ip4/127.0.0.1/udp/4747/quic-v1");
+        let lan = a("/ip4/192.168.1.5/tcp/4747");
+        let public = a("/ip4/203.0.113.9/tcp/4747");
+        assert!(!worth_dialing(&lo, on_internet));
+        assert!(!worth_dialing(&lo, at_home));
+        assert!(worth_dialing(&lo, in_tests));
+        assert!(!worth_dialing(&lan, on_internet));
+        assert!(worth_dialing(&lan, at_home));
+        assert!(worth_dialing(&public, on_internet));
+        assert!(worth_dialing(&public, []));
+        assert!(!worth_dialing(&a("/ip4/0.0.0.0/tcp/4747"), in_tests));
     }
 }

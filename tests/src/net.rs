@@ -179,7 +179,11 @@ impl Node {
             } else {
                 &["--http-listen", "127.0.0.1:0"][..]
             })
-            .env("RUST_LOG", "info")
+            // CHORUS_TEST_RUST_LOG (e.g. `info,chorus::net=debug`) shows more when a test needs it.
+            .env(
+                "RUST_LOG",
+                std::env::var("CHORUS_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -500,12 +500,14 @@ fn cleanup_removes_namespaces_after_a_panic_and_leftovers_of_dead_runs() {
 
 #[test]
 fn a_cut_splits_the_internet_in_two_and_heal_joins_it() {
-    // public0 and home0 on one side, public1 and home1 on the other.
+    // public0 and home0 on one side, public1 and home1 on the other; emulated uplinks on one
+    // side, plain ones on the other.
+    let wire = Link::both(Shape::wire().delay(MS));
     let spec = Spec::new()
         .public()
-        .public()
+        .public_with(wire.clone())
         .home(HomeSpec::new(1))
-        .home(HomeSpec::new(1));
+        .home(HomeSpec::new(1).link(wire));
     let Some(mut tb) = Testbed::new_or_skip("cut", &spec) else {
         return;
     };

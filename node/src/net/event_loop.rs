@@ -91,6 +91,10 @@ pub struct EventLoop {
     uploads: crate::net::uploads::Uploads,
     /// Want lists being read from the store, per peer.
     block_reads: HashMap<PeerId, usize>,
+    /// The ids of each want list of ours in flight.
+    want_ids: HashMap<OutboundRequestId, Vec<chorus_consensus::Hash32>>,
+    /// Want lists waiting for blocks on their way here ("coming soon").
+    parked: crate::net::parked::Parked<libp2p::request_response::ResponseChannel<Have>>,
 }
 
 impl EventLoop {
@@ -122,6 +126,8 @@ impl EventLoop {
             banned: HashMap::new(),
             uploads: crate::net::uploads::Uploads::default(),
             block_reads: HashMap::new(),
+            want_ids: HashMap::new(),
+            parked: crate::net::parked::Parked::default(),
         }
     }
 
@@ -140,7 +146,10 @@ impl EventLoop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = score_check.tick() => self.drop_graylisted(),
+                _ = score_check.tick() => {
+                    self.drop_graylisted();
+                    self.expire_parked();
+                }
                 _ = maintenance.tick() => {
                     self.maintain_relays();
                     self.discover();
@@ -295,7 +304,14 @@ impl EventLoop {
             BehaviourEvent::Dcutr(event) => self.hole_punch(event),
             BehaviourEvent::Upnp(event) => self.upnp_event(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
-                for (peer, addr) in found {
+                // A peer's loopback addresses are our own loopback.
+                let lan = |(_, a): &(PeerId, Multiaddr)| {
+                    matches!(
+                        crate::net::scope(a),
+                        crate::net::Scope::Private | crate::net::Scope::Other
+                    )
+                };
+                for (peer, addr) in found.into_iter().filter(lan) {
                     info!(event = "mdns_discovered", peer = %peer, address = %addr, "found peer {peer} on the LAN at {addr}");
                     self.swarm
                         .behaviour_mut()

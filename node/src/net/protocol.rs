@@ -91,7 +91,7 @@ pub struct Want {
 }
 
 /// One block of an answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     /// The id the sender claims (the receiver hashes the bytes itself).
     pub id: Hash32,

@@ -20,20 +20,45 @@ const BLOCK_READS_TOTAL: usize = 16;
 
 impl EventLoop {
     pub(super) fn on_blocks(&mut self, event: request_response::Event<Want, Have>) {
-        // Count what answers to our want lists bring, per peer.
-        if let request_response::Event::Message {
-            peer,
-            message: request_response::Message::Response { response, .. },
-            ..
-        } = &event
+        // Count what answers to our want lists bring, per peer, and pass the blocks on to the
+        // want lists parked for them.
+        let settled = match &event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let bytes: usize = response.blocks.iter().map(|b| b.data.len()).sum();
+                if bytes > 0 {
+                    self.counters.exchange_received(peer, bytes as u64);
+                }
+                Some((*request_id, &response.blocks[..]))
+            }
+            request_response::Event::OutboundFailure { request_id, .. } => {
+                Some((*request_id, &[][..]))
+            }
+            _ => None,
+        };
+        if let Some((request_id, blocks)) = settled
+            && let Some(ids) = self.want_ids.remove(&request_id)
         {
-            let bytes: usize = response.blocks.iter().map(|b| b.data.len()).sum();
-            if bytes > 0 {
-                self.counters.exchange_received(peer, bytes as u64);
+            for wait in self.parked.settled(&ids, blocks) {
+                self.send_have(wait.peer, wait.track, wait.channel, wait.have);
             }
         }
         if let Some((peer, request, channel)) = route(&mut self.pending_want, event, |r| r) {
             self.serve_want(peer, request, channel);
+        }
+    }
+
+    /// Answers the parked want lists whose wait is over with what came ("later" for the rest).
+    pub(super) fn expire_parked(&mut self) {
+        for wait in self.parked.expire(std::time::Instant::now()) {
+            self.send_have(wait.peer, wait.track, wait.channel, wait.have);
         }
     }
 
@@ -54,7 +79,7 @@ impl EventLoop {
         }
         // Super-seeding: blocks already sent to enough peers are referred to them.
         let asked: Vec<Hash32> = request.ids.iter().take(WANTED_IDS_MAX).copied().collect();
-        let split = self.uploads.split(peer, &asked);
+        let split = self.uploads.split(std::time::Instant::now(), peer, &asked);
         if split.serve.is_empty() && request.track.is_none() {
             let have = Have {
                 later: split.later,
@@ -96,7 +121,8 @@ impl EventLoop {
             .send_response(channel, have);
     }
 
-    /// Sends the answer a block-reading task prepared, and counts its read as done.
+    /// Sends the answer a block-reading task prepared, and counts its read as done; parks it
+    /// when it lacks blocks on their way here.
     pub(super) fn respond_blocks(
         &mut self,
         peer: PeerId,
@@ -110,6 +136,27 @@ impl EventLoop {
                 self.block_reads.remove(&peer);
             }
         }
+        // Promised copies the store did not have are withdrawn (a parked one is recorded when
+        // it goes out).
+        let missing: Vec<Hash32> = have.dont_have.iter().chain(&have.later).copied().collect();
+        self.uploads.withdrawn(peer, missing);
+        match self
+            .parked
+            .park(std::time::Instant::now(), peer, track, channel, have)
+        {
+            Ok(()) => tracing::debug!("want list of {peer} parked: blocks on their way here"),
+            Err((channel, have)) => self.send_have(peer, track, channel, have),
+        }
+    }
+
+    /// Sends an answer with blocks, counting them as uploaded.
+    fn send_have(
+        &mut self,
+        peer: PeerId,
+        track: Option<Hash32>,
+        channel: ResponseChannel<Have>,
+        have: Have,
+    ) {
         self.uploads.sent(peer, have.blocks.iter().map(|b| b.id));
         let bytes: usize = have.blocks.iter().map(|b| b.data.len()).sum();
         if bytes > 0 {

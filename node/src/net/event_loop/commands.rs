@@ -90,7 +90,10 @@ impl EventLoop {
             }));
             return;
         }
+        let ids = want.ids.clone();
         let id = self.swarm.behaviour_mut().blocks.send_request(&peer, want);
+        self.parked.asking(&ids);
+        self.want_ids.insert(id, ids);
         self.pending_want.insert(id, (peer, reply));
     }
 

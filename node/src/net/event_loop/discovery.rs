@@ -160,10 +160,11 @@ impl EventLoop {
         let Some(found) = peers.into_iter().find(|p| p.peer_id == author) else {
             return;
         };
+        let ours = self.own_scopes();
         let addrs: Vec<Multiaddr> = found
             .addrs
             .into_iter()
-            .filter(|a| !crate::net::is_relayed(a))
+            .filter(|a| !crate::net::is_relayed(a) && crate::net::worth_dialing(a, ours.clone()))
             .collect();
         if addrs.is_empty() || self.has_direct(&author) {
             return;

@@ -131,7 +131,10 @@ impl EventLoop {
     pub(super) fn identified(&mut self, peer: PeerId, info: identify::Info) {
         let kad = info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL);
         if kad {
-            for addr in info.listen_addrs.iter().filter(|a| !is_relayed(a)) {
+            let ours = self.own_scopes();
+            let useful =
+                |a: &&Multiaddr| !is_relayed(a) && crate::net::worth_dialing(a, ours.clone());
+            for addr in info.listen_addrs.iter().filter(useful) {
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -146,6 +149,20 @@ impl EventLoop {
         } else {
             self.nat.relay_capable.remove(&peer);
         }
+    }
+
+    /// The scopes of the addresses our direct connections reach peers at (with
+    /// [`crate::net::worth_dialing`]: a peer's loopback and LAN addresses are used only where
+    /// we reach peers that way).
+    pub(super) fn own_scopes(&self) -> Vec<crate::net::Scope> {
+        let mut scopes: Vec<crate::net::Scope> = Vec::new();
+        for c in self.connections.values().filter(|c| !c.relayed) {
+            let s = crate::net::scope(&c.addr);
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        scopes
     }
 
     /// Whether `peer` offers a relay (it is public).
