@@ -448,6 +448,15 @@ impl Client {
     }
 }
 
+/// A peer id made from `i`, the same for the same `i` (tests).
+#[cfg(test)]
+pub(crate) fn test_peer(i: u8) -> PeerId {
+    libp2p::identity::Keypair::ed25519_from_bytes([i; 32])
+        .expect("32 bytes make a key")
+        .public()
+        .to_peer_id()
+}
+
 #[cfg(test)]
 mod scope_tests {
     use super::*;

@@ -42,6 +42,17 @@ pub mod prom;
 pub mod sync;
 pub mod testbed;
 
+/// A folder for a test's nodes, removed at the end unless the environment variable
+/// `CHORUS_TEST_KEEP` is set (then its path is printed, and it stays for reading the logs).
+pub fn kept_tempdir() -> tempfile::TempDir {
+    let mut tmp = tempfile::tempdir().expect("a temporary folder");
+    if std::env::var_os("CHORUS_TEST_KEEP").is_some() {
+        tmp.disable_cleanup(true);
+        eprintln!("logs kept in {}", tmp.path().display());
+    }
+    tmp
+}
+
 /// The `chorus` binary of this build (built first if it is missing).
 pub fn chorus_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");

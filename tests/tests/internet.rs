@@ -30,17 +30,6 @@ const SWARM_SLOTS: u64 = 5;
 /// The minority: node indexes (1: public1, 8 and 9: home6 and home7).
 const MINORITY: [usize; 3] = [1, 8, 9];
 
-/// A folder for the nodes, removed at the end unless `CHORUS_TEST_KEEP` is set (then its path
-/// is printed).
-fn tempdir() -> tempfile::TempDir {
-    let mut tmp = tempfile::tempdir().unwrap();
-    if std::env::var_os("CHORUS_TEST_KEEP").is_some() {
-        tmp.disable_cleanup(true);
-        eprintln!("logs kept in {}", tmp.path().display());
-    }
-    tmp
-}
-
 /// Every node's `final` for slot `k`.
 fn finals(nodes: &[&Node], k: u64) -> Vec<Value> {
     nodes
@@ -103,7 +92,7 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
     let Some(mut tb) = Testbed::new_or_skip("internet", &spec) else {
         return;
     };
-    let tmp = tempdir();
+    let tmp = chorus_tests::kept_tempdir();
     let names: Vec<String> = std::iter::once("public1".to_owned())
         .chain((0..8).map(|i| format!("home{i}")))
         .collect();
@@ -196,7 +185,24 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
     std::thread::sleep(Duration::from_millis(start_c - 1000 - now_ms()));
     tb.cut(&[Uplink::Public(1), Uplink::Home(6), Uplink::Home(7)])
         .unwrap();
-    eprintln!("cut before slot {c}");
+    eprintln!(
+        "cut before slot {c} at {} ms (slot {c} starts at {start_c})",
+        now_ms()
+    );
+    for node in &minority {
+        let peers = node.status()["peers"].clone();
+        for p in peers.as_array().into_iter().flatten() {
+            if p["connected"] == true {
+                eprintln!(
+                    "  {} -> {} at {} ({})",
+                    node.name,
+                    radio.who(p["peer_id"].as_str().unwrap_or("")),
+                    p["address"],
+                    p["route"]
+                );
+            }
+        }
+    }
     // Each side decides slot c + 5 on its own and makes it final at the start of slot c + 2:
     // two chains. The cut ends once every node has (a Decision from across the cut arriving
     // before a node's finality would still count there).

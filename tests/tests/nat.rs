@@ -32,17 +32,6 @@ const SLOTS_TO_WIN: u64 = 24;
 /// The testbed's hosts run many processes each: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A folder for the nodes, removed at the end unless `CHORUS_TEST_KEEP` is set (then its path
-/// is printed).
-fn tempdir() -> tempfile::TempDir {
-    let mut tmp = tempfile::tempdir().unwrap();
-    if std::env::var_os("CHORUS_TEST_KEEP").is_some() {
-        tmp.disable_cleanup(true);
-        eprintln!("logs kept in {}", tmp.path().display());
-    }
-    tmp
-}
-
 fn wan() -> Link {
     Link::both(Shape::wire().delay(10 * MS))
 }
@@ -169,7 +158,7 @@ fn cone_nat_homes_punch_a_direct_connection() {
     let Some(tb) = Testbed::new_or_skip("cone_punch", &spec) else {
         return;
     };
-    let tmp = tempdir();
+    let tmp = chorus_tests::kept_tempdir();
     let radio = start(&tb, tmp.path(), [tb.host(0, 0), tb.host(1, 0)], false);
     let [_, h0, h1] = &radio.nodes[..] else {
         unreachable!()
@@ -222,7 +211,7 @@ fn symmetric_nat_home_still_plays_every_winner() {
     let Some(tb) = Testbed::new_or_skip("symmetric", &spec) else {
         return;
     };
-    let tmp = tempdir();
+    let tmp = chorus_tests::kept_tempdir();
     let radio = start(&tb, tmp.path(), [tb.host(0, 0), tb.host(1, 0)], false);
     let [_, h0, h1] = &radio.nodes[..] else {
         unreachable!()
@@ -265,7 +254,7 @@ fn two_nodes_in_one_home_find_each_other_by_mdns_and_fetch_over_the_lan() {
     let Some(tb) = Testbed::new_or_skip("mdns", &spec) else {
         return;
     };
-    let tmp = tempdir();
+    let tmp = chorus_tests::kept_tempdir();
     // Both are given only the public node's address.
     let radio = start(&tb, tmp.path(), [tb.host(0, 0), tb.host(0, 1)], true);
     let lan = |node: &Node, other: &str| {

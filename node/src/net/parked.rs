@@ -178,12 +178,7 @@ impl<C> Parked<C> {
 mod tests {
     use super::*;
 
-    fn peer(i: u8) -> PeerId {
-        libp2p::identity::Keypair::ed25519_from_bytes([i; 32])
-            .unwrap()
-            .public()
-            .to_peer_id()
-    }
+    use crate::net::test_peer as peer;
 
     fn block(seed: u8, len: usize) -> Block {
         let data = vec![seed; len];

@@ -138,12 +138,7 @@ impl Uploads {
 mod tests {
     use super::*;
 
-    fn peer(i: u8) -> PeerId {
-        libp2p::identity::Keypair::ed25519_from_bytes([i; 32])
-            .unwrap()
-            .public()
-            .to_peer_id()
-    }
+    use crate::net::test_peer as peer;
 
     #[test]
     fn the_first_copies_are_served_then_requesters_are_referred() {

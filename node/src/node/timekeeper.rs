@@ -24,6 +24,8 @@ pub const EVERY: Duration = Duration::from_secs(2);
 pub struct TimeKeeper {
     clock: Arc<Clock>,
     estimator: Estimator,
+    /// The estimate has locked once (the one lock that may step the clock).
+    locked_once: bool,
 }
 
 impl TimeKeeper {
@@ -32,6 +34,7 @@ impl TimeKeeper {
         TimeKeeper {
             clock,
             estimator: Estimator::default(),
+            locked_once: false,
         }
     }
 
@@ -105,16 +108,18 @@ impl TimeKeeper {
                     "time sample from {peer} refused ({reason})");
             }
         }
-        let was_locked = self.estimator.is_locked();
         if let Some(selection) = self.estimator.select() {
-            // The first lock steps: slewing from a provisional guess (say, the midpoint of
-            // two clocks before a third peer connected) would keep the node up to 200 ms off
-            // for 40 s.
-            // (A correction that slews within a second is slewed all the same.)
+            // The first lock of the node's life steps: slewing from a provisional guess (say,
+            // the midpoint of two clocks before a third peer connected) would keep the node up
+            // to 200 ms off for 40 s. A correction that slews within a second is slewed all the
+            // same. Later locks (the estimate lost agreement for a moment, as when a new peer's
+            // unconverged clock joins the sources) only adjust: stepping there moved settled
+            // nodes by up to 200 ms.
             let far = (selection.offset_us - self.clock.offset_us_at(std::time::Instant::now()))
                 .abs()
                 > crate::clock::SLEW_US_PER_S;
-            let first_lock = !was_locked && self.estimator.is_locked();
+            let first_lock = !self.locked_once && self.estimator.is_locked();
+            self.locked_once |= self.estimator.is_locked();
             let adjust = if first_lock && far {
                 self.clock.step_to(selection.offset_us)
             } else {

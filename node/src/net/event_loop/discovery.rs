@@ -21,14 +21,20 @@ use super::EventLoop;
 pub const TARGET_PEERS: usize = 12;
 /// Authors dialed per round (every [`super::MAINTENANCE`]).
 const DIALS_PER_ROUND: usize = 3;
-/// How long before an author that could not be dialed is tried again.
-const REDIAL: Duration = Duration::from_secs(30);
+/// How long before an author that could not be dialed is tried again (at most
+/// [`DIALS_PER_ROUND`] a round: a peer that just joined is found in the DHT only once AutoNAT
+/// has made it a server, a few seconds in).
+const REDIAL: Duration = Duration::from_secs(5);
 /// Authors remembered (identities are free: the oldest are forgotten).
 const AUTHORS_MAX: usize = 512;
 /// DHT lookups of authors at once.
 const LOOKUPS_MAX: usize = 8;
 /// How often the DHT is bootstrapped once it has a peer.
 const BOOTSTRAP_EVERY: Duration = Duration::from_secs(300);
+/// The first bootstraps, after the first: a joiner's first walk finds only the peers that
+/// were DHT servers when it came, and the others of a young network become servers seconds
+/// later.
+const BOOTSTRAP_EARLY: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(15)];
 
 /// Candidate peers and the DHT's upkeep.
 #[derive(Debug, Default)]
@@ -39,6 +45,8 @@ pub(super) struct Discovery {
     dialed: HashMap<PeerId, Instant>,
     /// The last DHT bootstrap.
     bootstrapped: Option<Instant>,
+    /// The first DHT bootstrap.
+    first_bootstrap: Option<Instant>,
     /// DHT lookups of authors under way.
     lookups: HashMap<QueryId, PeerId>,
 }
@@ -183,17 +191,24 @@ impl EventLoop {
         }
     }
 
-    /// Bootstraps the DHT once it knows a peer, then every [`BOOTSTRAP_EVERY`].
+    /// Bootstraps the DHT once it knows a peer, again [`BOOTSTRAP_EARLY`] after that, then
+    /// every [`BOOTSTRAP_EVERY`].
     fn bootstrap_dht(&mut self, now: Instant) {
-        if self
-            .discovery
-            .bootstrapped
-            .is_some_and(|at| now.duration_since(at) < BOOTSTRAP_EVERY)
-        {
+        let due = match (self.discovery.first_bootstrap, self.discovery.bootstrapped) {
+            (None, _) | (_, None) => true,
+            (Some(first), Some(last)) => {
+                let early = BOOTSTRAP_EARLY
+                    .iter()
+                    .any(|after| first + *after <= now && last < first + *after);
+                early || now.duration_since(last) >= BOOTSTRAP_EVERY
+            }
+        };
+        if !due {
             return;
         }
         if self.swarm.behaviour_mut().kad.bootstrap().is_ok() {
             debug!("DHT bootstrap started");
+            self.discovery.first_bootstrap.get_or_insert(now);
             self.discovery.bootstrapped = Some(now);
         }
     }

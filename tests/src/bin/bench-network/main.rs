@@ -323,6 +323,9 @@ fn sync(seconds: u64, rates: bool) -> Result<()> {
     let left = Duration::from_secs(seconds).saturating_sub(started.elapsed());
     std::thread::sleep(left);
     let (rows, steps) = sync_rows(root, [&a, &b, &c])?;
+    if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
+        println!("kept {}", tmp.keep().display());
+    }
     drop((a, b, c, d));
     let last_bad = print_offsets(&rows)?;
     print_convergence(&rows, &last_bad, &steps);
