@@ -54,7 +54,7 @@ fn now_us() -> i64 {
 #[test]
 fn skewed_nodes_play_in_sync_a_late_joiner_starts_right_and_output_equals_the_track() {
     let _one = one_at_a_time();
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = chorus_tests::kept_tempdir();
     let root = tmp.path();
     let lib = |name: &str, seed| library(&root.join(format!("lib-{name}")), seed, 6);
     let (lib_a, lib_b, lib_c, lib_d) = (lib("a", 1), lib("b", 2), lib("c", 3), lib("d", 4));

@@ -21,10 +21,10 @@ use super::EventLoop;
 pub const TARGET_PEERS: usize = 12;
 /// Authors dialed per round (every [`super::MAINTENANCE`]).
 const DIALS_PER_ROUND: usize = 3;
-/// How long before an author that could not be dialed is tried again (at most
+/// How long before an author that could not be dialed is tried again, every round (at most
 /// [`DIALS_PER_ROUND`] a round: a peer that just joined is found in the DHT only once AutoNAT
 /// has made it a server, a few seconds in).
-const REDIAL: Duration = Duration::from_secs(5);
+const REDIAL: Duration = Duration::from_secs(2);
 /// Authors remembered (identities are free: the oldest are forgotten).
 const AUTHORS_MAX: usize = 512;
 /// DHT lookups of authors at once.
