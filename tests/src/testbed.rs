@@ -9,7 +9,7 @@
 //!        |              link-emu            link-emu                  |
 //!        |                 | tap               | tap                  |
 //!   public0 eth0      public1 eth0      home0-router wan       home1-router wan
-//!   198.18.1.1        198.18.1.2        198.18.2.1             198.18.2.2
+//!   198.18.1.1        198.18.1.2        198.18.2.1             198.18.3.1
 //!                                       MASQUERADE             MASQUERADE --random-fully
 //!                                       lan 10.1.0.1/24        lan 10.2.0.1/24
 //!                                        |          |           |

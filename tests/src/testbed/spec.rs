@@ -156,9 +156,10 @@ pub mod plan {
         Ipv4Addr::new(198, 18, 1, octet(k + 1))
     }
 
-    /// Home `i`'s router on the internet: 198.18.2.(i+1).
+    /// Home `i`'s router on the internet: 198.18.(i+2).1, each home in a /24 of its own as
+    /// homes on the internet are (time sources count per /24, PROTOCOL.md 12.4).
     pub fn router_wan(i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, 2, octet(i + 1))
+        Ipv4Addr::new(198, 18, octet(i + 2), 1)
     }
 
     /// Home `i`'s router on its LAN: 10.(i+1).0.1.

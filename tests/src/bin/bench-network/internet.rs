@@ -2,10 +2,11 @@
 //! bootstrap node and N-1 homes behind cone NATs, each home's uplink 40 ms +- 10 ms (normal),
 //! 1 % loss and 5 Mbit/s up, its downlink 40 ms +- 10 ms and 1 % loss. The homes are given
 //! only the public node's address. The public node's library is short (7 s tracks, so the
-//! seed slots pass quickly); the homes' tracks last `--seconds` (30 by default: five 6-s
-//! segments, about 600 KB). For each slot from 6 on: the time from the first `final` to the
-//! last node holding the winner, the proposer's upload in copies of the track, and whether
-//! every node played it in full. Needs root.
+//! seed slots pass quickly); each home has 8 tracks (so that winners are new) lasting
+//! `--seconds` (30 by default: five 6-s segments, about 600 KB). For each slot from 6 on: the
+//! time from the first decision (`prefetch`) to the last node holding the winner, the
+//! proposer's upload in copies of the track, and whether every node played it in full. Needs
+//! root.
 
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
         .map(|(i, name)| Joiner::new(name, tb.host(i, 0)))
         .collect();
     let start_in = Duration::from_secs(15 + 2 * n as u64);
-    let radio = Radio::start(root, tb.public(0), start_in, &joiners, (3, seconds), false);
+    let radio = Radio::start(root, tb.public(0), start_in, &joiners, (8, seconds), false);
     println!("nodes {n} (1 public, {} homes behind cone NATs)", n - 1);
     measure(&radio.nodes, slots);
     if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {

@@ -8,9 +8,10 @@
 //!     cargo build --release -p chorus && sudo target/release/bench-network sync --seconds 90 --rates --testbed
 //!
 //! `propagate`: N nodes, each with its own 3-track library (7 s tracks), one bootstrap node and
-//! N-1 joiners. For each consensus slot, the time from the first node's `final` for the slot to
-//! the moment the last node holds every segment of the winner (its `fetched` event; 0 for the
-//! node whose library holds it). Prints each slot and the median and maximum.
+//! N-1 joiners. For each consensus slot, the time from the first node's decision for the slot
+//! (its `prefetch`; its `final` when no node prefetched the winner) to the moment the last node
+//! holds every segment of the winner (its `fetched` event; 0 for the node whose library holds
+//! it). Prints each slot and the median and maximum.
 //!
 //! `internet`: `propagate` on the namespace testbed, homes behind NATs on slow lossy links
 //! (`internet.rs`). `sync --testbed`: `sync` with each node in its own home behind a NAT, on
@@ -180,7 +181,14 @@ fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
         winner = f["track_hash"].as_str().unwrap_or("").to_owned();
         last_final = f;
     }
-    let mut t_all = t_final;
+    // Fetching starts at the first node's decision (`prefetch`), before finality.
+    let t_start = nodes
+        .iter()
+        .flat_map(|node| node.events("prefetch"))
+        .filter(|p| slot(p) == Some(k) && p["track_hash"] == winner.as_str())
+        .map(|p| seconds_of_day(&p))
+        .fold(t_final, f64::min);
+    let mut t_all = t_start;
     let mut fetchers = 0;
     for node in nodes {
         // The node holds it once it logs `fetched` for it, or when its slot plays with every
@@ -189,7 +197,7 @@ fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
         let e = node.wait_for(&format!("holding slot {k}"), LONG, |v| {
             (v["event"] == "fetched"
                 && v["track_hash"] == w.as_str()
-                && seconds_of_day(v) >= t_final - 0.5)
+                && seconds_of_day(v) >= t_start - 0.5)
                 || (v["event"] == "playing" && slot(v) == Some(k))
         });
         if e["event"] == "fetched" {
@@ -201,9 +209,10 @@ fn slot_propagation(nodes: &[Node], k: u64) -> Option<f64> {
         println!("slot {k}: every node already held the winner");
         return None;
     }
-    let ms = (t_all - t_final) * 1000.0;
+    let ms = (t_all - t_start) * 1000.0;
+    let ahead = (t_final - t_all) * 1000.0;
     println!(
-        "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first final; {}",
+        "slot {k}: winner {} reached all {n} nodes ({fetchers} fetched it) {ms:.0} ms after the first decision ({ahead:.0} ms before the first final); {}",
         &winner[..8.min(winner.len())],
         upload_share(nodes, &last_final)
     );
