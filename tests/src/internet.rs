@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::net::{Node, NodeSpec, library_of, write_seed_queue};
+use crate::net::{Node, NodeSpec, bootstrap_args, library_of, write_seed_queue};
 use crate::testbed::{Host, Jitter, Link, Shape};
 
 /// Every node listens on TCP and QUIC, port 4747 of every interface.
@@ -101,12 +101,7 @@ impl Radio {
                 name: "public",
                 root,
                 command: "bootstrap",
-                args: vec![
-                    "--seed-queue".into(),
-                    queue.display().to_string(),
-                    "--library".into(),
-                    lib.display().to_string(),
-                ],
+                args: bootstrap_args(&queue, &lib),
             },
             &LISTEN,
         );

@@ -482,16 +482,21 @@ pub fn s(v: &str) -> String {
     v.to_owned()
 }
 
+/// `bootstrap` arguments: the seed queue and the library.
+pub fn bootstrap_args(queue: &Path, lib: &Path) -> Vec<String> {
+    vec![
+        s("--seed-queue"),
+        queue.display().to_string(),
+        s("--library"),
+        lib.display().to_string(),
+    ]
+}
+
 /// Starts the bootstrap node; returns it with the network id and its address.
 pub fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, String, String) {
     let seed = root.join("seed.toml");
     write_seed_queue(&seed, lib, start, "");
-    let mut args = vec![
-        s("--seed-queue"),
-        seed.display().to_string(),
-        s("--library"),
-        lib.display().to_string(),
-    ];
+    let mut args = bootstrap_args(&seed, lib);
     args.extend_from_slice(extra);
     let node = Node::start(NodeSpec {
         name: "a",

@@ -275,7 +275,8 @@ fn probe(sock: &UdpSocket, to: SocketAddr, n: u32, gap: Duration) -> Probe {
         if seq == END {
             break;
         }
-        if len > 4 && back[seq as usize].is_none() {
+        // A stray datagram (a late answer to the warm-up) is no probe.
+        if len > 4 && back.get(seq as usize).is_some_and(Option::is_none) {
             back[seq as usize] = Some(Instant::now());
             order.push(seq);
         }

@@ -106,12 +106,7 @@ fn bootstrap(root: &Path, lib: &Path, start: &str) -> Result<(Node, String, Stri
         name: "n0",
         root,
         command: "bootstrap",
-        args: vec![
-            "--seed-queue".into(),
-            seed.display().to_string(),
-            "--library".into(),
-            lib.display().to_string(),
-        ],
+        args: chorus_tests::net::bootstrap_args(&seed, lib),
     });
     let network = node.wait_stdout("network ", LONG);
     let address = node.address();
