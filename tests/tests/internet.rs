@@ -157,7 +157,7 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
     let over: Vec<_> = copies.iter().filter(|(_, _, c)| *c > 3.0).collect();
     eprintln!("slots whose proposer uploaded more than 3 copies: {over:?}");
 
-    // 2. The partition. The cut starts a second before slot c and lasts two slots, until slot
+    // 2. The partition. The cut starts 3 s before slot c and lasts two slots, until slot
     // c + 5 is final everywhere: its proposals (published at start(c)), its decision (at the end
     // of its selection window in slot c + 1) and its finality (at start(c + 2)) happen on each
     // side alone.
@@ -179,10 +179,10 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
         .unwrap()
         .iter()
         .filter_map(|s| Some((s["slot"].as_u64()?, s["start_ms"].as_u64()?)))
-        .find(|(_, start)| *start > now_ms() + 2000)
-        .expect("a final slot starting in more than 2 s");
-    // A deadline in network time, not an event: nothing happens a second before a slot.
-    std::thread::sleep(Duration::from_millis(start_c - 1000 - now_ms()));
+        .find(|(_, start)| *start > now_ms() + 4000)
+        .expect("a final slot starting in more than 4 s");
+    // A deadline in network time, not an event: nothing happens 3 s before a slot.
+    std::thread::sleep(Duration::from_millis(start_c - 3000 - now_ms()));
     tb.cut(&[Uplink::Public(1), Uplink::Home(6), Uplink::Home(7)])
         .unwrap();
     eprintln!(

@@ -27,16 +27,19 @@ impl Testbed {
         self.heal()?;
         let inside = |u: &Uplink| side.contains(u);
         for (uplink, netns, _) in &places {
-            let others: Vec<Ipv4Addr> = places
+            let others: Vec<String> = places
                 .iter()
                 .filter(|(other, _, _)| inside(other) != inside(uplink))
-                .map(|(_, _, addr)| *addr)
+                .map(|(_, _, addr)| addr.to_string())
                 .collect();
-            for addr in others {
-                let addr = addr.to_string();
-                for dir in ["-s", "-d"] {
-                    iptables(netns, &["-A", CHAIN, dir, &addr, "-j", "DROP"])?;
-                }
+            if others.is_empty() {
+                continue;
+            }
+            // One command per direction (iptables expands the list): a cut of ten places is
+            // in place within a few tens of milliseconds, not one command per address.
+            let others = others.join(",");
+            for dir in ["-s", "-d"] {
+                iptables(netns, &["-A", CHAIN, dir, &others, "-j", "DROP"])?;
             }
         }
         Ok(())
