@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::net::{Node, NodeSpec, bootstrap_args, library_of, write_seed_queue};
+use crate::net::{Node, NodeSpec, bootstrap_args, join_args, library_of, write_seed_queue};
 use crate::testbed::{Host, Jitter, Link, Shape};
 
 /// Every node listens on TCP and QUIC, port 4747 of every interface.
@@ -144,14 +144,7 @@ impl Radio {
     ) -> Node {
         let name = joiner.name;
         let lib = library_of(&root.join(format!("lib-{name}")), seed, tracks, seconds);
-        let mut args = vec![
-            "--library".into(),
-            lib.display().to_string(),
-            "--network".into(),
-            network.to_owned(),
-            "--peer".into(),
-            peer.to_owned(),
-        ];
+        let mut args = join_args(&lib, network, peer);
         args.extend(joiner.extra.iter().cloned());
         let spec = NodeSpec {
             name,

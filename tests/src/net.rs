@@ -492,6 +492,18 @@ pub fn bootstrap_args(queue: &Path, lib: &Path) -> Vec<String> {
     ]
 }
 
+/// `run` arguments of a joiner: its library, the network, and the one peer it is given.
+pub fn join_args(lib: &Path, network: &str, peer: &str) -> Vec<String> {
+    vec![
+        s("--library"),
+        lib.display().to_string(),
+        s("--network"),
+        s(network),
+        s("--peer"),
+        s(peer),
+    ]
+}
+
 /// Starts the bootstrap node; returns it with the network id and its address.
 pub fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, String, String) {
     let seed = root.join("seed.toml");

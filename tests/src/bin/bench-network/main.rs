@@ -87,18 +87,6 @@ fn seconds_of_day(v: &Value) -> f64 {
     }
 }
 
-/// `run` arguments of a joiner: its library, the network, and the one peer it is given.
-fn join_args(lib: &Path, network: &str, peer: &str) -> Vec<String> {
-    vec![
-        "--library".into(),
-        lib.display().to_string(),
-        "--network".into(),
-        network.to_owned(),
-        "--peer".into(),
-        peer.to_owned(),
-    ]
-}
-
 fn bootstrap(root: &Path, lib: &Path, start: &str) -> Result<(Node, String, String)> {
     let seed = root.join("seed.toml");
     write_seed_queue(&seed, lib, start, "");
@@ -134,7 +122,7 @@ fn propagate(n: usize, slots: u64) -> Result<()> {
             name: &format!("n{i}"),
             root,
             command: "run",
-            args: join_args(lib, &network, &addr),
+            args: chorus_tests::net::join_args(lib, &network, &addr),
         }));
     }
     let mut times = Vec::new();
