@@ -5,12 +5,12 @@
 //! got it and those referred before it (referrals), which it asks instead (a peer still
 //! fetching the block holds the want list until the block is in, `parked.rs`), and which refer
 //! onwards in turn: the track spreads as a tree. A peer that asks again for a block it was
-//! refused [`RESERVE`] or more before is served (at once today), so a block nobody else can
-//! serve still arrives one round trip later. Sans-IO: the event loop asks
+//! refused before is served, so a block nobody else can serve still arrives one round trip
+//! later. (Refusing a second ask for 1 s, to give the referrals time, was tried on the
+//! testbed's ten nodes and made the proposer's upload no smaller.) Sans-IO: the event loop asks
 //! [`Uploads::split`] before reading the store and tells [`Uploads::sent`] what went out.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
 
 use chorus_consensus::Hash32;
 use libp2p::PeerId;
@@ -19,11 +19,6 @@ use libp2p::PeerId;
 pub const COPIES: usize = 2;
 /// Blocks remembered (the oldest are forgotten, and served freely again).
 pub const BLOCKS_REMEMBERED: usize = 8192;
-/// How long a refused peer is refused again: the time its referrals get to pass the block on
-/// (a peer still fetching it holds the want list until it is in, `parked.rs`). Zero: a second
-/// ask is served at once. One second was tried on the testbed's ten nodes and made the
-/// proposer's upload no smaller (docs/internet.md, "Left").
-pub const RESERVE: Duration = Duration::ZERO;
 /// Referrals in one answer.
 pub const REFERRALS_MAX: usize = 8;
 
@@ -31,8 +26,8 @@ pub const REFERRALS_MAX: usize = 8;
 struct BlockUploads {
     /// Peers that were sent it (the first [`COPIES`]).
     sent_to: Vec<PeerId>,
-    /// Peers told "later" for it, and when first.
-    refused: Vec<(PeerId, Instant)>,
+    /// Peers told "later" for it.
+    refused: Vec<PeerId>,
 }
 
 /// What to do with a want list.
@@ -61,15 +56,13 @@ impl Uploads {
     /// want lists arriving together (every node starts fetching a winner at the same moment)
     /// does not get a copy each before the first read from the store is done; the event loop
     /// calls [`Uploads::withdrawn`] for the blocks the store did not have.
-    pub fn split(&mut self, now: Instant, peer: PeerId, ids: &[Hash32]) -> Split {
+    pub fn split(&mut self, peer: PeerId, ids: &[Hash32]) -> Split {
         let mut split = Split::default();
         for id in ids {
             let b = self.entry(*id);
             let others: Vec<PeerId> = b.sent_to.iter().filter(|p| **p != peer).copied().collect();
-            let refused_since = b.refused.iter().find(|(p, _)| *p == peer).map(|(_, t)| *t);
-            let waited = refused_since.is_some_and(|t| now.duration_since(t) >= RESERVE);
-            if others.len() < COPIES || waited || b.sent_to.contains(&peer) {
-                b.refused.retain(|(p, _)| *p != peer);
+            if others.len() < COPIES || b.refused.contains(&peer) || b.sent_to.contains(&peer) {
+                b.refused.retain(|p| *p != peer);
                 if b.sent_to.len() < COPIES && !b.sent_to.contains(&peer) {
                     b.sent_to.push(peer);
                 }
@@ -79,10 +72,8 @@ impl Uploads {
             // Referred: first the peers it was sent to, then those referred before (most
             // recent first), who are fetching it from them and pass it on as it comes (a
             // requester may reach only some of them directly).
-            let earlier: Vec<PeerId> = b.refused.iter().rev().map(|(p, _)| *p).collect();
-            if refused_since.is_none() {
-                b.refused.push((peer, now));
-            }
+            let earlier: Vec<PeerId> = b.refused.iter().rev().copied().collect();
+            b.refused.push(peer);
             // Refusals are bounded by the peers that ask; forget the oldest past a few dozen.
             if b.refused.len() > 64 {
                 b.refused.remove(0);
@@ -143,50 +134,47 @@ mod tests {
     #[test]
     fn the_first_copies_are_served_then_requesters_are_referred() {
         let mut u = Uploads::default();
-        let t0 = Instant::now();
         let x = Hash32::digest(b"x");
         let (a, b, c, d) = (peer(1), peer(2), peer(3), peer(4));
         // A burst: the two first are served before any answer has gone out.
         for p in [a, b] {
-            assert_eq!(u.split(t0, p, &[x]).serve, vec![x]);
+            assert_eq!(u.split(p, &[x]).serve, vec![x]);
         }
-        let split = u.split(t0, c, &[x]);
+        let split = u.split(c, &[x]);
         assert_eq!(split.later, vec![x]);
         assert!(split.serve.is_empty());
         assert_eq!(split.referrals, vec![a, b]);
-        // Back after RESERVE: served (nobody else could serve it).
-        assert_eq!(u.split(t0 + RESERVE, c, &[x]).serve, vec![x]);
+        // Refused once: served when it comes back (nobody else could serve it).
+        assert_eq!(u.split(c, &[x]).serve, vec![x]);
         u.sent(c, [x]);
         // Another newcomer is referred to the first two, then to those referred before.
-        assert_eq!(u.split(t0, d, &[x]).referrals, vec![a, b]);
-        assert_eq!(u.split(t0, peer(5), &[x]).referrals, vec![a, b, d]);
+        assert_eq!(u.split(d, &[x]).referrals, vec![a, b]);
+        assert_eq!(u.split(peer(5), &[x]).referrals, vec![a, b, d]);
         // A peer that was sent it may ask again (it lost it).
-        assert_eq!(u.split(t0, a, &[x]).serve, vec![x]);
+        assert_eq!(u.split(a, &[x]).serve, vec![x]);
     }
 
     #[test]
     fn a_copy_the_store_did_not_have_frees_its_place() {
         let mut u = Uploads::default();
-        let t0 = Instant::now();
         let x = Hash32::digest(b"x");
         let (a, b, c) = (peer(1), peer(2), peer(3));
-        assert_eq!(u.split(t0, a, &[x]).serve, vec![x]);
-        assert_eq!(u.split(t0, b, &[x]).serve, vec![x]);
+        assert_eq!(u.split(a, &[x]).serve, vec![x]);
+        assert_eq!(u.split(b, &[x]).serve, vec![x]);
         // a's read found nothing: c takes its place instead of being referred to a.
         u.withdrawn(a, [x]);
-        assert_eq!(u.split(t0, c, &[x]).serve, vec![x]);
-        assert_eq!(u.split(t0, peer(4), &[x]).referrals, vec![b, c]);
+        assert_eq!(u.split(c, &[x]).serve, vec![x]);
+        assert_eq!(u.split(peer(4), &[x]).referrals, vec![b, c]);
     }
 
     #[test]
     fn blocks_are_judged_one_by_one() {
         let mut u = Uploads::default();
-        let t0 = Instant::now();
         let (x, y) = (Hash32::digest(b"x"), Hash32::digest(b"y"));
         let (a, b, c) = (peer(1), peer(2), peer(3));
         u.sent(a, [x]);
         u.sent(b, [x]);
-        let split = u.split(t0, c, &[x, y]);
+        let split = u.split(c, &[x, y]);
         assert_eq!(split.serve, vec![y]);
         assert_eq!(split.later, vec![x]);
     }
@@ -194,7 +182,6 @@ mod tests {
     #[test]
     fn the_record_is_bounded() {
         let mut u = Uploads::default();
-        let t0 = Instant::now();
         let (a, b, c) = (peer(1), peer(2), peer(3));
         let first = Hash32::digest(b"first");
         u.sent(a, [first]);
@@ -204,6 +191,6 @@ mod tests {
         }
         assert!(u.blocks.len() <= BLOCKS_REMEMBERED);
         // Forgotten: served freely again.
-        assert_eq!(u.split(t0, c, &[first]).serve, vec![first]);
+        assert_eq!(u.split(c, &[first]).serve, vec![first]);
     }
 }

@@ -79,7 +79,7 @@ impl EventLoop {
         }
         // Super-seeding: blocks already sent to enough peers are referred to them.
         let asked: Vec<Hash32> = request.ids.iter().take(WANTED_IDS_MAX).copied().collect();
-        let split = self.uploads.split(std::time::Instant::now(), peer, &asked);
+        let split = self.uploads.split(peer, &asked);
         if split.serve.is_empty() && request.track.is_none() {
             let have = Have {
                 later: split.later,
