@@ -8,8 +8,8 @@ use libp2p::PeerId;
 use super::selection::{Source, agreement, count_networks, median, refinement_tolerance};
 use super::{
     DRIFT_PPM, MAX_CLOCK_OFFSET_US, MAX_PEERS, MAX_RTT_US, MIN_HALF_WIDTH_US, MIN_NETWORKS,
-    MIN_SAMPLES, Refusal, Rejected, Rule, SAMPLES_PER_PEER, SOURCES_PER_NETWORK, Sample, Selection,
-    SourceNet, Verdict,
+    MIN_SAMPLES, RESIDUAL_DRIFT_PPM, Refusal, Rejected, Rule, SAMPLES_PER_PEER,
+    SOURCES_PER_NETWORK, Sample, Selection, SourceNet, Verdict,
 };
 
 /// The state of the time sources, for a log line and the status ([`Estimator::take_report`]).
@@ -245,49 +245,86 @@ impl Estimator {
 
 /// The sample whose offset is likely closest to the truth now (the newest sample's arrival),
 /// with its error bound ([`Sample::error_us`]). Clocks run at slightly different rates, so an
-/// older sample's offset is first moved by the peer's measured drift (the least-squares slope
-/// of its offsets over their arrival times, within [`DRIFT_PPM`]); what remains of the drift is
-/// counted in the error. Without drift this is the shortest round trip; with it, a fresh one.
+/// older sample's offset is first moved by the peer's measured [`Drift`]; what remains of the
+/// drift is counted in the error. Without drift this is the shortest round trip; with it, or
+/// when the offsets are too noisy to tell, a fresh one.
 fn least_error<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Option<(Sample, f64)> {
     let samples: Vec<Sample> = samples.into_iter().copied().collect();
     let now = samples.iter().map(|s| s.at_us).max()?;
-    let slope = drift_ppm(&samples);
+    let drift = Drift::of(&samples);
     samples
         .into_iter()
         .map(|s| {
             let age_s = now.saturating_sub(s.at_us).max(0) as f64 / 1e6;
             let moved = Sample {
-                offset_us: s.offset_us + slope * age_s,
+                offset_us: s.offset_us + drift.ppm * age_s,
                 ..s
             };
-            (moved, s.error_us(now))
+            (moved, s.error_us(now, drift.residual_ppm))
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// The drift of a peer's clock against ours, µs per second (ppm): the slope of its offsets
-/// over their arrival times by least squares, each sample weighted by its round trip (a sample
-/// that spent long on the way may be off by half of it, and would tilt the line); 0 with fewer
-/// than three samples or no time between them, and never beyond [`DRIFT_PPM`] (a peer cannot
-/// make its past samples say more).
-fn drift_ppm(samples: &[Sample]) -> f64 {
-    if samples.len() < 3 {
-        return 0.0;
+/// The drift of a peer's clock against ours, µs per second (ppm), as its samples tell it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Drift {
+    /// The slope the samples are moved by: 0 unless measured clearly (below).
+    ppm: f64,
+    /// How far the true drift may lie from `ppm`: the slope's standard error, at least
+    /// [`RESIDUAL_DRIFT_PPM`].
+    residual_ppm: f64,
+}
+
+impl Drift {
+    const NONE: Drift = Drift {
+        ppm: 0.0,
+        residual_ppm: RESIDUAL_DRIFT_PPM,
+    };
+
+    /// The slope of the offsets over their arrival times by least squares, each sample weighted
+    /// by its round trip (a sample that spent long on the way may be off by half of it, and
+    /// would tilt the line), never beyond [`DRIFT_PPM`] (a peer cannot make its past samples
+    /// say more). Its standard error comes from the residuals, so that offsets made noisy by a
+    /// loaded machine or a jittery path widen it: a slope within two standard errors of zero
+    /// is not applied (applied, a slope of noise moved a 14-s-old sample by 2.8 ms and the
+    /// node's clock followed it), and the error stays in `residual_ppm`, which makes old
+    /// samples count less. [`Drift::NONE`] with fewer than three samples or no time between
+    /// them.
+    fn of(samples: &[Sample]) -> Drift {
+        if samples.len() < 3 {
+            return Drift::NONE;
+        }
+        let t0 = samples.iter().map(|s| s.at_us).min().unwrap_or(0);
+        let t = |s: &Sample| (s.at_us - t0) as f64 / 1e6;
+        // Half the round trip bounds a sample's error; 50 µs of floor for stamping noise.
+        let w = |s: &Sample| 1.0 / (s.rtt_us.max(0) as f64 / 2.0 + 50.0).powi(2);
+        let total: f64 = samples.iter().map(w).sum();
+        let mean_t = samples.iter().map(|s| w(s) * t(s)).sum::<f64>() / total;
+        let mean_o = samples.iter().map(|s| w(s) * s.offset_us).sum::<f64>() / total;
+        let var: f64 = samples.iter().map(|s| w(s) * (t(s) - mean_t).powi(2)).sum();
+        if var * samples.len() as f64 / total < 1.0 {
+            return Drift::NONE;
+        }
+        let cov: f64 = samples
+            .iter()
+            .map(|s| w(s) * (t(s) - mean_t) * (s.offset_us - mean_o))
+            .sum();
+        let slope = cov / var;
+        let squares: f64 = samples
+            .iter()
+            .map(|s| w(s) * (s.offset_us - mean_o - slope * (t(s) - mean_t)).powi(2))
+            .sum();
+        let se = (squares / (samples.len() - 2) as f64 / var).sqrt();
+        let residual_ppm = se.clamp(RESIDUAL_DRIFT_PPM, DRIFT_PPM);
+        if slope.abs() < 2.0 * se {
+            return Drift {
+                ppm: 0.0,
+                residual_ppm,
+            };
+        }
+        Drift {
+            ppm: slope.clamp(-DRIFT_PPM, DRIFT_PPM),
+            residual_ppm,
+        }
     }
-    let t0 = samples.iter().map(|s| s.at_us).min().unwrap_or(0);
-    let t = |s: &Sample| (s.at_us - t0) as f64 / 1e6;
-    // Half the round trip bounds a sample's error; 50 µs of floor for stamping noise.
-    let w = |s: &Sample| 1.0 / (s.rtt_us.max(0) as f64 / 2.0 + 50.0).powi(2);
-    let total: f64 = samples.iter().map(w).sum();
-    let mean_t = samples.iter().map(|s| w(s) * t(s)).sum::<f64>() / total;
-    let mean_o = samples.iter().map(|s| w(s) * s.offset_us).sum::<f64>() / total;
-    let var: f64 = samples.iter().map(|s| w(s) * (t(s) - mean_t).powi(2)).sum();
-    if var * samples.len() as f64 / total < 1.0 {
-        return 0.0;
-    }
-    let cov: f64 = samples
-        .iter()
-        .map(|s| w(s) * (t(s) - mean_t) * (s.offset_us - mean_o))
-        .sum();
-    (cov / var).clamp(-DRIFT_PPM, DRIFT_PPM)
 }

@@ -32,11 +32,12 @@ pub struct Sample {
 impl Sample {
     /// How far the offset may be off at local time `now_us`, once moved by the measured drift:
     /// half the round trip (the answer may have spent it all on either leg) plus what is left of
-    /// the drift, [`super::RESIDUAL_DRIFT_PPM`] per second of age (RFC 5905's clock filter
-    /// grows a sample's dispersion the same way).
-    pub fn error_us(&self, now_us: i64) -> f64 {
+    /// the drift, `residual_ppm` per second of age (RFC 5905's clock filter grows a sample's
+    /// dispersion the same way): at least [`super::RESIDUAL_DRIFT_PPM`], more when the drift
+    /// could not be measured that well.
+    pub fn error_us(&self, now_us: i64, residual_ppm: f64) -> f64 {
         let age_s = now_us.saturating_sub(self.at_us).max(0) as f64 / 1e6;
-        self.rtt_us as f64 / 2.0 + super::RESIDUAL_DRIFT_PPM * age_s
+        self.rtt_us as f64 / 2.0 + residual_ppm * age_s
     }
 }
 

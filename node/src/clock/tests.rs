@@ -455,3 +455,28 @@ fn a_drifting_peer_is_read_through_its_measured_drift() {
     let (best, _) = est.best(&peer.0).expect("samples");
     assert!(best.offset_us <= 14.0 * 200.0 + 1.0, "{best:?}");
 }
+
+#[test]
+fn a_slope_of_noise_is_not_applied() {
+    // No drift, but a loaded machine: round trips of 3 ms and offsets scattered over +-1.5 ms
+    // that happen to tilt by 130 ppm (standard error 85 ppm). Moving the oldest sample by that
+    // slope would invent 1.8 ms; the chosen sample is one of the measured offsets, and an old
+    // one counts for less than a fresh one of the same round trip.
+    let offsets = [
+        -1500.0, 1000.0, -1200.0, 400.0, -900.0, 1500.0, -300.0, 1500.0,
+    ];
+    let mut est = Estimator::default();
+    let peer = looped();
+    for (i, offset_us) in offsets.into_iter().enumerate() {
+        let s = Sample {
+            offset_us,
+            rtt_us: if i == 0 { 2_800 } else { 3_000 },
+            elapsed_us: 3_030,
+            at_us: i as i64 * 2_000_000,
+        };
+        est.add(peer.0, peer.1.clone(), s);
+    }
+    let (best, _) = est.best(&peer.0).expect("samples");
+    assert!(offsets.contains(&best.offset_us), "{best:?}");
+    assert_eq!(best.at_us, 14_000_000, "{best:?}");
+}
