@@ -67,13 +67,12 @@ impl EventLoop {
             "reachability: {} (confirmed addresses: {})", now.as_str(),
             if addresses.is_empty() { "none".to_owned() } else { addresses.join(", ") });
         self.emit(Event::Reachability(now));
-        if now == Reachability::Public {
-            // Public nodes are reached directly: reservations are no longer needed.
-            for (_, (circuit, listener)) in self.nat.reservations.drain() {
-                debug!("dropping the reservation {circuit}: we are public");
-                self.swarm.remove_listener(listener);
-            }
-        }
+        // A node that turns public keeps the reservations it holds (no new ones are asked for:
+        // `maintain_relays`); they end with their relay's connection. Removing their listeners
+        // is not safe in libp2p-relay 0.22: the client forgets the reservation at once, and an
+        // answer to a request or renewal already on its way then panics its behaviour
+        // ("Relay connection exist"), which ends the swarm. Seen once when ten nodes started
+        // on the testbed.
     }
 
     pub(super) fn address_confirmed(&mut self, address: Multiaddr) {
