@@ -293,6 +293,9 @@ struct Engine {
     /// Slots whose manifest could not be opened, and when that was last tried.
     unopened: BTreeMap<u64, Instant>,
     cursor: Option<Cursor>,
+    /// A slot has played: from then on the player follows network time whatever it does
+    /// ([`TimeBase::settled`] only holds back the first sound).
+    sounding: bool,
     started: BTreeSet<u64>,
     silent: BTreeSet<(u64, usize)>,
     out: Vec<f32>,
@@ -309,6 +312,7 @@ impl Engine {
             streams: BTreeMap::new(),
             unopened: BTreeMap::new(),
             cursor: None,
+            sounding: false,
             started: BTreeSet::new(),
             silent: BTreeSet::new(),
             out: Vec::with_capacity(BUFFER as usize * CHANNELS),
@@ -369,6 +373,11 @@ impl Engine {
     /// One buffer: measure the error, correct, play, decode ahead.
     fn step(&mut self) -> Result<(), SinkError> {
         let due = self.sink.next_due();
+        if !self.sounding && !self.time.settled() {
+            self.cursor = None;
+            self.publish_position(None, None);
+            return self.silence(BUFFER, None);
+        }
         let t_us = self.time.network_us(due);
         let Some((i, expected)) = schedule::locate(&self.plans, t_us) else {
             self.cursor = None;
@@ -386,6 +395,7 @@ impl Engine {
                 });
             return self.silence(until_next.clamp(1, BUFFER), None);
         };
+        self.sounding = true;
         let expected_slot = self.plans[i].slot;
         let error = self.cursor.and_then(|c| {
             let p = self.plan(c.slot)?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_media::decode::decode_track;
@@ -22,6 +22,7 @@ struct TestTime {
     anchor: Instant,
     system_us: i64,
     offset_us: AtomicI64,
+    settled: AtomicBool,
 }
 
 impl TestTime {
@@ -33,6 +34,7 @@ impl TestTime {
                 .expect("after 1970")
                 .as_micros() as i64,
             offset_us: AtomicI64::new(0),
+            settled: AtomicBool::new(true),
         })
     }
 }
@@ -44,6 +46,10 @@ impl TimeBase for TestTime {
 
     fn system_us(&self, at: Instant) -> i64 {
         self.system_us + at.saturating_duration_since(self.anchor).as_micros() as i64
+    }
+
+    fn settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
     }
 }
 
@@ -222,4 +228,47 @@ fn changes_of_network_time_are_followed_sample_by_sample() {
             heard - due
         );
     }
+}
+
+#[test]
+fn nothing_plays_before_network_time_settles_and_nothing_stops_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, manifest_id, _) = track(dir.path());
+    let time = TestTime::new();
+    time.settled.store(false, Ordering::Relaxed);
+    let wav = dir.path().join("out.wav");
+    // Slot 0 started 1 s ago, on a provisional time 200 ms off.
+    time.offset_us.store(-200_000, Ordering::Relaxed);
+    let start_ms = now_ms(&time) - 1_000;
+    let player = play(&store, &time, &wav, manifest_id, start_ms, 0.0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(player.stats().sample, None, "played before time settled");
+    // The lock steps time by 200 ms and settles it: the first sound is the sample due then.
+    time.offset_us.store(0, Ordering::Relaxed);
+    let settled_at = time.system_us(Instant::now());
+    time.settled.store(true, Ordering::Relaxed);
+    play_until(&player, 0, 3 * 48_000);
+    // Unsettled again (a slew after playing began): the audio goes on.
+    time.settled.store(false, Ordering::Relaxed);
+    play_until(&player, 0, 4 * 48_000);
+    drop(player);
+    let rows = rows(&wav);
+    let first = rows.iter().find(|r| r.sample.is_some()).expect("sound");
+    assert!(first.system_us >= settled_at, "sound before settling");
+    let due = start_ms as f64 * 1000.0 + first.sample.expect("audio") as f64 * 1e6 / 48_000.0;
+    assert!(
+        (first.system_us as f64 - due).abs() < 21.0,
+        "first sound {:.1} µs off",
+        first.system_us as f64 - due
+    );
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.sample.is_some())
+        .expect("sound");
+    assert!(
+        last.sample.expect("audio") >= 4 * 48_000 - 480,
+        "{}",
+        last.system_us
+    );
 }

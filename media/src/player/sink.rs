@@ -17,6 +17,12 @@ pub trait TimeBase: Send + Sync {
     /// The true system time at `at`, microseconds since the Unix epoch: no test skew and no
     /// network offset. Only the wav sink's CSV uses it.
     fn system_us(&self, at: Instant) -> i64;
+    /// Whether network time is good enough to play by. Until it is, the player plays silence:
+    /// a node that has just met its peers has a provisional guess of their time (the midpoint
+    /// of its own clock and the first peer's), and its first sound would come that far off.
+    fn settled(&self) -> bool {
+        true
+    }
 }
 
 /// What the first frame of a buffer is: the wav sink writes it to its CSV.

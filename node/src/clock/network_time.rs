@@ -4,11 +4,16 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chorus_media::player::TimeBase;
 
 use super::{SLEW_US_PER_S, STEP_US};
+
+/// How long after its first peer a node that has not locked plays by its provisional time all
+/// the same (a network of two nodes never locks). Locking takes three samples of each of two
+/// peers, 4 to 6 s.
+pub const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 /// The node's clocks.
 #[derive(Debug)]
@@ -24,6 +29,19 @@ pub struct Clock {
     offset: Mutex<Slew>,
     /// Time answers refused because they echoed a `t0` this node had not sent.
     false_echoes: AtomicU64,
+    /// Whether network time can be played by ([`Clock::settled`]).
+    settle: Mutex<Settle>,
+}
+
+/// Where the clock stands for playing ([`Clock::settled`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Settle {
+    /// No peer asked yet: the node's own clock is all there is (a lone bootstrap node).
+    Alone,
+    /// Peers asked since then, no lock yet.
+    Waiting(Instant),
+    /// Locked once (or waited [`SETTLE_MAX`]): for good.
+    Settled,
 }
 
 /// The offset, moving from `from_us` at `since` toward `target_us` at the slew rate.
@@ -84,6 +102,42 @@ impl Clock {
                 since: anchor,
             }),
             false_echoes: AtomicU64::new(0),
+            settle: Mutex::new(Settle::Alone),
+        }
+    }
+
+    /// A peer is asked for its time: until the estimate locks (or [`SETTLE_MAX`] has passed
+    /// since the first peer), the clock is not [`Clock::settled`].
+    pub fn peer_asked(&self) {
+        let mut settle = self.settle.lock().expect("not poisoned");
+        if *settle == Settle::Alone {
+            *settle = Settle::Waiting(Instant::now());
+        }
+    }
+
+    /// The estimate locked: the clock is settled for good.
+    pub fn locked(&self) {
+        *self.settle.lock().expect("not poisoned") = Settle::Settled;
+    }
+
+    /// Whether network time is good enough to play by: with no peer asked yet (a lone node
+    /// plays by its own clock); once the estimate locked and the offset has slewed to it (a
+    /// first lock within 5 ms of the provisional offset slews, for up to a second); or
+    /// [`SETTLE_MAX`] after the first peer was asked. The player asks only until it first
+    /// plays: later slews never silence it.
+    pub fn is_settled(&self) -> bool {
+        let mut settle = self.settle.lock().expect("not poisoned");
+        match *settle {
+            Settle::Alone => true,
+            Settle::Settled => {
+                let slew = self.offset.lock().expect("not poisoned");
+                (slew.at(Instant::now()) - slew.target_us).abs() < 1.0
+            }
+            Settle::Waiting(since) if since.elapsed() >= SETTLE_MAX => {
+                *settle = Settle::Settled;
+                true
+            }
+            Settle::Waiting(_) => false,
         }
     }
 
@@ -174,6 +228,10 @@ impl TimeBase for Clock {
 
     fn system_us(&self, at: Instant) -> i64 {
         self.system_us + self.since_anchor_us(at)
+    }
+
+    fn settled(&self) -> bool {
+        self.is_settled()
     }
 }
 

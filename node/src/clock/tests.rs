@@ -325,10 +325,11 @@ fn without_agreement_of_three_networks_a_locked_node_keeps_its_offset() {
     let s = est.select().expect("acquisition");
     assert_eq!((s.rule, s.offset_us), (Rule::Acquisition, 400_000.0));
     assert!(est.is_locked());
-    // A better sample of the same median source refines it (within its round trip).
+    // A better sample of the same median source refines it (within its round trip): to the
+    // middle of what its samples allow together, [400_005, 400_100].
     add_n(&mut est, b.clone(), 1, sample(400_080.0, 150));
     let s = est.select().expect("refinement");
-    assert_eq!((s.rule, s.offset_us), (Rule::Refinement, 400_080.0));
+    assert_eq!((s.rule, s.offset_us), (Rule::Refinement, 400_052.5));
     // The median source leaves and another arrives 300 ms away: the median jumps without
     // any agreement of three networks, so the node keeps its offset.
     est.remove(&b.0);
@@ -459,24 +460,57 @@ fn a_drifting_peer_is_read_through_its_measured_drift() {
 #[test]
 fn a_slope_of_noise_is_not_applied() {
     // No drift, but a loaded machine: round trips of 3 ms and offsets scattered over +-1.5 ms
-    // that happen to tilt by 130 ppm (standard error 85 ppm). Moving the oldest sample by that
-    // slope would invent 1.8 ms; the chosen sample is one of the measured offsets, and an old
-    // one counts for less than a fresh one of the same round trip.
+    // that happen to tilt by 130 ppm (standard error 85 ppm). Applied, that slope would move
+    // the oldest sample by 1.8 ms; it is not applied, and its error is kept as the residual.
     let offsets = [
         -1500.0, 1000.0, -1200.0, 400.0, -900.0, 1500.0, -300.0, 1500.0,
     ];
-    let mut est = Estimator::default();
-    let peer = looped();
-    for (i, offset_us) in offsets.into_iter().enumerate() {
-        let s = Sample {
+    let samples: Vec<Sample> = offsets
+        .into_iter()
+        .enumerate()
+        .map(|(i, offset_us)| Sample {
             offset_us,
             rtt_us: if i == 0 { 2_800 } else { 3_000 },
             elapsed_us: 3_030,
             at_us: i as i64 * 2_000_000,
+        })
+        .collect();
+    let drift = super::estimator::Drift::of(&samples);
+    assert_eq!(drift.ppm, 0.0, "{drift:?}");
+    assert!((drift.residual_ppm - 85.0).abs() < 5.0, "{drift:?}");
+    // A clear drift is applied: the same scatter on a 500 ppm slope (capped at 200).
+    let tilted: Vec<Sample> = samples
+        .iter()
+        .map(|s| Sample {
+            offset_us: s.offset_us + 500.0 * s.at_us as f64 / 1e6,
+            ..*s
+        })
+        .collect();
+    assert_eq!(super::estimator::Drift::of(&tilted).ppm, super::DRIFT_PPM);
+}
+
+#[test]
+fn the_samples_together_bound_the_offset_tighter_than_the_shortest_round_trip() {
+    // True offset 0; one-way delays (up, down) in ms, samples 100 ms apart (too close to
+    // measure a drift). The shortest round trip (sample 0, 30 + 44) is off by (30 - 44) / 2 =
+    // -7 ms; the intersection takes the shortest up (30 ms, sample 0) and the shortest down
+    // (31 ms, sample 2) and is off by (30 - 31) / 2 = -0.5 ms.
+    let legs = [(30.0, 44.0), (45.0, 33.0), (46.0, 31.0), (41.0, 40.0)];
+    let mut est = Estimator::default();
+    let peer = looped();
+    for (i, (up, down)) in legs.into_iter().enumerate() {
+        let s = Sample {
+            offset_us: (up - down) * 1000.0 / 2.0,
+            rtt_us: ((up + down) * 1000.0) as i64,
+            elapsed_us: ((up + down) * 1000.0) as i64 + 30,
+            at_us: i as i64 * 100_000,
         };
         est.add(peer.0, peer.1.clone(), s);
     }
     let (best, _) = est.best(&peer.0).expect("samples");
-    assert!(offsets.contains(&best.offset_us), "{best:?}");
-    assert_eq!(best.at_us, 14_000_000, "{best:?}");
+    assert_eq!(
+        best.rtt_us, 74_000,
+        "the shortest round trip's sample: {best:?}"
+    );
+    assert!((best.offset_us + 500.0).abs() < 5.0, "{best:?}");
 }

@@ -61,6 +61,7 @@ impl TimeKeeper {
         if SourceNet::of(addr, &peer).is_none() {
             return;
         }
+        self.clock.peer_asked();
         let client = client.clone();
         let tx = answers.clone();
         supervise::spawn("time sample", async move {
@@ -127,6 +128,10 @@ impl TimeKeeper {
             };
             if let Adjust::Step { from_us, to_us } = adjust {
                 log_step(&selection, from_us, to_us);
+            }
+            if first_lock {
+                // After the step: the player's first sound comes at the locked time.
+                self.clock.locked();
             }
         }
         if let Some(r) = self.estimator.take_report() {
