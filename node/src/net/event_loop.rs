@@ -204,6 +204,9 @@ impl EventLoop {
                 };
                 let first = !self.connections.values().any(|c| c.peer == peer_id);
                 self.connections.insert(connection_id, conn);
+                if relayed {
+                    self.relayed_established(peer_id, connection_id);
+                }
                 if first {
                     self.emit(Event::Connected(peer_id, addr.clone()));
                 } else if !relayed {

@@ -116,18 +116,7 @@ impl EventLoop {
     /// Dials `peer` at whatever the behaviours know (the DHT) and through every relay we hold
     /// a direct connection to.
     fn dial_author(&mut self, peer: PeerId) {
-        let circuits: Vec<_> = self
-            .connections
-            .values()
-            .filter(|c| c.dialer && !c.relayed && self.nat_relay(&c.peer))
-            .map(|c| {
-                let mut a = c.addr.clone();
-                if !matches!(a.iter().last(), Some(Protocol::P2p(_))) {
-                    a.push(Protocol::P2p(c.peer));
-                }
-                a.with(Protocol::P2pCircuit).with(Protocol::P2p(peer))
-            })
-            .collect();
+        let circuits = self.circuits_to(peer);
         debug!(
             "dialing {peer}, heard in gossip ({} relays)",
             circuits.len()
@@ -145,6 +134,22 @@ impl EventLoop {
         if let Err(e) = self.swarm.dial(opts) {
             debug!("cannot dial {peer}: {e}");
         }
+    }
+
+    /// `peer`'s circuit address at each relay we hold a direct connection to (that we dialed:
+    /// its address is one the relay listens on).
+    pub(super) fn circuits_to(&self, peer: PeerId) -> Vec<Multiaddr> {
+        self.connections
+            .values()
+            .filter(|c| c.dialer && !c.relayed && c.peer != peer && self.nat_relay(&c.peer))
+            .map(|c| {
+                let mut a = c.addr.clone();
+                if !matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+                    a.push(Protocol::P2p(c.peer));
+                }
+                a.with(Protocol::P2pCircuit).with(Protocol::P2p(peer))
+            })
+            .collect()
     }
 
     /// A DHT lookup ended (or made progress): an author found with addresses is dialed there

@@ -23,6 +23,12 @@ use crate::net::{Event, Reachability, is_relayed};
 pub const RELAYS: usize = 2;
 /// How long a relay that refused us or dropped the reservation is left alone.
 const RELAY_RETRY: Duration = Duration::from_secs(60);
+/// After a failed hole punch (libp2p's three attempts), the first wait before the peer is
+/// dialed through a relay again, which starts a new hole punch; it doubles with each failure.
+const PUNCH_RETRY: Duration = Duration::from_secs(10);
+/// Failed hole punches to one peer before it is left to the relay (a symmetric NAT never
+/// lets one through): four rounds over about 70 s.
+const PUNCH_ROUNDS: u32 = 4;
 
 /// What the event loop knows of its own reachability and its relays.
 #[derive(Debug, Default)]
@@ -40,6 +46,30 @@ pub(super) struct Nat {
     reservations: HashMap<PeerId, (Multiaddr, ListenerId)>,
     /// Relays that refused or dropped us, until when they are left alone.
     refused: HashMap<PeerId, Instant>,
+    /// Peers whose hole punch failed.
+    punches: HashMap<PeerId, Punch>,
+}
+
+/// Hole punching to one peer after a failure.
+#[derive(Debug, Default)]
+struct Punch {
+    /// Rounds that failed.
+    failed: u32,
+    /// When to try again (`None` while a retry is under way, or after the last round).
+    next: Option<Instant>,
+    /// The relayed connections open when the retry dialed a new one: closed once it is up.
+    old: Vec<ConnectionId>,
+}
+
+impl Punch {
+    /// A round failed at `now`: the wait before the next one ([`PUNCH_RETRY`], doubling), or
+    /// `None` after [`PUNCH_ROUNDS`].
+    fn round_failed(&mut self, now: Instant) -> Option<Duration> {
+        self.failed += 1;
+        let again = (self.failed < PUNCH_ROUNDS).then(|| PUNCH_RETRY * 2u32.pow(self.failed - 1));
+        self.next = again.map(|wait| now + wait);
+        again
+    }
 }
 
 impl Nat {
@@ -173,6 +203,7 @@ impl EventLoop {
     /// Also closes relayed connections to peers we now reach directly.
     pub(super) fn maintain_relays(&mut self) {
         self.close_redundant_relayed();
+        self.retry_hole_punches();
         let now = Instant::now();
         self.nat.refused.retain(|_, until| *until > now);
         if self.nat.reachability() != Reachability::Private {
@@ -210,6 +241,21 @@ impl EventLoop {
                     self.nat.refused.insert(relay, now + RELAY_RETRY);
                 }
             }
+        }
+    }
+
+    /// A relayed connection to `peer` is up: if a hole punch's retry dialed it, the relayed
+    /// connections open before are closed (only the side that retried closes them, so the
+    /// two ends never close both).
+    pub(super) fn relayed_established(&mut self, peer: PeerId, id: ConnectionId) {
+        let Some(punch) = self.nat.punches.get_mut(&peer) else {
+            return;
+        };
+        if punch.old.contains(&id) {
+            return;
+        }
+        for old in std::mem::take(&mut punch.old) {
+            self.swarm.close_connection(old);
         }
     }
 
@@ -270,13 +316,74 @@ impl EventLoop {
         let peer = event.remote_peer_id;
         match event.result {
             Ok(_) => {
-                info!(event = "hole_punched", peer = %peer,
-                    "hole punched: a direct connection to {peer}");
+                let rounds = self.nat.punches.remove(&peer).map_or(0, |p| p.failed);
+                info!(event = "hole_punched", peer = %peer, failed_before = rounds,
+                    "hole punched: a direct connection to {peer}{}",
+                    if rounds > 0 { format!(" (after {rounds} failed rounds)") } else { String::new() });
                 self.close_redundant_relayed();
             }
             Err(e) => {
-                info!(event = "hole_punch_failed", peer = %peer, error = %e,
-                    "hole punching to {peer} failed: {e}; it stays reachable through the relay");
+                let punch = self.nat.punches.entry(peer).or_default();
+                let again = punch.round_failed(Instant::now());
+                let failed = punch.failed;
+                match again {
+                    Some(wait) => info!(event = "hole_punch_failed", peer = %peer, error = %e,
+                        "hole punching to {peer} failed: {e}; it stays reachable through the relay, and a new hole punch starts in {} s", wait.as_secs()),
+                    None => info!(event = "hole_punch_failed", peer = %peer, error = %e,
+                        "hole punching to {peer} failed: {e}; {failed} rounds failed, it stays reachable through the relay only"),
+                }
+            }
+        }
+    }
+
+    /// Peers whose hole punch failed and are due for another: each is dialed again through
+    /// our relays, and the new relayed connection starts a new hole punch (DCUtR runs once per
+    /// relayed connection); the older relayed connections are closed once the new one is up
+    /// ([`EventLoop::relayed_established`]). A NAT that maps a port only after some
+    /// traffic, a lost packet in the punch, or both homes punching at a busy moment fail once
+    /// and succeed later.
+    fn retry_hole_punches(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .nat
+            .punches
+            .iter()
+            .filter(|(_, punch)| punch.next.is_some_and(|at| at <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let relayed_only =
+                self.connections.values().any(|c| c.peer == peer) && !self.has_direct(&peer);
+            if !relayed_only {
+                // Gone, or reached directly some other way: nothing to punch.
+                self.nat.punches.remove(&peer);
+                continue;
+            }
+            let circuits = self.circuits_to(peer);
+            let old: Vec<ConnectionId> = self
+                .connections
+                .iter()
+                .filter(|(_, c)| c.peer == peer && c.relayed)
+                .map(|(id, _)| *id)
+                .collect();
+            let Some(punch) = self.nat.punches.get_mut(&peer) else {
+                continue;
+            };
+            punch.next = None;
+            if circuits.is_empty() {
+                continue;
+            }
+            punch.old = old;
+            debug!(
+                "dialing {peer} through {} relays again for a new hole punch",
+                circuits.len()
+            );
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(circuits)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                debug!("cannot dial {peer} through a relay: {e}");
             }
         }
     }
@@ -307,6 +414,19 @@ pub(super) fn relay_server_event(event: &relay::Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_hole_punch_is_retried_three_times_with_doubling_waits_then_left_to_the_relay() {
+        let now = Instant::now();
+        let mut punch = Punch::default();
+        let waits: Vec<Option<Duration>> = (0..5).map(|_| punch.round_failed(now)).collect();
+        let s = Duration::from_secs;
+        assert_eq!(waits, [Some(s(10)), Some(s(20)), Some(s(40)), None, None]);
+        assert_eq!(punch.next, None, "no round after the last");
+        let mut punch = Punch::default();
+        punch.round_failed(now);
+        assert_eq!(punch.next, Some(now + s(10)));
+    }
 
     #[test]
     fn reachability_is_public_with_a_confirmed_address_private_after_a_failure_else_unknown() {

@@ -44,6 +44,7 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
     let radio = Radio::start(root, tb.public(0), start_in, &joiners, (8, seconds), false);
     println!("nodes {n} (1 public, {} homes behind cone NATs)", n - 1);
     measure(&radio.nodes, slots);
+    home_connections(&radio);
     if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
         println!("kept {}", tmp.keep().display());
     }
@@ -81,6 +82,39 @@ fn measure(nodes: &[Node], slots: u64) {
             times.len()
         );
     }
+}
+
+/// Connection success between NATed homes: of every pair of homes, those that hold a direct
+/// (hole-punched) connection, those connected only through a relay, and those not connected,
+/// as each home's `/status` tells it (a pair counts as direct when either side says so).
+fn home_connections(radio: &Radio) {
+    let statuses: Vec<serde_json::Value> = radio.nodes.iter().map(Node::status).collect();
+    let route = |i: usize, j: usize| -> Option<String> {
+        statuses[i]["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == radio.ids[j].as_str() && p["connected"] == true)
+            .and_then(|p| p["route"].as_str().map(str::to_owned))
+    };
+    let (mut direct, mut relayed, mut none) = (0, 0, 0);
+    let homes = 1..radio.nodes.len();
+    for i in homes.clone() {
+        for j in homes.clone().filter(|j| *j > i) {
+            let routes = [route(i, j), route(j, i)];
+            if routes.iter().any(|r| r.as_deref() == Some("direct")) {
+                direct += 1;
+            } else if routes.iter().any(Option::is_some) {
+                relayed += 1;
+            } else {
+                none += 1;
+            }
+        }
+    }
+    let pairs = direct + relayed + none;
+    println!(
+        "home pairs (cone NATs): {direct} of {pairs} connected directly, {relayed} only through a relay, {none} not connected; hole punching succeeded for {direct} of {} connected pairs",
+        direct + relayed
+    );
 }
 
 /// `sync --testbed`: the sync benchmark across the testbed. A public bootstrap node (no sink)
