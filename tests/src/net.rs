@@ -19,6 +19,11 @@ use crate::chorus_bin;
 struct Log {
     events: Vec<Value>,
     stdout: Vec<String>,
+    /// Panic messages on stderr (`thread '…' panicked at …` and the line after): a library's
+    /// task can panic without ending the node.
+    panics: Vec<String>,
+    /// The last stderr line was a panic's first line.
+    in_panic: bool,
     closed: bool,
 }
 
@@ -228,6 +233,14 @@ impl Node {
                         log.stdout.push(line);
                     } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
                         log.events.push(v);
+                    } else if line.contains("' panicked at ") {
+                        log.panics.push(line);
+                        log.in_panic = true;
+                    } else if std::mem::take(&mut log.in_panic)
+                        && let Some(last) = log.panics.last_mut()
+                    {
+                        last.push_str(": ");
+                        last.push_str(&line);
                     }
                     cvar.notify_all();
                 }
@@ -311,6 +324,13 @@ impl Node {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// The panics the node's process reported on stderr so far (in any thread: a panic in a
+    /// connection's task ends that connection only, and would go unseen).
+    pub fn panics(&self) -> Vec<String> {
+        let log = self.log.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.panics.clone()
     }
 
     /// Every event so far with `"event": name`.

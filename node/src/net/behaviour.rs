@@ -205,7 +205,7 @@ impl Behaviour {
                 peer_id,
                 autonat_v1_config(autonat_any_address),
             ),
-            relay: relay::Behaviour::new(peer_id, relay_config()),
+            relay: relay_server(peer_id),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
             upnp: upnp.then(upnp::tokio::Behaviour::default).into(),
@@ -246,6 +246,20 @@ fn autonat_v1_config(any_address: bool) -> autonat::v1::Config {
         only_global_ips: !any_address,
         ..autonat::v1::Config::default()
     }
+}
+
+/// The relay server, advertised always. libp2p-relay 0.22 by default advertises it only while
+/// the node has a confirmed external address, and on each change tells every connection's
+/// handler, including those of relayed connections, whose handler is a dummy: that panics the
+/// connection's task (`handler/either.rs`: unreachable). A private node's relay reservation
+/// is such a change (its circuit address is confirmed), so homes lost connections on
+/// reserving (seen on the testbed's ten nodes). Set once, before any connection, it never
+/// changes. Private nodes advertising it is harmless: nodes choose relays among DHT servers
+/// (confirmed public), never by the protocol alone (`net/event_loop/nat.rs`).
+fn relay_server(peer_id: PeerId) -> relay::Behaviour {
+    let mut relay = relay::Behaviour::new(peer_id, relay_config());
+    relay.set_status(Some(relay::Status::Enable));
+    relay
 }
 
 /// The relay server's limits (PROTOCOL.md 12.5): a relay carries hole punching and control

@@ -45,6 +45,11 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
     println!("nodes {n} (1 public, {} homes behind cone NATs)", n - 1);
     measure(&radio.nodes, slots);
     home_connections(&radio);
+    for node in &radio.nodes {
+        for panic in node.panics() {
+            println!("{}: PANIC {panic}", node.name);
+        }
+    }
     if std::env::var_os("CHORUS_BENCH_KEEP").is_some() {
         println!("kept {}", tmp.keep().display());
     }
