@@ -80,16 +80,6 @@ pub struct Radio {
 }
 
 impl Radio {
-    /// Panics (with every message) if a node's process reported a panic in any of its threads.
-    pub fn assert_no_panics(&self) {
-        let panics: Vec<String> = self
-            .nodes
-            .iter()
-            .flat_map(|n| n.panics().into_iter().map(|p| format!("{}: {p}", n.name)))
-            .collect();
-        assert!(panics.is_empty(), "panics in the nodes: {panics:#?}");
-    }
-
     /// Starts a bootstrap node on `public` whose seed queue starts `start_in` from now (its
     /// library: 5 tracks of 7 s), then a joiner on each host of `joiners` (`lan`: mDNS on),
     /// with its name, with a library of `tracks` tracks of `seconds` each, given only the

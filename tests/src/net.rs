@@ -414,10 +414,17 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Stops the process; a test that passed fails here if the node reported a panic in any
+    /// thread (a library's connection task can panic without ending the node, and nothing
+    /// else would notice).
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        let panics = self.panics();
+        if !panics.is_empty() && !std::thread::panicking() {
+            panic!("{}: the node panicked: {panics:#?}", self.name);
         }
     }
 }

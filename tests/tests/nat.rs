@@ -199,7 +199,6 @@ fn cone_nat_homes_punch_a_direct_connection() {
             "home{i} received blocks from the other home directly: {entry}; winners {winners:?}"
         );
     }
-    radio.assert_no_panics();
 }
 
 #[test]
@@ -246,7 +245,6 @@ fn symmetric_nat_home_still_plays_every_winner() {
             "home{i} received blocks from the other home"
         );
     }
-    radio.assert_no_panics();
 }
 
 #[test]
@@ -293,7 +291,6 @@ fn two_nodes_in_one_home_find_each_other_by_mdns_and_fetch_over_the_lan() {
         );
         assert!(on_lan(&entry), "still over the LAN: {entry}");
     }
-    radio.assert_no_panics();
 }
 
 /// Whether a /status peer entry is connected directly over the home's LAN (10.1.0.0/24).
