@@ -27,6 +27,25 @@ struct Log {
     closed: bool,
 }
 
+impl Log {
+    /// One line of the node's stdout (`is_out`) or stderr: JSON events, panic messages.
+    fn take(&mut self, line: String, is_out: bool) {
+        if is_out {
+            self.stdout.push(line);
+        } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            self.events.push(v);
+        } else if line.contains("' panicked at ") {
+            self.panics.push(line);
+            self.in_panic = true;
+        } else if std::mem::take(&mut self.in_panic)
+            && let Some(last) = self.panics.last_mut()
+        {
+            last.push_str(": ");
+            last.push_str(&line);
+        }
+    }
+}
+
 /// One running node.
 pub struct Node {
     /// A short name for messages.
@@ -228,20 +247,9 @@ impl Node {
                         let _ = writeln!(f, "{line}");
                     }
                     let (lock, cvar) = &*log;
-                    let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    if is_out {
-                        log.stdout.push(line);
-                    } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        log.events.push(v);
-                    } else if line.contains("' panicked at ") {
-                        log.panics.push(line);
-                        log.in_panic = true;
-                    } else if std::mem::take(&mut log.in_panic)
-                        && let Some(last) = log.panics.last_mut()
-                    {
-                        last.push_str(": ");
-                        last.push_str(&line);
-                    }
+                    lock.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take(line, is_out);
                     cvar.notify_all();
                 }
                 if !is_out {
