@@ -210,7 +210,14 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
     let theirs = agreed(&finals(&minority, fork), fork);
     let ours = agreed(&finals(&majority, fork), fork);
     tb.heal().unwrap();
-    eprintln!("healed after every node made slot {fork} final");
+    // The slot node 0 plays at the repair: two slots after the repair end before slot
+    // `healed_in + 3` starts.
+    let healed_in = radio.nodes[0]
+        .events("phase")
+        .last()
+        .and_then(slot)
+        .expect("node 0 is playing");
+    eprintln!("healed in slot {healed_in}, after every node made slot {fork} final");
     assert_ne!(
         theirs["track_hash"], ours["track_hash"],
         "slot {fork} was decided apart"
@@ -235,17 +242,14 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
         );
         assert!(!fork_seen.is_empty(), "{}: the fork is logged", node.name);
         assert!(adopted["from_slot"].as_u64().unwrap() <= fork);
-        if let Some(deadline) = radio.nodes[0]
-            .events("phase")
-            .into_iter()
-            .find(|v| slot(v) == Some(c + 4))
-        {
-            assert!(
-                adopted["timestamp"].as_str() < deadline["timestamp"].as_str(),
-                "{} adopted within two slots of the repair: {adopted} vs {deadline}",
-                node.name
-            );
-        }
+        let deadline = radio.nodes[0].wait_for(&format!("slot {}", healed_in + 3), LONG, |v| {
+            v["event"] == "phase" && slot(v) == Some(healed_in + 3)
+        });
+        assert!(
+            adopted["timestamp"].as_str() < deadline["timestamp"].as_str(),
+            "{} adopted within two slots of the repair: {adopted} vs {deadline}",
+            node.name
+        );
     }
     for node in &majority {
         assert!(
