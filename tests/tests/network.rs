@@ -201,15 +201,20 @@ fn corrupt_provider_garbage_gossip_and_kill9_mid_fetch() {
     // c fetches the genesis tracks from a and b; b's blocks are caught.
     let corrupt = c.wait_for("c catches a corrupt block", LONG, is("corrupt_block"));
     assert_eq!(corrupt["peer"], b_id.as_str(), "{corrupt}");
-    let peers = c.status()["peers"].clone();
-    let b_row = peers
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["peer_id"] == b_id.as_str()).cloned())
-        .expect("b in c's peers");
-    assert!(
-        b_row["corrupt_blocks"].as_u64().unwrap_or(0) >= 1,
-        "{b_row}"
-    );
+    // The log line comes just before the status snapshot that counts it: poll for a moment.
+    let b_row = || {
+        c.status()["peers"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["peer_id"] == b_id.as_str()).cloned())
+            .expect("b in c's peers")
+    };
+    let counted = std::time::Instant::now() + Duration::from_secs(10);
+    let mut row = b_row();
+    while row["corrupt_blocks"].as_u64().unwrap_or(0) == 0 && std::time::Instant::now() < counted {
+        std::thread::sleep(Duration::from_millis(50));
+        row = b_row();
+    }
+    assert!(row["corrupt_blocks"].as_u64().unwrap_or(0) >= 1, "{row}");
     // Kill c in the middle of its fetches, then restart it from disk.
     c.wait_for("c fetched a track", LONG, is("fetched"));
     c.kill9();

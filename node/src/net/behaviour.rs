@@ -327,12 +327,7 @@ fn kad(peer_id: PeerId) -> kad::Behaviour<super::records::BoundedStore> {
     // periodically; kad's own timer would warn about an empty table on a lone node.
     kad_config.set_periodic_bootstrap_interval(None);
     let store = super::records::BoundedStore::new(peer_id);
-    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-    // A client until our own reachability says public (`net/event_loop/nat.rs`): libp2p's
-    // automatic mode also counts a relay circuit's address as confirmed, which made NATed
-    // homes DHT servers and, with the relay protocol, taken for relays by their peers.
-    kad.set_mode(Some(kad::Mode::Client));
-    kad
+    kad::Behaviour::with_config(peer_id, store, kad_config)
 }
 
 /// The connection limits of PROTOCOL.md 12.5 (the per-IP one is the event loop's).

@@ -97,14 +97,6 @@ impl EventLoop {
             "reachability: {} (confirmed addresses: {})", now.as_str(),
             if addresses.is_empty() { "none".to_owned() } else { addresses.join(", ") });
         self.emit(Event::Reachability(now));
-        // The DHT is served by confirmed-public nodes only: others could not be dialed at the
-        // addresses the DHT would spread (their circuit addresses do not count).
-        let mode = if now == Reachability::Public {
-            libp2p::kad::Mode::Server
-        } else {
-            libp2p::kad::Mode::Client
-        };
-        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
         // A node that turns public keeps the reservations it holds (no new ones are asked for:
         // `maintain_relays`); they end with their relay's connection. Removing their listeners
         // is not safe in libp2p-relay 0.22: the client forgets the reservation at once, and an
