@@ -509,44 +509,64 @@ fn blacklist_add_list_remove() {
 }
 
 /// The README's command to run the radio: three real nodes on loopback reach consensus, shown
-/// in the log; then Ctrl-C stops all of them.
+/// in the log; then Ctrl-C stops all of them. Run again over what the first run left (its chain,
+/// of a network of its own), the demo starts a fresh network that every node joins.
 #[test]
-fn demo_runs_a_three_node_network() {
-    use std::io::BufRead;
+fn demo_runs_a_three_node_network_and_runs_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = chorus(tmp.path())
+    let mut finals = std::collections::BTreeMap::new();
+    demo_until(tmp.path(), |line| {
+        if line.contains("final slot=5 ") {
+            let node = line.split(']').next().unwrap_or("").to_owned();
+            let track = line.split("track=").nth(1).unwrap_or("");
+            let track = track.split(" ticket").next().unwrap_or("").to_owned();
+            finals.insert(node, track);
+        }
+        finals.len() == 3
+    });
+    let seen: Vec<&String> = finals.values().collect();
+    assert!(
+        seen.iter().all(|t| *t == seen[0]),
+        "demo nodes disagree: {finals:?}"
+    );
+    // The second run's joiners find the first run's chain in their directories; they must
+    // come up in sync with all three nodes instead of refusing it.
+    let mut in_sync = std::collections::BTreeSet::new();
+    demo_until(tmp.path(), |line| {
+        if line.contains("in_sync=3/3") {
+            in_sync.insert(line.split(']').next().unwrap_or("").to_owned());
+        }
+        in_sync.len() == 3
+    });
+}
+
+/// Runs `chorus demo` in `data` until `done` says so of one of its lines (failing if its output
+/// ends first), then stops it with Ctrl-C and checks that its nodes stopped and it succeeded.
+fn demo_until(data: &Path, mut done: impl FnMut(&str) -> bool) {
+    let mut child = chorus(data)
         .args(["demo", "--tracks", "5"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let mut finals = std::collections::BTreeSet::new();
-    let mut seen = Vec::new();
-    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut last = Vec::new();
+    let mut reached = false;
     for line in lines.by_ref().map_while(Result::ok) {
-        if line.contains("final slot=5 ") {
-            let node = line.split(']').next().unwrap_or("").to_owned();
-            let track = line
-                .split("track=")
-                .nth(1)
-                .unwrap_or("")
-                .split(" ticket")
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            finals.insert(node);
-            seen.push(track);
-            if finals.len() == 3 {
-                break;
-            }
+        if done(&line) {
+            reached = true;
+            break;
+        }
+        last.push(line);
+        if last.len() > 40 {
+            last.remove(0);
         }
     }
-    assert_eq!(finals.len(), 3, "not every demo node decided slot 5");
-    assert!(
-        seen.iter().all(|t| *t == seen[0]),
-        "demo nodes disagree: {seen:?}"
-    );
+    if !reached {
+        let status = child.wait().unwrap();
+        panic!("the demo ended ({status}) before it got there; its last lines: {last:#?}");
+    }
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -88,13 +88,21 @@ impl Demo {
     fn start_and_watch(&mut self, tracks: u16, seconds: Option<u64>) -> Result<()> {
         for i in 0..usize::from(self.nodes) {
             write_demo_library(&self.library(i), tracks, i * 100)?;
+            // A fresh network each time (its start is "in 20s" from now): what an earlier run
+            // left (a chain of its own network, the peers it knew) would only be refused.
+            let dir = self.dir(i);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot clear the earlier demo's {}", dir.display())
+                    });
+                }
+            }
         }
         let (network, address) = self.bootstrap()?;
         for i in 1..usize::from(self.nodes) {
-            let dir = self.dir(i);
-            let _ = std::fs::remove_file(dir.join("chain.cbor"));
-            let _ = std::fs::remove_file(dir.join("peers.json"));
-            let _ = std::fs::remove_file(dir.join("genesis.cbor"));
             let mut args = vec![
                 "run".to_owned(),
                 "--network".into(),
@@ -173,8 +181,6 @@ impl Demo {
 
     /// Starts node1 on a fresh network and waits for the network id and the address it prints.
     fn bootstrap(&mut self) -> Result<(String, String)> {
-        // A fresh network each time: the demo's start time is "in 20s" from now.
-        let _ = std::fs::remove_dir_all(self.dir(0));
         let seed = self.write_seed_queue()?;
         let mut args = vec![
             "bootstrap".to_owned(),
