@@ -5,29 +5,68 @@
 //! got it and those referred before it (referrals), which it asks instead (a peer still
 //! fetching the block holds the want list until the block is in, `parked.rs`), and which refer
 //! onwards in turn: the track spreads as a tree. A peer that asks again for a block it was
-//! refused before is served, so a block nobody else can serve still arrives one round trip
-//! later. (Refusing a second ask for 1 s, to give the referrals time, was tried on the
-//! testbed's ten nodes and made the proposer's upload no smaller.) Sans-IO: the event loop asks
-//! [`Uploads::split`] before reading the store and tells [`Uploads::sent`] what went out.
+//! refused gets the spare copy, the block's last of [`COPIES_MAX`]; past that, a peer is served
+//! again only when it has been asking for [`PATIENCE`] since its first refusal (the swarm could
+//! not bring it the block: its referrals withheld it or are out of its reach). So the copies of
+//! a block stay at [`COPIES_MAX`] unless the swarm fails a peer, and then a block nobody else
+//! can serve still arrives. (Refusing a second ask for 1 s, to give the referrals time, was
+//! tried on the testbed's ten nodes and made the proposer's upload no smaller; serving every
+//! second ask let it reach 3.2 copies.) Sans-IO: the event loop asks [`Uploads::split`] before
+//! reading the store and tells [`Uploads::sent`] what went out.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use chorus_consensus::Hash32;
 use libp2p::PeerId;
 
 /// Peers served each block before others are referred to them.
 pub const COPIES: usize = 2;
+/// Copies of a block uploaded at most while the swarm serves the peers it was referred to.
+pub const COPIES_MAX: usize = 3;
+/// How long a refused peer keeps asking before it is served beyond [`COPIES_MAX`].
+pub const PATIENCE: Duration = Duration::from_secs(8);
 /// Blocks remembered (the oldest are forgotten, and served freely again).
 pub const BLOCKS_REMEMBERED: usize = 8192;
 /// Referrals in one answer.
 pub const REFERRALS_MAX: usize = 8;
+/// Peers remembered per block, as served and as refused.
+const PEERS_REMEMBERED: usize = 64;
 
 #[derive(Debug, Default)]
 struct BlockUploads {
-    /// Peers that were sent it (the first [`COPIES`]).
+    /// Copies sent (or being sent), spare and last-resort ones included.
+    copies: usize,
+    /// Peers that were sent it (or are being sent it), in order.
     sent_to: Vec<PeerId>,
-    /// Peers told "later" for it.
-    refused: Vec<PeerId>,
+    /// Those of `sent_to` whose copy is still being read from the store.
+    pending: Vec<PeerId>,
+    /// Peers told "later" for it, with the time of their first refusal.
+    refused: Vec<(PeerId, Instant)>,
+}
+
+impl BlockUploads {
+    fn refused_since(&self, peer: PeerId) -> Option<Instant> {
+        self.refused
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, t)| *t)
+    }
+
+    /// One more copy, to `peer`, sent (`pending` false) or being read.
+    fn serve(&mut self, peer: PeerId, pending: bool) {
+        self.copies += 1;
+        self.refused.retain(|(p, _)| *p != peer);
+        if pending && !self.pending.contains(&peer) {
+            self.pending.push(peer);
+        }
+        if !self.sent_to.contains(&peer) {
+            self.sent_to.push(peer);
+            if self.sent_to.len() > PEERS_REMEMBERED {
+                self.sent_to.remove(0);
+            }
+        }
+    }
 }
 
 /// What to do with a want list.
@@ -39,6 +78,8 @@ pub struct Split {
     pub later: Vec<Hash32>,
     /// Peers that were sent the ids in `later`.
     pub referrals: Vec<PeerId>,
+    /// Ids of `serve` past [`COPIES_MAX`]: `peer` asked for them for [`PATIENCE`].
+    pub beyond: Vec<Hash32>,
 }
 
 /// The upload record of recent blocks.
@@ -50,36 +91,42 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    /// Splits `peer`'s want list: blocks sent (or being sent) to fewer than [`COPIES`] other
-    /// peers, or that `peer` was refused before, are served; the others are "later", with
+    /// Splits `peer`'s want list at `now`: a block is served while it has had fewer than
+    /// [`COPIES`] copies, or [`COPIES_MAX`] when `peer` was refused it before, or whatever its
+    /// copies when `peer` was first refused it [`PATIENCE`] ago; the others are "later", with
     /// referrals. A block to be served counts as sent to `peer` at once, so that a burst of
     /// want lists arriving together (every node starts fetching a winner at the same moment)
     /// does not get a copy each before the first read from the store is done; the event loop
     /// calls [`Uploads::withdrawn`] for the blocks the store did not have.
-    pub fn split(&mut self, peer: PeerId, ids: &[Hash32]) -> Split {
+    pub fn split(&mut self, peer: PeerId, ids: &[Hash32], now: Instant) -> Split {
         let mut split = Split::default();
         for id in ids {
             let b = self.entry(*id);
-            let others: Vec<PeerId> = b.sent_to.iter().filter(|p| **p != peer).copied().collect();
-            if others.len() < COPIES || b.refused.contains(&peer) || b.sent_to.contains(&peer) {
-                b.refused.retain(|p| *p != peer);
-                if b.sent_to.len() < COPIES && !b.sent_to.contains(&peer) {
-                    b.sent_to.push(peer);
+            let refused = b.refused_since(peer);
+            let serve = b.copies < COPIES
+                || (refused.is_some() && b.copies < COPIES_MAX)
+                || refused.is_some_and(|t| now.saturating_duration_since(t) >= PATIENCE);
+            if serve {
+                if b.copies >= COPIES_MAX {
+                    split.beyond.push(*id);
                 }
+                b.serve(peer, true);
                 split.serve.push(*id);
                 continue;
             }
             // Referred: first the peers it was sent to, then those referred before (most
             // recent first), who are fetching it from them and pass it on as it comes (a
             // requester may reach only some of them directly).
-            let earlier: Vec<PeerId> = b.refused.iter().rev().copied().collect();
-            b.refused.push(peer);
-            // Refusals are bounded by the peers that ask; forget the oldest past a few dozen.
-            if b.refused.len() > 64 {
-                b.refused.remove(0);
+            let earlier: Vec<PeerId> = b.refused.iter().rev().map(|(p, _)| *p).collect();
+            let sent_to = b.sent_to.clone();
+            if refused.is_none() {
+                b.refused.push((peer, now));
+                if b.refused.len() > PEERS_REMEMBERED {
+                    b.refused.remove(0);
+                }
             }
             split.later.push(*id);
-            for p in others.into_iter().chain(earlier) {
+            for p in sent_to.into_iter().chain(earlier) {
                 if p != peer
                     && !split.referrals.contains(&p)
                     && split.referrals.len() < REFERRALS_MAX
@@ -91,22 +138,30 @@ impl Uploads {
         split
     }
 
-    /// `ids` were sent to `peer`.
+    /// `ids` were sent to `peer` (a parked want list's blocks count here; those of a split
+    /// were counted by it).
     pub fn sent(&mut self, peer: PeerId, ids: impl IntoIterator<Item = Hash32>) {
         for id in ids {
             let b = self.entry(id);
-            if b.sent_to.len() < COPIES && !b.sent_to.contains(&peer) {
-                b.sent_to.push(peer);
+            if let Some(i) = b.pending.iter().position(|p| *p == peer) {
+                b.pending.remove(i);
+            } else if !b.sent_to.contains(&peer) {
+                b.serve(peer, false);
             }
         }
     }
 
     /// `ids`, split to be served to `peer`, were not sent after all (the store lacks them):
-    /// `peer` does not hold them from us, and others may take its place.
+    /// `peer` does not hold them from us, and others may take its place. Ids not being read
+    /// for `peer` are ignored.
     pub fn withdrawn(&mut self, peer: PeerId, ids: impl IntoIterator<Item = Hash32>) {
         for id in ids {
-            if let Some(b) = self.blocks.get_mut(&id) {
+            if let Some(b) = self.blocks.get_mut(&id)
+                && let Some(i) = b.pending.iter().position(|p| *p == peer)
+            {
+                b.pending.remove(i);
                 b.sent_to.retain(|p| *p != peer);
+                b.copies = b.copies.saturating_sub(1);
             }
         }
     }
@@ -134,47 +189,97 @@ mod tests {
     #[test]
     fn the_first_copies_are_served_then_requesters_are_referred() {
         let mut u = Uploads::default();
+        let now = Instant::now();
         let x = Hash32::digest(b"x");
         let (a, b, c, d) = (peer(1), peer(2), peer(3), peer(4));
         // A burst: the two first are served before any answer has gone out.
         for p in [a, b] {
-            assert_eq!(u.split(p, &[x]).serve, vec![x]);
+            assert_eq!(u.split(p, &[x], now).serve, vec![x]);
         }
-        let split = u.split(c, &[x]);
+        let split = u.split(c, &[x], now);
         assert_eq!(split.later, vec![x]);
         assert!(split.serve.is_empty());
         assert_eq!(split.referrals, vec![a, b]);
-        // Refused once: served when it comes back (nobody else could serve it).
-        assert_eq!(u.split(c, &[x]).serve, vec![x]);
+        // Refused once: the spare copy when it comes back (nobody else could serve it).
+        assert_eq!(u.split(c, &[x], now).serve, vec![x]);
         u.sent(c, [x]);
-        // Another newcomer is referred to the first two, then to those referred before.
-        assert_eq!(u.split(d, &[x]).referrals, vec![a, b]);
-        assert_eq!(u.split(peer(5), &[x]).referrals, vec![a, b, d]);
-        // A peer that was sent it may ask again (it lost it).
-        assert_eq!(u.split(a, &[x]).serve, vec![x]);
+        // Another newcomer is referred to those served, then to those referred before.
+        assert_eq!(u.split(d, &[x], now).referrals, vec![a, b, c]);
+        assert_eq!(u.split(peer(5), &[x], now).referrals, vec![a, b, c, d]);
+    }
+
+    #[test]
+    fn past_the_spare_copy_only_a_peer_the_swarm_failed_is_served() {
+        let mut u = Uploads::default();
+        let start = Instant::now();
+        let x = Hash32::digest(b"x");
+        // Thirty peers ask, and ask again at once: three copies go out.
+        let mut served = 0;
+        for round in 0..3 {
+            for i in 0..30 {
+                let split = u.split(peer(i), &[x], start + Duration::from_millis(round * 100));
+                served += split.serve.len();
+                u.sent(peer(i), split.serve);
+            }
+        }
+        assert_eq!(served, COPIES_MAX);
+        // Still asking just before its patience is spent: still referred.
+        let late = peer(29);
+        let almost = start + PATIENCE - Duration::from_millis(1);
+        assert!(u.split(late, &[x], almost).serve.is_empty());
+        // Asking since its first refusal for PATIENCE: served, whatever the copies.
+        let split = u.split(late, &[x], start + PATIENCE);
+        assert_eq!(split.serve, vec![x]);
+        assert_eq!(split.beyond, vec![x]);
+        // A peer that was sent it and asks again (it lost it) waits its turn the same way.
+        let first = peer(0);
+        let split = u.split(first, &[x], start + PATIENCE);
+        assert!(split.serve.is_empty());
+        assert!(!split.referrals.contains(&first));
+        let later = start + PATIENCE + PATIENCE;
+        assert_eq!(u.split(first, &[x], later).serve, vec![x]);
+    }
+
+    #[test]
+    fn a_refusal_to_a_peer_served_before_withdraws_nothing() {
+        let mut u = Uploads::default();
+        let now = Instant::now();
+        let x = Hash32::digest(b"x");
+        for i in 0..3 {
+            assert_eq!(u.split(peer(i), &[x], now).serve.len(), usize::from(i < 2));
+            u.sent(peer(i), [x]);
+        }
+        // peer(0) asks again and is refused; the event loop withdraws what it answered
+        // "later": the copy peer(0) got earlier still counts.
+        let split = u.split(peer(0), &[x], now);
+        assert_eq!(split.later, vec![x]);
+        u.withdrawn(peer(0), split.later);
+        assert!(u.split(peer(9), &[x], now).serve.is_empty());
     }
 
     #[test]
     fn a_copy_the_store_did_not_have_frees_its_place() {
         let mut u = Uploads::default();
+        let now = Instant::now();
         let x = Hash32::digest(b"x");
         let (a, b, c) = (peer(1), peer(2), peer(3));
-        assert_eq!(u.split(a, &[x]).serve, vec![x]);
-        assert_eq!(u.split(b, &[x]).serve, vec![x]);
+        assert_eq!(u.split(a, &[x], now).serve, vec![x]);
+        assert_eq!(u.split(b, &[x], now).serve, vec![x]);
         // a's read found nothing: c takes its place instead of being referred to a.
         u.withdrawn(a, [x]);
-        assert_eq!(u.split(c, &[x]).serve, vec![x]);
-        assert_eq!(u.split(peer(4), &[x]).referrals, vec![b, c]);
+        assert_eq!(u.split(c, &[x], now).serve, vec![x]);
+        assert_eq!(u.split(peer(4), &[x], now).referrals, vec![b, c]);
     }
 
     #[test]
     fn blocks_are_judged_one_by_one() {
         let mut u = Uploads::default();
+        let now = Instant::now();
         let (x, y) = (Hash32::digest(b"x"), Hash32::digest(b"y"));
         let (a, b, c) = (peer(1), peer(2), peer(3));
         u.sent(a, [x]);
         u.sent(b, [x]);
-        let split = u.split(c, &[x, y]);
+        let split = u.split(c, &[x, y], now);
         assert_eq!(split.serve, vec![y]);
         assert_eq!(split.later, vec![x]);
     }
@@ -182,6 +287,7 @@ mod tests {
     #[test]
     fn the_record_is_bounded() {
         let mut u = Uploads::default();
+        let now = Instant::now();
         let (a, b, c) = (peer(1), peer(2), peer(3));
         let first = Hash32::digest(b"first");
         u.sent(a, [first]);
@@ -191,6 +297,6 @@ mod tests {
         }
         assert!(u.blocks.len() <= BLOCKS_REMEMBERED);
         // Forgotten: served freely again.
-        assert_eq!(u.split(c, &[first]).serve, vec![first]);
+        assert_eq!(u.split(c, &[first], now).serve, vec![first]);
     }
 }

@@ -79,7 +79,21 @@ impl EventLoop {
         }
         // Super-seeding: blocks already sent to enough peers are referred to them.
         let asked: Vec<Hash32> = request.ids.iter().take(WANTED_IDS_MAX).copied().collect();
-        let split = self.uploads.split(peer, &asked);
+        let split = self.uploads.split(peer, &asked, std::time::Instant::now());
+        tracing::trace!(
+            "want list of {peer} for {:?}: {} ids, serve {:?}, later {:?}",
+            request.track.map(|t| t.short()),
+            asked.len(),
+            split.serve.iter().map(|i| i.short()).collect::<Vec<_>>(),
+            split.later.iter().map(|i| i.short()).collect::<Vec<_>>()
+        );
+        if !split.beyond.is_empty() {
+            tracing::debug!(
+                "serving {} blocks to {peer} past the copy bound: it asked for them for {:?}",
+                split.beyond.len(),
+                crate::net::uploads::PATIENCE
+            );
+        }
         if split.serve.is_empty() && request.track.is_none() {
             let have = Have {
                 later: split.later,
@@ -139,6 +153,11 @@ impl EventLoop {
         // Promised copies the store did not have are withdrawn (a parked one is recorded when
         // it goes out).
         let missing: Vec<Hash32> = have.dont_have.iter().chain(&have.later).copied().collect();
+        tracing::trace!(
+            "answer to {peer}: sent {:?}, withdrawn {:?}",
+            have.blocks.iter().map(|b| b.id.short()).collect::<Vec<_>>(),
+            missing.iter().map(|i| i.short()).collect::<Vec<_>>()
+        );
         self.uploads.withdrawn(peer, missing);
         match self
             .parked
