@@ -24,7 +24,25 @@ struct Log {
     panics: Vec<String>,
     /// The last stderr line was a panic's first line.
     in_panic: bool,
+    /// JSON log fields written in Rust's debug format (`"slot":"Some(6)"`) instead of as
+    /// plain values: `field: value (event)`.
+    debug_values: Vec<String>,
     closed: bool,
+}
+
+/// The fields of a JSON log line whose values are Rust's debug format of an `Option` or a list
+/// (the message and the fields of library lines aside).
+fn debug_values(v: &Value) -> Vec<String> {
+    let Some(fields) = v.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter(|(k, _)| *k != "message" && !k.starts_with("log."))
+        .filter_map(|(k, f)| Some((k, f.as_str()?)))
+        .filter(|(_, f)| f.starts_with("Some(") || f.starts_with("[\""))
+        .map(|(k, f)| format!("{k}: {f} ({})", v["event"]))
+        .collect()
 }
 
 impl Log {
@@ -33,6 +51,7 @@ impl Log {
         if is_out {
             self.stdout.push(line);
         } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            self.debug_values.extend(debug_values(&v));
             self.events.push(v);
         } else if line.contains("' panicked at ") {
             self.panics.push(line);
@@ -434,6 +453,16 @@ impl Drop for Node {
         if !panics.is_empty() && !std::thread::panicking() {
             panic!("{}: the node panicked: {panics:#?}", self.name);
         }
+        let debug_values = {
+            let log = self.log.0.lock().unwrap_or_else(|e| e.into_inner());
+            log.debug_values.clone()
+        };
+        if !debug_values.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{}: JSON log fields in Rust's debug format: {debug_values:#?}",
+                self.name
+            );
+        }
     }
 }
 
@@ -612,4 +641,19 @@ pub fn lone_node(
         },
         env,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_formatted_fields_are_found() {
+        let line = |s: &str| serde_json::from_str::<Value>(s).unwrap_or_default();
+        let bad =
+            line(r#"{"event":"status","slot":"Some(6)","diverged":"[\"a\"]","message":"Some(1)"}"#);
+        assert_eq!(debug_values(&bad).len(), 2, "{:?}", debug_values(&bad));
+        let good = line(r#"{"event":"status","slot":6,"diverged":"a,b","track":"Song"}"#);
+        assert!(debug_values(&good).is_empty());
+    }
 }

@@ -97,6 +97,22 @@ struct State {
 /// [`SinkError::NoDevice`] when there is no output device, it offers no 48 kHz stereo
 /// configuration in f32 or i16, or its stream cannot be built or started.
 pub fn open(lead: Duration) -> Result<CpalSink, SinkError> {
+    // alsa-lib writes its own lines to stderr while cpal looks for a device (a dozen on a
+    // machine without a sound card); here they go to the debug log, and the error says it.
+    #[cfg(target_os = "linux")]
+    let alsa_lines = alsa::Output::local_error_handler().ok();
+    let opened = open_device(lead);
+    #[cfg(target_os = "linux")]
+    if let Some(lines) = alsa_lines {
+        let text = lines.borrow().to_string();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::debug!("alsa-lib: {line}");
+        }
+    }
+    opened
+}
+
+fn open_device(lead: Duration) -> Result<CpalSink, SinkError> {
     let host = cpal::default_host();
     let device = host.default_output_device().ok_or_else(|| {
         SinkError::NoDevice(format!(

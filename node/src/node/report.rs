@@ -59,7 +59,7 @@ pub fn started(s: &Start) {
             let (hash, sub_name) = sub.as_ref().map_or((None, "silence".to_owned()), |t| {
                 (Some(t.track_hash), track_name(t))
             });
-            info!(event = "playing", slot, track_hash = ?hash.map(|h| h.to_hex()), track = %sub_name, substitute = true, consensus_track = %winner.track_hash,
+            info!(event = "playing", slot, track_hash = hash.map(|h| h.to_hex()).as_deref(), track = %sub_name, substitute = true, consensus_track = %winner.track_hash,
                 "playing slot={slot} substitute \"{sub_name}\" instead of the blacklisted \"{name}\"");
         }
         Playing::Waiting(_) => {
@@ -100,7 +100,7 @@ pub fn substituted(
 ) {
     metrics.divergences.inc();
     let sub = sub.map_or_else(|| "silence".to_owned(), track_name);
-    warn!(event = "diverged", slot, reason = "blacklisted", track_hash = ?winner.map(|w| w.track_hash.to_hex()), rule = %rule, substitute = %sub,
+    warn!(event = "diverged", slot, reason = "blacklisted", track_hash = winner.map(|w| w.track_hash.to_hex()).as_deref(), rule = %rule, substitute = %sub,
         "diverged slot={slot} reason=blacklisted: \"{}\" is on the blacklist ({rule}); playing \"{sub}\" instead",
         winner.map_or_else(String::new, track_name));
 }
@@ -116,7 +116,7 @@ pub fn final_slot(metrics: &Metrics, chain: &Chain, report: &FinalReport) {
     metrics.decisions.inc();
     metrics.conflicts.inc_by(conflicts as u64);
     info!(event = "final", slot = report.slot, track_hash = %track.track_hash, manifest_id = %track.manifest_id, track = %track_name(track),
-        ticket = ?ticket, proposer = proposer.as_deref().unwrap_or("-"), proposal_id = ?report.proposal_id.map(|h| h.to_hex()), replay = report.proposal_id.is_none(),
+        ticket = ticket.map(|t| format!("{t:016x}")).as_deref(), proposer = proposer.as_deref().unwrap_or("-"), proposal_id = report.proposal_id.map(|h| h.to_hex()).as_deref(), replay = report.proposal_id.is_none(),
         conflicts, decisions = report.decisions,
         "final slot={} track=\"{}\" ticket={} proposer={} conflicts={conflicts}",
         report.slot, track_name(track),
@@ -167,9 +167,15 @@ pub fn status(metrics: &Metrics, summary: &StatusSummary, connected: usize) {
     metrics.peers_diverged.set(summary.diverged.len() as i64);
     metrics.peers_excluded.set(summary.excluded.len() as i64);
     metrics.peers_connected.set(connected as i64);
-    let list = |v: &[PeerId]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-    info!(event = "status", slot = ?summary.slot, in_sync = summary.in_sync, total = summary.total,
-        diverged = ?list(&summary.diverged), excluded = ?list(&summary.excluded), "{summary}");
+    // Lists as one string of comma-separated peer ids (JSON log fields are plain values).
+    let list = |v: &[PeerId]| {
+        v.iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    info!(event = "status", slot = summary.slot, in_sync = summary.in_sync, total = summary.total,
+        diverged = %list(&summary.diverged), excluded = %list(&summary.excluded), "{summary}");
 }
 
 /// `prefetch`: the node's own decision for `slot` names `track`, fetched now, before the slot

@@ -93,7 +93,7 @@ impl EventLoop {
         }
         self.nat.reported = now;
         let addresses: Vec<String> = self.nat.confirmed.iter().map(|a| a.to_string()).collect();
-        info!(event = "reachability", status = now.as_str(), addresses = ?addresses,
+        info!(event = "reachability", status = now.as_str(), addresses = %addresses.join(","),
             "reachability: {} (confirmed addresses: {})", now.as_str(),
             if addresses.is_empty() { "none".to_owned() } else { addresses.join(", ") });
         self.emit(Event::Reachability(now));
