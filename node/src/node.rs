@@ -131,6 +131,8 @@ pub(crate) struct Parts {
     pub http: SocketAddr,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The network's human name (from its genesis).
+    pub network_name: String,
     /// Testing: publish garbage gossip.
     pub garbage: bool,
     /// Wants to the segment exchange.
@@ -229,6 +231,7 @@ pub async fn run(
         snapshot: snapshot_tx,
         http: http_addr,
         data_dir: config.data_dir.clone(),
+        network_name: genesis.genesis().name.clone(),
         garbage: config.garbage,
         fetch: fetch_tx,
     };

@@ -532,12 +532,26 @@ fn demo_runs_a_three_node_network_and_runs_again() {
     // The second run's joiners find the first run's chain in their directories; they must
     // come up in sync with all three nodes instead of refusing it.
     let mut in_sync = std::collections::BTreeSet::new();
+    let mut table = String::new();
     demo_until(tmp.path(), |line| {
         if line.contains("in_sync=3/3") {
             in_sync.insert(line.split(']').next().unwrap_or("").to_owned());
         }
-        in_sync.len() == 3
+        if in_sync.len() < 3 {
+            return false;
+        }
+        // `chorus status` of the running node1 names the network.
+        let out = chorus(&tmp.path().join("demo/node1"))
+            .arg("status")
+            .output()
+            .unwrap();
+        table = String::from_utf8_lossy(&out.stdout).into_owned();
+        true
     });
+    assert!(
+        table.contains("network   Chorus Demo Radio ("),
+        "chorus status:\n{table}"
+    );
 }
 
 /// Runs `chorus demo` in `data` until `done` says so of one of its lines (failing if its output

@@ -352,6 +352,7 @@ fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/probe.py");
     let values = "({title: document.getElementById('title').textContent, \
+        network: document.getElementById('network').textContent, \
         t: document.getElementById('audio').currentTime, \
         state: document.getElementById('stream-state').textContent, \
         next: document.getElementById('next').rows.length})";
@@ -400,6 +401,13 @@ fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     );
     assert_eq!(last["state"], "playing", "{last}");
     assert_eq!(last["next"], 5, "{last}");
+    // The network's name, from its genesis, where a listener looks.
+    assert!(
+        last["network"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Test Radio · ")),
+        "{last}"
+    );
     // The page shows the track the node plays (or the one just before, at a slot change).
     let title = last["title"].as_str().expect("title");
     let playing: Vec<String> = radio

@@ -157,6 +157,8 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
         .min(se["chain"]["len"].as_u64().expect("len"));
     assert!(len >= 13);
     assert_eq!(sa["network"]["id"], se["network"]["id"]);
+    // The network's name, from the genesis, for the joiner too.
+    assert_eq!(se["network"]["name"], "Test Radio");
 }
 
 fn timestamp(v: &Value) -> f64 {

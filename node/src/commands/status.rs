@@ -76,7 +76,10 @@ fn name(t: &Value) -> String {
 
 fn print_table(v: &Value) {
     println!("node      {}", s(&v["identity"]));
-    println!("network   {}", s(&v["network"]["id"]));
+    match v["network"]["name"].as_str().filter(|n| !n.is_empty()) {
+        Some(name) => println!("network   {name} ({})", s(&v["network"]["id"])),
+        None => println!("network   {}", s(&v["network"]["id"])),
+    }
     println!("reachable {}", s(&v["reachability"]));
     let c = &v["consensus"];
     println!(
