@@ -125,6 +125,8 @@ pub struct Consensus {
     chain: Chain,
     library: BTreeMap<Hash32, TrackRef>,
     blacklist: BTreeSet<Hash32>,
+    /// The DJ's queue: tracks to propose first, in order.
+    queue: Vec<Hash32>,
     /// What the player reported per slot (None: nothing), as `plays` carries it.
     played: BTreeMap<u64, Option<Played>>,
     joined_slot: Option<u64>,
@@ -181,6 +183,7 @@ impl Consensus {
             chain,
             library: BTreeMap::new(),
             blacklist: BTreeSet::new(),
+            queue: Vec::new(),
             played: BTreeMap::new(),
             joined_slot: None,
             slots: BTreeMap::new(),
@@ -281,6 +284,14 @@ impl Consensus {
     pub fn set_blacklist(&mut self, tracks: BTreeSet<Hash32>) {
         self.blacklist = tracks;
         self.recheck = true;
+    }
+
+    /// Command: the DJ's queue, tracks to propose first, in order (replaces the previous one).
+    /// Each proposal window takes the first that is in the library and admissible, not
+    /// blacklisted and not a winner of the last 20 slots; a track proposed leaves the queue.
+    /// An empty queue (or one with nothing proposable) leaves the automatic pick.
+    pub fn set_queue(&mut self, tracks: Vec<Hash32>) {
+        self.queue = tracks;
     }
 
     /// Command: what the player actually plays (or played) in `slot` (None: nothing), e.g. when
@@ -700,6 +711,9 @@ impl Consensus {
                 ticket: mine,
             },
         );
+        if let Some(i) = self.queue.iter().position(|h| *h == track.track_hash) {
+            self.queue.remove(i);
+        }
         // Reported before it goes out, so that the driver's `proposed` log line comes first.
         self.actions.push_back(Action::Proposed { slot, track });
         self.actions.push_back(Action::Publish {
@@ -709,7 +723,8 @@ impl Consensus {
     }
 
     /// A track of the library for `slot`: admissible, not blacklisted, not a recent winner
-    /// where avoidable; chosen by a hash of this node and the slot.
+    /// where avoidable; the first such track of the DJ's queue (never a recent winner), else
+    /// one chosen by a hash of this node and the slot.
     fn pick_track(&self, slot: u64) -> Option<TrackRef> {
         let rules = self.chain.rules();
         let usable: Vec<&TrackRef> = self
@@ -726,6 +741,14 @@ impl Consensus {
         let recent: BTreeSet<Hash32> = (slot.saturating_sub(RECENT_WINNERS)..slot)
             .filter_map(|j| self.chain.winner(j).map(|t| t.track_hash))
             .collect();
+        let queued = self.queue.iter().find_map(|h| {
+            usable
+                .iter()
+                .find(|t| t.track_hash == *h && !recent.contains(h))
+        });
+        if let Some(t) = queued {
+            return Some((*t).clone());
+        }
         let fresh: Vec<&TrackRef> = usable
             .iter()
             .copied()

@@ -136,6 +136,14 @@ pub enum Command {
         #[command(subcommand)]
         action: BlacklistAction,
     },
+    /// The DJ's queue: tracks of this node's library it proposes first, in order, one per
+    /// proposal window it is eligible in (then its automatic pick). A running node sees
+    /// changes at once.
+    Queue {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Show a running node's status (from its HTTP API) as a table.
     Status {
         /// The node's HTTP address (default: the one the node in the data directory wrote).
@@ -219,6 +227,40 @@ pub enum BlacklistAction {
     Remove(BlacklistRule),
     /// List the rules and the library tracks they catch.
     List,
+}
+
+/// `chorus queue` actions.
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Queue a track of the library: by hash, or the one track whose title or artist contains
+    /// the text; or every line of a file (a hash, or a title's text).
+    Add(QueueAdd),
+    /// Remove an entry: its id (as `chorus queue list` shows it) or its track hash.
+    Remove {
+        /// The entry's id or track hash.
+        entry: String,
+    },
+    /// List the tracks still to propose, in order.
+    List,
+    /// Empty the queue.
+    Clear,
+}
+
+/// What `chorus queue add` queues.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct QueueAdd {
+    /// A track hash (64 hex digits, as `chorus library` shows).
+    pub track_hash: Option<String>,
+    /// The track whose title contains this text (any case).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The track whose artist contains this text (any case).
+    #[arg(long)]
+    pub artist: Option<String>,
+    /// A file with one track per line: a hash, or text of its title (`#` starts a comment).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// One blacklist rule on the command line.

@@ -7,6 +7,7 @@ mod export;
 mod ingest;
 mod library;
 mod node;
+mod queue;
 mod status;
 
 use std::process::ExitCode;
@@ -41,6 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             node::run(&data_dir()?, &config_dir()?, network, &node, json_logs)
         }
         Command::Blacklist { action } => blacklist::run(&data_dir()?, &config_dir()?, &action),
+        Command::Queue { action } => queue::run(&data_dir()?, &config_dir()?, &action),
         Command::Status { http, json } => status::run(&data_dir()?, http, json),
     }
 }

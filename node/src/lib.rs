@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod paths;
+pub mod queue;
 pub mod ratelog;
 pub mod retention;
 pub mod state;

@@ -20,6 +20,7 @@ mod garbage;
 mod join;
 mod network;
 pub mod playback;
+mod queueing;
 mod report;
 pub mod snapshot;
 mod storage;
@@ -129,6 +130,8 @@ pub(crate) struct Parts {
     pub snapshot: watch::Sender<serde_json::Value>,
     /// The HTTP API's address.
     pub http: SocketAddr,
+    /// The DJ's queue.
+    pub queue: queueing::Queueing,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The network's human name (from its genesis).
@@ -166,10 +169,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let lib = Library::open(&config.data_dir).context("cannot open the store")?;
-    let clock = Arc::new(Clock::with_rate(
-        config.clock_skew_ms,
-        config.clock_rate_ppm,
-    ));
+    let clock = clock_of(&config);
     let metrics = Arc::new(Metrics::new());
     let mut tasks = Critical::new();
     let (client, events) = start_network(
@@ -224,6 +224,7 @@ pub async fn run(
         .await,
         chain_log: storage::ChainWriter::start(log).context("cannot start the chain log")?,
         blacklist: blacklisting::Blacklisting::new(config.config_dir.clone()),
+        queue: queueing::Queueing::new(config.config_dir.clone(), config.data_dir.clone()),
         consensus,
         library,
         keypair,
@@ -246,6 +247,14 @@ pub async fn run(
     shutdown.cancel();
     tasks.shut_down(SHUTDOWN_GRACE).await;
     result
+}
+
+/// The node's clock, with the testing skew and rate.
+fn clock_of(config: &NodeConfig) -> Arc<Clock> {
+    Arc::new(Clock::with_rate(
+        config.clock_skew_ms,
+        config.clock_rate_ppm,
+    ))
 }
 
 /// The chain: the genesis's, extended from the chain log, then synced from peers (unless the

@@ -370,6 +370,12 @@ impl Node {
             .collect()
     }
 
+    /// The place of event `v` among all events so far.
+    pub fn index_of(&self, v: &Value) -> Option<usize> {
+        let log = self.log.0.lock().unwrap_or_else(|e| e.into_inner());
+        log.events.iter().position(|e| e == v)
+    }
+
     /// How many events were logged so far.
     pub fn event_count(&self) -> usize {
         self.log

@@ -7,11 +7,13 @@ use std::fs;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::Duration;
 
 use chorus_media::decode::decode_track;
 use chorus_media::ingest::Library;
 use chorus_media::synth::Format;
 use chorus_tests::{chorus, chorus_bin, write_tracks};
+use serde_json::Value;
 
 /// Every index entry decodes from blocks that verify; returns the number of entries.
 fn check_consistent(data: &Path) -> usize {
@@ -590,4 +592,137 @@ fn demo_until(data: &Path, mut done: impl FnMut(&str) -> bool) {
     let status = child.wait().unwrap();
     assert!(rest.iter().any(|l| l.contains("node stopped")), "{rest:?}");
     assert!(status.success(), "demo exit {status}");
+}
+
+/// `chorus queue`: tracks of the library by title, artist, hash or a file; clear answers for
+/// what names no track, too many, or too much; nothing changes on a refusal.
+#[test]
+fn queue_add_list_remove_clear_and_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("config");
+    let music = tmp.path().join("music");
+    // Before any ingest: the queue needs the library.
+    let out = run_chorus(&data, &config, &["queue", "add", "--title", "Track 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chorus ingest"));
+    write_tracks(&music, 3, 5.5, &[Format::Flac]);
+    let out = chorus(&data)
+        .args(["ingest", "--library", music.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ok = |args: &[&str]| {
+        let out = run_chorus(&data, &config, args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let refused = |args: &[&str], why: &str| {
+        let before = std::fs::read(config.join("queue.toml")).ok();
+        let out = run_chorus(&data, &config, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert_eq!(std::fs::read(config.join("queue.toml")).ok(), before);
+    };
+    assert!(ok(&["queue", "list"]).contains("empty"));
+    assert!(ok(&["queue", "add", "--title", "track 2"]).contains("queued 0: "));
+    assert!(ok(&["queue", "add", "--artist", "ARTIST 0"]).contains("queued 1: "));
+    let list = ok(&["queue", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines[0].ends_with("Artist 2 - Track 2") && lines[0].trim_start().starts_with('0'));
+    assert!(lines[1].ends_with("Artist 0 - Track 0"), "{list}");
+    refused(&["queue", "add", "--title", "Track"], "3 tracks have title");
+    refused(&["queue", "add", "--title", "Nocturne"], "no track");
+    refused(&["queue", "add", &"x".repeat(64)], "not a track hash");
+    let stranger = "ab".repeat(32);
+    refused(&["queue", "add", &stranger], "not in this node's library");
+    let long = "y".repeat(300);
+    refused(&["queue", "add", "--title", &long], "characters at most");
+    refused(&["queue", "remove", "7"], "no entry");
+    // A file of tracks: a title's text per line, comments and blank lines aside.
+    let file = tmp.path().join("set.txt");
+    std::fs::write(&file, "# tonight\nTrack 1\n\ntrack 0\n").unwrap();
+    let added = ok(&["queue", "add", "--file", file.to_str().unwrap()]);
+    assert!(
+        added.contains("queued 2: ") && added.contains("queued 3: "),
+        "{added}"
+    );
+    std::fs::write(&file, "Track 1\nno such song\n").unwrap();
+    refused(
+        &["queue", "add", "--file", file.to_str().unwrap()],
+        "set.txt line 2",
+    );
+    assert!(ok(&["queue", "remove", "1"]).contains("removed entry 1"));
+    let list = ok(&["queue", "list"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(!list.contains("Track 0\n  ") && list.lines().all(|l| !l.starts_with("   1")));
+    assert!(ok(&["queue", "clear"]).contains("empty"));
+    assert!(ok(&["queue", "list"]).contains("empty"));
+    // Ids are never reused.
+    assert!(ok(&["queue", "add", "--title", "Track 2"]).contains("queued 4: "));
+}
+
+/// The DJ's queue on a running node: three queued tracks are proposed in order in its next
+/// three proposals, then the automatic pick goes on; a track queued while it runs is its next
+/// proposal once it has reread the queue, and proposed entries leave `chorus queue list`.
+#[test]
+fn a_running_node_proposes_its_queue_in_order_then_its_own_pick() {
+    use chorus_tests::net::{bootstrap, library};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Songs 0-4 are the seed queue's (winners of the first slots); 5-8 can be proposed.
+    let lib = library(&root.join("lib"), 21, 9);
+    let (data, config) = (root.join("a/data"), root.join("a/config"));
+    let out = chorus(&data)
+        .args(["ingest", "--library", lib.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for title in ["Song 21.7", "Song 21.5", "Song 21.6"] {
+        let out = run_chorus(&data, &config, &["queue", "add", "--title", title]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (a, _, _) = bootstrap(root, &lib, "in 5s", &[]);
+    let long = Duration::from_secs(120);
+    let title_of = |v: &Value| {
+        let message = v["message"].as_str().unwrap_or("");
+        message.split("track=").nth(1).unwrap_or("").to_owned()
+    };
+    let mut from = 0;
+    let mut next_proposal = |what: &str| {
+        let v = a.wait_for_from(from, what, long, |v| v["event"] == "proposed");
+        from = a.index_of(&v).expect("the event") + 1;
+        v
+    };
+    for want in ["Song 21.7", "Song 21.5", "Song 21.6"] {
+        let proposed = next_proposal(want);
+        assert!(title_of(&proposed).contains(want), "{want}: {proposed}");
+    }
+    // Then its own pick (the queue is empty).
+    next_proposal("a fourth proposal");
+    assert_eq!(a.events("queue_proposed").len(), 3);
+    let out = run_chorus(&data, &config, &["queue", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("empty"));
+    // Queued while running: the first proposal after the node reread the queue is that track.
+    let out = run_chorus(&data, &config, &["queue", "add", "--title", "Song 21.8"]);
+    assert!(out.status.success());
+    let reread = a.wait_for("the queue reread", long, |v| {
+        v["event"] == "queue" && v["pending"] == 1
+    });
+    let from = a.index_of(&reread).expect("the event");
+    let next = a.wait_for_from(from, "the next proposal", long, |v| {
+        v["event"] == "proposed"
+    });
+    assert!(title_of(&next).contains("Song 21.8"), "{next}");
 }

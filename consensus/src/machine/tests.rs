@@ -577,3 +577,53 @@ impl Consensus {
         Envelope::seal(&status, key).expect("signs its own")
     }
 }
+
+/// The tracks a lone node proposes, in order, while it decides `LEN` slots; `setup` prepares
+/// it first.
+fn proposed_tracks(setup: impl FnOnce(&mut Consensus, &[TrackRef])) -> Vec<Hash32> {
+    let genesis = crate::genesis::tests::signed_genesis();
+    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    let library = super::test_builder::library_of(0);
+    node.set_library(library.clone());
+    setup(&mut node, &library);
+    let mut proposed = Vec::new();
+    let mut t = genesis.genesis().start_ms - 1_000;
+    while node.chain().len() < LEN {
+        node.handle_timeout(t);
+        while let Some(action) = node.poll_action() {
+            if let Action::Proposed { track, .. } = action {
+                proposed.push(track.track_hash);
+            }
+        }
+        t = node
+            .poll_timeout()
+            .expect("a lone node keeps deciding")
+            .max(t + 1);
+    }
+    proposed
+}
+
+#[test]
+fn the_djs_queue_is_proposed_in_order_then_the_automatic_pick_takes_over() {
+    let hashes: Vec<Hash32> = super::test_builder::library_of(0)
+        .iter()
+        .map(|t| t.track_hash)
+        .collect();
+    let automatic = proposed_tracks(|_, _| {});
+    // A queue in another order than the automatic pick's first three.
+    let mut queue = vec![hashes[2], hashes[0], hashes[1]];
+    if automatic[..3] == queue[..] {
+        queue.swap(0, 1);
+    }
+    let with_queue = proposed_tracks(|node, _| node.set_queue(queue.clone()));
+    assert_eq!(with_queue[..3], queue[..], "the queue, in order");
+    assert!(with_queue.len() > 3, "then proposals go on: {with_queue:?}");
+    // A queued track that is blacklisted, or not in the library, is passed over (and stays).
+    let stranger = Hash32::digest(b"not in the library");
+    let with_blacklist = proposed_tracks(|node, _| {
+        node.set_blacklist([queue[0]].into());
+        node.set_queue(vec![stranger, queue[0], queue[1]]);
+    });
+    assert_eq!(with_blacklist[0], queue[1]);
+    assert!(!with_blacklist.contains(&queue[0]));
+}

@@ -49,6 +49,7 @@ impl Driver {
             self.on_event(event).await;
         }
         self.apply_blacklist(true, true);
+        self.apply_queue(true);
         let (mut tick, mut time_tick) = (
             interval(Duration::from_millis(500)),
             interval(timekeeper::EVERY),
@@ -71,6 +72,7 @@ impl Driver {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = tick.tick() => {
                     self.apply_blacklist(false, false);
+                    self.apply_queue(false);
                     self.publish_snapshot();
                 }
                 _ = time_tick.tick() => {
@@ -219,7 +221,13 @@ impl Driver {
                 }
                 self.p.net.publish(topic, &envelope).await;
             }
-            Action::Proposed { slot, track } => report::proposed(slot, &track),
+            Action::Proposed { slot, track } => {
+                report::proposed(slot, &track);
+                if let Some(entry) = self.p.queue.proposed(&track.track_hash) {
+                    info!(event = "queue_proposed", slot, entry, track_hash = %track.track_hash,
+                        "proposed entry {entry} of the DJ's queue for slot {slot}");
+                }
+            }
             Action::FetchProposals { peer, slot, ids } => {
                 self.p.net.fetch_proposals(peer, slot, ids)
             }
@@ -313,6 +321,14 @@ impl Driver {
             .blacklist
             .hashes(self.p.consensus.chain(), &self.p.library);
         self.p.consensus.set_blacklist(hashes);
+    }
+
+    /// Rereads the DJ's queue when its file changed (or `force`) and hands consensus the
+    /// tracks to propose first.
+    fn apply_queue(&mut self, force: bool) {
+        if self.p.queue.reload(force) {
+            self.p.consensus.set_queue(self.p.queue.hashes());
+        }
     }
 
     fn publish_snapshot(&self) {
