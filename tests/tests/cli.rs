@@ -720,6 +720,11 @@ fn a_running_node_proposes_its_queue_in_order_then_its_own_pick() {
     let reread = a.wait_for("the queue reread", long, |v| {
         v["event"] == "queue" && v["pending"] == 1
     });
+    let queued = a.status()["queue"].clone();
+    assert!(
+        queued.as_array().is_some_and(|q| q.len() == 1) && queued[0]["title"] == "Song 21.8",
+        "/status queue: {queued}"
+    );
     let from = a.index_of(&reread).expect("the event");
     let next = a.wait_for_from(from, "the next proposal", long, |v| {
         v["event"] == "proposed"

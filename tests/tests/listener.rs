@@ -353,6 +353,7 @@ fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/probe.py");
     let values = "({title: document.getElementById('title').textContent, \
         network: document.getElementById('network').textContent, \
+        queue: document.getElementById('queue').textContent, \
         t: document.getElementById('audio').currentTime, \
         state: document.getElementById('stream-state').textContent, \
         next: document.getElementById('next').rows.length})";
@@ -401,6 +402,13 @@ fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     );
     assert_eq!(last["state"], "playing", "{last}");
     assert_eq!(last["next"], 5, "{last}");
+    // The DJ's queue (this node has none).
+    assert!(
+        last["queue"]
+            .as_str()
+            .is_some_and(|q| q.contains("own pick")),
+        "{last}"
+    );
     // The network's name, from its genesis, where a listener looks.
     assert!(
         last["network"]

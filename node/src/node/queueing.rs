@@ -64,6 +64,21 @@ impl Queueing {
         }
     }
 
+    /// The entries still to propose, in order, for `/status`.
+    pub fn json(&self) -> serde_json::Value {
+        self.queue
+            .pending(&self.proposed)
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id,
+                    "track_hash": e.track_hash,
+                    "title": e.title,
+                    "artist": e.artist,
+                })
+            })
+            .collect()
+    }
+
     /// The track hashes to propose first, in order.
     pub fn hashes(&self) -> Vec<Hash32> {
         self.queue

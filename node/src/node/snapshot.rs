@@ -282,6 +282,7 @@ pub(crate) fn publish(p: &super::Parts, bad: &super::report::Misbehaviour) {
     });
     if let Some(map) = value.as_object_mut() {
         map.insert("time".into(), p.time.json());
+        map.insert("queue".into(), p.queue.json());
         if let Some(network) = map.get_mut("network").and_then(Value::as_object_mut) {
             network.insert("name".into(), Value::from(p.network_name.as_str()));
         }
