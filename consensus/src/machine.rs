@@ -286,6 +286,16 @@ impl Consensus {
         self.recheck = true;
     }
 
+    /// Whether this node has no tracks to propose.
+    pub fn library_is_empty(&self) -> bool {
+        self.library.is_empty()
+    }
+
+    /// The `library_hash` this node's proposals carry.
+    pub fn library_hash(&self) -> Hash32 {
+        library_hash(self.library.keys())
+    }
+
     /// Command: the DJ's queue, tracks to propose first, in order (replaces the previous one).
     /// Each proposal window takes the first that is in the library and admissible, not
     /// blacklisted and not a winner of the last 20 slots; a track proposed leaves the queue.
@@ -645,6 +655,8 @@ impl Consensus {
         if let Err(e) = check_eligible(&self.chain, slot, &proposal.from, &proposal.plays) {
             return Inadmissible::from(e).validation();
         }
+        self.peers
+            .note_library(&proposal.from, proposal.library_hash);
         let held = Held {
             ticket: self.ticket_of(slot, &proposal.from),
             proposal,

@@ -86,6 +86,9 @@ pub struct PeerInfo {
     pub(crate) slots: SlotFlags<SLOTS_KEPT>,
     /// Recent heads it reported: slot -> the last Status reporting its head at that slot.
     pub(crate) heads: Heads<HEADS_KEPT>,
+    /// The `library_hash` of its latest admitted proposal: peers with the same one propose
+    /// from identical libraries (one DJ running clones).
+    pub library_hash: Option<Hash32>,
 }
 
 /// Why a peer is in its state; formatted only when the state changes (a thousand peers'
@@ -124,6 +127,7 @@ impl PeerInfo {
             status: None,
             slots: SlotFlags::default(),
             heads: Heads::default(),
+            library_hash: None,
         }
     }
 
@@ -496,6 +500,16 @@ impl PeerTable {
             .partition_point(|&(k, p)| (k, rows.get(p).map(|r| &r.peer)) < (key, Some(&peer)));
         self.order.insert(at, (key, pos));
         pos
+    }
+
+    /// `peer`'s admitted proposal came from the library of `library_hash`; noted for peers of
+    /// the table only (a proposal adds no row).
+    pub(crate) fn note_library(&mut self, peer: &PeerId, library_hash: Hash32) {
+        if let Some(pos) = self.rows.find(prefix(peer), peer)
+            && let Some(row) = self.rows.get_mut(pos)
+        {
+            row.info.library_hash = Some(library_hash);
+        }
     }
 
     /// Counts a violation of `peer`.

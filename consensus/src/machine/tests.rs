@@ -627,3 +627,24 @@ fn the_djs_queue_is_proposed_in_order_then_the_automatic_pick_takes_over() {
     assert_eq!(with_blacklist[0], queue[1]);
     assert!(!with_blacklist.contains(&queue[0]));
 }
+
+#[test]
+fn peers_proposing_from_identical_libraries_show_the_same_library_hash() {
+    use super::test_builder::library_of;
+    // Nodes 0 and 1 run clones of one library; node 2 has its own.
+    let mut net = TestBuilder::new(3).library(1, library_of(0)).build();
+    net.run_until_len(LEN);
+    let hash_seen_by = |observer: usize, of: usize| {
+        let peer = net.peer(of);
+        net.nodes[observer]
+            .peers()
+            .get(&peer)
+            .and_then(|p| p.library_hash)
+    };
+    let own = |i: usize| Some(net.nodes[i].library_hash());
+    assert_eq!(own(0), own(1));
+    assert_ne!(own(0), own(2));
+    assert_eq!(hash_seen_by(2, 0), own(0));
+    assert_eq!(hash_seen_by(2, 1), own(0));
+    assert_eq!(hash_seen_by(0, 2), own(2));
+}

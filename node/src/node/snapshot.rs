@@ -103,6 +103,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
             "excluded": summary.excluded.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },
         "peers": peers,
+        "clones": clones_json(i),
         "served": served_json(i),
         "violations": i.violations,
         "store": {
@@ -191,6 +192,29 @@ fn merged(mut v: Value, extra: Value) -> Value {
     v
 }
 
+/// Nodes that propose from identical libraries (the same `library_hash`), this node included:
+/// one DJ running clones. Groups of two or more, each with the hash and the peer ids.
+fn clones_json(i: &Inputs<'_>) -> Vec<Value> {
+    let c = i.consensus;
+    let mut groups: BTreeMap<Hash32, Vec<String>> = BTreeMap::new();
+    if !c.library_is_empty() {
+        groups
+            .entry(c.library_hash())
+            .or_default()
+            .push(c.peer_id().to_string());
+    }
+    for (peer, info) in c.peers().iter() {
+        if let Some(h) = info.library_hash {
+            groups.entry(h).or_default().push(peer.to_string());
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, peers)| peers.len() > 1)
+        .map(|(h, peers)| json!({"library_hash": h.to_hex(), "peers": peers}))
+        .collect()
+}
+
 fn peers_json(i: &Inputs<'_>) -> Vec<Value> {
     let mut peers = Vec::new();
     let mut seen = BTreeSet::new();
@@ -217,6 +241,7 @@ fn peers_json(i: &Inputs<'_>) -> Vec<Value> {
             "rtt_ms": time.map(|t| t.rtt_ms),
             "clock_offset_ms": time.map(|t| t.offset_ms),
             "time_samples": time.map_or(0, |t| t.samples),
+            "library_hash": info.library_hash.map(|h| h.to_hex()),
         }), link));
     }
     for (peer, addr) in i.connected {
