@@ -9,7 +9,7 @@ use crate::cli::LogFormat;
 
 /// Libraries' lines that tell an operator nothing, each with the level it is shown from, and
 /// why. A `RUST_LOG` that asks for `debug`, `trace` or the target by name shows them again.
-const QUIET: [(&str, &str); 4] = [
+const QUIET: [(&str, &str); 5] = [
     // request-response warns once per inbound stream dropped at the per-connection limit: a
     // peer opening a thousand streams would write a thousand lines (docs/security.md). The
     // limit is ours and on purpose.
@@ -20,6 +20,9 @@ const QUIET: [(&str, &str); 4] = [
     // "Dropping existing deny/accept future in favor of new one": a peer renewed its relay
     // reservation before the last answer; nothing is wrong.
     ("libp2p_relay", "error"),
+    // "Failed to trigger bootstrap: No known peers." on a lone bootstrap node, whenever its
+    // routing table changes; the node bootstraps the DHT itself once it knows a peer.
+    ("libp2p_kad", "error"),
     // "estimating duration from bitrate" for every ADTS segment decoded, every few seconds;
     // segment durations come from the manifest.
     ("symphonia_codec_aac", "warn"),
