@@ -72,22 +72,20 @@ impl Blacklist {
     /// Loads the blacklist (empty when the file does not exist).
     pub fn load(config_dir: &Path) -> Result<Blacklist> {
         let path = Self::path(config_dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Blacklist::default()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        let form: FileForm = toml::from_str(&text)
-            .with_context(|| format!("the blacklist {} is not valid", path.display()))?;
+        let form: Option<FileForm> = crate::files::read_toml(&path, || {
+            format!("the blacklist {} is not valid", path.display())
+        })?;
         Ok(Blacklist {
-            rules: form.rule.into_iter().collect(),
+            rules: form
+                .map(|f| f.rule)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         })
     }
 
     /// Saves the blacklist atomically.
     pub fn save(&self, config_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(config_dir)
-            .with_context(|| format!("cannot create {}", config_dir.display()))?;
         let form = FileForm {
             rule: self.rules.iter().cloned().collect(),
         };
@@ -95,9 +93,7 @@ impl Blacklist {
             "# Tracks this Chorus node never proposes nor plays (`chorus blacklist`).\n{}",
             toml::to_string(&form).context("cannot encode the blacklist")?
         );
-        let path = Self::path(config_dir);
-        chorus_media::fsutil::atomic_write(&path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))
+        crate::files::write_atomic(&Self::path(config_dir), text.as_bytes())
     }
 
     /// The hashes of `tracks` that a rule catches.

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod fetch;
+pub mod files;
 pub mod http;
 pub mod logging;
 pub mod metrics;

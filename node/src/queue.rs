@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 use chorus_consensus::Hash32;
 use serde::{Deserialize, Serialize};
 
+use crate::files;
+
 /// The queue's file in the config directory.
 pub const FILE: &str = "queue.toml";
 /// The ids of the entries proposed, in the data directory.
@@ -62,30 +64,22 @@ impl Queue {
     /// Loads the queue (empty when the file does not exist).
     pub fn load(config_dir: &Path) -> Result<Queue> {
         let path = Self::path(config_dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Queue::default()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        toml::from_str(&text).with_context(|| {
+        let queue = files::read_toml(&path, || {
             format!(
                 "the queue {} is not valid; `chorus queue clear` starts a new one",
                 path.display()
             )
-        })
+        })?;
+        Ok(queue.unwrap_or_default())
     }
 
     /// Saves the queue atomically.
     pub fn save(&self, config_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(config_dir)
-            .with_context(|| format!("cannot create {}", config_dir.display()))?;
         let text = format!(
             "# Tracks this Chorus node proposes first, in order (`chorus queue`).\n{}",
             toml::to_string(self).context("cannot encode the queue")?
         );
-        let path = Self::path(config_dir);
-        chorus_media::fsutil::atomic_write(&path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))
+        files::write_atomic(&Self::path(config_dir), text.as_bytes())
     }
 
     /// Appends an entry for `track_hash`; its id.
@@ -122,24 +116,21 @@ pub fn stamp(config_dir: &Path) -> Option<SystemTime> {
 /// The ids of the entries this node proposed (empty when the file does not exist).
 pub fn load_proposed(data_dir: &Path) -> Result<BTreeSet<u64>> {
     let path = data_dir.join(PROPOSED_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{} is damaged; move it away (the queue then shows entries proposed already)",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    let Some(bytes) = files::read_if_exists(&path)? else {
+        return Ok(BTreeSet::new());
+    };
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is damaged; move it away (the queue then shows entries proposed already)",
+            path.display()
+        )
+    })
 }
 
 /// Records the ids of the entries proposed, atomically.
 pub fn save_proposed(data_dir: &Path, proposed: &BTreeSet<u64>) -> Result<()> {
-    let path = data_dir.join(PROPOSED_FILE);
     let bytes = serde_json::to_vec(proposed).context("cannot encode the proposed entries")?;
-    chorus_media::fsutil::atomic_write(&path, &bytes)
-        .with_context(|| format!("cannot write {}", path.display()))
+    files::write_atomic(&data_dir.join(PROPOSED_FILE), &bytes)
 }
 
 #[cfg(test)]
