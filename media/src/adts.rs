@@ -53,6 +53,92 @@ pub fn push_timestamp_tag(out: &mut Vec<u8>, ts_90k: u64) {
     out.extend_from_slice(&(ts_90k & ((1 << 33) - 1)).to_be_bytes());
 }
 
+/// Text frames of a now-playing tag are cut to this many bytes each (at a character boundary):
+/// a peer's text never makes a tag larger than a few kilobytes.
+pub const MAX_TEXT_FRAME: usize = 1024;
+
+/// The segment with its leading tag replaced by one that carries the same PRIV timestamp first,
+/// then `TIT2`, `TPE1` and `TALB` text frames (UTF-8) for each non-empty `(frame, text)` of
+/// `texts`: HLS timed metadata of packed audio, which a player applies at the segment's first
+/// sample. `None` when the segment does not start with a tag holding a timestamp or the ADTS
+/// stream behind it is malformed: a segment is a peer's bytes, and is then served as it is.
+pub fn with_text_frames(segment: &[u8], texts: &[([u8; 4], &str)]) -> Option<Vec<u8>> {
+    let (Some(ts), adts) = split_id3(segment)? else {
+        return None;
+    };
+    adts_payloads(adts)?;
+    let mut frames = Vec::new();
+    let priv_len = PRIV_OWNER.len() + 1 + 8;
+    frames.extend_from_slice(b"PRIV");
+    frames.extend_from_slice(&synchsafe(priv_len as u32));
+    frames.extend_from_slice(&[0, 0]);
+    frames.extend_from_slice(PRIV_OWNER);
+    frames.push(0);
+    frames.extend_from_slice(&(ts & ((1 << 33) - 1)).to_be_bytes());
+    for (id, text) in texts {
+        let text = clean_text(text, MAX_TEXT_FRAME);
+        if text.is_empty() {
+            continue;
+        }
+        frames.extend_from_slice(id);
+        frames.extend_from_slice(&synchsafe(text.len() as u32 + 1));
+        frames.extend_from_slice(&[0, 0, 3]); // flags; encoding 3: UTF-8
+        frames.extend_from_slice(text.as_bytes());
+    }
+    let mut out = Vec::with_capacity(10 + frames.len() + adts.len());
+    out.extend_from_slice(b"ID3\x04\x00\x00");
+    out.extend_from_slice(&synchsafe(frames.len() as u32));
+    out.extend_from_slice(&frames);
+    out.extend_from_slice(adts);
+    Some(out)
+}
+
+/// `text` without control characters, cut to at most `max` bytes at a character boundary.
+pub fn clean_text(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The text frames of a segment's leading tag, `(frame id, text)`, for tests and tools: UTF-8
+/// (encoding 3) and ISO-8859-1 (0) text frames; others are skipped.
+pub fn text_frames(segment: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if segment.len() < 10 || &segment[..3] != b"ID3" {
+        return out;
+    }
+    let size = segment[6..10]
+        .iter()
+        .fold(0usize, |acc, b| (acc << 7) | usize::from(b & 0x7F));
+    let Some(mut tag) = segment.get(10..10 + size) else {
+        return out;
+    };
+    while tag.len() >= 10 && tag[0] != 0 {
+        let len = tag[4..8]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 7) | usize::from(b & 0x7F));
+        let Some(body) = tag.get(10..10 + len) else {
+            break;
+        };
+        if tag[0] == b'T' && !body.is_empty() {
+            let text = match body[0] {
+                3 => String::from_utf8_lossy(&body[1..]).into_owned(),
+                0 => body[1..].iter().map(|&b| char::from(b)).collect(),
+                _ => String::new(),
+            };
+            let id = String::from_utf8_lossy(&tag[..4]).into_owned();
+            out.push((id, text.trim_end_matches('\0').to_owned()));
+        }
+        tag = &tag[10 + len..];
+    }
+    out
+}
+
 fn synchsafe(v: u32) -> [u8; 4] {
     [
         (v >> 21) as u8 & 0x7F,
@@ -134,6 +220,45 @@ mod tests {
         let (ts, rest) = split_id3(&seg).unwrap();
         assert_eq!(ts, Some(563_040));
         assert_eq!(adts_payloads(rest).unwrap(), vec![&[9u8, 9, 9][..]]);
+    }
+
+    #[test]
+    fn now_playing_frames_follow_the_timestamp_and_leave_the_audio_alone() {
+        let mut seg = Vec::new();
+        push_timestamp_tag(&mut seg, 563_040);
+        push_adts_frame(&mut seg, &[9, 9, 9]);
+        let title = "Caf\u{e9} \u{2018}Noir\u{2019}\n";
+        let out = with_text_frames(
+            &seg,
+            &[(*b"TIT2", title), (*b"TPE1", ""), (*b"TALB", "Album")],
+        )
+        .expect("a tag");
+        let (ts, rest) = split_id3(&out).expect("well formed");
+        assert_eq!(ts, Some(563_040));
+        assert_eq!(rest, split_id3(&seg).expect("well formed").1);
+        // The PRIV frame comes first (HLS packed audio), the empty artist is left out, and the
+        // line feed is gone.
+        assert_eq!(&out[10..14], b"PRIV");
+        assert_eq!(
+            text_frames(&out),
+            [
+                (
+                    "TIT2".to_owned(),
+                    "Caf\u{e9} \u{2018}Noir\u{2019}".to_owned()
+                ),
+                ("TALB".to_owned(), "Album".to_owned())
+            ]
+        );
+        // Overlong text is cut at a character boundary.
+        let long = "\u{e9}".repeat(MAX_TEXT_FRAME);
+        let out = with_text_frames(&seg, &[(*b"TIT2", &long)]).expect("a tag");
+        assert_eq!(text_frames(&out)[0].1.len(), MAX_TEXT_FRAME);
+        // A segment without a timestamp tag, or with garbage behind it, gets none.
+        assert!(with_text_frames(&[0xFF, 0xF1, 1, 2], &[(*b"TIT2", "x")]).is_none());
+        let mut bad = Vec::new();
+        push_timestamp_tag(&mut bad, 1);
+        bad.extend_from_slice(b"not adts");
+        assert!(with_text_frames(&bad, &[(*b"TIT2", "x")]).is_none());
     }
 
     #[test]

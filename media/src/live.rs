@@ -20,7 +20,7 @@ use hls_m3u8::{MediaPlaylist, MediaSegment};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Manifest, SEGMENT_MS};
-use crate::player::{SlotPlan, TrackAudio};
+use crate::player::{SlotPlan, TrackAudio, TrackTags};
 use crate::{BlockStore, Hash32, fsutil};
 
 /// Segments listed in the playlist: 6 of about 6 s, twice RFC 8216's minimum of three target
@@ -45,6 +45,9 @@ pub struct LiveEntry {
     pub start_us: i64,
     /// An EXT-X-DISCONTINUITY goes before it.
     pub discontinuity: bool,
+    /// What is on air: the tags of the track it belongs to (the stream's ID3 and ICY metadata).
+    #[serde(default)]
+    pub tags: TrackTags,
 }
 
 /// What survives a restart.
@@ -56,6 +59,15 @@ struct Saved {
     last: Option<(u64, usize)>,
     /// The window.
     entries: VecDeque<LiveEntry>,
+}
+
+/// What the live playlist's thread publishes: the playlist's text and the window it lists.
+#[derive(Clone, Debug, Default)]
+pub struct LiveView {
+    /// The playlist text ([`LiveLog::playlist`]).
+    pub playlist: String,
+    /// The listed segments, oldest first.
+    pub entries: Vec<LiveEntry>,
 }
 
 /// The live playlist's state.
@@ -88,6 +100,14 @@ impl LiveLog {
     /// The listed segments, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = &LiveEntry> {
         self.saved.entries.iter()
+    }
+
+    /// The playlist and its window, to publish.
+    pub fn view(&self) -> LiveView {
+        LiveView {
+            playlist: self.playlist(),
+            entries: self.saved.entries.iter().cloned().collect(),
+        }
     }
 
     fn manifest(&mut self, store: &BlockStore, id: Hash32) -> Option<Manifest> {
@@ -185,6 +205,7 @@ impl LiveLog {
                 duration_us: duration.as_micros() as u64,
                 start_us,
                 discontinuity: false,
+                tags: audio.tags.clone(),
             });
             changed = true;
         }
@@ -210,7 +231,9 @@ impl LiveLog {
         self.saved.next_seq += 1;
     }
 
-    /// The playlist text (`segments/ID.aac` URIs, relative to `/live.m3u8`).
+    /// The playlist text (`live/ID.aac` URIs, relative to `/live.m3u8`: the node serves each
+    /// segment there with the ID3 text frames of its track; `segments/ID.aac` is the block
+    /// itself).
     pub fn playlist(&self) -> String {
         let Some(first) = self.saved.entries.front() else {
             // Nothing played yet: an empty live playlist (clients retry).
@@ -235,7 +258,7 @@ impl LiveLog {
                     .duration(ExtInf::new(Duration::from_micros(e.duration_us)))
                     // With the extension: the ffmpeg program (Debian's 5.1) refuses segment URIs
                     // without an allowed one.
-                    .uri(format!("segments/{}.aac", e.id.to_hex()))
+                    .uri(format!("live/{}.aac", e.id.to_hex()))
                     .has_discontinuity(e.discontinuity)
                     .program_date_time(ExtXProgramDateTime::new(rfc3339_millis(e.start_us)))
                     .build()
@@ -297,6 +320,11 @@ mod tests {
             audio: manifest_id.map(|manifest_id| TrackAudio {
                 manifest_id,
                 gain_db: 0.0,
+                tags: TrackTags {
+                    title: format!("Title {slot}"),
+                    artist: "Artist".into(),
+                    album: String::new(),
+                },
             }),
         }
     }
@@ -340,6 +368,15 @@ mod tests {
         live.advance(us(t0 + 12_500), &plans, &store);
         let p = live.playlist();
         assert_eq!(tags(&p, "#EXTINF").len(), 3);
+        // Each entry carries its track's tags; the URIs are the node's live segments.
+        let titles: Vec<&str> = live.entries().map(|e| e.tags.title.as_str()).collect();
+        assert_eq!(titles, ["Title 0", "Title 0", "Title 1"]);
+        assert!(
+            p.lines()
+                .filter(|l| !l.starts_with('#'))
+                .all(|l| l.starts_with("live/") && l.ends_with(".aac")),
+            "{p}"
+        );
         // A discontinuity at the start and one at the track change.
         assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{p}");
         assert_eq!(parse(&p).media_sequence, 0);

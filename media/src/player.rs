@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{info, warn};
 
-pub use schedule::{SlotPlan, TrackAudio, gain_db, linear};
+pub use schedule::{SlotPlan, TrackAudio, TrackTags, gain_db, linear};
 pub use sink::{BufferTag, CHANNELS, RATE, Sink, SinkError, SinkSpec, TimeBase};
 
 use crate::store::BlockStore;

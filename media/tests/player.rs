@@ -127,6 +127,7 @@ fn play(
         audio: Some(TrackAudio {
             manifest_id,
             gain_db,
+            tags: Default::default(),
         }),
     }]);
     player

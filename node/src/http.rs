@@ -1,6 +1,10 @@
 //! The HTTP API (loopback by default; `--http-listen 0.0.0.0:PORT` opens it):
 //! - `GET /status`: the node's state as JSON;
-//! - `GET /live.m3u8` and `GET /segments/ID`: the live HLS stream of what the node plays;
+//! - `GET /live.m3u8` and `GET /live/ID.aac`: the live HLS stream of what the node plays, each
+//!   segment's ID3 tag carrying its track's title, artist and album; `GET /segments/ID`: a block
+//!   of the store as it is;
+//! - `GET /stream`: the same audio as one Icecast-style AAC stream with ICY metadata
+//!   ([`crate::icy`]);
 //! - `POST /volume?level=N` and `POST /mute?on=true|false`: the local audio controls, which
 //!   answer only on loopback. Read-only endpoints need no authentication.
 //!
@@ -25,6 +29,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chorus_media::live::LiveView;
 use chorus_media::player::Player;
 use chorus_media::{BlockStore, Hash32};
 use serde::Deserialize;
@@ -43,8 +48,10 @@ pub struct Shared {
     pub player: Arc<Player>,
     /// The network clock.
     pub clock: Arc<Clock>,
-    /// The live playlist's text.
-    pub playlist: watch::Receiver<String>,
+    /// The live playlist's text and window.
+    pub playlist: watch::Receiver<LiveView>,
+    /// The Icecast-style stream's feed.
+    pub icy: Arc<crate::icy::Feed>,
     /// The block store, for segments.
     pub store: BlockStore,
     /// Prometheus metrics.
@@ -88,6 +95,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/live.m3u8", get(live))
         .route("/segments/{id}", get(segment))
+        .route("/live/{id}", get(live_segment))
+        .route("/stream", get(stream))
         .route("/volume", post(volume))
         .route("/mute", post(mute))
         .layer(axum::middleware::from_fn_with_state(Guard { bound }, guard))
@@ -117,6 +126,10 @@ async fn status(State(shared): State<Shared>) -> axum::Json<serde_json::Value> {
         map.insert(
             "clock_offset_ms".into(),
             json!(shared.clock.offset_us_at(std::time::Instant::now()) / 1000.0),
+        );
+        map.insert(
+            "stream".into(),
+            json!({ "listeners": shared.icy.listeners(), "max_listeners": crate::icy::MAX_LISTENERS }),
         );
     }
     axum::Json(doc)
@@ -158,7 +171,7 @@ async fn metrics(State(shared): State<Shared>) -> Response {
 }
 
 async fn live(State(shared): State<Shared>) -> Response {
-    let text = shared.playlist.borrow().clone();
+    let text = shared.playlist.borrow().playlist.clone();
     (
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
@@ -175,13 +188,9 @@ async fn live(State(shared): State<Shared>) -> Response {
 /// digits (nothing else names a file, so no path can leave the store); the bytes are verified
 /// against it.
 async fn segment(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
-    let id = name.strip_suffix(".aac").unwrap_or(&name);
-    let Ok(id) = id.parse::<Hash32>() else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "a segment id is 64 lowercase hex digits\n",
-        )
-            .into_response();
+    let id = match segment_id(&name) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     let store = shared.store.clone();
     match tokio::task::spawn_blocking(move || store.get(&id)).await {
@@ -205,6 +214,108 @@ async fn segment(State(shared): State<Shared>, Path(name): Path<String>) -> Resp
         )
             .into_response(),
     }
+}
+
+/// The id in a segment's name, `ID.aac` or `ID`: exactly 64 lowercase hex digits (nothing else
+/// names a file, so no path can leave the store).
+fn segment_id(name: &str) -> Result<Hash32, Box<Response>> {
+    let id = name.strip_suffix(".aac").unwrap_or(name);
+    id.parse::<Hash32>().map_err(|_| {
+        Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                "a segment id is 64 lowercase hex digits\n",
+            )
+                .into_response(),
+        )
+    })
+}
+
+/// A segment of the live playlist as the playlist lists it (`live/ID.aac`): the block with its
+/// ID3 tag carrying, beside the timestamp, the title, artist and album of the track it belongs
+/// to (HLS timed metadata). Only segments in the live window are served here.
+async fn live_segment(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
+    let id = match segment_id(&name) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let tags = shared
+        .playlist
+        .borrow()
+        .entries
+        .iter()
+        .find(|e| e.id == id)
+        .map(|e| e.tags.clone());
+    let Some(tags) = tags else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no such segment in the live window (it lists the last six)\n",
+        )
+            .into_response();
+    };
+    let store = shared.store.clone();
+    let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || store.get(&id)).await else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no such segment in this node's store\n",
+        )
+            .into_response();
+    };
+    let texts = [
+        (*b"TIT2", tags.title.as_str()),
+        (*b"TPE1", tags.artist.as_str()),
+        (*b"TALB", tags.album.as_str()),
+    ];
+    // A segment that is not a timestamp tag and ADTS (a peer's bytes) goes as it is.
+    let body = chorus_media::adts::with_text_frames(&bytes, &texts).unwrap_or(bytes);
+    (
+        [
+            (header::CONTENT_TYPE, "audio/aac"),
+            (header::CACHE_CONTROL, "public, max-age=60"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The Icecast-style stream (see [`crate::icy`]): `icy-name` is the network's name, and
+/// `icy-metaint` comes when the client sends `Icy-MetaData: 1`.
+async fn stream(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+    let Some(listener) = shared.icy.listen() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "30")],
+            format!(
+                "this node serves {} stream listeners at most; try again later\n",
+                crate::icy::MAX_LISTENERS
+            ),
+        )
+            .into_response();
+    };
+    let metadata = headers
+        .get("icy-metadata")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "1");
+    let name = shared.snapshot.borrow()["network"]["name"]
+        .as_str()
+        .map(|n| chorus_media::adts::clean_text(n, 200))
+        .unwrap_or_default();
+    let name = header::HeaderValue::from_bytes(name.as_bytes())
+        .unwrap_or(header::HeaderValue::from_static("Chorus"));
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, "audio/aac")
+        .header(header::CACHE_CONTROL, "no-cache, no-store")
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+        .header("icy-name", name)
+        .header("icy-pub", "0");
+    if metadata {
+        response = response.header("icy-metaint", crate::icy::METAINT);
+    }
+    let body = crate::icy::body(listener, metadata.then_some(crate::icy::METAINT));
+    response
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response())
 }
 
 /// What [`guard`] checks requests against.

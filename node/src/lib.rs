@@ -24,6 +24,7 @@ pub mod commands;
 pub mod fetch;
 pub mod files;
 pub mod http;
+pub mod icy;
 pub mod logging;
 pub mod metrics;
 pub mod net;

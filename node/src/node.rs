@@ -36,6 +36,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chorus_consensus::{Chain, Consensus, Hash32, SignedGenesis, TrackRef};
 use chorus_media::ingest::Library;
+use chorus_media::live::LiveView;
 use chorus_media::player::{Player, PlayerConfig, SinkSpec};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
@@ -294,15 +295,16 @@ async fn start_http(
     tasks: &mut Critical,
 ) -> Result<(
     watch::Sender<serde_json::Value>,
-    watch::Sender<String>,
+    watch::Sender<LiveView>,
     SocketAddr,
 )> {
     let (snapshot_tx, snapshot_rx) = watch::channel(serde_json::Value::Null);
-    let (playlist_tx, playlist_rx) = watch::channel(String::new());
+    let (playlist_tx, playlist_rx) = watch::channel(LiveView::default());
     let shared = http::Shared {
         snapshot: snapshot_rx,
         player: player.clone(),
         clock: clock.clone(),
+        icy: crate::icy::Feed::start(playlist_rx.clone(), lib.store.clone()),
         playlist: playlist_rx,
         store: lib.store.clone(),
         metrics: metrics.clone(),

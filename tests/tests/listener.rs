@@ -108,7 +108,7 @@ fn ffmpeg_reads_the_live_stream_across_track_changes_and_hears_what_the_node_pla
     assert!(!uris.is_empty() && uris.len() <= 2, "{uris:?}");
     assert_eq!(disc, 1, "a new stream starts with a discontinuity");
     let first_id = uris[0]
-        .strip_prefix("segments/")
+        .strip_prefix("live/")
         .and_then(|u| u.strip_suffix(".aac"))
         .expect("relative segment URI with the .aac extension");
     let (code, head, body) = get(&addr, &format!("/segments/{first_id}.aac"));
@@ -331,6 +331,160 @@ fn ffmpeg_reads_the_live_stream_across_track_changes_and_hears_what_the_node_pla
             ),
         }
     }
+}
+
+/// The headers of `GET /stream` (with `Icy-MetaData: 1`), read before the connection is
+/// dropped: the body never ends.
+fn stream_headers(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /stream HTTP/1.1\r\nHost: {addr}\r\nIcy-MetaData: 1\r\n\r\n"
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("headers");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_lowercase()
+}
+
+#[test]
+fn ffmpeg_reads_now_playing_from_the_icecast_stream_and_the_hls_segments_carry_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let radio = node(tmp.path(), "null");
+    audio_event(&radio, 0);
+    let addr = http_addr(&radio);
+    let status: Value = serde_json::from_slice(&get(&addr, "/status").2).expect("status is JSON");
+    let network = status["network"]["name"].as_str().expect("network name");
+
+    let head = stream_headers(&addr);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: audio/aac"), "{head}");
+    assert!(head.contains("icy-metaint: 16000"), "{head}");
+    assert!(
+        head.contains(&format!("icy-name: {}", network.to_lowercase())),
+        "{head}"
+    );
+
+    // The ffmpeg program reads 26 s of /stream (it asks for ICY metadata by default) and says
+    // each title it is told (at its verbose level).
+    let ffmpeg = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-v", "verbose", "-i"])
+        .arg(format!("http://{addr}/stream"))
+        .args(["-t", "26", "-f", "null", "-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ffmpeg");
+    // Meanwhile, the live playlist's segments as a listener fetches them.
+    let mut segments: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut ffmpeg = ffmpeg;
+    let exit = loop {
+        if let Some(exit) = ffmpeg.try_wait().expect("ffmpeg") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "ffmpeg did not finish");
+        let (_, _, body) = get(&addr, "/live.m3u8");
+        let (_, uris, _, _) = playlist(&String::from_utf8(body).expect("UTF-8"));
+        for uri in uris {
+            if !segments.contains_key(&uri) {
+                let (code, _, body) = get(&addr, &format!("/{uri}"));
+                assert_eq!(code, 200, "{uri}");
+                segments.insert(uri, body);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ffmpeg.stderr.take().expect("stderr"), &mut err)
+        .expect("read ffmpeg's output");
+    assert!(exit.success(), "ffmpeg failed: {err}");
+    assert!(
+        err.contains(&format!("icy-name        : {network}")),
+        "ffmpeg did not see the network's name: {err}"
+    );
+    let titles: Vec<&str> = err
+        .lines()
+        .filter_map(|l| {
+            l.split_once("Metadata update for StreamTitle: ")
+                .map(|(_, t)| t)
+        })
+        .collect();
+
+    // What the node played, slot by slot: its title, and the segments of its track.
+    let store = BlockStore::open(radio.data_dir.join("store")).expect("store");
+    let mut played: Vec<String> = Vec::new();
+    let mut title_of_segment: BTreeMap<Hash32, String> = BTreeMap::new();
+    for ev in radio.events("playing") {
+        let track = ev["track"].as_str().expect("track").to_owned();
+        let k = slot(&ev).expect("slot");
+        let audio = audio_event(&radio, k);
+        let manifest_id: Hash32 = audio["manifest_id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("id");
+        let manifest =
+            Manifest::parse(&store.get(&manifest_id).expect("manifest")).expect("manifest");
+        for seg in &manifest.segments {
+            title_of_segment.insert(seg.id, track.clone());
+        }
+        played.push(track);
+    }
+    println!("ICY titles: {titles:?}; played: {played:?}");
+    // Three titles at least (two track changes), each the next track the node played.
+    assert!(titles.len() >= 3, "{titles:?}\n{err}");
+    let start = played
+        .iter()
+        .position(|t| t == titles[0])
+        .unwrap_or_else(|| panic!("{} was not played: {played:?}", titles[0]));
+    assert_eq!(
+        titles,
+        played[start..start + titles.len()],
+        "ICY titles out of the order played"
+    );
+
+    // Every live segment carries its track's title and artist in its ID3 tag, the timestamp
+    // still first; the audio behind the tag is the block's.
+    let mut seen_titles = Vec::new();
+    for (uri, body) in &segments {
+        let id: Hash32 = uri
+            .strip_prefix("live/")
+            .and_then(|u| u.strip_suffix(".aac"))
+            .expect("live/ID.aac")
+            .parse()
+            .expect("id");
+        let frames = chorus_media::adts::text_frames(body);
+        let text = |f: &str| {
+            frames
+                .iter()
+                .find(|(id, _)| id == f)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default()
+        };
+        let name = format!("{} - {}", text("TPE1"), text("TIT2"));
+        assert_eq!(Some(&name), title_of_segment.get(&id), "{uri}: {frames:?}");
+        assert_eq!(text("TALB"), "Test");
+        let block = store.get(&id).expect("block");
+        let (ts, audio) = chorus_media::adts::split_id3(body).expect("a tag");
+        let (block_ts, block_audio) = chorus_media::adts::split_id3(&block).expect("a tag");
+        assert_eq!((ts, audio), (block_ts, block_audio), "{uri}");
+        if !seen_titles.contains(&name) {
+            seen_titles.push(name);
+        }
+    }
+    assert!(
+        seen_titles.len() >= 3,
+        "live segments of only {seen_titles:?}"
+    );
 }
 
 #[test]

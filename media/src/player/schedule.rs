@@ -36,6 +36,31 @@ pub struct TrackAudio {
     pub manifest_id: Hash32,
     /// Loudness gain in dB (see [`gain_db`]).
     pub gain_db: f64,
+    /// What listeners are told is on air (the live stream's ID3 and ICY metadata).
+    pub tags: TrackTags,
+}
+
+/// A track's title, artist and album as a proposal carried them: text a peer wrote, each
+/// possibly empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrackTags {
+    /// Title.
+    pub title: String,
+    /// Artist.
+    pub artist: String,
+    /// Album.
+    pub album: String,
+}
+
+impl TrackTags {
+    /// `Artist - Title` as radio players show it (either alone when the other is empty).
+    pub fn stream_title(&self) -> String {
+        match (self.artist.trim(), self.title.trim()) {
+            ("", title) => title.to_owned(),
+            (artist, "") => artist.to_owned(),
+            (artist, title) => format!("{artist} - {title}"),
+        }
+    }
 }
 
 /// PROTOCOL.md 6: `gain = target_lufs - loudness_lufs`, limited to [-20 dB, +10 dB]; a track

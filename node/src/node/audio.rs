@@ -8,7 +8,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chorus_media::live::LiveLog;
+use chorus_media::live::{LiveLog, LiveView};
 use chorus_media::player::{Player, SlotPlan, TimeBase};
 use chorus_media::store::BlockStore;
 use tokio::sync::{oneshot, watch};
@@ -41,10 +41,10 @@ impl Audio {
         data_dir: &Path,
         store: BlockStore,
         clock: Arc<Clock>,
-        playlist: watch::Sender<String>,
+        playlist: watch::Sender<LiveView>,
     ) -> std::io::Result<Audio> {
         let mut log = LiveLog::load(data_dir);
-        playlist.send_replace(log.playlist());
+        playlist.send_replace(log.view());
         let (tx, rx) = std_mpsc::channel::<Live>();
         let thread = std::thread::Builder::new()
             .name("live playlist".into())
@@ -62,7 +62,7 @@ impl Audio {
                     };
                     let now_us = clock.network_us(Instant::now());
                     if log.advance(now_us, &plans, &store) {
-                        playlist.send_replace(log.playlist());
+                        playlist.send_replace(log.view());
                     }
                     if let Some(answer) = answer {
                         let _ = answer.send(());

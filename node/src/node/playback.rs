@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chorus_consensus::{Chain, Hash32, TrackRef};
-use chorus_media::player::{PlayerEvent, SlotPlan, TrackAudio, gain_db};
+use chorus_media::player::{PlayerEvent, SlotPlan, TrackAudio, TrackTags, gain_db};
 use libp2p::PeerId;
 
 use crate::fetch::{FetchCommand, FetchEvent};
@@ -560,6 +560,11 @@ impl Playback {
                 audio: track.map(|t| TrackAudio {
                     manifest_id: t.manifest_id,
                     gain_db: gain_db(target, t.loudness_lufs),
+                    tags: TrackTags {
+                        title: t.title.clone(),
+                        artist: t.artist.clone(),
+                        album: t.album.clone(),
+                    },
                 }),
             });
         }

@@ -4,6 +4,7 @@
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- rss --tracks 500
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- sync --seconds 90
 //!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- listeners --clients 200 --seconds 30
+//!     cargo build --release -p chorus && cargo run --release -p chorus-tests --bin bench-network -- stream --clients 200 --seconds 60
 //!     cargo build --release -p chorus && sudo target/release/bench-network internet --nodes 10 --slots 6 --seconds 30
 //!     cargo build --release -p chorus && sudo target/release/bench-network sync --seconds 90 --rates --testbed
 //!
@@ -33,6 +34,10 @@
 //! `/live.m3u8` every 2 s and fetch every new segment once, all starting at once (a burst of
 //! N playlist and N x 2 segment requests), for S seconds. Prints latency p50 / p99 / max per
 //! kind and the node's CPU time over the run (user + system, from /proc).
+//!
+//! `stream`: one node, and N Icecast clients of `/stream` (threads, HTTP/1.0 with
+//! `Icy-MetaData: 1`) reading for S seconds: listeners held at once (the node's own count),
+//! audio bytes and titles per listener, and the node's CPU time and resident set size.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -437,7 +442,7 @@ fn listener(addr: String, until: Instant) -> Result<Requests> {
             bail!("playlist: HTTP {code}");
         }
         let text = String::from_utf8_lossy(&body).into_owned();
-        for uri in text.lines().filter(|l| l.starts_with("segments/")) {
+        for uri in text.lines().filter(|l| l.starts_with("live/")) {
             if seen.insert(uri.to_owned()) {
                 let t = Instant::now();
                 let (code, _, body) = chorus_tests::http_get(&addr, &format!("/{uri}"))?;
@@ -517,6 +522,113 @@ fn listeners(clients: usize, seconds: u64) -> Result<()> {
     Ok(())
 }
 
+/// An Icecast client of `/stream` (HTTP/1.0, as old radio players speak it, so the body is the
+/// bytes up to the close): reads until `until`; returns the audio bytes and the titles its
+/// metadata blocks named.
+fn stream_client(addr: &str, until: Instant) -> Result<(u64, Vec<String>)> {
+    use std::io::{BufRead, Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "GET /stream HTTP/1.0\r\nHost: {addr}\r\nIcy-MetaData: 1\r\n\r\n"
+    )?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, s);
+    let mut metaint = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end().to_lowercase();
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with("http/") && !line.contains(" 200") {
+            bail!("/stream: {line}");
+        }
+        if let Some(v) = line.strip_prefix("icy-metaint:") {
+            metaint = Some(v.trim().parse::<usize>()?);
+        }
+    }
+    let metaint = metaint.context("no icy-metaint")?;
+    let (mut audio, mut titles) = (0u64, Vec::new());
+    let mut buf = vec![0u8; metaint];
+    while Instant::now() < until {
+        r.read_exact(&mut buf)?;
+        audio += metaint as u64;
+        let mut len = [0u8; 1];
+        r.read_exact(&mut len)?;
+        let mut block = vec![0u8; usize::from(len[0]) * 16];
+        r.read_exact(&mut block)?;
+        if !block.is_empty() {
+            titles.push(
+                String::from_utf8_lossy(&block)
+                    .trim_end_matches('\0')
+                    .to_owned(),
+            );
+        }
+    }
+    Ok((audio, titles))
+}
+
+/// One node and N Icecast clients of `/stream` (threads) for `seconds`.
+fn stream(clients: usize, seconds: u64) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let node = chorus_tests::net::lone_node(tmp.path(), "radio", 5, &[], &[]);
+    node.wait_for("slot 1", LONG, |v| {
+        v["event"] == "playing" && slot(v) == Some(1)
+    });
+    let addr = std::fs::read_to_string(node.data_dir.join("http.addr"))?
+        .trim()
+        .to_owned();
+    let pid = node.pid().context("node pid")?;
+    let (cpu0, rss0) = (cpu_seconds(pid)?, proc_rss(&node)?.0);
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(seconds);
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || stream_client(&addr, until))
+        })
+        .collect();
+    // Listeners held at once, from the node's own count, halfway through.
+    std::thread::sleep(Duration::from_secs(seconds / 2));
+    let (_, _, body) = chorus_tests::http_get(&addr, "/status")?;
+    let held = serde_json::from_slice::<Value>(&body)?["stream"]["listeners"]
+        .as_u64()
+        .unwrap_or(0);
+    let rss_mid = proc_rss(&node)?.0;
+    let (mut failed, mut bytes, mut titles) = (0, Vec::new(), Vec::new());
+    for h in handles {
+        match h.join().map_err(|_| anyhow::anyhow!("client panicked"))? {
+            Ok((b, t)) => {
+                bytes.push(b as f64);
+                titles.push(t.len() as f64);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("client failed: {e:#}");
+            }
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu0;
+    let total: f64 = bytes.iter().sum();
+    println!(
+        "/stream: {clients} listeners for {wall:.1} s, {held} held at once, {failed} failed; audio per listener: min {:.0} kB, median {:.0} kB; titles per listener: median {:.0}",
+        bytes.iter().copied().fold(f64::MAX, f64::min) / 1e3,
+        chorus_tests::sync::quantile(&mut bytes, 0.5) / 1e3,
+        chorus_tests::sync::quantile(&mut titles, 0.5),
+    );
+    println!(
+        "node: CPU {cpu:.2} s = {:.1} % of one core, {:.1} MB sent, RSS {} -> {} MB",
+        100.0 * cpu / wall,
+        total / 1e6,
+        rss0 / 1024,
+        rss_mid / 1024
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -542,8 +654,12 @@ fn main() -> Result<()> {
             arg(&args, "--clients", 200)? as usize,
             arg(&args, "--seconds", 30)?,
         ),
+        Some("stream") => stream(
+            arg(&args, "--clients", 200)? as usize,
+            arg(&args, "--seconds", 60)?,
+        ),
         _ => bail!(
-            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | rss --tracks T | sync --seconds S [--rates] [--testbed] | listeners --clients N --seconds S"
+            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | rss --tracks T | sync --seconds S [--rates] [--testbed] | listeners --clients N --seconds S | stream --clients N --seconds S"
         ),
     }
 }
