@@ -395,10 +395,10 @@ fn ffmpeg_reads_now_playing_from_the_icecast_stream_and_the_hls_segments_carry_i
         let (_, _, body) = get(&addr, "/live.m3u8");
         let (_, uris, _, _) = playlist(&String::from_utf8(body).expect("UTF-8"));
         for uri in uris {
-            if !segments.contains_key(&uri) {
-                let (code, _, body) = get(&addr, &format!("/{uri}"));
-                assert_eq!(code, 200, "{uri}");
-                segments.insert(uri, body);
+            if let std::collections::btree_map::Entry::Vacant(e) = segments.entry(uri) {
+                let (code, _, body) = get(&addr, &format!("/{}", e.key()));
+                assert_eq!(code, 200, "{}", e.key());
+                e.insert(body);
             }
         }
         std::thread::sleep(Duration::from_millis(500));
