@@ -197,6 +197,15 @@ pub struct NodeArgs {
     /// Start muted (unmute with `curl -X POST 'http://127.0.0.1:7300/mute?on=false'`).
     #[arg(long)]
     pub mute: bool,
+    /// Listener requests wait for the operator's approval (on the page, with the operator link).
+    #[arg(long)]
+    pub approve_requests: bool,
+    /// Minutes before a requested track may be requested again.
+    #[arg(long, value_name = "MINUTES", default_value_t = 60)]
+    pub request_cooldown_minutes: u64,
+    /// Requests one listener (an IPv4 address, an IPv6 /64) may make per hour.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub requests_per_hour: u32,
     /// The network's nodes reach each other on private addresses (a VPN, one machine, a test
     /// network): let AutoNAT confirm those too. Not for a node on the internet that shares a
     /// LAN with other nodes (they would confirm its LAN address).

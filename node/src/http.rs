@@ -52,6 +52,10 @@ pub struct Shared {
     pub playlist: watch::Receiver<LiveView>,
     /// The Icecast-style stream's feed.
     pub icy: Arc<crate::icy::Feed>,
+    /// Listener requests and the library they pick from.
+    pub desk: Arc<crate::desk::Desk>,
+    /// The operator's token.
+    pub token: Arc<crate::operator::Token>,
     /// The block store, for segments.
     pub store: BlockStore,
     /// Prometheus metrics.
@@ -99,7 +103,15 @@ pub async fn serve(
         .route("/stream", get(stream))
         .route("/volume", post(volume))
         .route("/mute", post(mute))
-        .layer(axum::middleware::from_fn_with_state(Guard { bound }, guard))
+        .merge(crate::desk::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            Guard {
+                bound,
+                token: shared.token.clone(),
+            },
+            guard,
+        ))
         .with_state(shared);
     let stopped = shutdown.clone();
     tasks.spawn("HTTP API", async move {
@@ -318,11 +330,16 @@ async fn stream(State(shared): State<Shared>, headers: HeaderMap) -> Response {
         .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response())
 }
 
+/// Request bodies are at most this long (a listener's request is a few dozen bytes).
+const BODY_MAX: usize = 4096;
+
 /// What [`guard`] checks requests against.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Guard {
     /// The address the API listens on.
     bound: SocketAddr,
+    /// The operator's token.
+    token: Arc<crate::operator::Token>,
 }
 
 /// Refuses cross-site and DNS-rebinding requests (see the module's doc).
@@ -333,7 +350,25 @@ async fn guard(
     next: Next,
 ) -> Response {
     let control = !matches!(*request.method(), Method::GET | Method::HEAD);
-    let verdict = if control {
+    let listener_request = *request.method() == Method::POST && request.uri().path() == "/requests";
+    let verdict = if let Some(token) = crate::operator::presented(request.headers()) {
+        // A token presented must be the right one, whatever else the request could do.
+        if g.token.matches(token) {
+            Ok(())
+        } else {
+            Err(Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "wrong operator token (the link the node prints at start has the right one)\n",
+                )
+                    .into_response(),
+            ))
+        }
+    } else if listener_request {
+        // Open to every listener; JSON only, which a cross-site form cannot send and a
+        // cross-site script cannot send without a preflight this API never grants.
+        same_origin(&g, request.headers()).and_then(|()| json_body(request.headers()))
+    } else if control {
         loopback_only(peer).and_then(|()| same_origin(&g, request.headers()))
     } else if is_loopback(g.bound.ip()) {
         host_allowed(&g, request.headers())
@@ -354,7 +389,7 @@ fn forbidden(why: &'static str) -> Box<Response> {
 }
 
 /// Loopback, including IPv4 on a dual-stack listener (`::ffff:127.0.0.1`).
-fn is_loopback(ip: std::net::IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: std::net::IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
@@ -414,7 +449,7 @@ fn same_origin(g: &Guard, headers: &HeaderMap) -> Result<(), Box<Response>> {
     }
 }
 
-/// Volume and mute are local to the node: only its own machine may change them.
+/// Without the operator token, the controls answer only to the node's own machine.
 fn loopback_only(peer: SocketAddr) -> Result<(), Box<Response>> {
     if is_loopback(peer.ip()) {
         Ok(())
@@ -422,7 +457,30 @@ fn loopback_only(peer: SocketAddr) -> Result<(), Box<Response>> {
         Err(Box::new(
             (
                 StatusCode::FORBIDDEN,
-                "volume and mute can only be changed from the node's own machine (loopback)\n",
+                "the controls need the operator token (the link the node prints at start) from any address but the node's own machine\n",
+            )
+                .into_response(),
+        ))
+    }
+}
+
+/// `Content-Type: application/json`.
+fn json_body(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if json {
+        Ok(())
+    } else {
+        Err(Box::new(
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a request is sent as application/json\n",
             )
                 .into_response(),
         ))
@@ -504,8 +562,10 @@ mod tests {
 
     #[test]
     fn hosts_and_origins() {
+        let token = Arc::new(crate::operator::Token::new("t".into()));
         let g = Guard {
             bound: "127.0.0.1:7300".parse().expect("addr"),
+            token: token.clone(),
         };
         for ok in [
             "127.0.0.1:7300",
@@ -527,6 +587,7 @@ mod tests {
         }
         let lan = Guard {
             bound: "192.168.1.5:7300".parse().expect("addr"),
+            token,
         };
         assert!(allowed_host(&lan, "192.168.1.5:7300"));
         assert!(!allowed_host(&lan, "192.168.1.6:7300"));

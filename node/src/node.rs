@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub volume: f32,
     /// Start muted.
     pub muted: bool,
+    /// The rules for listener requests.
+    pub requests: crate::requests::Policy,
     /// Testing: serve corrupt blocks.
     pub corrupt_blocks: bool,
     /// Testing: publish garbage gossip besides the real messages.
@@ -180,9 +182,6 @@ pub async fn run(
     let mut joiner = join::Joiner::new(client.clone(), events);
     let fresh = matches!(start, Start::Genesis(_));
     let genesis = obtain_genesis(&config, start, &mut joiner, &shutdown).await?;
-    joiner.set_genesis(&genesis);
-    let network_id = genesis.network_id();
-    info!(event = "genesis", network_id = %network_id, name = %genesis.genesis().name, "network {network_id} \"{}\"", genesis.genesis().name);
 
     let (chain, log, synced) =
         load_chain(&config, &genesis, &mut joiner, fresh, &clock, &shutdown).await?;
@@ -190,10 +189,15 @@ pub async fn run(
 
     let (fetch_tx, fetched) = start_exchange(&client, &lib, &shutdown, &mut tasks);
     let (player, player_events) = start_player(&config, &lib, &clock)?;
-    let (snapshot_tx, playlist_tx, http_addr) = start_http(
-        &config, &player, &clock, &lib, &metrics, &shutdown, &mut tasks,
-    )
-    .await?;
+    let serves = HttpServes {
+        player: &player,
+        clock: &clock,
+        lib: &lib,
+        library: &library,
+        metrics: &metrics,
+    };
+    let (snapshot_tx, playlist_tx, http_addr) =
+        start_http(&config, serves, &shutdown, &mut tasks).await?;
 
     let (answers_tx, answers) = mpsc::channel(256);
     let (replay, events) = joiner.into_events();
@@ -201,7 +205,7 @@ pub async fn run(
         playback: start_playback(&library, consensus.chain(), &lib, clock.now_ms()).await,
         net: network::Network::new(
             client,
-            network_id,
+            genesis.network_id(),
             genesis.to_cbor(),
             lib.store.clone(),
             config.data_dir.clone(),
@@ -283,14 +287,21 @@ async fn load_chain(
     Ok((chain, log, synced))
 }
 
+/// What the HTTP API serves from.
+struct HttpServes<'a> {
+    player: &'a Arc<Player>,
+    clock: &'a Arc<Clock>,
+    lib: &'a Library,
+    /// The library's tracks, for listener requests.
+    library: &'a [TrackRef],
+    metrics: &'a Arc<Metrics>,
+}
+
 /// The HTTP API (a critical task); returns the senders of the status document and the live
 /// playlist, and the address it listens on (also written to `DATA/http.addr`).
 async fn start_http(
     config: &NodeConfig,
-    player: &Arc<Player>,
-    clock: &Arc<Clock>,
-    lib: &Library,
-    metrics: &Arc<Metrics>,
+    serves: HttpServes<'_>,
     shutdown: &CancellationToken,
     tasks: &mut Critical,
 ) -> Result<(
@@ -298,8 +309,16 @@ async fn start_http(
     watch::Sender<LiveView>,
     SocketAddr,
 )> {
+    let token = Arc::new(crate::operator::Token::load_or_create(&config.data_dir)?);
     let (snapshot_tx, snapshot_rx) = watch::channel(serde_json::Value::Null);
     let (playlist_tx, playlist_rx) = watch::channel(LiveView::default());
+    let HttpServes {
+        player,
+        clock,
+        lib,
+        library,
+        metrics,
+    } = serves;
     let shared = http::Shared {
         snapshot: snapshot_rx,
         player: player.clone(),
@@ -308,11 +327,28 @@ async fn start_http(
         playlist: playlist_rx,
         store: lib.store.clone(),
         metrics: metrics.clone(),
+        desk: Arc::new(crate::desk::Desk::open(
+            config.data_dir.clone(),
+            library.to_vec(),
+            config.requests,
+        )),
+        token: token.clone(),
     };
     let http_addr = http::serve(config.http_listen, shared, shutdown.child_token(), tasks).await?;
     std::fs::write(config.data_dir.join("http.addr"), http_addr.to_string())
         .context("cannot write http.addr")?;
     info!(event = "http", address = %http_addr, "HTTP API on http://{http_addr}/status");
+    let shown = if http_addr.ip().is_unspecified() {
+        format!("THIS-MACHINE:{}", http_addr.port())
+    } else {
+        http_addr.to_string()
+    };
+    info!(
+        event = "operator_link",
+        "operator controls (volume, mute, request approval) from any device: http://{shown}/?token={} (keep it private; it is in {})",
+        token.text(),
+        config.data_dir.join(crate::operator::FILE).display()
+    );
 
     Ok((snapshot_tx, playlist_tx, http_addr))
 }
@@ -437,6 +473,20 @@ async fn start_network(
 
 /// The genesis: just created, saved in the data directory, or fetched from peers (and saved).
 async fn obtain_genesis(
+    config: &NodeConfig,
+    start: Start,
+    joiner: &mut join::Joiner,
+    shutdown: &CancellationToken,
+) -> Result<SignedGenesis> {
+    let genesis = find_genesis(config, start, joiner, shutdown).await?;
+    joiner.set_genesis(&genesis);
+    let network_id = genesis.network_id();
+    info!(event = "genesis", network_id = %network_id, name = %genesis.genesis().name, "network {network_id} \"{}\"", genesis.genesis().name);
+    Ok(genesis)
+}
+
+/// The genesis: just created, in the data directory, or fetched from the peers.
+async fn find_genesis(
     config: &NodeConfig,
     start: Start,
     joiner: &mut join::Joiner,

@@ -48,7 +48,7 @@ pub fn save_identity(data_dir: &Path, key: &Keypair) -> Result<()> {
 }
 
 /// Writes a secret atomically with mode 0600 from the first byte on.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

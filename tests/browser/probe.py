@@ -11,7 +11,7 @@ replies, each JSON message ended by a NUL byte), so only the standard library is
 port is opened. Media plays in real time: headless Chromium without a sound device uses a fake
 output paced by the clock (virtual-time flags do not advance audio).
 """
-import base64, json, os, shutil, subprocess, sys, tempfile, threading, time
+import base64, json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.parse
 
 url, out_png, timeout, values_js, stop_js = sys.argv[1:6]
 timeout = float(timeout)
@@ -20,8 +20,10 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
          "--disable-component-update", "--disable-sync", "--disable-default-apps",
          "--disable-extensions", "--metrics-recording-only",
          "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900",
-         # No DNS at all: the page is on loopback, and nothing else may be reached.
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
+         # No DNS at all: the page's own host (loopback, or an address of this machine) and
+         # nothing else may be reached.
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost, EXCLUDE "
+         + urllib.parse.urlsplit(url).hostname]
 profile = tempfile.mkdtemp(prefix="chorus-probe-")
 to_r, to_w = os.pipe()
 from_r, from_w = os.pipe()
@@ -86,6 +88,9 @@ def call(method, params=None, session=None, wait=30):
 
 def evaluate(expr, sess):
     r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=sess)
+    if "exceptionDetails" in r:
+        d = r["exceptionDetails"]
+        return {"exception": d.get("exception", {}).get("description") or d.get("text")}
     return r["result"].get("value")
 
 

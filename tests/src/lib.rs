@@ -152,6 +152,30 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<(u16, String, Vec<u8>)> {
+    http_request_with_body(addr, method, path, headers, b"")
+}
+
+/// `POST path` with a JSON `body` (and `Host`) to an HTTP/1.1 server at `addr`, with `headers`
+/// besides, as [`http_get`] answers.
+pub fn http_post_json(
+    addr: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut all = vec![("Host", addr), ("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    http_request_with_body(addr, "POST", path, &all, body.as_bytes())
+}
+
+/// `method path` with `headers` and `body` (a `Content-Length` for any method but GET).
+pub fn http_request_with_body(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     let mut request = format!("{method} {path} HTTP/1.1\r\n");
@@ -159,10 +183,12 @@ pub fn http_request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     if method != "GET" {
-        request.push_str("Content-Length: 0\r\n");
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("Connection: close\r\n\r\n");
-    s.write_all(request.as_bytes())?;
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw

@@ -1,7 +1,8 @@
 //! The `chorus` command line as a user runs it: real processes, real files.
 
-// Test code: its helpers outside `#[test]` functions panic on failure as the tests do.
-#![allow(clippy::unwrap_used)]
+// Test code: its helpers outside `#[test]` functions panic on failure as the tests do, and
+// each test is one scenario read top to bottom, however long.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Lines};
@@ -677,8 +678,8 @@ fn a_running_node_proposes_its_queue_in_order_then_its_own_pick() {
     use chorus_tests::net::{bootstrap, library};
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    // Songs 0-4 are the seed queue's (winners of the first slots); 5-8 can be proposed.
-    let lib = library(&root.join("lib"), 21, 9);
+    // Songs 0-4 are the seed queue's (winners of the first slots); 5-9 can be proposed.
+    let lib = library(&root.join("lib"), 21, 10);
     let (data, config) = (root.join("a/data"), root.join("a/config"));
     let out = chorus(&data)
         .args(["ingest", "--library", lib.to_str().unwrap()])
@@ -714,15 +715,37 @@ fn a_running_node_proposes_its_queue_in_order_then_its_own_pick() {
     assert_eq!(a.events("queue_proposed").len(), 3);
     let out = run_chorus(&data, &config, &["queue", "list"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("empty"));
-    // Queued while running: the first proposal after the node reread the queue is that track.
+    // A listener's request (over HTTP) and, after it, the DJ's entry queued while running:
+    // the DJ's entry is proposed first, then the request.
+    let http = std::fs::read_to_string(data.join("http.addr")).expect("http.addr");
+    let http = http.trim();
+    let (_, _, body) = chorus_tests::http_get(http, "/library?q=song%2021.9").expect("search");
+    let found: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(found["tracks"].as_array().map(Vec::len), Some(1), "{found}");
+    let hash = found["tracks"][0]["track_hash"].as_str().expect("hash");
+    let requested_at = std::time::Instant::now();
+    let (code, _, body) = chorus_tests::http_post_json(
+        http,
+        "/requests",
+        &format!(r#"{{"track_hash": "{hash}", "name": "Ada"}}"#),
+        &[],
+    )
+    .expect("request");
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
     let out = run_chorus(&data, &config, &["queue", "add", "--title", "Song 21.8"]);
     assert!(out.status.success());
     let reread = a.wait_for("the queue reread", long, |v| {
-        v["event"] == "queue" && v["pending"] == 1
+        v["event"] == "queue" && v["pending"] == 1 && v["requests"] == 1
     });
     let queued = a.status()["queue"].clone();
-    assert!(
-        queued.as_array().is_some_and(|q| q.len() == 1) && queued[0]["title"] == "Song 21.8",
+    assert_eq!(
+        (&queued[0]["title"], &queued[0]["source"]),
+        (&Value::from("Song 21.8"), &Value::from("dj")),
+        "/status queue: {queued}"
+    );
+    assert_eq!(
+        (&queued[1]["title"], &queued[1]["requested_by"]),
+        (&Value::from("Song 21.9"), &Value::from("Ada")),
         "/status queue: {queued}"
     );
     let from = a.index_of(&reread).expect("the event");
@@ -730,4 +753,17 @@ fn a_running_node_proposes_its_queue_in_order_then_its_own_pick() {
         v["event"] == "proposed"
     });
     assert!(title_of(&next).contains("Song 21.8"), "{next}");
+    let from = a.index_of(&next).expect("the event") + 1;
+    let next = a.wait_for_from(from, "the request's proposal", long, |v| {
+        v["event"] == "proposed"
+    });
+    assert!(title_of(&next).contains("Song 21.9"), "{next}");
+    let taken = a.wait_for("request_proposed", long, |v| {
+        v["event"] == "request_proposed"
+    });
+    assert_eq!(taken["request"], 0);
+    println!(
+        "request to proposal: {:.1} s (behind one DJ entry; one proposal window per slot)",
+        requested_at.elapsed().as_secs_f64()
+    );
 }

@@ -487,6 +487,303 @@ fn ffmpeg_reads_now_playing_from_the_icecast_stream_and_the_hls_segments_carry_i
     );
 }
 
+/// Whether CI asks for every test to run (no skipping for a missing program).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Loads `url` in headless Chromium (tests/browser/probe.py): `values` sampled every 250 ms
+/// until `stop` holds or `timeout_s` passed, then a screenshot to `shot`. The samples, with
+/// their seconds since the page was loaded.
+fn probe(url: &str, shot: &Path, timeout_s: u32, values: &str, stop: &str) -> Vec<(f64, Value)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/probe.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(url)
+        .arg(shot)
+        .args([&timeout_s.to_string(), values, stop])
+        .output()
+        .expect("run the browser probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("DONE"),
+        "probe failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("SAMPLE "))
+        .map(|l| {
+            let (t, v) = l.split_once(' ').expect("time and value");
+            (
+                t.parse().expect("time"),
+                serde_json::from_str(v).expect("JSON"),
+            )
+        })
+        .collect()
+}
+
+/// An IPv4 address of this machine that is not loopback (`ip -4 addr`), for a page that comes
+/// "from another address": a connection to it from this machine has it as its source.
+fn global_ipv4() -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        words.find(|w| *w == "inet")?;
+        words.next()?.split('/').next().map(str::to_owned)
+    })
+}
+
+#[test]
+fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from_another_address() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (Some(ip), true) = (
+        global_ipv4(),
+        has_program("chromium") && has_program("python3"),
+    ) else {
+        assert!(
+            !in_ci(),
+            "CI must have chromium, python3 and a non-loopback IPv4 address"
+        );
+        println!("SKIPPED: chromium, python3 or a non-loopback IPv4 address is missing");
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut radio = chorus_tests::net::lone_node(
+        tmp.path(),
+        "radio",
+        11,
+        &[
+            s("--audio"),
+            s("null"),
+            s("--approve-requests"),
+            s("--http-listen"),
+            format!("{ip}:0"),
+        ],
+        &[],
+    );
+    audio_event(&radio, 0);
+    let addr = http_addr(&radio);
+    assert!(addr.starts_with(&ip), "{addr}");
+    let token = std::fs::read_to_string(radio.data_dir.join("operator.token"))
+        .expect("the operator token")
+        .trim()
+        .to_owned();
+    let link = radio.wait_for("the operator link", LONG, |v| v["event"] == "operator_link");
+    assert!(
+        link["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("http://{addr}/?token={token}"))),
+        "{link}"
+    );
+
+    // A listener searches, requests Song 11.3 as Ada (it waits for approval), and asks for it
+    // again: refused by the cooldown, with a message.
+    let listener_js = "(() => { const $ = (id) => document.getElementById(id); \
+        const s = window.__s = window.__s || { step: 0 }; const msg = $('req-msg').textContent; \
+        const buttons = document.querySelectorAll('#results button.request'); \
+        if (s.step === 0 && buttons.length > 1) { $('search').value = 'song 11.3'; \
+            $('search').dispatchEvent(new Event('input')); s.step = 1; } \
+        else if (s.step === 1 && buttons.length === 1) { $('req-name').value = 'Ada'; buttons[0].click(); s.step = 2; } \
+        else if (s.step === 2 && msg.startsWith('Requested')) { s.first = msg; buttons[0].click(); s.step = 3; } \
+        else if (s.step === 3 && msg !== s.first) { s.second = msg; s.step = 4; } \
+        return { step: s.step, first: s.first || null, second: s.second || null, \
+            results: $('results').textContent, requests: $('requests').textContent, \
+            operator: !$('operator').hidden }; })()";
+    let listener_stop = "window.__s !== undefined && window.__s.step === 4 && \
+        document.getElementById('requests').textContent.includes('by Ada')";
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("requests-listener.png");
+    let samples = probe(
+        &format!("http://{addr}/"),
+        &shot,
+        60,
+        listener_js,
+        listener_stop,
+    );
+    let (_, last) = samples.last().expect("samples");
+    println!("listener page: {last}");
+    assert_eq!(last["step"], 4, "{last}");
+    assert!(
+        last["first"]
+            .as_str()
+            .is_some_and(|m| m.contains("Song 11.3") && m.contains("approval")),
+        "{last}"
+    );
+    assert!(
+        last["second"]
+            .as_str()
+            .is_some_and(|m| m.contains("was requested") && m.contains("again in")),
+        "{last}"
+    );
+    assert!(
+        last["requests"]
+            .as_str()
+            .is_some_and(|r| r.contains("Song 11.3") && r.contains("waits for approval")),
+        "{last}"
+    );
+    assert_eq!(last["operator"], false, "a listener sees no controls");
+
+    // Bad input over the API changes nothing, and says why.
+    let json_error = |body: &[u8]| -> String {
+        serde_json::from_slice::<Value>(body).map_or_else(
+            |_| String::from_utf8_lossy(body).into_owned(),
+            |v| v["error"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let post = |path: &str, body: &str, headers: &[(&str, &str)]| {
+        chorus_tests::http_post_json(&addr, path, body, headers).expect("POST")
+    };
+    let (code, _, body) = post("/requests", r#"{"track_hash": "00"}"#, &[]);
+    assert_eq!(code, 404, "{}", json_error(&body));
+    assert!(json_error(&body).contains("no track 00"));
+    let known = radio.events("playing")[0]["track_hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    let long_name = format!(
+        r#"{{"track_hash": "{known}", "name": "{}"}}"#,
+        "x".repeat(41)
+    );
+    let (code, _, body) = post("/requests", &long_name, &[]);
+    assert_eq!(code, 400, "{}", json_error(&body));
+    assert!(json_error(&body).contains("at most 40 characters"));
+    let (code, _, _) = post("/requests", "not json", &[]);
+    assert_eq!(code, 400);
+    let (code, _, _) = chorus_tests::http_request_with_body(
+        &addr,
+        "POST",
+        "/requests",
+        &[("Host", &addr), ("Content-Type", "text/plain")],
+        br#"{"track_hash": "00"}"#,
+    )
+    .expect("POST");
+    assert_eq!(code, 415, "a form-like body is refused");
+    let (code, _, body) = post("/mute?on=true", "", &[]);
+    assert_eq!(
+        code,
+        403,
+        "no token from another address: {}",
+        json_error(&body)
+    );
+    let (code, _, _) = post("/mute?on=true", "", &[("Authorization", "Bearer 0123")]);
+    assert_eq!(code, 401, "a wrong token");
+    // A flood of requests from one listener: its hourly limit, then refusals.
+    let mut codes = Vec::new();
+    for i in [0, 1, 2, 4] {
+        let (_, _, body) =
+            chorus_tests::http_get(&addr, &format!("/library?q=song%2011.{i}")).expect("search");
+        let found: Value = serde_json::from_slice(&body).expect("JSON");
+        let hash = found["tracks"][0]["track_hash"].as_str().expect("hash");
+        let (code, _, body) = post("/requests", &format!(r#"{{"track_hash": "{hash}"}}"#), &[]);
+        codes.push((code, json_error(&body)));
+    }
+    assert_eq!(
+        codes.iter().map(|c| c.0).collect::<Vec<_>>(),
+        [201, 201, 429, 429],
+        "{codes:?}"
+    );
+    assert!(
+        codes[2].1.contains("requests in the last hour"),
+        "{codes:?}"
+    );
+    let (_, _, body) = chorus_tests::http_get(&addr, "/requests").expect("requests");
+    let listed: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(
+        listed["requests"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+    assert_eq!(radio.status()["audio"]["muted"], false);
+
+    // The operator, with the link, from the same other address: approves Ada's request (it
+    // joins the queue), then mutes the node.
+    let operator_js = "(() => { const $ = (id) => document.getElementById(id); \
+        const s = window.__s = window.__s || { step: 0 }; \
+        const ada = [...document.querySelectorAll('#requests li')].find((li) => li.textContent.includes('by Ada')); \
+        const approve = ada && ada.querySelector('button.approve'); \
+        if (s.step === 0 && !$('operator').hidden && approve) { approve.click(); s.step = 1; } \
+        else if (s.step === 1 && $('queue').textContent.includes('requested by Ada')) { $('mute').click(); s.step = 2; } \
+        else if (s.step === 2 && $('mute-state').textContent === 'muted') { s.step = 3; } \
+        return { step: s.step, operator: !$('operator').hidden, queue: $('queue').textContent, \
+            mute: $('mute-state').textContent, address: location.href }; })()";
+    let operator_stop = "window.__s !== undefined && window.__s.step === 3";
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("requests-operator.png");
+    let samples = probe(
+        &format!("http://{addr}/?token={token}"),
+        &shot,
+        60,
+        operator_js,
+        operator_stop,
+    );
+    let (_, last) = samples.last().expect("samples");
+    println!("operator page: {last}");
+    assert_eq!(last["step"], 3, "{last}");
+    assert!(
+        !last["address"].as_str().unwrap_or("").contains(&token),
+        "the token left the address bar: {last}"
+    );
+    assert!(
+        last["queue"]
+            .as_str()
+            .is_some_and(|q| q.contains("Song 11.3") && q.contains("requested by Ada")),
+        "{last}"
+    );
+    assert_eq!(radio.status()["audio"]["muted"], true);
+    radio.wait_for("the approval", LONG, |v| {
+        v["event"] == "request_decided" && v["approved"] == true
+    });
+
+    // Requests, their states and the token survive kill -9.
+    radio.kill9();
+    radio.restart(&[
+        s("--audio"),
+        s("null"),
+        s("--approve-requests"),
+        s("--http-listen"),
+        format!("{ip}:0"),
+        s("--library"),
+        tmp.path().join("lib").display().to_string(),
+    ]);
+    let restarted = radio.event_count();
+    radio.wait_for_from(restarted, "the HTTP API", LONG, |v| v["event"] == "http");
+    let addr = http_addr(&radio);
+    let (_, _, body) = chorus_tests::http_get(&addr, "/requests").expect("requests");
+    let after: Value = serde_json::from_slice(&body).expect("JSON");
+    let states: Vec<(String, String)> = after["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|r| {
+            (
+                r["title"].as_str().unwrap_or("").to_owned(),
+                r["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("Song 11.3".to_owned(), "queued".to_owned()))
+            || states.contains(&("Song 11.3".to_owned(), "proposed".to_owned())),
+        "{states:?}"
+    );
+    assert_eq!(states.len(), 3, "{states:?}");
+    assert_eq!(
+        std::fs::read_to_string(radio.data_dir.join("operator.token"))
+            .expect("token")
+            .trim(),
+        token
+    );
+    let (code, _, _) = post_to(&addr, "/mute?on=false", &token);
+    assert_eq!(code, 200, "the same token after the restart");
+}
+
+fn post_to(addr: &str, path: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let bearer = format!("Bearer {token}");
+    chorus_tests::http_post_json(addr, path, "", &[("Authorization", &bearer)]).expect("POST")
+}
+
 #[test]
 fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -504,7 +801,6 @@ fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     audio_event(&radio, 0);
     let addr = http_addr(&radio);
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/probe.py");
     let values = "({title: document.getElementById('title').textContent, \
         network: document.getElementById('network').textContent, \
         queue: document.getElementById('queue').textContent, \
@@ -515,30 +811,7 @@ fn chromium_shows_the_status_page_and_plays_the_live_stream() {
     let stop = "(() => { const a = document.getElementById('audio'); \
         if (window.__t0 === undefined) { if (a.currentTime > 0) window.__t0 = a.currentTime; return false; } \
         return a.currentTime - window.__t0 > 4; })()";
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(format!("http://{addr}/?autoplay"))
-        .arg(&shot)
-        .args(["60", values, stop])
-        .output()
-        .expect("run the browser probe");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("DONE"),
-        "probe failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let samples: Vec<(f64, Value)> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("SAMPLE "))
-        .map(|l| {
-            let (t, v) = l.split_once(' ').expect("time and value");
-            (
-                t.parse().expect("time"),
-                serde_json::from_str(v).expect("JSON"),
-            )
-        })
-        .collect();
+    let samples = probe(&format!("http://{addr}/?autoplay"), &shot, 60, values, stop);
     let (_, last) = samples.last().expect("samples");
     let first_play = samples
         .iter()

@@ -89,6 +89,12 @@ fn config(
         audio: args.audio.clone(),
         volume: f32::from(args.volume) / 100.0,
         muted: args.mute,
+        requests: crate::requests::Policy {
+            cooldown_ms: args.request_cooldown_minutes.saturating_mul(60_000),
+            per_hour: args.requests_per_hour,
+            approve: args.approve_requests,
+            ..crate::requests::Policy::default()
+        },
         corrupt_blocks: args.serve_corrupt_blocks,
         garbage: args.send_garbage,
     }

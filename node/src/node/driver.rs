@@ -16,7 +16,7 @@ use super::network::Answer;
 use super::playback::Output;
 use super::report::{self, Misbehaviour};
 use super::timekeeper;
-use super::{Inputs, Parts, garbage, snapshot};
+use super::{Inputs, Parts, garbage, queueing, snapshot};
 use crate::fetch::FetchEvent;
 use crate::net::Event;
 
@@ -223,9 +223,16 @@ impl Driver {
             }
             Action::Proposed { slot, track } => {
                 report::proposed(slot, &track);
-                if let Some(entry) = self.p.queue.proposed(&track.track_hash) {
-                    info!(event = "queue_proposed", slot, entry, track_hash = %track.track_hash,
-                        "proposed entry {entry} of the DJ's queue for slot {slot}");
+                match self.p.queue.proposed(&track.track_hash) {
+                    Some(queueing::Taken::Dj(entry)) => {
+                        info!(event = "queue_proposed", slot, entry, track_hash = %track.track_hash,
+                            "proposed entry {entry} of the DJ's queue for slot {slot}");
+                    }
+                    Some(queueing::Taken::Request(request)) => {
+                        info!(event = "request_proposed", slot, request, track_hash = %track.track_hash,
+                            "proposed listener request {request} for slot {slot}");
+                    }
+                    None => {}
                 }
             }
             Action::FetchProposals { peer, slot, ids } => {
@@ -323,11 +330,14 @@ impl Driver {
         self.p.consensus.set_blacklist(hashes);
     }
 
-    /// Rereads the DJ's queue when its file changed (or `force`) and hands consensus the
-    /// tracks to propose first.
+    /// Rereads the DJ's queue and the listeners' requests when a file changed (or `force`) and
+    /// hands consensus the tracks to propose first.
     fn apply_queue(&mut self, force: bool) {
         if self.p.queue.reload(force) {
             self.p.consensus.set_queue(self.p.queue.hashes());
+            // `/status` shows the queue before the log says it changed.
+            self.publish_snapshot();
+            self.p.queue.log(force);
         }
     }
 

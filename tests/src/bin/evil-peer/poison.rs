@@ -109,6 +109,7 @@ pub(crate) async fn poison(
         audio: SinkSpec::Null,
         volume: 0.0,
         muted: true,
+        requests: chorus::requests::Policy::default(),
         corrupt_blocks: false,
         garbage: false,
     };
