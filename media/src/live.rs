@@ -325,6 +325,7 @@ mod tests {
                     artist: "Artist".into(),
                     album: String::new(),
                 },
+                fade_out_ms: 0,
             }),
         }
     }

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{info, warn};
 
-pub use schedule::{SlotPlan, TrackAudio, TrackTags, gain_db, linear};
+pub use schedule::{SlotPlan, TrackAudio, TrackTags, fade_out_gain, gain_db, linear};
 pub use sink::{BufferTag, CHANNELS, RATE, Sink, SinkError, SinkSpec, TimeBase};
 
 use crate::store::BlockStore;
@@ -518,7 +518,16 @@ impl Engine {
             Some(stream) => match stream.audio_at(pos) {
                 Audio::Samples(s) => {
                     let n = room.min((s.len() / CHANNELS) as u64);
-                    out.extend(s[..n as usize * CHANNELS].iter().map(|x| x * gain));
+                    let fade = u64::from(audio.fade_out_ms) * u64::from(RATE) / 1000;
+                    let end = plan.frames();
+                    if fade > 0 && pos + n + fade > end {
+                        for (i, frame) in s[..n as usize * CHANNELS].chunks(CHANNELS).enumerate() {
+                            let g = gain * fade_out_gain(pos + i as u64, end, fade);
+                            out.extend(frame.iter().map(|x| x * g));
+                        }
+                    } else {
+                        out.extend(s[..n as usize * CHANNELS].iter().map(|x| x * gain));
+                    }
                     (n, None)
                 }
                 Audio::Missing(left) => (room.min(left).max(1), Some(stream.segment_of(pos))),

@@ -11,7 +11,7 @@ use chorus_media::decode::decode_track;
 use chorus_media::manifest::Manifest;
 use chorus_media::player::clocked::{csv_path, read_wav};
 use chorus_media::player::{
-    Player, PlayerConfig, SinkSpec, SlotPlan, TimeBase, TrackAudio, linear,
+    Player, PlayerConfig, SinkSpec, SlotPlan, TimeBase, TrackAudio, fade_out_gain, linear,
 };
 use chorus_media::synth::{FileTags, Format, Tune, write_tune};
 use chorus_media::track::ingest_file;
@@ -128,9 +128,94 @@ fn play(
             manifest_id,
             gain_db,
             tags: Default::default(),
+            fade_out_ms: 0,
         }),
     }]);
     player
+}
+
+/// PROTOCOL.md 5: a substitute plays for its slot's length, faded out at the slot's end: a
+/// 7 s track in a 4 s slot with a 2 s fade is the track times the fade's gain, down to near
+/// silence at the slot's end, and untouched before the fade.
+#[test]
+fn a_substitute_fades_out_at_its_slots_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, manifest_id, _) = track(dir.path());
+    let full = decode_track(&store, &manifest_id).expect("decode");
+    let time = TestTime::new();
+    let wav = dir.path().join("out.wav");
+    let player = Player::start(PlayerConfig {
+        sink: SinkSpec::Wav(wav.clone()),
+        store: store.clone(),
+        time: time.clone(),
+        volume: 1.0,
+        muted: false,
+        lead: std::time::Duration::from_millis(150),
+    })
+    .expect("player");
+    // Slot 0 began 1.5 s ago and lasts 4 s.
+    let start_ms = now_ms(&time) - 1_500;
+    player.schedule(vec![SlotPlan {
+        slot: 0,
+        start_ms,
+        end_ms: start_ms + 4_000,
+        audio: Some(TrackAudio {
+            manifest_id,
+            gain_db: -3.0,
+            tags: Default::default(),
+            fade_out_ms: 2_000,
+        }),
+    }]);
+    let (end, fade) = (192_000u64, 96_000u64);
+    play_until(&player, 0, end - 2_000);
+    drop(player);
+    let rows = rows(&wav);
+    let samples = read_wav(&wav).expect("wav");
+    let gain = linear(-3.0);
+    // Each row's buffer starts at the wav frame its time says (the file's timeline is the
+    // clock's, from the first row on). Per buffer, the output's level against the track's
+    // (times the gain) is the fade's mean gain over the buffer: compared by level, not sample
+    // by sample, because the player may drop or repeat a single sample within a buffer to keep
+    // time, which shifts the rest of that buffer by one.
+    let frame_of = |r: &Row| ((r.system_us - rows[0].system_us) as f64 * 0.048).round() as usize;
+    let mut checked = (0, 0);
+    for (i, r) in rows.iter().enumerate() {
+        let (frame, next) = (
+            frame_of(r),
+            rows.get(i + 1).map_or(samples.len() / 2, frame_of),
+        );
+        let Some(first) = r.sample else { continue };
+        let n = (next - frame) as u64;
+        if first < 72_000 || first + n > end - 2_000 || next * 2 > samples.len() || n == 0 {
+            continue;
+        }
+        let level = |f: &dyn Fn(u64) -> f32| (0..n).map(|k| f64::from(f(k).abs())).sum::<f64>();
+        let out = level(&|k| samples[(frame + k as usize) * 2]);
+        let track = level(&|k| full[(first + k) as usize * 2] * gain);
+        let want = (0..n)
+            .map(|k| f64::from(fade_out_gain(first + k, end, fade)))
+            .sum::<f64>()
+            / n as f64;
+        if track < 1.0 {
+            continue;
+        }
+        assert!(
+            (out / track - want).abs() < 0.03,
+            "buffer from sample {first}: level {:.3} of the track's, the fade says {want:.3}",
+            out / track
+        );
+        if first + n <= end - fade {
+            checked.0 += 1;
+        } else {
+            checked.1 += 1;
+        }
+    }
+    assert!(
+        checked.0 > 10 && checked.1 > 50,
+        "buffers checked: {checked:?}"
+    );
+    assert!(fade_out_gain(end - 2_000, end, fade) < 0.04);
+    assert_eq!(fade_out_gain(end - fade, end, fade), 1.0);
 }
 
 #[test]

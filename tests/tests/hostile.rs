@@ -356,8 +356,8 @@ fn a_flood_over_one_connection_is_graylisted_and_the_radio_goes_on() {
 }
 
 /// PROTOCOL.md 12.2: the attacker wins slot 7 with a track it never serves. Every honest node
-/// asks every provider, reports `unavailable` (diverged for that slot only) and stays
-/// eligible: honest nodes propose for slot 12 (whose proposals report slot 7), slot 12 is won
+/// asks every provider, reports `unavailable` (diverged for that slot only), plays a track of
+/// its own library in its place, and stays eligible: honest nodes propose for slot 12 (whose proposals report slot 7), slot 12 is won
 /// by a proposal, not replayed, and over the ten slots 12 to 21 the attacker wins no more than
 /// its share allows.
 #[test]
@@ -384,6 +384,13 @@ fn a_withheld_winner_costs_one_slot_not_the_honest_proposers() {
             "{}: {diverged}",
             node.name
         );
+        // Rather than silence, a track of its own library stands in (faded out at the slot's
+        // end) and is heard in that slot.
+        let stand_in = node.wait_for("a stand-in", LONG, |v| {
+            at_slot("playing", target)(v) && v["stand_in"] == true
+        });
+        assert_ne!(stand_in["track_hash"], withheld.as_str(), "{stand_in}");
+        node.wait_for("the stand-in's sound", LONG, at_slot("audio", target));
     }
     let mut attacker_wins = 0;
     for k in target + 5..target + 15 {

@@ -296,9 +296,10 @@ impl Consensus {
         }
     }
 
-    /// A track of the own library, not blacklisted, to play instead of `slot`'s winner:
-    /// preferably one that lasts the whole slot; chosen by a hash of this node and the slot.
-    fn pick_substitute(&self, slot: u64) -> Option<TrackRef> {
+    /// Query: a track of the own library, not blacklisted, to play instead of `slot`'s winner
+    /// (blacklisted, or not fetched in time): preferably one that lasts the whole slot; chosen
+    /// by a hash of this node and the slot. `None` with nothing to play.
+    pub fn pick_substitute(&self, slot: u64) -> Option<TrackRef> {
         let length = self.chain.winner(slot).map_or(0, |w| w.duration_ms);
         let usable: Vec<&TrackRef> = self
             .library

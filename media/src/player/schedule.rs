@@ -38,6 +38,21 @@ pub struct TrackAudio {
     pub gain_db: f64,
     /// What listeners are told is on air (the live stream's ID3 and ICY metadata).
     pub tags: TrackTags,
+    /// Faded out over this many ms before the slot's end (0: cut as it is): a substitute
+    /// plays for the slot's length and no more (PROTOCOL.md 5).
+    pub fade_out_ms: u32,
+}
+
+/// The gain of a fade-out of `fade_frames` ending at `end` (the slot's length in frames) at
+/// frame `pos` of the slot: 1 before the fade, then down to 0 at the end, on a quarter sine
+/// (equal power: it sounds even, where a straight line seems to drop at the end).
+pub fn fade_out_gain(pos: u64, end: u64, fade_frames: u64) -> f32 {
+    let left = end.saturating_sub(pos);
+    if fade_frames == 0 || left >= fade_frames {
+        return 1.0;
+    }
+    let x = left as f64 / fade_frames as f64;
+    (x * std::f64::consts::FRAC_PI_2).sin() as f32
 }
 
 /// A track's title, artist and album as a proposal carried them: text a peer wrote, each

@@ -288,6 +288,12 @@ impl Driver {
             Output::Schedule(plans) => self.p.audio.schedule(plans),
             Output::Played { slot, track } => self.p.consensus.report_played(slot, track),
             Output::Unavailable { slot } => self.p.consensus.report_unavailable(slot),
+            Output::StandIn { slot } => {
+                let track = self.p.consensus.pick_substitute(slot);
+                let now = self.now();
+                let chain = self.p.consensus.chain();
+                self.p.playback.handle_stand_in(now, slot, track, chain);
+            }
             Output::SlotStarted { slot } => {
                 self.p.metrics.slot.set(slot as i64);
                 report::phase(slot, chain.lookahead());

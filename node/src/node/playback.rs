@@ -32,6 +32,8 @@ mod tests;
 
 /// Slots of history kept (states, substitutes, missed segments).
 const HISTORY: u64 = 8;
+/// A substitute or stand-in fades out over this long before its slot ends (PROTOCOL.md 5).
+pub const SUBSTITUTE_FADE_MS: u32 = 2000;
 /// Tracks reported unavailable remembered at most (one per withheld winner).
 const UNAVAILABLE_MAX: usize = 1024;
 
@@ -42,6 +44,10 @@ pub enum Playing {
     Winner,
     /// A substitute for a blacklisted winner (`None`: silence).
     Substitute(Option<TrackRef>),
+    /// A track of the own library in place of a winner that did not arrive in time (missing
+    /// or unavailable): the slot still counts as diverged, and consensus is told what the
+    /// winner's fate was, not the stand-in.
+    StandIn(TrackRef),
     /// No segment of the winner yet: waiting since (network time, ms).
     Waiting(u64),
     /// No segment of the winner arrived within one segment of its start.
@@ -109,6 +115,12 @@ pub enum Output {
     },
     /// The slot's winner (or substitute) starts, or waits for its segments.
     Started(Start),
+    /// The winner of the slot playing now did not arrive in time: the driver picks a track of
+    /// the own library to play in its place ([`Playback::handle_stand_in`]).
+    StandIn {
+        /// The slot.
+        slot: u64,
+    },
     /// The slot plays nothing of its winner.
     Diverged {
         /// The slot.
@@ -153,6 +165,8 @@ pub struct Playback {
     current: Option<u64>,
     playing: BTreeMap<u64, Playing>,
     substitutes: BTreeMap<u64, Option<TrackRef>>,
+    /// Tracks of the own library played in place of winners that did not arrive.
+    stand_ins: BTreeMap<u64, TrackRef>,
     /// Segments held per track (by track hash): (held, total).
     held: BTreeMap<Hash32, (u64, u64)>,
     /// Tracks held in full.
@@ -201,6 +215,7 @@ impl Playback {
     pub fn substitute_now(&self) -> Option<Option<TrackRef>> {
         match self.playing.get(&self.current?) {
             Some(Playing::Substitute(t)) => Some(t.clone()),
+            Some(Playing::StandIn(t)) => Some(Some(t.clone())),
             _ => None,
         }
     }
@@ -249,6 +264,31 @@ impl Playback {
     /// `slot`.
     pub fn handle_substitute(&mut self, slot: u64, track: Option<TrackRef>) {
         self.substitutes.insert(slot, track);
+    }
+
+    /// The driver's answer to [`Output::StandIn`]: `track` (None: the library has nothing to
+    /// play, silence goes on) plays in place of `slot`'s winner, from the slot's current
+    /// position, faded out at its end.
+    pub fn handle_stand_in(&mut self, now: u64, slot: u64, track: Option<TrackRef>, chain: &Chain) {
+        let (Some(track), Some(winner)) = (track, chain.winner(slot).cloned()) else {
+            return;
+        };
+        if self.playing.get(&slot) != Some(&Playing::Missing) {
+            return;
+        }
+        self.stand_ins.insert(slot, track.clone());
+        self.playing.insert(slot, Playing::StandIn(track));
+        let (held, total) = self.held_of(&winner);
+        self.out.push_back(Output::Started(Start {
+            slot,
+            playing: self.playing[&slot].clone(),
+            winner,
+            position_ms: now.saturating_sub(chain.start(slot).unwrap_or(now)),
+            held,
+            total,
+            late: true,
+        }));
+        self.reschedule(now, chain);
     }
 
     /// The chain was replaced from `from_slot` on (a fork adopted): those slots are asked for
@@ -440,7 +480,9 @@ impl Playback {
                 total,
                 late: true,
             }));
-        } else if now > start.max(since) + chain.rules().segment_ms {
+        } else if now > start.max(since) + chain.rules().segment_ms
+            || self.unavailable.contains_key(&winner.track_hash)
+        {
             let why = match self.unavailable.get(&winner.track_hash) {
                 Some(&(asked, refused)) => {
                     // 12.2: diverged for display, eligible all the same.
@@ -454,6 +496,7 @@ impl Playback {
             };
             self.playing.insert(slot, Playing::Missing);
             self.out.push_back(Output::Diverged { slot, winner, why });
+            self.out.push_back(Output::StandIn { slot });
         }
     }
 
@@ -549,10 +592,12 @@ impl Playback {
             let end_ms = chain
                 .start(slot + 1)
                 .unwrap_or(start_ms + winner.duration_ms + gap);
-            let track = match self.substitutes.get(&slot) {
-                Some(sub) => sub.as_ref(),
-                None => Some(winner),
-            };
+            let (track, fade_out_ms) =
+                match (self.substitutes.get(&slot), self.stand_ins.get(&slot)) {
+                    (Some(sub), _) => (sub.as_ref(), SUBSTITUTE_FADE_MS),
+                    (None, Some(stand_in)) => (Some(stand_in), SUBSTITUTE_FADE_MS),
+                    (None, None) => (Some(winner), 0),
+                };
             plans.push(SlotPlan {
                 slot,
                 start_ms,
@@ -560,6 +605,7 @@ impl Playback {
                 audio: track.map(|t| TrackAudio {
                     manifest_id: t.manifest_id,
                     gain_db: gain_db(target, t.loudness_lufs),
+                    fade_out_ms,
                     tags: TrackTags {
                         title: t.title.clone(),
                         artist: t.artist.clone(),
@@ -577,6 +623,7 @@ impl Playback {
     fn forget_before(&mut self, keep_from: u64) {
         self.playing = self.playing.split_off(&keep_from);
         self.substitutes = self.substitutes.split_off(&keep_from);
+        self.stand_ins = self.stand_ins.split_off(&keep_from);
         self.missed = self.missed.split_off(&keep_from);
         self.wanted = self.wanted.split_off(&keep_from);
         self.leanings = self.leanings.split_off(&keep_from);

@@ -62,6 +62,11 @@ pub fn started(s: &Start) {
             info!(event = "playing", slot, track_hash = hash.map(|h| h.to_hex()).as_deref(), track = %sub_name, substitute = true, consensus_track = %winner.track_hash,
                 "playing slot={slot} substitute \"{sub_name}\" instead of the blacklisted \"{name}\"");
         }
+        Playing::StandIn(t) => {
+            let sub_name = track_name(t);
+            info!(event = "playing", slot, track_hash = %t.track_hash, track = %sub_name, substitute = true, stand_in = true, consensus_track = %winner.track_hash, position_ms = position,
+                "playing slot={slot} \"{sub_name}\" from the own library in place of \"{name}\", which did not arrive (position={position}ms, fading out at the slot's end)");
+        }
         Playing::Waiting(_) => {
             info!(event = "waiting", slot, track_hash = %winner.track_hash, "slot={slot} \"{name}\": waiting for its segments");
         }

@@ -4,7 +4,7 @@ use chorus_consensus::chain::Outcome;
 use chorus_consensus::{Chain, Hash32, Rules, TrackRef};
 use chorus_media::player::PlayerEvent;
 
-use super::{Missed, Output, Playback, Playing};
+use super::{Missed, Output, Playback, Playing, SUBSTITUTE_FADE_MS};
 use crate::fetch::FetchCommand;
 
 /// Genesis slot 0 starts here; every track lasts 10 s (no gap), so slot k starts at
@@ -141,7 +141,8 @@ fn no_segment_within_one_segment_is_a_divergence_reported_as_nothing_played() {
                 slot: 2,
                 winner: track(2),
                 why: Missed::NotFetched
-            }
+            },
+            Output::StandIn { slot: 2 }
         ]
     );
     // Once only.
@@ -171,10 +172,18 @@ fn unavailable_is_reported_at_once_and_the_slot_diverges_without_losing_eligibil
     // Not the winner of that slot: nothing.
     p.handle_unavailable(&chain, track(9).track_hash, 3, 1, false);
     assert_eq!(drain(&mut p), vec![]);
+    // Known unavailable: the slot diverges as it starts, without waiting a segment.
     p.handle_tick(at(3, 0), &chain);
-    drain(&mut p);
-    p.handle_tick(at(3, 6_001), &chain);
     let out = drain(&mut p);
+    let out: Vec<Output> = out
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Unavailable { .. } | Output::Diverged { .. } | Output::StandIn { .. }
+            )
+        })
+        .collect();
     assert_eq!(
         out,
         vec![
@@ -186,9 +195,61 @@ fn unavailable_is_reported_at_once_and_the_slot_diverges_without_losing_eligibil
                     asked: 4,
                     refused: false
                 }
-            }
+            },
+            Output::StandIn { slot: 3 }
         ]
     );
+}
+
+/// A winner that did not arrive is replaced by a track of the own library from the slot's
+/// current position, faded out at the slot's end; consensus still hears only that nothing
+/// (or `unavailable`) was played.
+#[test]
+fn a_stand_in_from_the_library_plays_in_place_of_a_winner_that_did_not_arrive() {
+    let chain = chain(0);
+    let mut p = Playback::new(&[track(7)]);
+    p.handle_tick(at(2, 0), &chain);
+    drain(&mut p);
+    p.handle_tick(at(2, 6_001), &chain);
+    let out = drain(&mut p);
+    assert!(out.contains(&Output::StandIn { slot: 2 }), "{out:?}");
+    p.handle_stand_in(at(2, 6_010), 2, Some(track(7)), &chain);
+    let out = drain(&mut p);
+    assert_eq!(started(&out), vec![(2, Playing::StandIn(track(7)), true)]);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Played { .. })),
+        "the stand-in is not reported to consensus: {out:?}"
+    );
+    assert_eq!(p.substitute_now(), Some(Some(track(7))));
+    let Some(Output::Schedule(plans)) = out.iter().find(|o| matches!(o, Output::Schedule(_)))
+    else {
+        panic!("no schedule: {out:?}");
+    };
+    let audio = |slot: u64| {
+        plans
+            .iter()
+            .find(|p| p.slot == slot)
+            .and_then(|p| p.audio.as_ref())
+            .map(|a| (a.manifest_id, a.fade_out_ms))
+    };
+    assert_eq!(audio(2), Some((track(7).manifest_id, SUBSTITUTE_FADE_MS)));
+    assert_eq!(
+        audio(3),
+        Some((track(3).manifest_id, 0)),
+        "the next winner as it is"
+    );
+    // Nothing to play (an empty library): silence goes on; an answer for a slot that did not
+    // miss its winner changes nothing.
+    let mut q = Playback::new(&[]);
+    q.handle_tick(at(2, 6_001), &chain);
+    drain(&mut q);
+    q.handle_stand_in(at(2, 6_010), 2, None, &chain);
+    assert_eq!(drain(&mut q), vec![]);
+    let mut r = Playback::new(&[track(2)]);
+    r.handle_tick(at(2, 0), &chain);
+    drain(&mut r);
+    r.handle_stand_in(at(2, 10), 2, Some(track(7)), &chain);
+    assert_eq!(drain(&mut r), vec![]);
 }
 
 #[test]
@@ -238,6 +299,15 @@ fn a_substitute_replaces_the_blacklisted_winner_in_the_schedule() {
     );
     assert_eq!(audio(2), Some(Some(track(7).manifest_id)));
     assert_eq!(audio(3), Some(None), "silence");
+    let fade = |slot: u64| {
+        plans
+            .iter()
+            .find(|p| p.slot == slot)
+            .and_then(|p| p.audio.as_ref())
+            .map(|a| a.fade_out_ms)
+    };
+    assert_eq!(fade(2), Some(SUBSTITUTE_FADE_MS), "a substitute fades out");
+    assert_eq!(fade(1), Some(0), "a winner plays as it is");
 }
 
 #[test]
