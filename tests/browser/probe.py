@@ -5,7 +5,7 @@ Usage: probe.py URL OUT.png TIMEOUT_S VALUES_JS STOP_JS
 
 Every 250 ms it evaluates VALUES_JS (an expression giving a JSON-serializable value) and prints
 `SAMPLE <seconds since navigation> <json>`; it stops when STOP_JS is truthy or after TIMEOUT_S,
-then saves a screenshot to OUT.png and prints `DONE`. Chromium is driven over the DevTools
+then saves a screenshot of the whole page to OUT.png and prints `DONE`. Chromium is driven over the DevTools
 protocol on a pipe (--remote-debugging-pipe: fd 3 carries commands to Chromium, fd 4 its
 replies, each JSON message ended by a NUL byte), so only the standard library is needed and no
 port is opened. Media plays in real time: headless Chromium without a sound device uses a fake
@@ -108,7 +108,11 @@ try:
         print(f"SAMPLE {time.time() - t0:.2f} {json.dumps(evaluate(values_js, sess))}", flush=True)
         if evaluate(stop_js, sess):
             break
-    png = call("Page.captureScreenshot", {"format": "png"}, session=sess)["data"]
+    # The whole page, not only the window: the screenshot is for people reading docs/.
+    size = call("Page.getLayoutMetrics", session=sess)["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}
+    png = call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                          "clip": clip}, session=sess)["data"]
     with open(out_png, "wb") as f:
         f.write(base64.b64decode(png))
     print("DONE", flush=True)
