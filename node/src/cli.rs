@@ -144,6 +144,13 @@ pub enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// The configuration file (`config.toml` in the config directory: one key per flag of
+    /// `chorus run`, which flags given on the command line override).
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Show a running node's status (from its HTTP API) as a table.
     Status {
         /// The node's HTTP address (default: the one the node in the data directory wrote).
@@ -225,6 +232,22 @@ pub struct NodeArgs {
     /// Testing: publish malformed gossip besides the real messages.
     #[arg(long, hide = true)]
     pub send_garbage: bool,
+}
+
+/// `chorus config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the configuration `chorus run` would use, and where each value comes from
+    /// (default, the config file, the command line); give flags of `chorus run` to see them
+    /// override the file.
+    Show {
+        /// The network to join.
+        #[arg(long, value_name = "ID")]
+        network: Option<String>,
+        /// The flags of `chorus run`.
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 /// `chorus blacklist` actions.

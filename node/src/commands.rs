@@ -14,11 +14,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{Command, LogFormat};
+use crate::config::Parsed;
 use crate::paths;
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<ExitCode> {
+pub fn run(parsed: Parsed) -> Result<ExitCode> {
+    if matches!(parsed.cli.command, Command::Config { .. }) {
+        print!("{}", crate::config::show(&parsed)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cli = parsed.cli;
     let json_logs = cli.log_format == LogFormat::Json;
     // Created only by the commands that keep state (conformance needs none).
     let flag = cli.data_dir;
@@ -44,5 +50,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Blacklist { action } => blacklist::run(&data_dir()?, &config_dir()?, &action),
         Command::Queue { action } => queue::run(&data_dir()?, &config_dir()?, &action),
         Command::Status { http, json } => status::run(&data_dir()?, http, json),
+        Command::Config { .. } => Ok(ExitCode::SUCCESS),
     }
 }

@@ -21,6 +21,7 @@ pub mod blacklist;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod config;
 pub mod desk;
 pub mod fetch;
 pub mod files;

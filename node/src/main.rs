@@ -3,13 +3,30 @@
 
 use std::process::ExitCode;
 
-use chorus::{cli, commands, logging};
-use clap::Parser;
+use chorus::{commands, config, logging};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    logging::init(cli.log_format);
-    match commands::run(cli) {
+    let parsed = match config::parse(std::env::args_os().collect()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e).trim_end());
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(parsed.cli.log_format);
+    let node = matches!(
+        parsed.cli.command,
+        chorus::cli::Command::Run { .. } | chorus::cli::Command::Bootstrap { .. }
+    );
+    if let Some(file) = parsed
+        .file
+        .as_ref()
+        .filter(|_| node && !parsed.from_file.is_empty())
+    {
+        tracing::info!(event = "config", file = %file.display(), keys = %parsed.keys.join(","),
+            "configuration file {}: {}", file.display(), parsed.keys.join(", "));
+    }
+    match commands::run(parsed) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(event = "error", "{}", error_chain(&e));

@@ -767,3 +767,85 @@ fn a_running_node_proposes_its_queue_in_order_then_its_own_pick() {
         requested_at.elapsed().as_secs_f64()
     );
 }
+
+/// `config.toml` in the config directory sets flags of `chorus run` (keys named as the flags),
+/// the command line overrides it, `chorus config show` says where each value came from, a bad
+/// key or value is an error naming the file, and a running node takes its values.
+#[test]
+fn a_config_file_sets_flags_which_the_command_line_overrides() {
+    use chorus_tests::net::{bootstrap, library, s};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (data, config) = (root.join("a/data"), root.join("a/config"));
+    fs::create_dir_all(&config).unwrap();
+    fs::write(
+        config.join("config.toml"),
+        "# the station\nvolume = 40\nrequests-per-hour = 5\nmute = true\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nnetwork = \"only for run\"\n",
+    )
+    .unwrap();
+    let out = run_chorus(&data, &config, &["config", "show", "--volume", "70"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let file = config.join("config.toml").display().to_string();
+    assert_eq!(line("volume"), "volume = 70 # command line");
+    assert_eq!(line("mute"), format!("mute = true # config file {file}"));
+    assert_eq!(
+        line("requests_per_hour"),
+        format!("requests_per_hour = 5 # config file {file}")
+    );
+    assert_eq!(
+        line("listen"),
+        format!("listen = [\"/ip4/127.0.0.1/tcp/0\"] # config file {file}")
+    );
+    assert_eq!(line("store_budget_mb"), "store_budget_mb = 2048 # default");
+
+    // Mistakes: the file and the key are named, nothing runs.
+    for (text, says) in [
+        ("volume = 400\n", "'400' for '--volume"),
+        ("volum = 40\n", "unknown key `volum`"),
+        ("mute = \"yes\"\n", "`mute` must be true or false"),
+        ("volume = \n", "not valid TOML"),
+        ("config_dir = \"x\"\n", "`config_dir` cannot be set"),
+    ] {
+        fs::write(config.join("config.toml"), text).unwrap();
+        let out = run_chorus(&data, &config, &["config", "show"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(&file) && err.contains(says), "{text}: {err}");
+    }
+
+    // A node started with the file: muted at 40 %, as its log and /status say; `network` (a
+    // key of `run` only) does not trouble `bootstrap`.
+    fs::write(
+        config.join("config.toml"),
+        "volume = 40\nmute = true\nnetwork = \"only for run\"\n",
+    )
+    .unwrap();
+    let lib = library(&root.join("lib"), 31, 5);
+    let (a, _, _) = bootstrap(root, &lib, "in 5s", &[s("--audio"), s("null")]);
+    let said = a.wait_for("the config line", Duration::from_secs(60), |v| {
+        v["event"] == "config"
+    });
+    assert_eq!(said["keys"], "mute,volume", "{said}");
+    a.wait_for("the HTTP API", Duration::from_secs(120), |v| {
+        v["event"] == "http"
+    });
+    let audio = a.status()["audio"].clone();
+    assert_eq!(audio["muted"], true, "{audio}");
+    assert!(
+        (audio["volume"].as_f64().unwrap() - 0.4).abs() < 1e-6,
+        "{audio}"
+    );
+}
