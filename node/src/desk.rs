@@ -7,7 +7,14 @@
 //!   track, `400` bad input, `409` cooldown, `429` the listener's limit, `503` a full list);
 //! - `POST /requests/ID/approve` and `/reject`: the operator's decision (a control: the
 //!   operator token, or loopback);
-//! - `GET /operator`: whether this request may use the controls.
+//! - `GET /operator`: whether this request may use the controls;
+//! - `POST /queue` with `{"track_hash": ...}` and `POST /queue/ID/remove`: the operator adds a
+//!   track of the library to the DJ's queue or removes an entry (a control);
+//! - `POST /blacklist` and `POST /blacklist/remove` with `{"track_hash": ...}`: the operator
+//!   blacklists a track (any track of the network, by hash) or lifts that rule (a control).
+//!
+//! The queue and the blacklist are the files `chorus queue` and `chorus blacklist` edit; both
+//! writers take the file's lock for each edit, and the driver rereads the files as they change.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -36,6 +43,7 @@ pub const QUERY_MAX: usize = 200;
 /// See the module's doc.
 pub struct Desk {
     data_dir: PathBuf,
+    config_dir: PathBuf,
     tracks: Vec<TrackRef>,
     policy: Policy,
     book: Mutex<Book>,
@@ -44,7 +52,12 @@ pub struct Desk {
 impl Desk {
     /// The desk of `data_dir` for the library `tracks`. A requests file that does not parse is
     /// set aside (renamed `.damaged`, with a warning) and the desk starts empty.
-    pub fn open(data_dir: PathBuf, tracks: Vec<TrackRef>, policy: Policy) -> Desk {
+    pub fn open(
+        data_dir: PathBuf,
+        config_dir: PathBuf,
+        tracks: Vec<TrackRef>,
+        policy: Policy,
+    ) -> Desk {
         let book = Book::load(&data_dir).unwrap_or_else(|e| {
             let path = Book::path(&data_dir);
             let aside = path.with_extension("json.damaged");
@@ -58,6 +71,7 @@ impl Desk {
         });
         Desk {
             data_dir,
+            config_dir,
             tracks,
             policy,
             book: Mutex::new(book),
@@ -85,6 +99,157 @@ pub fn routes() -> Router<Shared> {
         .route("/requests", get(list).post(request))
         .route("/requests/{id}/{decision}", post(decide))
         .route("/operator", get(operator))
+        .route("/queue", post(queue_add))
+        .route("/queue/{id}/remove", post(queue_remove))
+        .route("/blacklist", post(blacklist_add))
+        .route("/blacklist/remove", post(blacklist_remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackBody {
+    track_hash: String,
+}
+
+fn track_body(body: &[u8]) -> Result<TrackBody, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is JSON: {{\"track_hash\": \"...\"}} ({e})"),
+        ))
+    })
+}
+
+/// Runs a locked edit of a shared file on a blocking thread.
+async fn edit<T: Send + 'static>(
+    path: PathBuf,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(move || crate::files::locked(&path, f))
+        .await
+        .map_err(|e| anyhow::anyhow!("the edit failed: {e}"))?
+}
+
+async fn queue_add(State(shared): State<Shared>, body: Bytes) -> Response {
+    let wanted = match track_body(&body) {
+        Ok(b) => b.track_hash,
+        Err(r) => return *r,
+    };
+    let desk = &shared.desk;
+    let Some(track) = desk
+        .tracks
+        .iter()
+        .find(|t| t.track_hash.to_hex() == wanted)
+        .cloned()
+    else {
+        let shown: String = wanted.chars().take(64).collect();
+        return error(StatusCode::NOT_FOUND, Refusal::UnknownTrack(shown));
+    };
+    let (config_dir, data_dir) = (desk.config_dir.clone(), desk.data_dir.clone());
+    let path = crate::queue::Queue::path(&config_dir);
+    let added = edit(path, move || {
+        let proposed = crate::queue::load_proposed(&data_dir)?;
+        let mut q = crate::queue::Queue::load(&config_dir)?;
+        if q.pending(&proposed).count() >= crate::queue::ENTRIES_MAX {
+            anyhow::bail!(
+                "the queue holds {} tracks at most",
+                crate::queue::ENTRIES_MAX
+            );
+        }
+        q.drop_proposed(&proposed);
+        let id = q.push(track.track_hash, &track.title, &track.artist);
+        q.save(&config_dir)?;
+        Ok(id)
+    })
+    .await;
+    match added {
+        Ok(id) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "id": id, "track_hash": wanted })),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::CONFLICT, format!("{e:#}")),
+    }
+}
+
+async fn queue_remove(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, "an entry id is a number");
+    };
+    let desk = &shared.desk;
+    let (config_dir, data_dir) = (desk.config_dir.clone(), desk.data_dir.clone());
+    let path = crate::queue::Queue::path(&config_dir);
+    let removed = edit(path, move || {
+        let proposed = crate::queue::load_proposed(&data_dir)?;
+        let mut q = crate::queue::Queue::load(&config_dir)?;
+        if !q.pending(&proposed).any(|e| e.id == id) {
+            return Ok(false);
+        }
+        q.drop_proposed(&proposed);
+        q.entries.retain(|e| e.id != id);
+        q.save(&config_dir)?;
+        Ok(true)
+    })
+    .await;
+    match removed {
+        Ok(true) => axum::Json(json!({ "removed": id })).into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("the queue has no entry {id} waiting"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+async fn blacklist_add(State(shared): State<Shared>, body: Bytes) -> Response {
+    blacklist_edit(&shared, &body, true).await
+}
+
+async fn blacklist_remove(State(shared): State<Shared>, body: Bytes) -> Response {
+    blacklist_edit(&shared, &body, false).await
+}
+
+async fn blacklist_edit(shared: &Shared, body: &[u8], add: bool) -> Response {
+    let wanted = match track_body(body) {
+        Ok(b) => b.track_hash,
+        Err(r) => return *r,
+    };
+    let hash = match crate::blacklist::parse_hash(&wanted) {
+        Ok(h) => h,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    };
+    let config_dir = shared.desk.config_dir.clone();
+    let path = crate::blacklist::Blacklist::path(&config_dir);
+    let rule = crate::blacklist::Rule::Hash(hash);
+    let edited = {
+        let rule = rule.clone();
+        edit(path, move || {
+            let mut list = crate::blacklist::Blacklist::load(&config_dir)?;
+            let changed = if add {
+                list.rules.insert(rule)
+            } else {
+                list.rules.remove(&rule)
+            };
+            if changed {
+                list.save(&config_dir)?;
+            }
+            Ok(changed)
+        })
+        .await
+    };
+    match edited {
+        Ok(changed) if add || changed => {
+            info!(event = "blacklist_edited", added = add, rule = %rule,
+                "the operator {} the blacklist rule {rule}", if add { "added" } else { "removed" });
+            axum::Json(json!({ "rule": rule.to_string(), "blacklisted": add, "changed": changed }))
+                .into_response()
+        }
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("the blacklist has no rule {rule}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
 }
 
 fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {

@@ -1,6 +1,6 @@
 //! Small files the node and the command line share (the blacklist, the DJ's queue): read when
 //! present, written atomically (temp file, fsync, rename) so a kill -9 leaves the old or the
-//! new version; errors name the file.
+//! new version, edited under a lock when two processes may write them; errors name the file.
 
 use std::path::Path;
 
@@ -40,9 +40,56 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Runs `edit` (a read-modify-write of `path`) holding an exclusive lock on `PATH.lock`, so
+/// that two writers (the command line and the node's HTTP API) never lose each other's change.
+/// The OS releases the lock when the process dies, so a kill -9 never leaves it held.
+pub fn locked<T>(path: &Path, edit: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let result = edit();
+    drop(file);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locked_edits_from_two_threads_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("count");
+        write_atomic(&path, b"0").expect("write");
+        let bump = |path: std::path::PathBuf| {
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    locked(&path, || {
+                        let n: u32 = String::from_utf8(read_if_exists(&path)?.unwrap_or_default())?
+                            .parse()?;
+                        std::thread::yield_now();
+                        write_atomic(&path, (n + 1).to_string().as_bytes())
+                    })
+                    .expect("edit");
+                }
+            })
+        };
+        let (a, b) = (bump(path.clone()), bump(path.clone()));
+        a.join().expect("thread");
+        b.join().expect("thread");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "100");
+    }
 
     #[test]
     fn absent_is_none_and_written_files_read_back() {

@@ -329,6 +329,7 @@ async fn start_http(
         metrics: metrics.clone(),
         desk: Arc::new(crate::desk::Desk::open(
             config.data_dir.clone(),
+            config.config_dir.clone(),
             library.to_vec(),
             config.requests,
         )),

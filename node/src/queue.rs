@@ -1,8 +1,8 @@
 //! The DJ's queue (`chorus queue`): tracks of this node's library it proposes first, in order,
-//! kept in `queue.toml` in the config directory. Only the command line writes that file (atomic
-//! writes); the running node rereads it when it changes and never writes it. The entries the
-//! node has proposed are recorded, by id, in `DATA/queue-proposed.json`, which only the node
-//! writes; the queue shows the entries not proposed yet, and the command line drops the
+//! kept in `queue.toml` in the config directory. The command line and the operator's requests
+//! to the HTTP API write that file, each edit under its lock (`files::locked`) and atomic; the
+//! node's driver rereads it when it changes and never writes it. The entries the node has
+//! proposed are recorded, by id, in `DATA/queue-proposed.json`, which only the driver writes; the queue shows the entries not proposed yet, and the command line drops the
 //! proposed ones from its file at its next change. Ids are never reused.
 
 use std::collections::BTreeSet;

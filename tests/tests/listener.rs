@@ -706,10 +706,19 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
         const approve = ada && ada.querySelector('button.approve'); \
         if (s.step === 0 && !$('operator').hidden && approve) { approve.click(); s.step = 1; } \
         else if (s.step === 1 && $('queue').textContent.includes('requested by Ada')) { $('mute').click(); s.step = 2; } \
-        else if (s.step === 2 && $('mute-state').textContent === 'muted') { s.step = 3; } \
+        else if (s.step === 2 && $('mute-state').textContent === 'muted') { \
+            $('search').value = 'song 11.4'; $('search').dispatchEvent(new Event('input')); s.step = 3; } \
+        else if (s.step === 3) { const q = document.querySelectorAll('#results button.queue-add'); \
+            if (q.length === 1) { q[0].click(); s.step = 4; } } \
+        else if (s.step === 4) { const r = document.querySelector('#queue button.queue-remove'); \
+            if (r && $('queue').textContent.includes('Song 11.4')) { s.queued = $('queue').textContent; r.click(); s.step = 5; } } \
+        else if (s.step === 5 && !$('queue').textContent.includes('Song 11.4')) { \
+            $('blacklist-now').click(); s.step = 6; } \
+        else if (s.step === 6 && $('operator-msg').textContent.startsWith('blacklisted')) { s.step = 7; } \
         return { step: s.step, operator: !$('operator').hidden, queue: $('queue').textContent, \
-            mute: $('mute-state').textContent, address: location.href }; })()";
-    let operator_stop = "window.__s !== undefined && window.__s.step === 3";
+            queued: s.queued || null, mute: $('mute-state').textContent, \
+            message: $('operator-msg').textContent, address: location.href }; })()";
+    let operator_stop = "window.__s !== undefined && window.__s.step === 7";
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("requests-operator.png");
     let samples = probe(
         &format!("http://{addr}/?token={token}"),
@@ -720,7 +729,7 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
     );
     let (_, last) = samples.last().expect("samples");
     println!("operator page: {last}");
-    assert_eq!(last["step"], 3, "{last}");
+    assert_eq!(last["step"], 7, "{last}");
     assert!(
         !last["address"].as_str().unwrap_or("").contains(&token),
         "the token left the address bar: {last}"
@@ -731,7 +740,32 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
             .is_some_and(|q| q.contains("Song 11.3") && q.contains("requested by Ada")),
         "{last}"
     );
+    // The DJ's entry queued from the page came before the request, then was removed.
+    let queued = last["queued"].as_str().unwrap_or("");
+    assert!(
+        queued.find("Song 11.4") < queued.find("Song 11.3"),
+        "the DJ's entry first: {last}"
+    );
     assert_eq!(radio.status()["audio"]["muted"], true);
+    // The page's blacklist button wrote a rule the node took up.
+    let edited = radio.wait_for("the blacklist edit", LONG, |v| {
+        v["event"] == "blacklist_edited" && v["added"] == true
+    });
+    let rules = std::fs::read_to_string(radio.config_dir.join("blacklist.toml"))
+        .expect("the blacklist file");
+    let rule = edited["rule"].as_str().expect("rule");
+    assert!(
+        rules.contains(rule.trim_start_matches("track ")),
+        "{rules}\n{edited}"
+    );
+    radio.wait_for("the blacklist reread", LONG, |v| {
+        v["event"] == "blacklist" && v["rules"] == 1
+    });
+    let (code, _, _) = post("/queue", &format!(r#"{{"track_hash": "{known}"}}"#), &[]);
+    assert_eq!(
+        code, 403,
+        "the queue without the token from another address"
+    );
     radio.wait_for("the approval", LONG, |v| {
         v["event"] == "request_decided" && v["approved"] == true
     });

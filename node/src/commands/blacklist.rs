@@ -30,6 +30,13 @@ fn rule_of(arg: &BlacklistRule) -> Result<Rule> {
 
 /// Runs a blacklist action.
 pub fn run(data_dir: &Path, config_dir: &Path, action: &BlacklistAction) -> Result<ExitCode> {
+    // The node's HTTP API edits the blacklist too (the operator's page): one edit at a time.
+    crate::files::locked(&Blacklist::path(config_dir), || {
+        edit(data_dir, config_dir, action)
+    })
+}
+
+fn edit(data_dir: &Path, config_dir: &Path, action: &BlacklistAction) -> Result<ExitCode> {
     let mut list = Blacklist::load(config_dir)?;
     match action {
         BlacklistAction::Add(arg) => {

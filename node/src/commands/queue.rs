@@ -15,6 +15,13 @@ const TEXT_MAX: usize = 200;
 
 /// Runs a queue action.
 pub fn run(data_dir: &Path, config_dir: &Path, action: &QueueAction) -> Result<ExitCode> {
+    // The node's HTTP API edits the queue too (the operator's page): one edit at a time.
+    crate::files::locked(&Queue::path(config_dir), || {
+        edit(data_dir, config_dir, action)
+    })
+}
+
+fn edit(data_dir: &Path, config_dir: &Path, action: &QueueAction) -> Result<ExitCode> {
     let proposed = queue::load_proposed(data_dir)?;
     let mut q = Queue::load(config_dir)?;
     match action {
