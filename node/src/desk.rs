@@ -354,9 +354,18 @@ async fn request(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let on_air = on_air(&shared.snapshot.borrow(), track);
     let mut book = desk.book();
     let mut changed = book.clone();
-    match changed.request(track, &new.name, &listener, now_ms, &desk.policy, &proposed) {
+    match changed.request_with(
+        track,
+        &new.name,
+        &listener,
+        now_ms,
+        &desk.policy,
+        &proposed,
+        on_air,
+    ) {
         Ok(r) => {
             if let Err(e) = changed.save(&desk.data_dir) {
                 warn!(event = "requests_invalid", "{e:#}");
@@ -372,13 +381,39 @@ async fn request(
             let code = match refusal {
                 Refusal::UnknownTrack(_) => StatusCode::NOT_FOUND,
                 Refusal::BadName => StatusCode::BAD_REQUEST,
-                Refusal::Cooldown { .. } => StatusCode::CONFLICT,
+                Refusal::Cooldown { .. }
+                | Refusal::Upcoming { .. }
+                | Refusal::Playing { .. }
+                | Refusal::Recent { .. } => StatusCode::CONFLICT,
                 Refusal::Limit { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Refusal::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(code, refusal)
         }
     }
+}
+
+/// Whether `track` is decided for a coming slot or played in the recent ones, from the
+/// status document (`next`, `playing`, `history`): a request of it would only wait.
+fn on_air(status: &serde_json::Value, track: &TrackRef) -> Option<Refusal> {
+    let hash = track.track_hash.to_hex();
+    let is = |v: &serde_json::Value| v["track"]["track_hash"].as_str() == Some(hash.as_str());
+    let title = track.title.clone();
+    if let Some(n) = status["next"]
+        .as_array()
+        .and_then(|n| n.iter().find(|v| is(v)))
+    {
+        let slot = n["slot"].as_u64().unwrap_or(0);
+        return Some(Refusal::Upcoming { title, slot });
+    }
+    let playing = &status["playing"];
+    if playing["consensus_track"]["track_hash"].as_str() == Some(hash.as_str()) || is(playing) {
+        return Some(Refusal::Playing { title });
+    }
+    let current = playing["slot"].as_u64()?;
+    let played = status["history"].as_array()?.iter().find(|v| is(v))?;
+    let ago = current.saturating_sub(played["slot"].as_u64()?);
+    Some(Refusal::Recent { title, ago })
 }
 
 async fn decide(
@@ -423,4 +458,52 @@ async fn operator(ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap
     let by_token = crate::operator::presented(&headers).is_some();
     let local = crate::http::is_loopback(peer.ip());
     axum::Json(json!({ "operator": by_token || local, "by_token": by_token })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus_consensus::Hash32;
+
+    fn track(n: u8) -> TrackRef {
+        TrackRef {
+            track_hash: Hash32([n; 32]),
+            manifest_id: Hash32([n + 100; 32]),
+            duration_ms: 7000,
+            segment_count: 2,
+            title: format!("Song {n}"),
+            artist: "Artist".into(),
+            album: String::new(),
+            loudness_lufs: None,
+        }
+    }
+
+    #[test]
+    fn a_track_coming_up_playing_or_played_lately_is_not_worth_a_request() {
+        let t = |n: u8| json!({ "track_hash": Hash32([n; 32]).to_hex() });
+        let status = json!({
+            "playing": { "slot": 30, "consensus_track": t(1), "track": t(1) },
+            "next": [ { "slot": 31, "track": t(2) }, { "slot": 32 } ],
+            "history": [ { "slot": 29, "track": t(3) }, { "slot": 12, "track": t(4) } ],
+        });
+        assert_eq!(
+            on_air(&status, &track(1)),
+            Some(Refusal::Playing {
+                title: "Song 1".into()
+            })
+        );
+        assert_eq!(
+            on_air(&status, &track(2)).map(|r| r.to_string()),
+            Some("\u{201c}Song 2\u{201d} is coming up already (slot 31)".into())
+        );
+        assert_eq!(
+            on_air(&status, &track(4)).map(|r| r.to_string()),
+            Some(
+                "\u{201c}Song 4\u{201d} played 18 tracks ago; a track waits 20 tracks before it plays again"
+                    .into()
+            )
+        );
+        assert_eq!(on_air(&status, &track(5)), None);
+        assert_eq!(on_air(&serde_json::Value::Null, &track(5)), None);
+    }
 }

@@ -137,6 +137,30 @@ pub enum Refusal {
         /// Minutes until the next is possible.
         left: u64,
     },
+    /// The track is decided for a coming slot.
+    #[error("\u{201c}{title}\u{201d} is coming up already (slot {slot})")]
+    Upcoming {
+        /// The track's title.
+        title: String,
+        /// The slot it plays in.
+        slot: u64,
+    },
+    /// The track is playing now.
+    #[error("\u{201c}{title}\u{201d} is playing now")]
+    Playing {
+        /// The track's title.
+        title: String,
+    },
+    /// The track played within the last 20 slots: it would wait in the queue.
+    #[error(
+        "\u{201c}{title}\u{201d} played {ago} tracks ago; a track waits 20 tracks before it plays again"
+    )]
+    Recent {
+        /// The track's title.
+        title: String,
+        /// Slots since it played.
+        ago: u64,
+    },
     /// Too many requests are open.
     #[error("the request list is full ({0} waiting); try again after the next few tracks")]
     Full(usize),
@@ -204,6 +228,22 @@ impl Book {
         policy: &Policy,
         proposed: &BTreeSet<u64>,
     ) -> Result<Request, Refusal> {
+        self.request_with(track, name, listener, now_ms, policy, proposed, None)
+    }
+
+    /// As [`Book::request`], checking the track's place on air (`Upcoming` or `Recent`, from
+    /// `on_air`) after the listener's limit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_with(
+        &mut self,
+        track: &TrackRef,
+        name: &str,
+        listener: &str,
+        now_ms: u64,
+        policy: &Policy,
+        proposed: &BTreeSet<u64>,
+        on_air: Option<Refusal>,
+    ) -> Result<Request, Refusal> {
         let name = name.trim();
         if name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
             return Err(Refusal::BadName);
@@ -237,6 +277,9 @@ impl Book {
                 count: mine.len() as u32,
                 left: minutes_up(HOUR_MS - now_ms.saturating_sub(oldest)),
             });
+        }
+        if let Some(refusal) = on_air {
+            return Err(refusal);
         }
         let open = self.open(proposed).count();
         if open >= policy.open_max {

@@ -628,7 +628,19 @@ pub fn lone_node(
     extra: &[String],
     env: &[(&str, &str)],
 ) -> Node {
-    let lib = library(&root.join("lib"), seed, 5);
+    lone_node_of(root, name, seed, 5, extra, env)
+}
+
+/// As [`lone_node`], with a library of `tracks` tracks (the seed queue takes five of them).
+pub fn lone_node_of(
+    root: &Path,
+    name: &str,
+    seed: u64,
+    tracks: usize,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> Node {
+    let lib = library(&root.join("lib"), seed, tracks);
     let queue = root.join("seed.toml");
     write_seed_queue(&queue, &lib, "in 4s", "");
     let mut args = vec![

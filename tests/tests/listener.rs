@@ -552,10 +552,12 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut radio = chorus_tests::net::lone_node(
+    // Eight tracks: the seed queue's five play first, Songs 11.5-11.7 can be requested.
+    let mut radio = chorus_tests::net::lone_node_of(
         tmp.path(),
         "radio",
         11,
+        8,
         &[
             s("--audio"),
             s("null"),
@@ -580,12 +582,12 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
         "{link}"
     );
 
-    // A listener searches, requests Song 11.3 as Ada (it waits for approval), and asks for it
+    // A listener searches, requests Song 11.5 as Ada (it waits for approval), and asks for it
     // again: refused by the cooldown, with a message.
     let listener_js = "(() => { const $ = (id) => document.getElementById(id); \
         const s = window.__s = window.__s || { step: 0 }; const msg = $('req-msg').textContent; \
         const buttons = document.querySelectorAll('#results button.request'); \
-        if (s.step === 0 && buttons.length > 1) { $('search').value = 'song 11.3'; \
+        if (s.step === 0 && buttons.length > 1) { $('search').value = 'song 11.5'; \
             $('search').dispatchEvent(new Event('input')); s.step = 1; } \
         else if (s.step === 1 && buttons.length === 1) { $('req-name').value = 'Ada'; buttons[0].click(); s.step = 2; } \
         else if (s.step === 2 && msg.startsWith('Requested')) { s.first = msg; buttons[0].click(); s.step = 3; } \
@@ -609,7 +611,7 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
     assert!(
         last["first"]
             .as_str()
-            .is_some_and(|m| m.contains("Song 11.3") && m.contains("approval")),
+            .is_some_and(|m| m.contains("Song 11.5") && m.contains("approval")),
         "{last}"
     );
     assert!(
@@ -621,7 +623,7 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
     assert!(
         last["requests"]
             .as_str()
-            .is_some_and(|r| r.contains("Song 11.3") && r.contains("waits for approval")),
+            .is_some_and(|r| r.contains("Song 11.5") && r.contains("waits for approval")),
         "{last}"
     );
     assert_eq!(last["operator"], false, "a listener sees no controls");
@@ -670,9 +672,27 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
     );
     let (code, _, _) = post("/mute?on=true", "", &[("Authorization", "Bearer 0123")]);
     assert_eq!(code, 401, "a wrong token");
+    // A track decided for a coming slot (the seed queue's Song 11.4 plays in slot 4): refused,
+    // and said why (it would only wait in the queue).
+    let (_, _, body) = chorus_tests::http_get(&addr, "/library?q=song%2011.4").expect("search");
+    let found: Value = serde_json::from_slice(&body).expect("JSON");
+    let coming = found["tracks"][0]["track_hash"].as_str().expect("hash");
+    let (code, _, body) = post(
+        "/requests",
+        &format!(r#"{{"track_hash": "{coming}"}}"#),
+        &[],
+    );
+    assert_eq!(code, 409, "{}", json_error(&body));
+    // (Slot 4 is a few slots away; on a slow machine it may be playing already.)
+    let said = json_error(&body);
+    assert!(
+        said.contains("Song 11.4")
+            && (said.contains("coming up already (slot 4)") || said.contains("is playing now")),
+        "{said}"
+    );
     // A flood of requests from one listener: its hourly limit, then refusals.
     let mut codes = Vec::new();
-    for i in [0, 1, 2, 4] {
+    for i in [6, 7, 0, 1] {
         let (_, _, body) =
             chorus_tests::http_get(&addr, &format!("/library?q=song%2011.{i}")).expect("search");
         let found: Value = serde_json::from_slice(&body).expect("JSON");
@@ -699,7 +719,8 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
     assert_eq!(radio.status()["audio"]["muted"], false);
 
     // The operator, with the link, from the same other address: approves Ada's request (it
-    // joins the queue), then mutes the node.
+    // joins the queue), mutes the node, queues Song 11.6 from the library and removes it
+    // again, and blacklists the track playing.
     let operator_js = "(() => { const $ = (id) => document.getElementById(id); \
         const s = window.__s = window.__s || { step: 0 }; \
         const ada = [...document.querySelectorAll('#requests li')].find((li) => li.textContent.includes('by Ada')); \
@@ -707,12 +728,12 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
         if (s.step === 0 && !$('operator').hidden && approve) { approve.click(); s.step = 1; } \
         else if (s.step === 1 && $('queue').textContent.includes('requested by Ada')) { $('mute').click(); s.step = 2; } \
         else if (s.step === 2 && $('mute-state').textContent === 'muted') { \
-            $('search').value = 'song 11.4'; $('search').dispatchEvent(new Event('input')); s.step = 3; } \
+            $('search').value = 'song 11.6'; $('search').dispatchEvent(new Event('input')); s.step = 3; } \
         else if (s.step === 3) { const q = document.querySelectorAll('#results button.queue-add'); \
             if (q.length === 1) { q[0].click(); s.step = 4; } } \
         else if (s.step === 4) { const r = document.querySelector('#queue button.queue-remove'); \
-            if (r && $('queue').textContent.includes('Song 11.4')) { s.queued = $('queue').textContent; r.click(); s.step = 5; } } \
-        else if (s.step === 5 && !$('queue').textContent.includes('Song 11.4')) { \
+            if (r && $('queue').textContent.includes('Song 11.6')) { s.queued = $('queue').textContent; r.click(); s.step = 5; } } \
+        else if (s.step === 5 && !$('queue').textContent.includes('Song 11.6')) { \
             $('blacklist-now').click(); s.step = 6; } \
         else if (s.step === 6 && $('operator-msg').textContent.startsWith('blacklisted')) { s.step = 7; } \
         return { step: s.step, operator: !$('operator').hidden, queue: $('queue').textContent, \
@@ -737,13 +758,13 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
     assert!(
         last["queue"]
             .as_str()
-            .is_some_and(|q| q.contains("Song 11.3") && q.contains("requested by Ada")),
+            .is_some_and(|q| q.contains("Song 11.5") && q.contains("requested by Ada")),
         "{last}"
     );
     // The DJ's entry queued from the page came before the request, then was removed.
     let queued = last["queued"].as_str().unwrap_or("");
     assert!(
-        queued.find("Song 11.4") < queued.find("Song 11.3"),
+        queued.find("Song 11.6") < queued.find("Song 11.5"),
         "the DJ's entry first: {last}"
     );
     assert_eq!(radio.status()["audio"]["muted"], true);
@@ -798,8 +819,8 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
         })
         .collect();
     assert!(
-        states.contains(&("Song 11.3".to_owned(), "queued".to_owned()))
-            || states.contains(&("Song 11.3".to_owned(), "proposed".to_owned())),
+        states.contains(&("Song 11.5".to_owned(), "queued".to_owned()))
+            || states.contains(&("Song 11.5".to_owned(), "proposed".to_owned())),
         "{states:?}"
     );
     assert_eq!(states.len(), 3, "{states:?}");

@@ -74,6 +74,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
     let status = c.status(i.now);
     let playing = playing_json(i, slot, status.diverged);
     let next = next_json(i, slot.map_or(0, |s| s + 1));
+    let history = history_json(i, slot.unwrap_or(0));
     let peers = peers_json(i);
     let summary = c.status_summary(i.now);
     json!({
@@ -91,6 +92,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
         "playing": playing,
         "diverged": status.diverged,
         "next": next,
+        "history": history,
         "chain": {
             "len": chain.len(),
             "head_slot": status.head.slot,
@@ -155,6 +157,23 @@ fn next_json(i: &Inputs<'_>, first_pending: u64) -> Vec<Value> {
     }
     next
 }
+
+/// The winners of the [`HISTORY`] slots before `current`, most recent first: what was played
+/// lately (a track waits that long before it is proposed again).
+fn history_json(i: &Inputs<'_>, current: u64) -> Vec<Value> {
+    let chain = i.consensus.chain();
+    (current.saturating_sub(HISTORY)..current)
+        .rev()
+        .filter_map(|k| {
+            let t = chain.winner(k)?;
+            Some(json!({ "slot": k, "start_ms": chain.start(k), "track": track_json(t) }))
+        })
+        .collect()
+}
+
+/// Slots of `history` in the status: the queue's rule of PROTOCOL.md (a track is not proposed
+/// again within 20 slots).
+pub const HISTORY: u64 = 20;
 
 /// The peers of the consensus peer table, then the connected peers it does not know yet.
 /// What this node uploaded of its latest tracks: bytes and peers per manifest id.
