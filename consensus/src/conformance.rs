@@ -1,12 +1,15 @@
 //! The conformance runner: checks this crate against the vector files of PROTOCOL.md
-//! (`tickets`, `replay` and `chain`), so that `chorus conformance DIR` and the tests share one
+//! (`tickets`, `replay` and `chain`) and of protocol 1.1 (`beacon`: hash chains, the beacon,
+//! ticket v2), so that `chorus conformance DIR` and the tests share one
 //! implementation.
 //!
 //! A file's format is recognised by its content, not its name: `cases[].peer_ids` is a tickets
-//! file, `cases[].track_hashes` a replay file, `steps[]` with `network_id` a chain file. Every
+//! file, `cases[].track_hashes` a replay file, `steps[]` with `network_id` a chain file,
+//! `beacons[]` a beacon file. Every
 //! `*.json` file of the directory is run; a JSON file of no known format is reported as a
 //! failure, other files are skipped.
 
+mod beacon;
 mod chain;
 mod replay;
 mod report;
@@ -92,9 +95,11 @@ pub fn run_json(name: &str, text: &str) -> Report {
         Some(Format::Tickets) => tickets::run(name, value),
         Some(Format::Replay) => replay::run(name, value),
         Some(Format::Chain) => chain::run(name, value),
+        Some(Format::Beacon) => beacon::run(name, value),
         None => Report::failure(format!(
             "{name}: not a known vector file (expected tickets with cases[].peer_ids, \
-             replay with cases[].track_hashes, or chain with network_id and steps[])"
+             replay with cases[].track_hashes, chain with network_id and steps[], or beacon \
+             with beacons[])"
         )),
     }
 }
@@ -105,6 +110,7 @@ enum Format {
     Tickets,
     Replay,
     Chain,
+    Beacon,
 }
 
 impl Format {
@@ -118,6 +124,9 @@ impl Format {
                 return Some(Format::Replay);
             }
             return None;
+        }
+        if value.get("beacons").is_some() {
+            return Some(Format::Beacon);
         }
         if value.get("steps").is_some() && value.get("network_id").is_some() {
             return Some(Format::Chain);

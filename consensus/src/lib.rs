@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod admissibility;
+pub mod beacon;
 pub mod chain;
 pub mod codec;
 pub mod conformance;

@@ -115,3 +115,32 @@ fn empty_or_missing_directories_are_errors() {
         Err(ConformanceError::ReadDir { .. })
     ));
 }
+
+/// Protocol 1.1's vectors, kept in this repository (written by `scripts/vectors/beacon.py`).
+const BEACON_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../vectors/beacon.json");
+
+#[test]
+fn the_beacon_vectors_pass_and_a_changed_byte_fails() {
+    let report = run_file(Path::new(BEACON_VECTORS));
+    assert!(report.is_success(), "{report}");
+    // 3 chains, 2 beacons, 3 ticket cases.
+    assert_eq!(report.passed, 8, "{report}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("beacon.json");
+    fs::copy(BEACON_VECTORS, &path).expect("copy");
+    edit(&path, |v| {
+        let b = v["beacons"][0]["steps"][3]["reveal"]
+            .as_str()
+            .map(str::to_owned);
+        // One reveal changed: that beacon and every one after it differ.
+        let changed = Hash32::digest(b.unwrap_or_default().as_bytes()).to_hex();
+        v["beacons"][0]["steps"][3]["reveal"] = changed.into();
+        v["chains"][1]["reveals"][0]["valid"] = false.into();
+    });
+    let report = run_file(&path);
+    assert_eq!((report.passed, report.failed), (6, 2), "{report}");
+    assert!(
+        report.failures.iter().any(|f| f.contains("beacon(")),
+        "{report}"
+    );
+}

@@ -39,7 +39,7 @@ pub(super) fn run(name: &str, value: serde_json::Value) -> Report {
     report
 }
 
-fn peer(text: &str) -> Result<PeerId, String> {
+pub(super) fn peer(text: &str) -> Result<PeerId, String> {
     let bytes = from_hex(text).map_err(|e| format!("peer id {text:?} is not hex: {e}"))?;
     PeerId::from_bytes(&bytes).map_err(|e| format!("peer id {text} is not a PeerId: {e}"))
 }

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Writes vectors/beacon.json: conformance vectors for protocol 1.1's fair tickets (PROTOCOL.md
+12.3): hash chains and reveals, the beacon, and ticket v2.
+
+An implementation independent of the Rust one (Python's hashlib, written from the protocol's
+text), so that the two agreeing means something:
+
+- H(x) = SHA-256(x); a node's chain from its seed s of length len: v(i) = H^(len - i)(s), so
+  commit = v(0) = H^len(s) and H(v(i)) = v(i - 1).
+- A reveal v(i) checks against a known v(j), j < i: H^(i - j)(v(i)) == v(j).
+- beacon(L - 1) = H("chorus/beacon/v1" || network_id);
+  beacon(k) = H("chorus/beacon/v1" || beacon(k - 1) || u64be(k) || reveal of winner(k)), with 32
+  zero bytes for a replay.
+- ticket(p, k) = u64be(H("chorus/ticket/v2" || network_id || u64be(k) ||
+  beacon(max(k - L - 1, L - 1)) || peer_id bytes)[0..8]).
+
+Usage: scripts/vectors/beacon.py [OUT]   (default: vectors/beacon.json beside this repo's root)
+"""
+import hashlib, json, os, struct, sys
+
+
+def h(b):
+    return hashlib.sha256(b).digest()
+
+
+def h_n(x, n):
+    for _ in range(n):
+        x = h(x)
+    return x
+
+
+def value(seed, length, i):
+    return h_n(seed, length - i)
+
+
+BEACON = b"chorus/beacon/v1"
+TICKET = b"chorus/ticket/v2"
+
+
+def beacon_genesis(network_id):
+    return h(BEACON + network_id)
+
+
+def beacon_next(prev, k, reveal):
+    return h(BEACON + prev + struct.pack(">Q", k) + (reveal if reveal is not None else bytes(32)))
+
+
+def ticket(network_id, k, beacon, peer):
+    d = h(TICKET + network_id + struct.pack(">Q", k) + beacon + peer)
+    return struct.unpack(">Q", d[:8])[0]
+
+
+def seed_of(n):
+    return h(b"vector seed " + bytes([n]))
+
+
+PEERS = [bytes.fromhex(p) for p in [
+    "00240801122091d8cdc310411e7ec27378a661c935187c07e4d5636e9bc3c400b27244b8cd3a",
+    "002408011220a5cf86b2f8e47bb9de1bc4ea5c2b3a9e0e08fe7bd3a5a1e2f0c7d6b5a4938271",
+    "0024080112203c1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8",
+]]
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "vectors", "beacon.json")
+    chains = []
+    for n, length in [(1, 16), (2, 1000), (3, 4096)]:
+        s = seed_of(n)
+        picks = sorted({0, 1, 2, length // 2, length - 1, length})
+        reveals = []
+        # A reveal against the commit, against a later value, a wrong one, and one claimed at
+        # the wrong index.
+        for (i, j, good) in [(3, 0, True), (length // 2, 2, True), (5, 1, False), (7, 3, False)]:
+            rv = value(s, length, i) if good else (
+                h(b"not a reveal") if (i, j) == (5, 1) else value(s, length, i + 1))
+            reveals.append({"reveal": rv.hex(), "i": i, "known": value(s, length, j).hex(),
+                            "j": j, "valid": h_n(rv, i - j) == value(s, length, j)})
+        chains.append({
+            "seed": s.hex(), "len": length, "commit": value(s, length, 0).hex(),
+            "values": [{"i": i, "v": value(s, length, i).hex()} for i in picks],
+            "reveals": reveals,
+        })
+    beacons = []
+    for net_tag, lookahead in [(b"net one", 5), (b"net two", 3)]:
+        network_id = h(net_tag)
+        b = beacon_genesis(network_id)
+        steps, expect = [], []
+        for k in range(lookahead, lookahead + 12):
+            reveal = None if k % 5 == 2 else h(b"reveal " + bytes([k]))
+            b = beacon_next(b, k, reveal)
+            steps.append({"slot": k, "reveal": reveal.hex() if reveal else None})
+            expect.append(b.hex())
+        beacons.append({"network_id": network_id.hex(), "lookahead": lookahead,
+                        "genesis": beacon_genesis(network_id).hex(), "steps": steps,
+                        "expect": expect})
+    tickets = []
+    for k in [6, 11, 40]:
+        network_id = h(b"net one")
+        lookahead = 5
+        beacon_slot = max(k - lookahead - 1, lookahead - 1)
+        beacon = h(b"some beacon " + struct.pack(">Q", beacon_slot))
+        ts = [ticket(network_id, k, beacon, p) for p in PEERS]
+        best = min(range(len(PEERS)), key=lambda i: (ts[i], PEERS[i]))
+        tickets.append({"network_id": network_id.hex(), "slot": k, "lookahead": lookahead,
+                        "beacon_slot": beacon_slot, "beacon": beacon.hex(),
+                        "peer_ids": [p.hex() for p in PEERS],
+                        "expect": {"tickets": [str(t) for t in ts],
+                                   "winner_peer_id": PEERS[best].hex()}})
+    doc = {
+        "about": "PROTOCOL.md 12.3 (protocol 1.1): hash chains v(i) = H^(len-i)(seed) and reveal "
+                 "checks H^(i-j)(v(i)) == v(j); beacon(L-1) = H('chorus/beacon/v1' || network_id), "
+                 "beacon(k) = H('chorus/beacon/v1' || beacon(k-1) || u64be(k) || reveal or 32 zero "
+                 "bytes); ticket v2 = u64be(H('chorus/ticket/v2' || network_id || u64be(k) || "
+                 "beacon(max(k-L-1, L-1)) || peer_id)[0..8]) as decimal strings. Generated by "
+                 "scripts/vectors/beacon.py, independently of the Rust code.",
+        "chains": chains, "beacons": beacons, "tickets_v2": tickets,
+    }
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
