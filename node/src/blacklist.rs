@@ -122,9 +122,7 @@ impl Blacklist {
 
 /// The file's modification time, to notice edits while running.
 pub fn stamp(config_dir: &Path) -> Option<SystemTime> {
-    std::fs::metadata(Blacklist::path(config_dir))
-        .and_then(|m| m.modified())
-        .ok()
+    crate::files::modified(&Blacklist::path(config_dir))
 }
 
 /// Checks a hash given on the command line: 64 hex digits.

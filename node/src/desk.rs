@@ -463,20 +463,8 @@ async fn operator(ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::requests::tests::track;
     use chorus_consensus::Hash32;
-
-    fn track(n: u8) -> TrackRef {
-        TrackRef {
-            track_hash: Hash32([n; 32]),
-            manifest_id: Hash32([n + 100; 32]),
-            duration_ms: 7000,
-            segment_count: 2,
-            title: format!("Song {n}"),
-            artist: "Artist".into(),
-            album: String::new(),
-            loudness_lufs: None,
-        }
-    }
 
     #[test]
     fn a_track_coming_up_playing_or_played_lately_is_not_worth_a_request() {

@@ -31,6 +31,32 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(
         .with_context(invalid)
 }
 
+/// The JSON file `path` parsed, or `None` when it does not exist; a file that does not parse
+/// gets the error `invalid` says (it names the file).
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    invalid: impl FnOnce() -> String,
+) -> Result<Option<T>> {
+    let Some(bytes) = read_if_exists(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(invalid)
+}
+
+/// Writes `value` to `path` as JSON, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes =
+        serde_json::to_vec(value).with_context(|| format!("cannot encode {}", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// When `path` last changed (`None`: absent), to notice edits while running.
+pub fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// Writes `bytes` to `path` atomically, creating its folder first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {

@@ -108,29 +108,24 @@ impl Queue {
 
 /// The file's modification time, to notice edits while running.
 pub fn stamp(config_dir: &Path) -> Option<SystemTime> {
-    std::fs::metadata(Queue::path(config_dir))
-        .and_then(|m| m.modified())
-        .ok()
+    files::modified(&Queue::path(config_dir))
 }
 
 /// The ids of the entries this node proposed (empty when the file does not exist).
 pub fn load_proposed(data_dir: &Path) -> Result<BTreeSet<u64>> {
     let path = data_dir.join(PROPOSED_FILE);
-    let Some(bytes) = files::read_if_exists(&path)? else {
-        return Ok(BTreeSet::new());
-    };
-    serde_json::from_slice(&bytes).with_context(|| {
+    let ids = files::read_json(&path, || {
         format!(
             "{} is damaged; move it away (the queue then shows entries proposed already)",
             path.display()
         )
-    })
+    })?;
+    Ok(ids.unwrap_or_default())
 }
 
 /// Records the ids of the entries proposed, atomically.
 pub fn save_proposed(data_dir: &Path, proposed: &BTreeSet<u64>) -> Result<()> {
-    let bytes = serde_json::to_vec(proposed).context("cannot encode the proposed entries")?;
-    files::write_atomic(&data_dir.join(PROPOSED_FILE), &bytes)
+    files::write_json(&data_dir.join(PROPOSED_FILE), proposed)
 }
 
 #[cfg(test)]

@@ -204,11 +204,10 @@ impl Book {
     /// Loads the requests (none when the file does not exist).
     pub fn load(data_dir: &Path) -> Result<Book> {
         let path = Self::path(data_dir);
-        let Some(bytes) = files::read_if_exists(&path)? else {
-            return Ok(Book::default());
-        };
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("the listener requests {} are not valid", path.display()))
+        let book = files::read_json(&path, || {
+            format!("the listener requests {} are not valid", path.display())
+        })?;
+        Ok(book.unwrap_or_default())
     }
 
     /// Saves the requests atomically.
@@ -354,37 +353,33 @@ impl Book {
 
 /// When the requests file last changed (None: absent).
 pub fn stamp(data_dir: &Path) -> Option<SystemTime> {
-    std::fs::metadata(Book::path(data_dir))
-        .and_then(|m| m.modified())
-        .ok()
+    files::modified(&Book::path(data_dir))
 }
 
 /// The ids of the requests the driver has proposed.
 pub fn load_proposed(data_dir: &Path) -> Result<BTreeSet<u64>> {
     let path = data_dir.join(PROPOSED_FILE);
-    let Some(bytes) = files::read_if_exists(&path)? else {
-        return Ok(BTreeSet::new());
-    };
-    serde_json::from_slice(&bytes).with_context(|| {
+    let ids = files::read_json(&path, || {
         format!(
             "the record of proposed requests {} is not valid",
             path.display()
         )
-    })
+    })?;
+    Ok(ids.unwrap_or_default())
 }
 
 /// Records the ids of the requests proposed (only the driver calls it).
 pub fn save_proposed(data_dir: &Path, ids: &BTreeSet<u64>) -> Result<()> {
-    let bytes = serde_json::to_vec(ids).context("cannot encode the proposed requests")?;
-    files::write_atomic(&data_dir.join(PROPOSED_FILE), &bytes)
+    files::write_json(&data_dir.join(PROPOSED_FILE), ids)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chorus_consensus::Hash32;
 
-    fn track(n: u8) -> TrackRef {
+    /// A track of 7 s titled `Song n` by `Artist` (tests of the requests and the desk).
+    pub(crate) fn track(n: u8) -> TrackRef {
         TrackRef {
             track_hash: Hash32([n; 32]),
             manifest_id: Hash32([n + 100; 32]),
