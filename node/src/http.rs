@@ -366,8 +366,15 @@ async fn guard(
         }
     } else if listener_request {
         // Open to every listener; JSON only, which a cross-site form cannot send and a
-        // cross-site script cannot send without a preflight this API never grants.
-        same_origin(&g, request.headers()).and_then(|()| json_body(request.headers()))
+        // cross-site script cannot send without a preflight this API never grants. A listener
+        // on the network names the node by whatever address it reached it at (the listener
+        // may be 0.0.0.0): only a loopback listener checks the Host.
+        let origin = if is_loopback(g.bound.ip()) {
+            same_origin(&g, request.headers())
+        } else {
+            origin_is_host(request.headers())
+        };
+        origin.and_then(|()| json_body(request.headers()))
     } else if control {
         loopback_only(peer).and_then(|()| same_origin(&g, request.headers()))
     } else if is_loopback(g.bound.ip()) {
@@ -434,6 +441,12 @@ fn host_allowed(g: &Guard, headers: &HeaderMap) -> Result<(), Box<Response>> {
 /// `Host` allowed, and `Origin`, when a browser sends one, the node's own (`http://` + Host).
 fn same_origin(g: &Guard, headers: &HeaderMap) -> Result<(), Box<Response>> {
     host_allowed(g, headers)?;
+    origin_is_host(headers)
+}
+
+/// `Origin`, when a browser sends one, is `http://` + the request's `Host`: the page that sends
+/// it is one the node served.
+fn origin_is_host(headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -598,6 +611,17 @@ mod tests {
         ]);
         assert!(same_origin(&g, &own).is_ok());
         assert!(same_origin(&g, &headers(&[(header::HOST, "127.0.0.1:7300")])).is_ok());
+        // A listener on the network: the page it was served, by any address of the node.
+        let lan = headers(&[
+            (header::HOST, "192.168.1.5:7300"),
+            (header::ORIGIN, "http://192.168.1.5:7300"),
+        ]);
+        assert!(origin_is_host(&lan).is_ok());
+        let foreign = headers(&[
+            (header::HOST, "192.168.1.5:7300"),
+            (header::ORIGIN, "http://evil.example"),
+        ]);
+        assert!(origin_is_host(&foreign).is_err());
         for (host, origin) in [
             ("127.0.0.1:7300", "http://evil.example"),
             ("127.0.0.1:7300", "null"),

@@ -340,7 +340,11 @@ async fn start_http(
         .context("cannot write http.addr")?;
     info!(event = "http", address = %http_addr, "HTTP API on http://{http_addr}/status");
     let shown = if http_addr.ip().is_unspecified() {
-        format!("THIS-MACHINE:{}", http_addr.port())
+        // Open on every address: the one the machine reaches the network from.
+        primary_ip().map_or_else(
+            || format!("THIS-MACHINE:{}", http_addr.port()),
+            |ip| SocketAddr::new(ip, http_addr.port()).to_string(),
+        )
     } else {
         http_addr.to_string()
     };
@@ -352,6 +356,15 @@ async fn start_http(
     );
 
     Ok((snapshot_tx, playlist_tx, http_addr))
+}
+
+/// The address this machine reaches the network from: the local end of a UDP socket
+/// "connected" to a documentation address (nothing is sent). `None` without a route.
+fn primary_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(("192.0.2.1", 9)).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 /// The playback machine, told what the store already holds of the coming winners (a restart

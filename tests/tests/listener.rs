@@ -563,22 +563,29 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
             s("null"),
             s("--approve-requests"),
             s("--http-listen"),
-            format!("{ip}:0"),
+            s("0.0.0.0:0"),
         ],
         &[],
     );
     audio_event(&radio, 0);
-    let addr = http_addr(&radio);
-    assert!(addr.starts_with(&ip), "{addr}");
+    // Open to the network as a station would run it (every address), reached at this
+    // machine's non-loopback one.
+    let bound = http_addr(&radio);
+    assert!(bound.starts_with("0.0.0.0:"), "{bound}");
+    let addr = format!("{ip}:{}", bound.rsplit(':').next().expect("a port"));
     let token = std::fs::read_to_string(radio.data_dir.join("operator.token"))
         .expect("the operator token")
         .trim()
         .to_owned();
     let link = radio.wait_for("the operator link", LONG, |v| v["event"] == "operator_link");
+    // The link names an address of this machine (not 0.0.0.0) with the port and the token.
     assert!(
         link["message"]
             .as_str()
-            .is_some_and(|m| m.contains(&format!("http://{addr}/?token={token}"))),
+            .is_some_and(|m| m.contains(&format!(
+                ":{}/?token={token}",
+                bound.rsplit(':').next().unwrap_or_default()
+            )) && !m.contains("http://0.0.0.0")),
         "{link}"
     );
 
@@ -798,13 +805,14 @@ fn chromium_a_listener_requests_a_track_and_the_operator_approves_and_mutes_from
         s("null"),
         s("--approve-requests"),
         s("--http-listen"),
-        format!("{ip}:0"),
+        s("0.0.0.0:0"),
         s("--library"),
         tmp.path().join("lib").display().to_string(),
     ]);
     let restarted = radio.event_count();
     radio.wait_for_from(restarted, "the HTTP API", LONG, |v| v["event"] == "http");
-    let addr = http_addr(&radio);
+    let bound = http_addr(&radio);
+    let addr = format!("{ip}:{}", bound.rsplit(':').next().expect("a port"));
     let (_, _, body) = chorus_tests::http_get(&addr, "/requests").expect("requests");
     let after: Value = serde_json::from_slice(&body).expect("JSON");
     let states: Vec<(String, String)> = after["requests"]
