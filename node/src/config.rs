@@ -63,27 +63,24 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed> {
     let Some((name, sub)) = first.subcommand() else {
         bail!("no subcommand");
     };
-    if !CONFIGURED.contains(&name) {
-        let cli = Cli::from_arg_matches(&first).unwrap_or_else(|e| e.exit());
-        return Ok(Parsed {
+    // The command line alone: a subcommand the file does not configure, or no file.
+    let alone = |matches: ArgMatches| {
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        Ok(Parsed {
             cli,
             file: None,
             from_file: Vec::new(),
             keys: Vec::new(),
-            matches: first,
-        });
+            matches,
+        })
+    };
+    if !CONFIGURED.contains(&name) {
+        return alone(first.clone());
     }
     let config_dir = crate::paths::config_dir(first.get_one::<PathBuf>("config_dir").cloned())?;
     let path = config_dir.join(FILE);
     let Some(table) = read(&path)? else {
-        let cli = Cli::from_arg_matches(&first).unwrap_or_else(|e| e.exit());
-        return Ok(Parsed {
-            cli,
-            file: None,
-            from_file: Vec::new(),
-            keys: Vec::new(),
-            matches: first,
-        });
+        return alone(first.clone());
     };
     let cli_command = command();
     let known: Vec<&clap::Command> = ["run", "bootstrap"]

@@ -256,16 +256,6 @@ fn error(code: StatusCode, message: impl std::fmt::Display) -> Response {
     (code, axum::Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-fn track_json(t: &TrackRef) -> serde_json::Value {
-    json!({
-        "track_hash": t.track_hash.to_hex(),
-        "title": t.title,
-        "artist": t.artist,
-        "album": t.album,
-        "duration_ms": t.duration_ms,
-    })
-}
-
 #[derive(Deserialize)]
 struct Search {
     q: Option<String>,
@@ -289,7 +279,7 @@ async fn library(State(shared): State<Shared>, Query(search): Query<Search>) -> 
             words.iter().all(|w| text.contains(w.as_str()))
         })
         .take(SEARCH_MAX)
-        .map(track_json)
+        .map(crate::node::snapshot::track_json)
         .collect();
     axum::Json(json!({ "tracks": found, "library_size": shared.desk.tracks.len() })).into_response()
 }

@@ -56,7 +56,8 @@ pub struct Inputs<'a> {
     pub data_dir: &'a Path,
 }
 
-fn track_json(t: &TrackRef) -> Value {
+/// A track as `/status` and the request desk show it.
+pub(crate) fn track_json(t: &TrackRef) -> Value {
     json!({
         "track_hash": t.track_hash.to_hex(),
         "title": t.title,
