@@ -111,6 +111,25 @@ fn play(
     start_ms: u64,
     gain_db: f64,
 ) -> Player {
+    let audio = TrackAudio {
+        manifest_id,
+        gain_db,
+        tags: Default::default(),
+        fade_out_ms: 0,
+    };
+    play_slot(store, time, wav, audio, start_ms, 7_000)
+}
+
+/// A player on a wav sink at `wav`, playing `audio` as slot 0 from `start_ms` (network time)
+/// for `length_ms`.
+fn play_slot(
+    store: &BlockStore,
+    time: &Arc<TestTime>,
+    wav: &Path,
+    audio: TrackAudio,
+    start_ms: u64,
+    length_ms: u64,
+) -> Player {
     let player = Player::start(PlayerConfig {
         sink: SinkSpec::Wav(wav.to_owned()),
         store: store.clone(),
@@ -123,13 +142,8 @@ fn play(
     player.schedule(vec![SlotPlan {
         slot: 0,
         start_ms,
-        end_ms: start_ms + 7_000,
-        audio: Some(TrackAudio {
-            manifest_id,
-            gain_db,
-            tags: Default::default(),
-            fade_out_ms: 0,
-        }),
+        end_ms: start_ms + length_ms,
+        audio: Some(audio),
     }]);
     player
 }
@@ -144,28 +158,15 @@ fn a_substitute_fades_out_at_its_slots_end() {
     let full = decode_track(&store, &manifest_id).expect("decode");
     let time = TestTime::new();
     let wav = dir.path().join("out.wav");
-    let player = Player::start(PlayerConfig {
-        sink: SinkSpec::Wav(wav.clone()),
-        store: store.clone(),
-        time: time.clone(),
-        volume: 1.0,
-        muted: false,
-        lead: std::time::Duration::from_millis(150),
-    })
-    .expect("player");
     // Slot 0 began 1.5 s ago and lasts 4 s.
     let start_ms = now_ms(&time) - 1_500;
-    player.schedule(vec![SlotPlan {
-        slot: 0,
-        start_ms,
-        end_ms: start_ms + 4_000,
-        audio: Some(TrackAudio {
-            manifest_id,
-            gain_db: -3.0,
-            tags: Default::default(),
-            fade_out_ms: 2_000,
-        }),
-    }]);
+    let audio = TrackAudio {
+        manifest_id,
+        gain_db: -3.0,
+        tags: Default::default(),
+        fade_out_ms: 2_000,
+    };
+    let player = play_slot(&store, &time, &wav, audio, start_ms, 4_000);
     let (end, fade) = (192_000u64, 96_000u64);
     play_until(&player, 0, end - 2_000);
     drop(player);

@@ -347,7 +347,7 @@ async fn request(
     let on_air = on_air(&shared.snapshot.borrow(), track);
     let mut book = desk.book();
     let mut changed = book.clone();
-    match changed.request_with(
+    match changed.request(
         track,
         &new.name,
         &listener,

@@ -216,24 +216,12 @@ impl Book {
         files::write_atomic(&Self::path(data_dir), &bytes)
     }
 
-    /// Adds a request of `track` by `listener` named `name`, or says why not. `proposed` are
-    /// the ids the driver has proposed (no longer open).
-    pub fn request(
-        &mut self,
-        track: &TrackRef,
-        name: &str,
-        listener: &str,
-        now_ms: u64,
-        policy: &Policy,
-        proposed: &BTreeSet<u64>,
-    ) -> Result<Request, Refusal> {
-        self.request_with(track, name, listener, now_ms, policy, proposed, None)
-    }
-
-    /// As [`Book::request`], checking the track's place on air (`Upcoming` or `Recent`, from
-    /// `on_air`) after the listener's limit.
+    /// Adds a request of `track` by `listener` named `name`, or says why not: a bad name, the
+    /// track's cooldown, the listener's limit, then `on_air` (the track is coming up, playing or
+    /// played lately, as the caller found it), then a full list. `proposed` are the ids the
+    /// driver has proposed (no longer open).
     #[allow(clippy::too_many_arguments)]
-    pub fn request_with(
+    pub fn request(
         &mut self,
         track: &TrackRef,
         name: &str,
@@ -401,20 +389,36 @@ pub(crate) mod tests {
         let mut book = Book::default();
         let t0 = 1_800_000_000_000;
         let r = book
-            .request(&track(1), " Ada ", "10.0.0.1", t0, &policy, &none)
+            .request(&track(1), " Ada ", "10.0.0.1", t0, &policy, &none, None)
             .expect("first request");
         assert_eq!((r.id, r.state, r.name.as_str()), (0, State::Queued, "Ada"));
         // The same track within the hour: refused, whoever asks.
         let e = book
-            .request(&track(1), "", "10.0.0.2", t0 + 10 * MIN, &policy, &none)
+            .request(
+                &track(1),
+                "",
+                "10.0.0.2",
+                t0 + 10 * MIN,
+                &policy,
+                &none,
+                None,
+            )
             .expect_err("cooldown");
         assert_eq!(
             e.to_string(),
             "\u{201c}Song 1\u{201d} was requested 10 min ago; it can be requested again in 50 min"
         );
         // After the cooldown it may be requested again.
-        book.request(&track(1), "", "10.0.0.2", t0 + 61 * MIN, &policy, &none)
-            .expect("after the cooldown");
+        book.request(
+            &track(1),
+            "",
+            "10.0.0.2",
+            t0 + 61 * MIN,
+            &policy,
+            &none,
+            None,
+        )
+        .expect("after the cooldown");
         // Three per listener per hour; the fourth waits until the first is an hour old.
         for n in 2..4 {
             book.request(
@@ -424,11 +428,20 @@ pub(crate) mod tests {
                 t0 + u64::from(n) * MIN,
                 &policy,
                 &none,
+                None,
             )
             .expect("within the limit");
         }
         let e = book
-            .request(&track(9), "", "10.0.0.1", t0 + 5 * MIN, &policy, &none)
+            .request(
+                &track(9),
+                "",
+                "10.0.0.1",
+                t0 + 5 * MIN,
+                &policy,
+                &none,
+                None,
+            )
             .expect_err("limit");
         assert_eq!(e, Refusal::Limit { count: 3, left: 55 });
         assert_eq!(book.requests.len(), 4, "refusals change nothing");
@@ -445,21 +458,21 @@ pub(crate) mod tests {
         let mut book = Book::default();
         let t0 = 1_800_000_000_000;
         assert_eq!(
-            book.request(&track(1), &"x".repeat(41), "a", t0, &policy, &none),
+            book.request(&track(1), &"x".repeat(41), "a", t0, &policy, &none, None),
             Err(Refusal::BadName)
         );
         assert_eq!(
-            book.request(&track(1), "a\nb", "a", t0, &policy, &none),
+            book.request(&track(1), "a\nb", "a", t0, &policy, &none, None),
             Err(Refusal::BadName)
         );
         let r = book
-            .request(&track(1), "", "a", t0, &policy, &none)
+            .request(&track(1), "", "a", t0, &policy, &none, None)
             .expect("request");
         assert_eq!(r.state, State::Pending);
-        book.request(&track(2), "", "b", t0, &policy, &none)
+        book.request(&track(2), "", "b", t0, &policy, &none, None)
             .expect("request");
         assert_eq!(
-            book.request(&track(3), "", "c", t0, &policy, &none),
+            book.request(&track(3), "", "c", t0, &policy, &none, None),
             Err(Refusal::Full(2))
         );
         assert_eq!(book.decide(0, true).expect("approve").state, State::Queued);
@@ -467,7 +480,7 @@ pub(crate) mod tests {
         assert!(book.decide(7, true).is_err(), "no such request");
         // Once proposed, a request is no longer open: room for another.
         let proposed = BTreeSet::from([0]);
-        book.request(&track(3), "", "c", t0, &policy, &proposed)
+        book.request(&track(3), "", "c", t0, &policy, &proposed, None)
             .expect("room again");
     }
 
@@ -482,8 +495,16 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(Book::load(dir.path()).expect("absent"), Book::default());
         let mut book = Book::default();
-        book.request(&track(1), "", "a", 1, &Policy::default(), &BTreeSet::new())
-            .expect("request");
+        book.request(
+            &track(1),
+            "",
+            "a",
+            1,
+            &Policy::default(),
+            &BTreeSet::new(),
+            None,
+        )
+        .expect("request");
         book.save(dir.path()).expect("save");
         assert_eq!(Book::load(dir.path()).expect("load"), book);
         std::fs::write(Book::path(dir.path()), b"{ damaged").expect("write");

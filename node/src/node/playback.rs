@@ -277,11 +277,12 @@ impl Playback {
             return;
         }
         self.stand_ins.insert(slot, track.clone());
-        self.playing.insert(slot, Playing::StandIn(track));
+        let playing = Playing::StandIn(track);
+        self.playing.insert(slot, playing.clone());
         let (held, total) = self.held_of(&winner);
         self.out.push_back(Output::Started(Start {
             slot,
-            playing: self.playing[&slot].clone(),
+            playing,
             winner,
             position_ms: now.saturating_sub(chain.start(slot).unwrap_or(now)),
             held,

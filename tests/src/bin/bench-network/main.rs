@@ -466,9 +466,8 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / 100.0)
 }
 
-fn listeners(clients: usize, seconds: u64) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let root = tmp.path();
+/// A lone node in `root`, once slot 1 plays: the node, its HTTP address and its process id.
+fn radio(root: &Path) -> Result<(Node, String, u32)> {
     let node = chorus_tests::net::lone_node(root, "radio", 5, &[], &[]);
     node.wait_for("slot 1", LONG, |v| {
         v["event"] == "playing" && slot(v) == Some(1)
@@ -477,6 +476,12 @@ fn listeners(clients: usize, seconds: u64) -> Result<()> {
         .trim()
         .to_owned();
     let pid = node.pid().context("node pid")?;
+    Ok((node, addr, pid))
+}
+
+fn listeners(clients: usize, seconds: u64) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_node, addr, pid) = radio(tmp.path())?;
     let cpu0 = cpu_seconds(pid)?;
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds);
@@ -573,14 +578,7 @@ fn stream_client(addr: &str, until: Instant) -> Result<(u64, Vec<String>)> {
 /// One node and N Icecast clients of `/stream` (threads) for `seconds`.
 fn stream(clients: usize, seconds: u64) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let node = chorus_tests::net::lone_node(tmp.path(), "radio", 5, &[], &[]);
-    node.wait_for("slot 1", LONG, |v| {
-        v["event"] == "playing" && slot(v) == Some(1)
-    });
-    let addr = std::fs::read_to_string(node.data_dir.join("http.addr"))?
-        .trim()
-        .to_owned();
-    let pid = node.pid().context("node pid")?;
+    let (node, addr, pid) = radio(tmp.path())?;
     let (cpu0, rss0) = (cpu_seconds(pid)?, proc_rss(&node)?.0);
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds);
