@@ -1,10 +1,13 @@
 //! Admissibility (PROTOCOL.md 3): the deterministic verdict on a proposal, the same on every
 //! node given the same proposal bytes and the same chain.
 
-use crate::chain::Chain;
+use crate::beacon::verify_reveal;
+use crate::chain::{Chain, Tickets};
 use crate::eligibility::{Ineligible, check_eligible};
 use crate::envelope::Validation;
 use crate::hash::Hash32;
+use crate::limits::GOSSIP_MAX_BYTES;
+use crate::message::Enroll;
 use crate::message::Proposal;
 use crate::track::expected_segments;
 
@@ -56,6 +59,13 @@ pub enum Inadmissible {
         /// `P.track.segment_count`.
         got: u64,
     },
+    /// 12.3: the Enroll envelopes carried are too many, do not verify, are of another network,
+    /// or name one peer twice.
+    #[error("enrolls: {0}")]
+    Enrolls(String),
+    /// 12.3: the reveal is missing, or is not the next value of the proposer's committed chain.
+    #[error("reveal_invalid: {0}")]
+    Reveal(String),
     /// Rule 3: the proposer is not eligible.
     #[error("proposer not eligible: {0}")]
     Ineligible(#[from] Ineligible),
@@ -78,6 +88,8 @@ impl Inadmissible {
                 | Inadmissible::RulesHash { .. }
                 | Inadmissible::Duration { .. }
                 | Inadmissible::SegmentCount { .. }
+                | Inadmissible::Enrolls(_)
+                | Inadmissible::Reveal(_)
         )
     }
 
@@ -133,7 +145,85 @@ pub fn check_static(chain: &Chain, slot: u64, proposal: &Proposal) -> Result<(),
             got: track.segment_count,
         });
     }
+    if chain.tickets() == Tickets::Fair {
+        check_enrolls(chain, proposal)?;
+    }
     Ok(())
+}
+
+/// 12.3: at most `rules.enroll_per_slot` Enroll envelopes, each verified (signature, body,
+/// signer), of this network, one per peer.
+fn check_enrolls(chain: &Chain, proposal: &Proposal) -> Result<(), Inadmissible> {
+    let max = chain.rules().enroll_per_slot;
+    if proposal.enrolls.len() as u64 > max {
+        return Err(Inadmissible::Enrolls(format!(
+            "{} carried, at most {max}",
+            proposal.enrolls.len()
+        )));
+    }
+    let mut peers = std::collections::BTreeSet::new();
+    for envelope in &proposal.enrolls {
+        let enroll: Enroll = envelope
+            .open_as(GOSSIP_MAX_BYTES)
+            .map_err(|e| Inadmissible::Enrolls(e.to_string()))?;
+        if enroll.network_id != *chain.network_id() {
+            return Err(Inadmissible::Enrolls(format!(
+                "an Enroll of network {}",
+                enroll.network_id
+            )));
+        }
+        if !peers.insert(enroll.from) {
+            return Err(Inadmissible::Enrolls(format!(
+                "{} enrolls twice",
+                enroll.from
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// 12.3: the proposal's reveal is `v(k - e)` of its proposer's committed chain, checked by
+/// walking down to the latest value known: the chain's (its last winning reveal, else its
+/// commit), or `cached` when that is a later verified value of the same commit. Returns the
+/// value verified, `(k - e, reveal)`, for the caller's cache. Under open tickets there is
+/// nothing to check (the value returned is then meaningless). An unenrolled proposer is
+/// ineligible (rule 3); eligibility is checked before this.
+pub fn check_reveal(
+    chain: &Chain,
+    slot: u64,
+    proposal: &Proposal,
+    cached: Option<(Hash32, u64, Hash32)>,
+) -> Result<(u64, Hash32), Inadmissible> {
+    if chain.tickets() == Tickets::Open {
+        return Ok((0, Hash32::ZERO));
+    }
+    let enrolled = chain
+        .enrollment(&proposal.from)
+        .ok_or(Ineligible::NotEnrolled)?;
+    let reveal = proposal
+        .reveal
+        .ok_or_else(|| Inadmissible::Reveal("no reveal".to_owned()))?;
+    let index = enrolled.reveal_index(slot).ok_or_else(|| {
+        Inadmissible::Reveal(format!(
+            "slot {slot} is outside the chain enrolled at slot {} (len {})",
+            enrolled.slot, enrolled.len
+        ))
+    })?;
+    let (known_index, known) = match cached {
+        Some((commit, i, v)) if commit == enrolled.commit && i > enrolled.latest.0 => (i, v),
+        _ => enrolled.latest,
+    };
+    if index == known_index && reveal == known {
+        return Ok((index, reveal));
+    }
+    if !verify_reveal(&reveal, index, &known, known_index, enrolled.len) {
+        return Err(Inadmissible::Reveal(format!(
+            "{} is not v({index}) of the chain committed at slot {}",
+            reveal.short(),
+            enrolled.slot
+        )));
+    }
+    Ok((index, reveal))
 }
 
 /// The full verdict on proposal `proposal` (id `proposal_id`, its envelope already verified)
@@ -148,6 +238,7 @@ pub fn check_admissible<'a>(
 ) -> Result<(), Inadmissible> {
     check_static(chain, slot, proposal)?;
     check_eligible(chain, slot, &proposal.from, &proposal.plays)?;
+    check_reveal(chain, slot, proposal, None)?;
     let others = known_from_proposer
         .into_iter()
         .filter(|id| *id != proposal_id)

@@ -6,10 +6,12 @@
 
 mod error;
 mod hash;
+mod roster;
 mod verify;
 
 pub use error::ChainError;
 pub use hash::{CHAIN_DOMAIN, genesis_chain_hash, next_chain_hash};
+pub use roster::{Enrollment, Tickets, enrolls_again};
 pub use verify::same_track;
 
 use libp2p_identity::PeerId;
@@ -87,21 +89,31 @@ pub struct Chain {
     decided: Vec<DecidedSlot>,
     /// `starts[k] = start(k)` for `k in 0 ..= len()`.
     starts: Vec<u64>,
+    /// 12.3: the ticket rule, and the roster and beacon of the records.
+    fairness: roster::Fairness,
 }
 
 impl Chain {
-    /// The chain of a verified genesis: its L queued slots, nothing decided.
+    /// The chain of a verified genesis: its L queued slots, nothing decided, fair tickets
+    /// (12.3) with the genesis creator enrolled at slot 0.
     pub fn new(genesis: &SignedGenesis) -> Chain {
-        Chain::from_parts(
+        let mut chain = Chain::from_parts(
             genesis.network_id(),
             genesis.rules().clone(),
             genesis.rules_hash(),
             genesis.genesis().start_ms,
             genesis.genesis().queue.clone(),
-        )
+        );
+        let creator = genesis
+            .genesis()
+            .enroll
+            .map(|enroll| (genesis.genesis().created_by, enroll));
+        chain.fairness = roster::Fairness::new(Tickets::Fair, &chain.network_id, creator);
+        chain
     }
 
-    /// A chain from its parts (the genesis's network id, rules, start and queue).
+    /// A chain from its parts (the genesis's network id, rules, start and queue), under
+    /// version 1's open tickets ([`Tickets::Open`]; no genesis enrollment to start a roster).
     pub fn from_parts(
         network_id: Hash32,
         rules: Rules,
@@ -116,6 +128,7 @@ impl Chain {
             queue: Vec::new(),
             decided: Vec::new(),
             starts: vec![start_ms],
+            fairness: roster::Fairness::new(Tickets::Open, &network_id, None),
         };
         for track in queue {
             chain.extend_schedule(&track);
@@ -248,6 +261,7 @@ impl Chain {
             outcome.proposal.as_ref().map(|(id, _)| id),
         );
         self.extend_schedule(&outcome.track);
+        self.fairness.apply(slot, outcome.envelope.as_ref());
         self.decided.push(DecidedSlot {
             slot,
             track: outcome.track,
@@ -344,7 +358,10 @@ impl Chain {
     pub fn truncate(&mut self, from_slot: u64) {
         let keep = from_slot.max(self.lookahead());
         let keep_decided = usize::try_from(keep - self.lookahead()).unwrap_or(usize::MAX);
-        self.decided.truncate(keep_decided);
+        if keep_decided < self.decided.len() {
+            self.decided.truncate(keep_decided);
+            self.fairness.rebuild(&self.network_id, &self.decided);
+        }
         let known = self.queue.len() + self.decided.len();
         self.starts.truncate(known + 1);
     }

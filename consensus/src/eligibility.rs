@@ -8,7 +8,7 @@
 
 use libp2p_identity::PeerId;
 
-use crate::chain::Chain;
+use crate::chain::{Chain, Tickets};
 use crate::hash::Hash32;
 use crate::message::{Play, Played};
 use crate::schedule::PROPOSAL_OFFSET;
@@ -41,6 +41,17 @@ pub enum Ineligible {
     Diverged {
         /// k-8.
         first: u64,
+    },
+    /// 12.3: the proposer is not enrolled on the chain.
+    #[error("not enrolled")]
+    NotEnrolled,
+    /// 12.3: enrolled at `enrolled`, it may propose from slot `eligible_from` only.
+    #[error("enrolled at slot {enrolled}, eligible from slot {eligible_from}")]
+    EnrollDelay {
+        /// The slot it was enrolled at.
+        enrolled: u64,
+        /// `enrolled + rules.enroll_delay`.
+        eligible_from: u64,
     },
     /// The chain records the proposer as an equivocator in one of slots k-L .. k-1.
     #[error("recorded as an equivocator in slot {slot}")]
@@ -89,6 +100,22 @@ fn check_plays(slot: u64, plays: &[Play]) -> Result<(), Ineligible> {
     Ok(())
 }
 
+/// 12.3 (fair tickets only): the proposer is enrolled at some e with `k >= e + enroll_delay`.
+pub fn check_enrolled(chain: &Chain, slot: u64, proposer: &PeerId) -> Result<(), Ineligible> {
+    if chain.tickets() == Tickets::Open {
+        return Ok(());
+    }
+    let enrolled = chain.enrollment(proposer).ok_or(Ineligible::NotEnrolled)?;
+    let eligible_from = enrolled.eligible_from(chain.rules().enroll_delay);
+    if slot < eligible_from {
+        return Err(Ineligible::EnrollDelay {
+            enrolled: enrolled.slot,
+            eligible_from,
+        });
+    }
+    Ok(())
+}
+
 /// Whether `proposer`, whose proposal for slot `slot` (k >= L) carries `plays`, is eligible:
 /// in consensus at k-5 (the winner or `unavailable`), not diverged (another track) in all of
 /// k-8 .. k-6, not an equivocator in k-L .. k-1.
@@ -122,6 +149,7 @@ pub fn check_eligible(
             return Err(Ineligible::Diverged { first });
         }
     }
+    check_enrolled(chain, slot, proposer)?;
     let since = slot.saturating_sub(chain.lookahead());
     for j in since..slot {
         if chain

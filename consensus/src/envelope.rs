@@ -248,6 +248,7 @@ impl Envelope {
             crate::message::Tally::KIND => Message::Tally(self.open_as(GOSSIP_MAX_BYTES)?),
             crate::message::Decision::KIND => Message::Decision(self.open_as(GOSSIP_MAX_BYTES)?),
             crate::message::Status::KIND => Message::Status(self.open_as(GOSSIP_MAX_BYTES)?),
+            crate::message::Enroll::KIND => Message::Enroll(self.open_as(GOSSIP_MAX_BYTES)?),
             _ => return Err(EnvelopeError::UnknownKind(self.kind.clone())),
         };
         if message.network_id() != network_id {

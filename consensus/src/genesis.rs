@@ -58,6 +58,20 @@ pub struct Genesis {
     pub created_by: PeerId,
     /// When it was written, ms since the Unix epoch.
     pub created_ms: u64,
+    /// 12.3: the creator's enrollment at slot 0, its commit and chain length. (Not an Enroll
+    /// envelope: an Enroll names the network id, which is the hash of this very body.) A
+    /// network of fair tickets needs it, or nobody could ever win a slot to enroll others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enroll: Option<GenesisEnroll>,
+}
+
+/// The genesis creator's commitment (PROTOCOL.md 12.3), enrolled at slot 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisEnroll {
+    /// `H^len(s)` of the creator's seed.
+    pub commit: Hash32,
+    /// The chain's length.
+    pub len: u64,
 }
 
 /// Why a genesis could not be created or was refused.
@@ -95,6 +109,15 @@ pub enum GenesisError {
     /// The envelope failed verification (signature, signer, size, decoding).
     #[error("genesis envelope: {0}")]
     Envelope(#[from] EnvelopeError),
+    /// The creator's enrollment names a chain length outside `1 ..= ENROLL_LEN_MAX`.
+    #[error("genesis enroll len is {0}, outside 1..={max}", max = crate::message::ENROLL_LEN_MAX)]
+    EnrollLen(u64),
+    /// The genesis has no creator enrollment: under fair tickets (12.3) nobody could ever win.
+    #[error(
+        "the genesis enrolls no creator (written before protocol 1.1's fair tickets); nobody \
+         could ever propose on it: start a new network with `chorus bootstrap`"
+    )]
+    NoEnroll,
     /// The genesis is valid but of another network than the one asked for.
     #[error("genesis has network id {got}, expected {expected}")]
     NetworkMismatch {
@@ -131,9 +154,17 @@ impl Genesis {
             queue,
             created_by,
             created_ms,
+            enroll: None,
         };
         genesis.validate()?;
         Ok(genesis)
+    }
+
+    /// The same genesis with its creator enrolled at slot 0 with `commit` of a chain of `len`
+    /// (PROTOCOL.md 12.3).
+    pub fn with_enroll(mut self, commit: Hash32, len: u64) -> Genesis {
+        self.enroll = Some(GenesisEnroll { commit, len });
+        self
     }
 
     /// The body bytes (CBOR).
@@ -158,6 +189,11 @@ impl Genesis {
             return Err(GenesisError::Version(self.version));
         }
         let rules = Rules::from_cbor(&self.rules_bytes)?;
+        if let Some(enroll) = &self.enroll
+            && !(1..=crate::message::ENROLL_LEN_MAX).contains(&enroll.len)
+        {
+            return Err(GenesisError::EnrollLen(enroll.len));
+        }
         if u64::try_from(self.queue.len()).ok() != Some(rules.lookahead) {
             return Err(GenesisError::QueueLength {
                 expected: rules.lookahead,

@@ -50,16 +50,17 @@ pub mod track;
 mod testing;
 
 pub use admissibility::{Inadmissible, check_admissible};
-pub use chain::{Chain, ChainError, DecidedSlot, Outcome};
+pub use chain::{Chain, ChainError, DecidedSlot, Enrollment, Outcome, Tickets};
 pub use eligibility::{Ineligible, check_eligible};
 pub use envelope::{Envelope, EnvelopeError, SignError, Validation, open_gossip};
 pub use genesis::{Genesis, GenesisError, SignedGenesis};
 pub use hash::Hash32;
 pub use machine::{
-    Action, ChainSync, Conflict, ConflictReason, Consensus, FinalReport, ForkChoice, ForkReport,
-    PeerChange, PeerInfo, PeerState, PeerTable, StatusSummary, Support, SyncError, Topic,
+    Action, ChainSync, Conflict, ConflictReason, Consensus, EnrollmentView, FinalReport,
+    ForkChoice, ForkReport, PeerChange, PeerInfo, PeerState, PeerTable, StatusSummary, Support,
+    SyncError, Topic,
 };
-pub use message::{Body, Decision, Message, Proposal, Status, Tally, Verified};
+pub use message::{Body, Decision, Enroll, Message, Proposal, Status, Tally, Verified};
 pub use rules::{Rules, RulesError};
 pub use schedule::Window;
 pub use select::{Selection, select};

@@ -13,6 +13,7 @@
 //! `action` (what the driver executes).
 
 mod action;
+mod enroll;
 mod fetch;
 mod finality;
 mod fork;
@@ -31,6 +32,7 @@ mod test_builder;
 mod tests;
 
 pub use action::{Action, Topic};
+pub use enroll::{EnrollmentView, PENDING_ENROLLS_MAX};
 pub use fetch::{FETCH_TIMEOUT_MS, FETCH_TRIES_MAX};
 pub use finality::{Conflict, ConflictReason, FinalReport};
 pub use fork::{
@@ -46,8 +48,8 @@ use std::sync::Arc;
 
 use libp2p_identity::{Keypair, PeerId};
 
-use crate::admissibility::{Inadmissible, check_static};
-use crate::chain::{Chain, DecidedSlot};
+use crate::admissibility::{Inadmissible, check_reveal, check_static};
+use crate::chain::{Chain, DecidedSlot, Tickets};
 use crate::eligibility::check_eligible;
 use crate::envelope::{Envelope, EnvelopeError, Validation};
 use crate::hash::Hash32;
@@ -55,7 +57,7 @@ use crate::message::{
     Body, Message, Play, Played, Proposal, Status, Tally, Verified, library_hash, track_index,
 };
 use crate::schedule::{finality_ms, proposal_time, proposal_window, selection_window};
-use crate::ticket::{SlotContext, rank_cmp, ticket};
+use crate::ticket::{SlotContext, rank_cmp, ticket, ticket_beacon};
 use crate::track::{TrackRef, expected_segments};
 use fork::SyncRequest;
 use slot::{Held, SlotState};
@@ -160,10 +162,13 @@ pub struct Consensus {
     /// with a direct connection, so that many identities behind one connection count once.
     /// None (the simulator, which has no connections) counts every peer heard.
     direct: Option<BTreeSet<PeerId>>,
-    /// This node's tickets for the slots in flight, at `slot % 4`: `poll_timeout` needs them
-    /// after every input, and a SHA-256 each time was a large share of big simulations. Valid
-    /// because a ticket depends only on the network and the slot (version 1, [`ticket`]).
-    my_tickets: [Option<(u64, u64)>; 4],
+    /// This node's tickets for the slots in flight, at `slot % 4`, with the beacon each was
+    /// computed over (None under open tickets): `poll_timeout` needs them after every input,
+    /// and a SHA-256 each time was a large share of big simulations. Valid while the slot's
+    /// beacon is the same (a fork may change it).
+    my_tickets: [Option<(u64, Option<Hash32>, u64)>; 4],
+    /// 12.3: the own hash chain and Enroll, Enrolls of others to carry, verified reveals.
+    enrolling: enroll::EnrollState,
     /// `next_step()` as of the last input that could change it: `poll_timeout` is called after
     /// every input, most inputs (Status) cannot change it, and recomputing it (windows from the
     /// chain, slot states) was a large share of big simulations. Kept by `refresh_step`.
@@ -201,6 +206,7 @@ impl Consensus {
             ties_lost: BTreeSet::new(),
             direct: None,
             my_tickets: [None; 4],
+            enrolling: enroll::EnrollState::default(),
             step_due: None,
             slot_bounds: None,
         };
@@ -211,6 +217,7 @@ impl Consensus {
     /// Recomputes the earliest pending slot step after an input that may have changed the
     /// chain, the slots in flight or a sync.
     fn refresh_step(&mut self) {
+        self.after_chain_change();
         self.step_due = self.next_step();
         self.slot_bounds = None;
         self.bound_slot();
@@ -435,6 +442,7 @@ impl Consensus {
                 self.on_status(now, &Arc::new(s));
                 Validation::Accept
             }
+            Message::Enroll(e) => self.on_enroll(e, verified.envelope),
         }
     }
 
@@ -559,8 +567,9 @@ impl Consensus {
         let len = self.chain.len();
         for slot in len..len + 3 {
             let at = (slot % 4) as usize;
-            if self.my_tickets[at].is_none_or(|(s, _)| s != slot) {
-                self.my_tickets[at] = Some((slot, self.ticket_of(slot, &self.me)));
+            let beacon = ticket_beacon(&SlotContext::on_chain(&self.chain, slot));
+            if self.my_tickets[at].is_none_or(|(s, b, _)| s != slot || b != beacon) {
+                self.my_tickets[at] = Some((slot, beacon, self.ticket_of(slot, &self.me)));
             }
         }
         if self.joined_slot.is_none() {
@@ -579,7 +588,12 @@ impl Consensus {
 
     fn my_ticket(&self, slot: u64) -> u64 {
         match self.my_tickets[(slot % 4) as usize] {
-            Some((s, ticket)) if s == slot => ticket,
+            Some((s, beacon, ticket))
+                if s == slot
+                    && beacon == ticket_beacon(&SlotContext::on_chain(&self.chain, slot)) =>
+            {
+                ticket
+            }
             _ => self.ticket_of(slot, &self.me),
         }
     }
@@ -655,15 +669,56 @@ impl Consensus {
         if let Err(e) = check_eligible(&self.chain, slot, &proposal.from, &proposal.plays) {
             return Inadmissible::from(e).validation();
         }
+        let ticket = self.ticket_of(slot, &proposal.from);
+        if self.chain.tickets() == Tickets::Fair {
+            if self.cannot_win(slot, ticket, &proposal.from) {
+                // 12.3: only proposals that could win are verified (a reveal may cost a long
+                // walk) and kept.
+                return Validation::Ignore;
+            }
+            let cached = self.cached_reveal(&proposal.from);
+            match check_reveal(&self.chain, slot, &proposal, cached) {
+                Ok((index, value)) => self.cache_reveal(proposal.from, index, value),
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.peers.violation(proposal.from);
+                    self.actions.push_back(Action::RevealInvalid {
+                        peer: proposal.from,
+                        slot,
+                        reason: reason.clone(),
+                    });
+                    self.actions.push_back(Action::Violation {
+                        peer: proposal.from,
+                        reason,
+                    });
+                    return e.validation();
+                }
+            }
+        }
         self.peers
             .note_library(&proposal.from, proposal.library_hash);
         let held = Held {
-            ticket: self.ticket_of(slot, &proposal.from),
+            ticket,
             proposal,
             envelope,
         };
         self.slots.entry(slot).or_default().hold(id, held);
         Validation::Accept
+    }
+
+    /// Whether `backup_proposals + 1` proposals of other proposers with lower tickets are held
+    /// for `slot` already: a proposal of `(ticket, from)` cannot win it.
+    fn cannot_win(&self, slot: u64, ticket: u64, from: &PeerId) -> bool {
+        let Some(state) = self.slots.get(&slot) else {
+            return false;
+        };
+        let lower = state
+            .proposals
+            .values()
+            .filter(|h| h.proposal.from != *from)
+            .filter(|h| rank_cmp((h.ticket, &h.proposal.from), (ticket, from)).is_lt())
+            .count() as u64;
+        lower > self.chain.rules().backup_proposals
     }
 
     /// What this node played in `j`, as its proposals report it.
@@ -690,6 +745,13 @@ impl Consensus {
         if check_eligible(&self.chain, slot, &self.me, &plays).is_err() {
             return;
         }
+        let reveal = match self.chain.tickets() {
+            Tickets::Open => None,
+            Tickets::Fair => match self.own_reveal(slot) {
+                Some(reveal) => Some(reveal),
+                None => return,
+            },
+        };
         let mine = self.my_ticket(slot);
         let chain = &self.chain;
         let lower = self.slots.get(&slot).map_or(0, |s| {
@@ -711,6 +773,8 @@ impl Consensus {
             plays,
             rules_hash: *self.chain.rules_hash(),
             created_ms: now,
+            reveal,
+            enrolls: self.enrolls_to_carry(),
         };
         let envelope = Envelope::seal(&proposal, &self.keypair)
             .expect("invariant: the body is from our own key");

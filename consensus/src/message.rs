@@ -5,12 +5,14 @@
 //! ignored when decoding.
 
 mod decision;
+mod enroll;
 mod proposal;
 mod status;
 mod tally;
 
 pub use decision::Decision;
-pub use proposal::{Play, Played, Proposal, library_hash, track_index};
+pub use enroll::{ENROLL_LEN_MAX, Enroll};
+pub use proposal::{ENROLLS_MAX, Play, Played, Proposal, library_hash, track_index};
 pub use status::{Head, Playing, Status};
 pub use tally::Tally;
 
@@ -46,6 +48,8 @@ pub enum Message {
     Decision(Decision),
     /// A node's periodic status.
     Status(Status),
+    /// A node's enrollment (PROTOCOL.md 12.3).
+    Enroll(Enroll),
 }
 
 impl Message {
@@ -56,6 +60,7 @@ impl Message {
             Message::Tally(m) => &m.from,
             Message::Decision(m) => &m.from,
             Message::Status(m) => &m.from,
+            Message::Enroll(m) => &m.from,
         }
     }
 
@@ -66,16 +71,17 @@ impl Message {
             Message::Tally(m) => &m.network_id,
             Message::Decision(m) => &m.network_id,
             Message::Status(m) => &m.network_id,
+            Message::Enroll(m) => &m.network_id,
         }
     }
 
-    /// The slot the message is about (None for Status).
+    /// The slot the message is about (None for Status and Enroll).
     pub fn slot(&self) -> Option<u64> {
         match self {
             Message::Proposal(m) => Some(m.slot),
             Message::Tally(m) => Some(m.slot),
             Message::Decision(m) => Some(m.slot),
-            Message::Status(_) => None,
+            Message::Status(_) | Message::Enroll(_) => None,
         }
     }
 }

@@ -39,6 +39,12 @@ pub struct Rules {
     pub backup_proposals: u64,
     /// Playback loudness target, LUFS.
     pub target_lufs: f64,
+    /// 12.3: slots between a peer's enrollment (slot e) and the first slot it may propose for
+    /// (e + enroll_delay); at least L + 2, so that its tickets use reveals published after it
+    /// committed.
+    pub enroll_delay: u64,
+    /// 12.3: most Enroll envelopes one proposal carries (network-wide enrollments per slot).
+    pub enroll_per_slot: u64,
 }
 
 impl Default for Rules {
@@ -57,6 +63,8 @@ impl Default for Rules {
             exclusion_ms: 600_000,
             backup_proposals: 2,
             target_lufs: -16.0,
+            enroll_delay: 8,
+            enroll_per_slot: 4,
         }
     }
 }
@@ -97,6 +105,18 @@ pub enum RulesError {
     /// The loudness target is not a finite number.
     #[error("target_lufs must be finite")]
     TargetLufs,
+    /// 12.3: `enroll_delay` is below L + 2.
+    #[error("enroll_delay is {got}, less than lookahead + 2 = {min}")]
+    EnrollDelay {
+        /// `enroll_delay`.
+        got: u64,
+        /// L + 2.
+        min: u64,
+    },
+    /// 12.3: `enroll_per_slot` is 0 (nobody could ever enroll) or above what a proposal may
+    /// carry.
+    #[error("enroll_per_slot is {0}, outside 1..={max}", max = crate::message::ENROLLS_MAX)]
+    EnrollPerSlot(u64),
 }
 
 impl Rules {
@@ -154,6 +174,16 @@ impl Rules {
         }
         if !self.target_lufs.is_finite() {
             return Err(RulesError::TargetLufs);
+        }
+        if self.enroll_delay < self.lookahead + 2 {
+            return Err(RulesError::EnrollDelay {
+                got: self.enroll_delay,
+                min: self.lookahead + 2,
+            });
+        }
+        let per_slot_max = crate::message::ENROLLS_MAX as u64;
+        if !(1..=per_slot_max).contains(&self.enroll_per_slot) {
+            return Err(RulesError::EnrollPerSlot(self.enroll_per_slot));
         }
         Ok(())
     }

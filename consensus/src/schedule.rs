@@ -110,7 +110,6 @@ pub fn play_window(chain: &Chain, slot: u64) -> Option<Window> {
 mod tests {
     use super::*;
     use crate::chain::Outcome;
-    use crate::genesis::tests::signed_genesis;
     use crate::track::tests::track;
 
     #[test]
@@ -123,7 +122,7 @@ mod tests {
     #[test]
     fn windows_of_the_first_consensus_slot() {
         // Genesis slots last 60, 61, 62, 63, 64 s.
-        let chain = Chain::new(&signed_genesis());
+        let chain = crate::testing::open_chain();
         let s0 = chain.start(0).expect("start(0)");
         assert_eq!(
             proposal_window(&chain, 4),
@@ -156,7 +155,7 @@ mod tests {
 
     #[test]
     fn long_tracks_cap_the_windows() {
-        let mut chain = Chain::new(&signed_genesis());
+        let mut chain = crate::testing::open_chain();
         chain.push(Outcome {
             track: track("long", 900_000),
             proposal: None,
@@ -172,7 +171,7 @@ mod tests {
 
     #[test]
     fn proposal_time_orders_by_ticket_within_the_first_half() {
-        let chain = Chain::new(&signed_genesis());
+        let chain = crate::testing::open_chain();
         let w = proposal_window(&chain, 5).expect("known");
         assert_eq!(proposal_time(&chain, 5, 0), Some(w.start_ms));
         let last = proposal_time(&chain, 5, u64::MAX).expect("known");

@@ -19,13 +19,19 @@ pub(crate) fn peer(seed: u8) -> PeerId {
     keypair(seed).public().to_peer_id()
 }
 
+/// The test genesis's chain under version 1's open tickets (no enrollment: any key may
+/// propose), for tests of what 12.3 does not change.
+pub(crate) fn open_chain() -> Chain {
+    Chain::new(&signed_genesis()).with_tickets(crate::chain::Tickets::Open)
+}
+
 /// The proposer of the slots of [`chain_to`].
 pub(crate) const CHAIN_PROPOSER: u8 = 99;
 
 /// The test genesis's chain with slots `L ..= last` decided (100 s tracks `d<slot>`, each won
 /// by a real proposal of `keypair(CHAIN_PROPOSER)`, so that the records verify).
 pub(crate) fn chain_to(last: u64) -> Chain {
-    let mut chain = Chain::new(&signed_genesis());
+    let mut chain = open_chain();
     while chain.len() <= last {
         let slot = chain.len();
         let outcome = won(&chain, track(&format!("d{slot}"), 100_000), CHAIN_PROPOSER);
@@ -78,6 +84,8 @@ pub(crate) fn proposal(chain: &Chain, slot: u64, seed: u8) -> Proposal {
         plays,
         rules_hash: *chain.rules_hash(),
         created_ms: 0,
+        reveal: None,
+        enrolls: Vec::new(),
     }
 }
 

@@ -5,7 +5,8 @@ use std::cmp::Ordering;
 use libp2p_identity::PeerId;
 use sha2::{Digest, Sha256};
 
-use crate::chain::Chain;
+use crate::beacon::{ticket_beacon_slot, ticket_v2};
+use crate::chain::{Chain, Tickets};
 use crate::hash::Hash32;
 
 /// Domain separator of the ticket hash.
@@ -13,9 +14,9 @@ pub const TICKET_DOMAIN: &[u8] = b"chorus/ticket/v1";
 
 /// Everything a ticket may depend on: the network, the slot and the chain before it.
 ///
-/// Version 1 uses the network id and the slot only. The next version binds tickets to a
-/// randomness beacon revealed on the chain; keeping every caller on this one context is what lets
-/// [`ticket`] change without touching them.
+/// Version 1 uses the network id and the slot only; 1.1 (12.3) binds tickets to the randomness
+/// beacon of the chain. Every caller passes this one context, so the rule changed without
+/// touching them.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct SlotContext<'a> {
@@ -23,7 +24,7 @@ pub struct SlotContext<'a> {
     pub network_id: Hash32,
     /// The target slot k.
     pub slot: u64,
-    /// The chain the slot extends, when there is one (unused by version 1).
+    /// The chain the slot extends, when there is one (its beacon under fair tickets).
     pub chain: Option<&'a Chain>,
 }
 
@@ -47,12 +48,35 @@ impl<'a> SlotContext<'a> {
     }
 }
 
-/// `ticket(peer, k) = u64be(SHA-256("chorus/ticket/v1" || network_id || u64be(k) || peer_id bytes)[0..8])`.
+/// The ticket of `peer` for the context's slot: on a chain of fair tickets (12.3, every node's
+/// chain), ticket v2 over `beacon(max(k - L - 1, L - 1))`; otherwise version 1's (4.1). A slot
+/// whose beacon the chain does not reach yet gets `u64::MAX`, the worst ticket (never the case
+/// for the slots a node judges: their beacon is final before their proposal window).
 pub fn ticket(ctx: &SlotContext<'_>, peer: &PeerId) -> u64 {
+    match ctx.chain {
+        Some(chain) if chain.tickets() == Tickets::Fair => {
+            let at = ticket_beacon_slot(ctx.slot, chain.lookahead());
+            chain
+                .beacon(at)
+                .map_or(u64::MAX, |b| ticket_v2(&ctx.network_id, ctx.slot, &b, peer))
+        }
+        _ => ticket_v1(&ctx.network_id, ctx.slot, peer),
+    }
+}
+
+/// The beacon the ticket of `slot` uses on this context's chain (None under open tickets, or
+/// when the chain does not reach it): tickets of one slot can be cached under it.
+pub fn ticket_beacon(ctx: &SlotContext<'_>) -> Option<Hash32> {
+    let chain = ctx.chain.filter(|c| c.tickets() == Tickets::Fair)?;
+    chain.beacon(ticket_beacon_slot(ctx.slot, chain.lookahead()))
+}
+
+/// `ticket(peer, k) = u64be(SHA-256("chorus/ticket/v1" || network_id || u64be(k) || peer_id bytes)[0..8])`.
+pub fn ticket_v1(network_id: &Hash32, slot: u64, peer: &PeerId) -> u64 {
     let digest = Sha256::new()
         .chain_update(TICKET_DOMAIN)
-        .chain_update(ctx.network_id.as_bytes())
-        .chain_update(ctx.slot.to_be_bytes())
+        .chain_update(network_id.as_bytes())
+        .chain_update(slot.to_be_bytes())
         .chain_update(peer.to_bytes())
         .finalize();
     let mut first = [0u8; 8];

@@ -17,7 +17,7 @@ fn outcome(seed: &str, duration_ms: u64, proposal: Option<(Hash32, u64)>) -> Out
 #[test]
 fn genesis_chain_has_l_slots_and_a_schedule() {
     let genesis = signed_genesis();
-    let chain = Chain::new(&genesis);
+    let chain = Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open);
     let start = genesis.genesis().start_ms;
     assert_eq!(chain.len(), 5);
     assert_eq!(chain.lookahead(), 5);
@@ -42,7 +42,7 @@ fn genesis_chain_has_l_slots_and_a_schedule() {
 
 #[test]
 fn push_hashes_and_extends_the_schedule() {
-    let mut chain = Chain::new(&signed_genesis());
+    let mut chain = crate::testing::open_chain();
     let g = chain.head().chain_hash;
     let pid = Hash32::digest(b"proposal");
     let first = chain.push(outcome("a", 100_000, Some((pid, 7)))).clone();
@@ -87,7 +87,7 @@ fn gap_ms_is_added_between_tracks() {
 
 #[test]
 fn slot_at_finds_the_playing_slot() {
-    let chain = Chain::new(&signed_genesis());
+    let chain = crate::testing::open_chain();
     let s0 = chain.start(0).expect("start(0)");
     assert_eq!(chain.slot_at(s0 - 1), None);
     assert_eq!(chain.slot_at(s0), Some(0));
@@ -100,7 +100,7 @@ fn slot_at_finds_the_playing_slot() {
 
 #[test]
 fn synced_slots_are_checked_and_forks_truncate() {
-    let mut source = Chain::new(&signed_genesis());
+    let mut source = crate::testing::open_chain();
     let first = won(&source, track("a", 100_000), 3);
     source.push(first);
     let replay = Outcome {
@@ -108,14 +108,14 @@ fn synced_slots_are_checked_and_forks_truncate() {
         ..replay(&source)
     };
     source.push(replay);
-    let mut copy = Chain::new(&signed_genesis());
+    let mut copy = crate::testing::open_chain();
     for slot in source.decided_slots() {
         copy.push_synced(slot.clone()).expect("valid slot");
     }
     assert_eq!(copy, source);
 
     let mut bad = source.decided_slots()[0].clone();
-    let mut fresh = Chain::new(&signed_genesis());
+    let mut fresh = crate::testing::open_chain();
     bad.chain_hash = Hash32::ZERO;
     assert!(matches!(
         fresh.push_synced(bad.clone()),
@@ -138,15 +138,15 @@ fn synced_slots_are_checked_and_forks_truncate() {
     assert_eq!(copy.start(7), None);
     copy.truncate(0);
     assert_eq!(copy.len(), 5, "genesis slots stay");
-    assert_eq!(copy, Chain::new(&signed_genesis()));
+    assert_eq!(copy, crate::testing::open_chain());
 }
 
 #[test]
 fn decided_slots_round_trip_as_cbor() {
-    let mut chain = Chain::new(&signed_genesis());
+    let mut chain = crate::testing::open_chain();
     chain.push(Outcome {
         equivocators: vec![keypair(4).public().to_peer_id()],
-        ..won(&Chain::new(&signed_genesis()), track("a", 100_000), 3)
+        ..won(&crate::testing::open_chain(), track("a", 100_000), 3)
     });
     chain.push(replay(&chain));
     for slot in chain.decided_slots() {

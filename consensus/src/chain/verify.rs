@@ -3,7 +3,8 @@
 //! TrackRef of the earlier winner that the replay rule chooses.
 
 use super::{Chain, ChainError, DecidedSlot, next_chain_hash};
-use crate::admissibility::check_static;
+use crate::admissibility::{Inadmissible, check_reveal, check_static};
+use crate::eligibility::check_enrolled;
 use crate::envelope::Envelope;
 use crate::hash::Hash32;
 use crate::limits::GOSSIP_MAX_BYTES;
@@ -48,8 +49,10 @@ impl Chain {
     /// 4. a replay: its TrackRef is that of an earlier winner, the one the replay rule of 4.3
     ///    chooses ([`Chain::replay_track`]).
     ///
-    /// Eligibility (rule 3) is not checked: `plays` are claims about playback, and the chain
-    /// hash with a majority of heads (section 9, 12.1) is what binds the winner.
+    /// Under fair tickets (12.3) the proposer must be enrolled `enroll_delay` slots before and
+    /// its reveal must be the next value of its committed chain. The rest of eligibility
+    /// (rule 3) is not checked: `plays` are claims about playback, and the chain hash with a
+    /// majority of heads (section 9, 12.1) is what binds the winner.
     pub fn verify_synced(&self, slot: &DecidedSlot) -> Result<(), ChainError> {
         let k = slot.slot;
         if k != self.len() {
@@ -106,6 +109,10 @@ impl Chain {
             .open_as(GOSSIP_MAX_BYTES)
             .map_err(|source| ChainError::Envelope { slot: k, source })?;
         check_static(self, k, &proposal)
+            .map_err(|source| ChainError::Inadmissible { slot: k, source })?;
+        check_enrolled(self, k, &proposal.from)
+            .map_err(Inadmissible::from)
+            .and_then(|()| check_reveal(self, k, &proposal, None))
             .map_err(|source| ChainError::Inadmissible { slot: k, source })?;
         if let Some(field) = track_difference(track, &proposal.track) {
             return Err(ChainError::TrackMismatch { slot: k, field });

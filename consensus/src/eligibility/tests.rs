@@ -5,7 +5,6 @@ use super::*;
 use crate::chain::Outcome;
 use crate::codec::{from_cbor, to_cbor};
 use crate::envelope::Envelope;
-use crate::genesis::tests::signed_genesis;
 use crate::hash::Hash32;
 use crate::limits::GOSSIP_MAX_BYTES;
 use crate::message::{Message, Proposal};
@@ -285,15 +284,15 @@ fn unknown_keys_beside_unavailable_plays_are_ignored() {
     struct Later {
         #[serde(flatten)]
         body: Proposal,
-        reveal: Hash32,
-        enrolls: Vec<u64>,
+        vrf_proof: Hash32,
+        extensions: Vec<u64>,
     }
     let mut p = proposal(&chain_to(7), K, 3);
     p.plays[2].1 = Some(Played::Unavailable);
     let later = Later {
         body: p.clone(),
-        reveal: Hash32::digest(b"reveal"),
-        enrolls: vec![1, 2],
+        vrf_proof: Hash32::digest(b"proof"),
+        extensions: vec![1, 2],
     };
     let decoded: Proposal = from_cbor(&to_cbor(&later)).expect("unknown keys are ignored");
     assert_eq!(decoded, p);
@@ -334,7 +333,7 @@ proptest! {
         reports in prop::collection::vec(report(), 4),
         equivocated in prop::option::of(5u64..16),
     ) {
-        let mut built = Chain::new(&signed_genesis());
+        let mut built = crate::testing::open_chain();
         for slot in 5..=k + 3 {
             let won = crate::testing::won(&built, track(&format!("d{slot}"), 100_000), 90);
             built.push(Outcome {
@@ -346,7 +345,7 @@ proptest! {
         prop_assume!(equivocated != Some(k - 1));
         let ahead = built.clone();
         built.truncate(k - 1);
-        let mut synced = Chain::new(&signed_genesis());
+        let mut synced = crate::testing::open_chain();
         for d in built.decided_slots() {
             synced.push_synced(d.clone()).expect("a chain this crate built");
         }

@@ -36,6 +36,8 @@ fn all_bodies(from: PeerId) -> Vec<(Envelope, Message)> {
         ],
         rules_hash: Hash32::digest(b"rules"),
         created_ms: 42,
+        reveal: None,
+        enrolls: Vec::new(),
     };
     let decision = Decision {
         network_id: net(),

@@ -87,6 +87,26 @@ pub enum Action {
         /// What was wrong.
         reason: String,
     },
+    /// 12.3: the chain enrolled this node's commit at `slot` (log `enrolled`); it may propose
+    /// from `eligible_from` on.
+    Enrolled {
+        /// The slot e.
+        slot: u64,
+        /// `e + rules.enroll_delay`.
+        eligible_from: u64,
+        /// Peers enrolled on the chain.
+        roster: usize,
+    },
+    /// 12.3: a proposal's reveal is not the next value of its author's committed chain (log
+    /// `reveal_invalid`); the proposal is inadmissible and a [`Action::Violation`] follows.
+    RevealInvalid {
+        /// The proposer.
+        peer: PeerId,
+        /// The slot proposed for.
+        slot: u64,
+        /// What was wrong.
+        reason: String,
+    },
     /// Finality of a slot, right after its [`Action::Decided`]: the choice and every decision
     /// that disagreed (log `final slot=.. winner=.. conflicts=N`).
     Final(FinalReport),

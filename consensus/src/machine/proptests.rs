@@ -112,7 +112,10 @@ impl Net {
         let genesis = signed_genesis();
         let nodes = (0..n)
             .map(|i| {
-                let mut node = Consensus::new(node_key(i), Chain::new(&genesis));
+                let mut node = Consensus::new(
+                    node_key(i),
+                    Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+                );
                 node.set_library(library(i));
                 node
             })

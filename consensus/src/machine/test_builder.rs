@@ -89,7 +89,8 @@ impl TestBuilder {
         let genesis = signed_genesis();
         let nodes: Vec<Consensus> = (0..self.nodes)
             .map(|i| {
-                let mut node = Consensus::new(node_key(i), Chain::new(&genesis));
+                let chain = Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open);
+                let mut node = Consensus::new(node_key(i), chain);
                 node.set_library(self.libraries.get(&i).cloned().unwrap_or_default());
                 node
             })

@@ -223,7 +223,10 @@ fn one_of_each(chain: &Chain, status: Envelope) -> Vec<(Envelope, Hash32)> {
 fn handle_verified_gives_the_same_actions_as_handle_message() {
     let genesis = crate::genesis::tests::signed_genesis();
     let make = || {
-        let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+        let mut node = Consensus::new(
+            keypair(10),
+            Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+        );
         node.set_library(super::test_builder::library_of(0));
         node
     };
@@ -271,7 +274,10 @@ fn handle_verified_gives_the_same_actions_as_handle_message() {
 fn answer_chain_serves_from_the_slot_asked_for_within_the_bound() {
     let max = crate::limits::CHAIN_RESPONSE_SLOTS as u64;
     let genesis = crate::genesis::tests::signed_genesis();
-    let fresh = Consensus::new(keypair(10), Chain::new(&genesis));
+    let fresh = Consensus::new(
+        keypair(10),
+        Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+    );
     assert!(fresh.answer_chain(0).is_empty(), "nothing decided yet");
     let lookahead = fresh.chain().lookahead();
     let last = lookahead + max + 20;
@@ -295,7 +301,7 @@ fn answer_chain_serves_from_the_slot_asked_for_within_the_bound() {
         node.chain().decided(100),
         "the records themselves"
     );
-    let mut joiner = Chain::new(&genesis);
+    let mut joiner = Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open);
     let taken = joiner.extend_synced(node.answer_chain(0), u64::MAX);
     assert_eq!(taken, Ok(max as usize));
     let head = joiner.head();
@@ -306,7 +312,10 @@ fn answer_chain_serves_from_the_slot_asked_for_within_the_bound() {
 #[test]
 fn answer_proposals_serves_held_proposals_among_the_first_ids() {
     let genesis = crate::genesis::tests::signed_genesis();
-    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    let mut node = Consensus::new(
+        keypair(10),
+        Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+    );
     let chain = node.chain().clone();
     let now = chain.start(0).expect("genesis") + 100;
     let held: Vec<Envelope> = [50, 51, 52]
@@ -396,7 +405,10 @@ fn final_reports_name_the_winning_proposer() {
 #[test]
 fn each_own_proposal_is_reported_right_before_its_publish() {
     let genesis = crate::genesis::tests::signed_genesis();
-    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    let mut node = Consensus::new(
+        keypair(10),
+        Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+    );
     node.set_library(super::test_builder::library_of(0));
     let mut actions = Vec::new();
     let mut t = genesis.genesis().start_ms - 1_000;
@@ -520,7 +532,10 @@ fn each_node_leans_at_its_decision_point_toward_its_lowest_ticket_proposal() {
 #[test]
 fn a_lone_node_leans_toward_its_own_proposals_before_decided_and_never_toward_a_replay() {
     let genesis = crate::genesis::tests::signed_genesis();
-    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    let mut node = Consensus::new(
+        keypair(10),
+        Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+    );
     node.set_library(super::test_builder::library_of(0));
     let mut actions: Vec<(u64, Action)> = Vec::new();
     let mut t = genesis.genesis().start_ms - 1_000;
@@ -582,7 +597,10 @@ impl Consensus {
 /// it first.
 fn proposed_tracks(setup: impl FnOnce(&mut Consensus, &[TrackRef])) -> Vec<Hash32> {
     let genesis = crate::genesis::tests::signed_genesis();
-    let mut node = Consensus::new(keypair(10), Chain::new(&genesis));
+    let mut node = Consensus::new(
+        keypair(10),
+        Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
+    );
     let library = super::test_builder::library_of(0);
     node.set_library(library.clone());
     setup(&mut node, &library);

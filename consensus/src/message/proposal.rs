@@ -8,6 +8,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::peer_id_bytes;
+use crate::envelope::Envelope;
 use crate::hash::Hash32;
 use crate::message::Body;
 use crate::track::TrackRef;
@@ -124,6 +125,14 @@ pub struct Proposal {
     pub rules_hash: Hash32,
     /// The proposer's network time at creation, ms.
     pub created_ms: u64,
+    /// 12.3: `v(k - e)` of the proposer's hash chain (enrolled at e); null under version 1's
+    /// open tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveal: Option<Hash32>,
+    /// 12.3: Enroll envelopes of peers not yet enrolled (at most `rules.enroll_per_slot`),
+    /// enrolled at slot k when this proposal wins it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrolls: Vec<Envelope>,
 }
 
 impl Body for Proposal {
@@ -140,9 +149,19 @@ impl Body for Proposal {
                 self.plays.len()
             ));
         }
+        if self.enrolls.len() > ENROLLS_MAX {
+            return Err(format!(
+                "enrolls carries {} envelopes, at most {ENROLLS_MAX}",
+                self.enrolls.len()
+            ));
+        }
         Ok(())
     }
 }
+
+/// Most Enroll envelopes a proposal may carry whatever the rules say (the rules' own bound,
+/// `enroll_per_slot`, is checked against the chain).
+pub const ENROLLS_MAX: usize = 16;
 
 /// `library_hash`: SHA-256 of the library's distinct track hashes, sorted ascending, concatenated.
 pub fn library_hash<'a>(tracks: impl IntoIterator<Item = &'a Hash32>) -> Hash32 {

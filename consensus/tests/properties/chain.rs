@@ -54,6 +54,8 @@ fn outcome(chain: &Chain, step: &Step) -> Outcome {
         plays: vec![],
         rules_hash: *chain.rules_hash(),
         created_ms: 0,
+        reveal: None,
+        enrolls: Vec::new(),
     };
     let envelope = Envelope::seal(&proposal, &keypair).expect("signs its own body");
     Outcome {

@@ -98,6 +98,7 @@ fn name(verdict: &Result<(), Ineligible>) -> Result<(), &'static str> {
         Err(Ineligible::Diverged { .. }) => Err("diverged"),
         Err(Ineligible::Equivocator { .. }) => Err("equivocator"),
         Err(Ineligible::BadPlays(_)) => Err("bad plays"),
+        Err(Ineligible::NotEnrolled | Ineligible::EnrollDelay { .. }) => Err("not enrolled"),
         Err(Ineligible::ChainTooShort { .. }) => Err("chain too short"),
     }
 }

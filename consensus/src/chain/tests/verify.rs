@@ -11,7 +11,7 @@ use crate::ticket::{SlotContext, ticket};
 /// Syncs every decided slot of `source` onto a fresh chain of the same genesis: the first
 /// refusal, or the synced chain.
 fn sync(source: &Chain) -> Result<Chain, ChainError> {
-    let mut fresh = Chain::new(&signed_genesis());
+    let mut fresh = crate::testing::open_chain();
     for slot in source.decided_slots() {
         fresh.push_synced(slot.clone())?;
     }
@@ -44,7 +44,7 @@ fn rehashed(source: &Chain, slot: u64, edit: impl FnOnce(&mut DecidedSlot)) -> V
 }
 
 fn sync_slots(slots: Vec<DecidedSlot>) -> Result<Chain, ChainError> {
-    let mut fresh = Chain::new(&signed_genesis());
+    let mut fresh = crate::testing::open_chain();
     for slot in slots {
         fresh.push_synced(slot)?;
     }
@@ -53,7 +53,7 @@ fn sync_slots(slots: Vec<DecidedSlot>) -> Result<Chain, ChainError> {
 
 /// A chain of slots 5..=9: proposals win 5, 6, 8 and 9, slot 7 is a replay.
 fn honest() -> Chain {
-    let mut chain = Chain::new(&signed_genesis());
+    let mut chain = crate::testing::open_chain();
     for slot in 5..=9u64 {
         let outcome = if slot == 7 {
             replay(&chain)
@@ -105,7 +105,7 @@ fn an_honest_chain_verifies_and_rebuilds_equal() {
     assert_eq!(source.decided(7).expect("decided").proposal, None);
     assert!(source.decided(5).expect("decided").proposal.is_some());
     assert_eq!(sync(&source), Ok(source.clone()));
-    let mut whole = Chain::new(&signed_genesis());
+    let mut whole = crate::testing::open_chain();
     let now = source.start(10).expect("known");
     assert_eq!(
         whole.extend_synced(source.decided_slots().to_vec(), now),
@@ -201,7 +201,7 @@ fn an_envelope_signed_by_someone_else_is_refused() {
 
 #[test]
 fn a_proposal_of_another_network_slot_or_rules_is_refused() {
-    let base = Chain::new(&signed_genesis());
+    let base = crate::testing::open_chain();
     type Case = (fn(&mut Proposal), fn(&Inadmissible) -> bool);
     let cases: [Case; 4] = [
         (
@@ -267,7 +267,7 @@ fn a_proposal_of_another_network_slot_or_rules_is_refused() {
 
 #[test]
 fn an_id_or_ticket_that_is_not_the_proposals_is_refused() {
-    let base = Chain::new(&signed_genesis());
+    let base = crate::testing::open_chain();
     let p = proposal(&base, 5, 3);
     let t = ticket_of(&base, 3);
     let mut source = base.clone();
@@ -336,7 +336,7 @@ fn extend_synced_takes_all_or_nothing_and_is_bounded() {
     let now = source.start(10).expect("known");
     let mut slots = source.decided_slots().to_vec();
     slots[4].track.manifest_id = Hash32::ZERO;
-    let mut chain = Chain::new(&signed_genesis());
+    let mut chain = crate::testing::open_chain();
     let before = chain.clone();
     assert!(matches!(
         chain.extend_synced(slots, now),
@@ -373,7 +373,7 @@ fn extend_synced_takes_all_or_nothing_and_is_bounded() {
 
 #[test]
 fn a_nan_loudness_the_proposer_signed_verifies() {
-    let base = Chain::new(&signed_genesis());
+    let base = crate::testing::open_chain();
     let mut t = track("nan", 100_000);
     t.loudness_lufs = Some(f64::NAN);
     let mut source = base.clone();
@@ -423,7 +423,7 @@ fn the_envelope_is_a_compact_cbor_map() {
     let decoded: DecidedSlot = crate::codec::from_cbor(&old).expect("decodes");
     assert_eq!(decoded, without);
     assert_eq!(
-        Chain::new(&signed_genesis()).push_synced(decoded),
+        crate::testing::open_chain().push_synced(decoded),
         Err(ChainError::MissingProposal(5))
     );
 }

@@ -342,10 +342,7 @@ fn drain(node: &mut Consensus) -> Vec<Action> {
 
 /// A node on the test genesis that asked `peer` for the chain from slot 5, as a joiner does.
 fn joiner_asking(now: u64, peer: PeerId) -> Consensus {
-    let mut joiner = Consensus::new(
-        crate::testing::keypair(60),
-        crate::chain::Chain::new(&signed_genesis()),
-    );
+    let mut joiner = Consensus::new(crate::testing::keypair(60), crate::testing::open_chain());
     joiner.ask_chain(now, Purpose::Follow, peer, 5);
     drain(&mut joiner);
     joiner
@@ -442,7 +439,7 @@ fn a_joiners_chain_from_a_verified_answer_equals_the_honest_chain() {
         .count();
     assert_eq!(decided, n);
     // The same answer through a plain chain (a joiner before its machine starts).
-    let mut chain = crate::chain::Chain::new(&signed_genesis());
+    let mut chain = crate::testing::open_chain();
     assert_eq!(
         chain.extend_synced(honest.decided_slots().to_vec(), net.now),
         Ok(n)

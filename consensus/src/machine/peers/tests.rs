@@ -232,7 +232,7 @@ fn peer_n(n: u64) -> PeerId {
 
 /// The chain of the test genesis with one slot decided per name (the winner's name).
 fn chain_of(names: &[&str]) -> Chain {
-    let mut chain = Chain::new(&crate::genesis::tests::signed_genesis());
+    let mut chain = crate::testing::open_chain();
     for name in names {
         chain.push(crate::chain::Outcome {
             track: crate::track::tests::track(name, 60_000),

@@ -93,7 +93,7 @@ fn a_node_holding_a_better_proposal_than_all_announced_speaks_and_it_wins() {
             match m {
                 Message::Proposal(_) => from == lowest && to != last,
                 Message::Tally(_) | Message::Decision(_) => from == lowest,
-                Message::Status(_) => false,
+                Message::Status(_) | Message::Enroll(_) => false,
             }
         })
         .build();
@@ -123,7 +123,7 @@ fn with_loss_the_nodes_still_agree() {
                 Message::Proposal(_) => 0,
                 Message::Tally(_) => 1,
                 Message::Decision(_) => 2,
-                Message::Status(_) => return false,
+                Message::Status(_) | Message::Enroll(_) => return false,
             };
             let slot = m.slot().unwrap_or(0);
             let h = Hash32::digest_parts(&[
