@@ -218,3 +218,6 @@ impl Consensus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use libp2p_identity::PeerId;
 
 use super::{Action, Consensus};
-use crate::chain::{Chain, DecidedSlot};
+use crate::beacon::HashChain;
+use crate::chain::{Chain, DecidedSlot, Tickets};
 use crate::envelope::Envelope;
 use crate::genesis::tests::signed_genesis;
+use crate::genesis::{Genesis, SignedGenesis};
 use crate::hash::Hash32;
 use crate::message::Message;
 use crate::testing::keypair;
@@ -26,6 +28,37 @@ pub(crate) struct TestBuilder {
     partition: Option<(BTreeSet<usize>, u64)>,
     lost_fetches: usize,
     lost_chain_fetches: usize,
+    fair: bool,
+}
+
+/// Length of the test nodes' hash chains: enough for every slot a test reaches.
+pub(crate) const TEST_CHAIN_LEN: u64 = 512;
+
+/// Node `i`'s hash chain under fair tickets (`generation` 0; a later one stands for a seed lost
+/// and made anew).
+pub(crate) fn hash_chain_of(i: usize, generation: u8) -> HashChain {
+    let seed = Hash32::digest_parts(&[b"test seed", &i.to_be_bytes(), &[generation]]);
+    HashChain::new(&seed, TEST_CHAIN_LEN)
+}
+
+/// The test genesis (its queue, rules and start), created and signed by node 0, which is
+/// enrolled at slot 0 with its hash chain's commit.
+pub(crate) fn fair_genesis() -> SignedGenesis {
+    let base = signed_genesis();
+    let creator = node_key(0);
+    let g = base.genesis();
+    Genesis::new(
+        g.name.clone(),
+        g.start_ms,
+        base.rules(),
+        g.queue.clone(),
+        creator.public().to_peer_id(),
+        g.created_ms,
+    )
+    .expect("the test genesis is valid")
+    .with_enroll(hash_chain_of(0, 0).commit(), TEST_CHAIN_LEN)
+    .sign(&creator)
+    .expect("the creator signs")
 }
 
 /// Node `i`'s library: three tracks of its own.
@@ -47,7 +80,16 @@ impl TestBuilder {
             partition: None,
             lost_fetches: 0,
             lost_chain_fetches: 0,
+            fair: false,
         }
+    }
+
+    /// Runs protocol 1.1's fair tickets (12.3): node 0 creates the genesis and is enrolled in
+    /// it; every node has a hash chain and enrolls. Without it, nodes run version 1's open
+    /// tickets (tests of what enrollment does not change).
+    pub(crate) fn fair(mut self) -> TestBuilder {
+        self.fair = true;
+        self
     }
 
     /// Replaces node `i`'s library.
@@ -86,17 +128,28 @@ impl TestBuilder {
 
     /// Starts every node one second before the genesis start.
     pub(crate) fn build(self) -> TestNet {
-        let genesis = signed_genesis();
+        let genesis = if self.fair {
+            fair_genesis()
+        } else {
+            signed_genesis()
+        };
+        let now = genesis.genesis().start_ms - 1_000;
         let nodes: Vec<Consensus> = (0..self.nodes)
             .map(|i| {
-                let chain = Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open);
-                let mut node = Consensus::new(node_key(i), chain);
+                let mut node = if self.fair {
+                    let mut node = Consensus::new(node_key(i), Chain::new(&genesis));
+                    node.set_hash_chain(hash_chain_of(i, 0), now);
+                    node
+                } else {
+                    let chain = Chain::new(&genesis).with_tickets(Tickets::Open);
+                    Consensus::new(node_key(i), chain)
+                };
                 node.set_library(self.libraries.get(&i).cloned().unwrap_or_default());
                 node
             })
             .collect();
         TestNet {
-            now: genesis.genesis().start_ms - 1_000,
+            now,
             nodes,
             latency_ms: self.latency_ms,
             drop: self.drop,
@@ -113,7 +166,7 @@ impl TestBuilder {
 }
 
 /// Node `i`'s key.
-fn node_key(i: usize) -> libp2p_identity::Keypair {
+pub(crate) fn node_key(i: usize) -> libp2p_identity::Keypair {
     keypair(u8::try_from(10 + i).expect("tests use few nodes"))
 }
 
@@ -175,9 +228,13 @@ impl TestNet {
     /// [`Consensus::start_synced`]; returns its index.
     pub(crate) fn join(&mut self, chain: Chain) -> usize {
         let i = self.nodes.len();
+        let fair = chain.tickets() == Tickets::Fair;
         let mut node = Consensus::new(node_key(i), chain);
         node.set_library(library_of(i));
         node.start_synced(self.now);
+        if fair {
+            node.set_hash_chain(hash_chain_of(i, 0), self.now);
+        }
         self.nodes.push(node);
         self.drain(i);
         i
