@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use chorus_consensus::{Genesis, GenesisError, SignedGenesis, TrackRef};
+use chorus_consensus::{Genesis, GenesisEnroll, GenesisError, SignedGenesis, TrackRef};
 use chorus_media::TrackInfo;
 use libp2p_identity::Keypair;
 
@@ -62,12 +62,14 @@ pub fn track_ref(info: &TrackInfo) -> TrackRef {
 
 /// Builds and signs the genesis of `seed` with the operator's `keypair` (its `created_by`).
 /// `queue` holds the seed's tracks after ingest, in the seed's order; `created_ms` is now, ms
-/// since the Unix epoch.
+/// since the Unix epoch; `enroll` is the operator's commitment (PROTOCOL.md 12.3: the creator
+/// is enrolled at slot 0, so that its proposals can enroll the others).
 pub fn create_genesis(
     keypair: &Keypair,
     seed: &SeedQueue,
     queue: Vec<TrackRef>,
     created_ms: u64,
+    enroll: GenesisEnroll,
 ) -> Result<SignedGenesis, CreateError> {
     if queue.len() != seed.tracks.len() {
         return Err(CreateError::QueueLength {
@@ -95,7 +97,8 @@ pub fn create_genesis(
         queue,
         keypair.public().to_peer_id(),
         created_ms,
-    )?;
+    )?
+    .with_enroll(enroll.commit, enroll.len);
     Ok(genesis.sign(keypair)?)
 }
 
@@ -120,6 +123,14 @@ pub(crate) mod tests {
             priming: 1024,
             padding: 0,
             not_proposable: None,
+        }
+    }
+
+    /// A commitment for test genesis files (no chain behind it: nothing here proposes).
+    pub(crate) fn enroll() -> GenesisEnroll {
+        GenesisEnroll {
+            commit: chorus_consensus::Hash32::digest(b"test commit"),
+            len: 1024,
         }
     }
 
@@ -157,8 +168,8 @@ pub(crate) mod tests {
         let queue = (0..5)
             .map(|i| track_ref(&info(&i.to_string(), 60_000)))
             .collect();
-        let signed =
-            create_genesis(&keypair(), &seed(), queue, 1_799_999_000_000).expect("valid genesis");
+        let signed = create_genesis(&keypair(), &seed(), queue, 1_799_999_000_000, enroll())
+            .expect("valid genesis");
         let genesis = signed.genesis();
         assert_eq!(genesis.name, "Test Radio");
         assert_eq!(genesis.start_ms, 1_800_000_000_000);
@@ -172,7 +183,7 @@ pub(crate) mod tests {
         let short: Vec<TrackRef> = (0..4)
             .map(|i| track_ref(&info(&i.to_string(), 60_000)))
             .collect();
-        let err = create_genesis(&keypair(), &seed(), short, 0).expect_err("4 of 5");
+        let err = create_genesis(&keypair(), &seed(), short, 0, enroll()).expect_err("4 of 5");
         assert!(
             matches!(err, CreateError::QueueLength { tracks: 5, refs: 4 }),
             "{err}"
@@ -182,7 +193,7 @@ pub(crate) mod tests {
             .map(|i| track_ref(&info(&i.to_string(), 60_000)))
             .collect();
         queue[2].duration_ms = 3_000;
-        let err = create_genesis(&keypair(), &seed(), queue, 0).expect_err("too short");
+        let err = create_genesis(&keypair(), &seed(), queue, 0, enroll()).expect_err("too short");
         assert_eq!(
             err.to_string(),
             "track 3 of the seed queue, /lib/2.flac, lasts 3 s; the rules allow 5 s to 900 s \

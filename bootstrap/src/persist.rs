@@ -163,7 +163,14 @@ mod tests {
         let queue = (0..5)
             .map(|i| track_ref(&info(&i.to_string(), 90_000)))
             .collect();
-        create_genesis(&keypair(), &seed, queue, 1_799_000_000_000).expect("valid genesis")
+        create_genesis(
+            &keypair(),
+            &seed,
+            queue,
+            1_799_000_000_000,
+            crate::genesis::tests::enroll(),
+        )
+        .expect("valid genesis")
     }
 
     #[test]

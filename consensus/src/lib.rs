@@ -53,7 +53,7 @@ pub use admissibility::{Inadmissible, check_admissible};
 pub use chain::{Chain, ChainError, DecidedSlot, Enrollment, Outcome, Tickets};
 pub use eligibility::{Ineligible, check_eligible};
 pub use envelope::{Envelope, EnvelopeError, SignError, Validation, open_gossip};
-pub use genesis::{Genesis, GenesisError, SignedGenesis};
+pub use genesis::{Genesis, GenesisEnroll, GenesisError, SignedGenesis};
 pub use hash::Hash32;
 pub use machine::{
     Action, ChainSync, Conflict, ConflictReason, Consensus, EnrollmentView, FinalReport,

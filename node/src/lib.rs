@@ -23,6 +23,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod desk;
+pub mod enrollment;
 pub mod fetch;
 pub mod files;
 pub mod http;

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use chorus_consensus::{Chain, Consensus, Hash32, SignedGenesis, TrackRef};
 use chorus_media::ingest::Library;
 use chorus_media::live::LiveView;
@@ -182,10 +182,20 @@ pub async fn run(
     let mut joiner = join::Joiner::new(client.clone(), events);
     let fresh = matches!(start, Start::Genesis(_));
     let genesis = obtain_genesis(&config, start, &mut joiner, &shutdown).await?;
+    if genesis.genesis().enroll.is_none() {
+        bail!(chorus_consensus::GenesisError::NoEnroll);
+    }
+    let (seed, origin) = crate::enrollment::load_or_create_seed(&config.data_dir)?;
+    let hash_chain = tokio::task::spawn_blocking(move || crate::enrollment::hash_chain(&seed));
 
     let (chain, log, synced) =
         load_chain(&config, &genesis, &mut joiner, fresh, &clock, &shutdown).await?;
-    let consensus = start_consensus(&keypair, chain, synced, &library, clock.now_ms());
+    let mut consensus = start_consensus(&keypair, chain, synced, &library, clock.now_ms());
+    let hash_chain = hash_chain
+        .await
+        .context("building the hash chain panicked")?;
+    consensus.set_hash_chain(hash_chain, clock.now_ms());
+    report::enrollment(&consensus, &origin);
 
     let (fetch_tx, fetched) = start_exchange(&client, &lib, &shutdown, &mut tasks);
     let (player, player_events) = start_player(&config, &lib, &clock)?;

@@ -62,6 +62,8 @@ pub(super) fn parse(src: &Source<'_>, table: &Spanned<DeValue<'_>>) -> Result<Ru
             RulesError::TrackBounds { .. } if lines.contains_key("min_track_ms") => "min_track_ms",
             RulesError::TrackBounds { .. } | RulesError::TrackTooLong(_) => "max_track_ms",
             RulesError::TargetLufs => "target_lufs",
+            RulesError::EnrollDelay { .. } => "enroll_delay",
+            RulesError::EnrollPerSlot(_) => "enroll_per_slot",
             RulesError::Decode(_) => "rules",
         };
         let (span, field) = at(name);

@@ -408,7 +408,14 @@ fn parse_genesis_save_load_round_trip() {
         .iter()
         .map(|path| track_ref(&info(&path.display().to_string(), 120_000)))
         .collect();
-    let genesis = create_genesis(&keypair(), &queue, refs, NOW).expect("genesis");
+    let genesis = create_genesis(
+        &keypair(),
+        &queue,
+        refs,
+        NOW,
+        crate::genesis::tests::enroll(),
+    )
+    .expect("genesis");
     assert_eq!(genesis.rules().gap_ms, 500);
     assert_eq!(genesis.genesis().start_ms, NOW + 30_000);
     let data = tempfile::tempdir().expect("temp dir");

@@ -188,7 +188,14 @@ pub fn bootstrap(
         queue.push(track_ref(&entry.track));
     }
     let keypair = state::load_or_create_identity(data_dir)?;
-    let genesis = create_genesis(&keypair, &seed, queue, now_ms())?;
+    // PROTOCOL.md 12.3: the creator is enrolled in the genesis with its hash chain's commit.
+    let (beacon_seed, _) = crate::enrollment::load_or_create_seed(data_dir)?;
+    let hash_chain = crate::enrollment::hash_chain(&beacon_seed);
+    let enroll = chorus_consensus::GenesisEnroll {
+        commit: hash_chain.commit(),
+        len: hash_chain.len(),
+    };
+    let genesis = create_genesis(&keypair, &seed, queue, now_ms(), enroll)?;
     chorus_bootstrap::save_genesis(data_dir, &genesis)?;
     let id = genesis.network_id();
     println!("network {id}");

@@ -88,6 +88,17 @@ fn print_table(v: &Value) {
         s(&c["total"]),
         s(&v["chain"]["len"])
     );
+    let e = &v["enrollment"];
+    let enrolled = match (e["enrolled_at"].as_u64(), e["eligible_from"].as_u64()) {
+        (Some(at), Some(from)) => format!("enrolled at slot {at}, eligible from slot {from}"),
+        _ if e["reenrolling"].as_bool() == Some(true) => "re-enrolling (seed replaced)".to_owned(),
+        _ => "not enrolled yet".to_owned(),
+    };
+    println!(
+        "enrolled  {enrolled}; roster {}, {} Enrolls pending",
+        s(&e["roster"]),
+        s(&e["pending"])
+    );
     match v["playing"].as_object() {
         Some(_) => {
             let p = &v["playing"];

@@ -271,6 +271,14 @@ impl Driver {
                 self.p.playback.handle_adopted(from_slot);
                 self.apply_blacklist(false, true);
             }
+            Action::Enrolled {
+                slot,
+                eligible_from,
+                roster,
+            } => report::enrolled(slot, eligible_from, roster),
+            Action::RevealInvalid { peer, slot, reason } => {
+                report::reveal_invalid(&peer, slot, &reason)
+            }
             Action::Violation { peer, reason } => {
                 self.bad.violation(&self.p.metrics, &peer, &reason)
             }

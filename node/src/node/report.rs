@@ -265,3 +265,50 @@ pub fn fetched(metrics: &Metrics, event: &crate::fetch::FetchEvent) {
             "fetched \"{}\": {fetched} blocks, {bytes} bytes in {} ms", track_name(track), elapsed.as_millis());
     }
 }
+
+/// At start: the own enrollment as the chain records it (PROTOCOL.md 12.3), and how the seed
+/// was found.
+pub fn enrollment(consensus: &chorus_consensus::Consensus, origin: &crate::enrollment::SeedOrigin) {
+    use crate::enrollment::SeedOrigin;
+    let view = consensus.enrollment();
+    let delay = consensus.chain().rules().enroll_delay;
+    let seed = match origin {
+        SeedOrigin::Loaded => "loaded".to_owned(),
+        SeedOrigin::Created => "created (none was stored)".to_owned(),
+        SeedOrigin::Replaced(aside) => format!(
+            "created (the stored one was damaged, kept as {})",
+            aside.display()
+        ),
+    };
+    match (view.enrolled_at, view.eligible_from) {
+        (Some(slot), Some(from)) => info!(
+            event = "enrollment",
+            enrolled_at = slot,
+            eligible_from = from,
+            roster = view.roster,
+            "enrolled at slot {slot}, proposes from slot {from}; {} peers enrolled",
+            view.roster
+        ),
+        _ if view.reenrolling => warn!(event = "reenroll", seed = %seed, roster = view.roster,
+            "this node's beacon seed was {seed}: its commit is not the one the chain enrolled, so it re-enrolls \
+             (its Enroll goes out with each Status; it proposes again {delay} slots after a winning proposal carries it)"),
+        _ => info!(event = "enrolling", seed = %seed, roster = view.roster,
+            "not enrolled yet (seed {seed}): publishing its Enroll; it proposes {delay} slots after a winning proposal carries it"),
+    }
+}
+
+/// The chain enrolled this node's commit.
+pub fn enrolled(slot: u64, eligible_from: u64, roster: usize) {
+    info!(
+        event = "enrolled",
+        slot,
+        eligible_from,
+        roster,
+        "enrolled at slot {slot}: proposes from slot {eligible_from}; {roster} peers enrolled"
+    );
+}
+
+/// A peer's proposal revealed a value that is not the next of its committed chain.
+pub fn reveal_invalid(peer: &PeerId, slot: u64, reason: &str) {
+    warn!(event = "reveal_invalid", peer = %peer, slot, "proposal of {peer} for slot {slot} refused: {reason}");
+}

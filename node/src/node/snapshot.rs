@@ -105,6 +105,7 @@ pub fn build(i: &Inputs<'_>) -> Value {
             "diverged": summary.diverged.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "excluded": summary.excluded.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },
+        "enrollment": enrollment_json(c),
         "peers": peers,
         "clones": clones_json(i),
         "served": served_json(i),
@@ -113,6 +114,18 @@ pub fn build(i: &Inputs<'_>) -> Value {
             "bytes": i.store_bytes,
             "path": i.data_dir.join("store").display().to_string(),
         },
+    })
+}
+
+/// PROTOCOL.md 12.3: the own enrollment, the Enrolls waiting, the roster's size.
+fn enrollment_json(c: &Consensus) -> Value {
+    let view = c.enrollment();
+    json!({
+        "enrolled_at": view.enrolled_at,
+        "eligible_from": view.eligible_from,
+        "reenrolling": view.reenrolling,
+        "pending": view.pending,
+        "roster": view.roster,
     })
 }
 

@@ -32,7 +32,9 @@ fn chain_with_proposals() -> Chain {
     .unwrap()
     .sign(&operator)
     .unwrap();
-    let mut chain = Chain::new(&genesis);
+    // Records of an unenrolled proposer: version 1's open tickets (the log's concern is
+    // persistence; enrolled records go through the same `push_synced`).
+    let mut chain = Chain::new(&genesis).with_tickets(chorus_consensus::Tickets::Open);
     let proposer = Keypair::ed25519_from_bytes([2; 32]).unwrap();
     for slot in 5..=9u64 {
         if slot == 7 {
@@ -56,6 +58,8 @@ fn chain_with_proposals() -> Chain {
             plays: vec![],
             rules_hash: *chain.rules_hash(),
             created_ms: 0,
+            reveal: None,
+            enrolls: Vec::new(),
         };
         let envelope = Envelope::seal(&proposal, &proposer).unwrap();
         let ctx = chorus_consensus::SlotContext::on_chain(&chain, slot);
