@@ -24,13 +24,15 @@ use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Instant;
 
+use chorus_consensus::beacon::HashChain;
 use chorus_consensus::{
-    Action, Chain, Consensus, Envelope, ForkChoice, Genesis, Hash32, Rules, SignedGenesis, TrackRef,
+    Action, Chain, Consensus, Envelope, ForkChoice, Genesis, Hash32, Rules, SignedGenesis, Tickets,
+    TrackRef,
 };
 use libp2p_identity::Keypair;
 
 use crate::adversary::AdversaryKind;
-use crate::config::SimConfig;
+use crate::config::{Protocol, SimConfig};
 use crate::report::{Report, RunData, Traffic};
 use crate::rng::Rng;
 use crate::topology::Mesh;
@@ -46,6 +48,13 @@ const MESH_DEGREE: usize = 6;
 /// many (mean) slots, so that a fork at finality of the last slots can heal as it would had the
 /// run gone on (PROTOCOL.md 9 needs two Status evaluations).
 const SETTLE_SLOTS: u64 = 2;
+/// Domain separator of the seeds of the nodes' hash chains (protocol 1.1).
+const HASH_CHAIN_DOMAIN: &[u8] = b"chorus-sim/hash-chain";
+/// Values of a node's hash chain beyond the configured slots: a proposal for slot k reveals
+/// value `k - e` (PROTOCOL.md 12.3), and a run goes a few slots past its last one while it
+/// settles. A real node's chain is 2^20 long; building one costs a hash per value, for each of
+/// up to 100 000 nodes, so the simulator's are only as long as a run needs.
+const HASH_CHAIN_SPARE: u64 = 64;
 
 /// A simulated network of consensus machines.
 pub struct World {
@@ -96,6 +105,19 @@ fn random_hash(rng: &mut Rng) -> Hash32 {
     Hash32(h)
 }
 
+/// Protocol 1.1: node `i`'s hash chain, from a seed drawn from the run's seed and `i` (so a
+/// node keeps it across a crash, as a node keeps its seed on disk); None under protocol 1.
+fn hash_chain(cfg: &SimConfig, rules: &Rules, i: usize) -> Option<HashChain> {
+    (cfg.protocol == Protocol::V1_1).then(|| {
+        let seed = Hash32::digest_parts(&[
+            HASH_CHAIN_DOMAIN,
+            &cfg.seed.to_be_bytes(),
+            &(i as u64).to_be_bytes(),
+        ]);
+        HashChain::new(&seed, rules.lookahead + cfg.slots + HASH_CHAIN_SPARE)
+    })
+}
+
 fn random_key(rng: &mut Rng) -> Keypair {
     let mut secret = [0u8; 32];
     for chunk in secret.chunks_mut(8) {
@@ -133,6 +155,11 @@ impl World {
             keys[0].public().to_peer_id(),
             GENESIS_START_MS - 60_000,
         )
+        .map(|g| match hash_chain(&cfg, &rules, 0) {
+            // 12.3: the creator is enrolled at slot 0, or nobody could ever win a slot.
+            Some(own) => g.with_enroll(own.commit(), own.len()),
+            None => g,
+        })
         .and_then(|g| g.sign(&keys[0]))
         .expect("the simulator's genesis is valid");
         let roles = assign_adversaries(&cfg, &mut adv_rng);
@@ -171,7 +198,7 @@ impl World {
             cfg,
         };
         for (i, key) in keys.into_iter().enumerate() {
-            let chain = Chain::new(&world.genesis);
+            let chain = world.genesis_chain();
             let node = world.new_node(key, i, roles[i]);
             world.add_node(node);
             let machine = world.start_machine(i, chain);
@@ -219,6 +246,17 @@ impl World {
             inc: 0,
             live_since: None,
             victims: BTreeSet::new(),
+            hash_chain: hash_chain(&self.cfg, &self.rules, i),
+        }
+    }
+
+    /// A chain of the genesis alone, under the ticket rule of the run's protocol: version 1's
+    /// open tickets, or 1.1's fair tickets (PROTOCOL.md 12.3).
+    fn genesis_chain(&self) -> Chain {
+        let chain = Chain::new(&self.genesis);
+        match self.cfg.protocol {
+            Protocol::V1 => chain.with_tickets(Tickets::Open),
+            Protocol::V1_1 => chain,
         }
     }
 
@@ -229,11 +267,15 @@ impl World {
         i
     }
 
-    /// A machine for node `i` on `chain`, with its library.
+    /// A machine for node `i` on `chain`, with its library and (protocol 1.1) its hash chain,
+    /// which it enrolls.
     fn start_machine(&self, i: usize, chain: Chain) -> Consensus {
         let node = &self.nodes[i];
         let mut machine = Consensus::new(node.key.clone(), chain);
         machine.set_library(node.library.iter().cloned());
+        if let Some(own) = &node.hash_chain {
+            machine.set_hash_chain(own.clone(), self.node_time(i));
+        }
         machine
     }
 
@@ -355,6 +397,8 @@ impl World {
                 Action::Final(report) => self.traffic.count_conflicts(report.conflicts.len()),
                 // The simulator has no player and no log.
                 Action::Proposed { .. }
+                | Action::Enrolled { .. }
+                | Action::RevealInvalid { .. }
                 | Action::Leaning { .. }
                 | Action::PlaySubstitute { .. }
                 | Action::PeerChanged(_) => {}

@@ -2,8 +2,17 @@
 
 #![allow(dead_code)]
 
+use chorus_consensus::Rules;
 use chorus_sim::SimConfig;
 use chorus_sim::config::TrackLengths;
+
+/// Replays at the start of every protocol 1.1 run: the genesis creator is enrolled at slot 0 and
+/// may propose from slot `enroll_delay` (8) on (PROTOCOL.md 12.3), and nobody else is enrolled
+/// before it wins a slot, so slots L .. 7 (5, 6 and 7) replay the genesis queue.
+pub fn creator_delay_replays() -> u64 {
+    let rules = Rules::default();
+    rules.enroll_delay - rules.lookahead
+}
 
 /// A small LAN network with short tracks: a slot costs a few milliseconds of simulation.
 pub fn cheap(nodes: usize, slots: u64, seed: u64) -> SimConfig {

@@ -10,7 +10,7 @@
 
 use chorus_consensus::limits::CHAIN_RESPONSE_SLOTS;
 use chorus_consensus::machine::SYNC_TIMEOUT_MS;
-use chorus_consensus::{Chain, ChainError, DecidedSlot};
+use chorus_consensus::{ChainError, DecidedSlot};
 
 use super::node::NodeState;
 use super::{Event, World, random_key};
@@ -79,7 +79,7 @@ impl World {
         let node = self.new_node(key, mesh_pos, None);
         let i = self.add_node(node);
         self.nodes[i].state = NodeState::Syncing {
-            chain: Chain::new(&self.genesis),
+            chain: self.genesis_chain(),
             attempt: 0,
         };
         self.obs.churn.joins += 1;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use chorus_consensus::beacon::HashChain;
 use chorus_consensus::{Chain, Consensus, TrackRef};
 use libp2p_identity::{Keypair, PeerId};
 
@@ -47,6 +48,9 @@ pub(super) struct Node {
     pub(super) live_since: Option<u64>,
     /// For a withholding adversary: the nodes its gossip never reaches.
     pub(super) victims: BTreeSet<usize>,
+    /// Protocol 1.1: its hash chain (PROTOCOL.md 12.3), kept across restarts as the seed in a
+    /// node's data directory is; None under protocol 1.
+    pub(super) hash_chain: Option<HashChain>,
 }
 
 impl Node {

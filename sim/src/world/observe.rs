@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chorus_consensus::{DecidedSlot, Hash32};
+use chorus_consensus::{Chain, DecidedSlot, Hash32, Tickets};
 use serde::Serialize;
 
 use super::World;
@@ -21,8 +21,10 @@ pub struct ChurnCounts {
     pub joins: u64,
 }
 
-/// Who could propose for one slot: running when its proposal window opened, and started before
-/// the slot playing then (so that its `plays` name the winner of k-5).
+/// Who could propose for one slot: running when its proposal window opened, started before the
+/// slot playing then (so that its `plays` name the winner of k-5) and, under protocol 1.1's fair
+/// tickets, enrolled on the reference chain at least `enroll_delay` slots before (PROTOCOL.md
+/// 12.3).
 #[derive(Clone, Debug, Default)]
 pub struct Eligible {
     /// Honest node indices.
@@ -107,11 +109,25 @@ impl World {
         }
     }
 
-    /// The proposal window of slot s + L opens now.
+    /// The proposal window of slot s + L opens now. Enrollments at e count from e +
+    /// `enroll_delay` >= s + 3: the reference chain holds them (final up to s + 2).
     fn record_eligible(&mut self, s: u64) {
+        let k = s + self.rules.lookahead;
+        let delay = self.rules.enroll_delay;
+        let fair = self.nodes[0]
+            .machine()
+            .map(|m| m.chain())
+            .filter(|c| c.tickets() == Tickets::Fair);
         let mut e = Eligible::default();
         for (i, n) in self.nodes.iter().enumerate() {
             if n.machine().is_none() || n.live_since.is_some_and(|j| j >= s) {
+                continue;
+            }
+            let enrolled = |c: &Chain| {
+                c.enrollment(&n.peer)
+                    .is_some_and(|en| en.eligible_from(delay) <= k)
+            };
+            if fair.is_some_and(|c| !enrolled(c)) {
                 continue;
             }
             match n.adversary {
@@ -122,7 +138,7 @@ impl World {
                 }
             }
         }
-        self.obs.eligible.insert(s + self.rules.lookahead, e);
+        self.obs.eligible.insert(k, e);
     }
 
     /// After a repaired partition: do all running honest nodes share one chain (the same hash at
