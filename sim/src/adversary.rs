@@ -21,17 +21,23 @@ pub enum AdversaryKind {
     /// Plays its own tracks but never tells its machine, so its Status and `plays` claim
     /// consensus while it is diverged.
     Liar,
+    /// Unlimited key generation against the lottery (PROTOCOL.md 4.1 and 12.3): for every slot
+    /// it grinds a fresh identity whose ticket beats every eligible honest node's and proposes
+    /// with it; in protocol 1.1 it also enrolls like anyone and withholds a winning proposal
+    /// when silence moves the beacon so that it wins the slot whose ticket that beacon decides.
+    Grinder,
 }
 
 impl AdversaryKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [AdversaryKind; 6] = [
+    pub const ALL: [AdversaryKind; 7] = [
         AdversaryKind::Equivocate,
         AdversaryKind::WrongRules,
         AdversaryKind::Late,
         AdversaryKind::Withhold,
         AdversaryKind::Spam,
         AdversaryKind::Liar,
+        AdversaryKind::Grinder,
     ];
 
     /// The name used on the command line and in reports.
@@ -43,6 +49,7 @@ impl AdversaryKind {
             AdversaryKind::Withhold => "withhold",
             AdversaryKind::Spam => "spam",
             AdversaryKind::Liar => "liar",
+            AdversaryKind::Grinder => "grinder",
         }
     }
 }
@@ -65,7 +72,7 @@ pub struct Adversaries {
 /// An adversary that is not `KIND:COUNT`.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "adversary {0:?}: expected KIND:COUNT with KIND one of equivocate, wrong-rules, late, withhold, spam, liar (for example equivocate:2)"
+    "adversary {0:?}: expected KIND:COUNT with KIND one of equivocate, wrong-rules, late, withhold, spam, liar, grinder (for example equivocate:2)"
 )]
 pub struct ParseAdversaryError(String);
 

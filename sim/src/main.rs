@@ -43,7 +43,8 @@ struct Cli {
     /// Churn: expected churn events (crash and restart, leave, join) per node per slot.
     #[arg(long, value_name = "RATE")]
     churn: Option<f64>,
-    /// Misbehaving nodes KIND:COUNT (equivocate, wrong-rules, late, withhold, spam, liar);
+    /// Misbehaving nodes KIND:COUNT (equivocate, wrong-rules, late, withhold, spam, liar,
+    /// grinder);
     /// repeatable. All adversaries together must be a strict minority.
     #[arg(long, value_name = "KIND:COUNT")]
     adversary: Vec<Adversaries>,

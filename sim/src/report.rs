@@ -1,7 +1,9 @@
 //! What a run measured, as text or JSON.
 //!
-//! Files: `stats` (chi-square and binomial tails), `wins` (adversary wins and fairness).
+//! Files: `stats` (chi-square and binomial tails), `wins` (adversary wins and fairness),
+//! `grinder` (the grinders' wins against protocol 1.1's bound).
 
+mod grinder;
 pub mod stats;
 mod wins;
 
@@ -14,6 +16,7 @@ use serde::Serialize;
 
 use crate::config::SimConfig;
 use crate::world::{ChurnCounts, Observer};
+pub use grinder::{GrinderWins, MARGIN_SIGMAS};
 pub use wins::Wins;
 
 /// What the world hands over at the end of a run.
@@ -115,6 +118,8 @@ pub struct Report {
     pub heal_slots: Vec<Option<u64>>,
     /// Adversary wins and fairness among honest proposers.
     pub wins: Wins,
+    /// The grinders' wins against protocol 1.1's bound (None: no grinder in the run).
+    pub grinder: Option<GrinderWins>,
     /// For each slot, the share of live honest nodes whose decision at the end of the run (a
     /// settling time after the last slot's finality) is the majority's.
     pub agreement: Vec<f64>,
@@ -260,6 +265,7 @@ impl Report {
             churn: data.observed.churn,
             heal_slots: data.observed.heal_slots.clone(),
             wins: Wins::new(&agreement.winners, data.observed),
+            grinder: GrinderWins::new(&agreement.winners, data.observed, first..target),
             min_agreement: agreement.shares.iter().copied().fold(1.0, f64::min),
             agreement: agreement.shares,
             disagreeing_slots: agreement.disagreeing,
@@ -353,6 +359,31 @@ impl Report {
             w.adversary_win_p,
             w.adversary_wins_by_kind
         )?;
+        if let Some(g) = &self.grinder {
+            writeln!(
+                f,
+                "grinder ({} identities, protocol {}): won {} of {} slots won, share {:.4}; bound {:.4} = enrolled share {:.4} + withholding {:.4} + {MARGIN_SIGMAS} sigma {:.4}: {}",
+                g.identities,
+                self.protocol,
+                g.wins,
+                g.slots_won,
+                g.share,
+                g.bound,
+                g.enrolled_share,
+                g.withholding_bound,
+                g.margin,
+                if g.within_bound { "within" } else { "EXCEEDED" }
+            )?;
+            writeln!(
+                f,
+                "grinder: fresh identities proposed for {} slots and won {}; withheld a winning proposal in {} slots (held the lowest ticket L + 1 slots later, as foreseen, in {} of {} in the run)",
+                g.targeted_slots,
+                g.targeted_won,
+                g.silent_slots,
+                g.silent_foreseen,
+                g.silent_checked
+            )?;
+        }
         writeln!(
             f,
             "fairness among honest proposers: chi2 {:.2}, df {}, p {:.4}",

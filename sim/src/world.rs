@@ -3,20 +3,22 @@
 //!
 //! Files: `event` (what happens at an instant), `node` (one node and whether it runs), `churn`
 //! (crashes, restarts, leaves, joins and the chain sync before a start), `adversary` (what
-//! misbehaving nodes do to their traffic), `observe` (what is recorded at each slot start for the
-//! report), `parallel` (batches of Status deliveries run on several threads, with the same
+//! misbehaving nodes do to their traffic), `grinder` (the identity-grinding and withholding
+//! adversary), `observe` (what is recorded at each slot start for the report), `parallel` (batches of Status deliveries run on several threads, with the same
 //! result as on one), `requests` (the `/chorus/sync/1` requests between nodes and their
 //! answers).
 
 mod adversary;
 mod churn;
 mod event;
+mod grinder;
 mod node;
 mod observe;
 mod parallel;
 mod requests;
 
 pub use adversary::SPAM_PER_SLOT;
+pub use grinder::GRIND_TRIES;
 pub use observe::{ChurnCounts, Eligible, Observer};
 
 use std::cmp::Reverse;
@@ -37,6 +39,7 @@ use crate::report::{Report, RunData, Traffic};
 use crate::rng::Rng;
 use crate::topology::Mesh;
 use event::{Broadcast, Delivery, Event, Payload, Scheduled};
+use grinder::Grind;
 use node::{Node, NodeState};
 use parallel::Helpers;
 
@@ -67,6 +70,10 @@ pub struct World {
     clock_rng: Rng,
     churn_rng: Rng,
     adv_rng: Rng,
+    /// The grinders' fresh keys.
+    grind_rng: Rng,
+    /// What the grinders know and hold.
+    grind: Grind,
     mesh: Mesh,
     now: u64,
     seq: u64,
@@ -105,6 +112,34 @@ fn random_hash(rng: &mut Rng) -> Hash32 {
     Hash32(h)
 }
 
+/// The run's genesis, created and signed by node 0 (`creator`), with a queue drawn from
+/// `lib_rng`; under protocol 1.1 it enrolls node 0's hash chain.
+fn make_genesis(
+    cfg: &SimConfig,
+    rules: &Rules,
+    creator: &Keypair,
+    lib_rng: &mut Rng,
+) -> SignedGenesis {
+    let queue: Vec<TrackRef> = (0..rules.lookahead)
+        .map(|i| random_track(lib_rng, cfg, rules, format!("genesis {i}")))
+        .collect();
+    Genesis::new(
+        "sim",
+        GENESIS_START_MS,
+        rules,
+        queue,
+        creator.public().to_peer_id(),
+        GENESIS_START_MS - 60_000,
+    )
+    .map(|g| match hash_chain(cfg, rules, 0) {
+        // 12.3: the creator is enrolled at slot 0, or nobody could ever win a slot.
+        Some(own) => g.with_enroll(own.commit(), own.len()),
+        None => g,
+    })
+    .and_then(|g| g.sign(creator))
+    .expect("the simulator's genesis is valid")
+}
+
 /// Protocol 1.1: node `i`'s hash chain, from a seed drawn from the run's seed and `i` (so a
 /// node keeps it across a crash, as a node keeps its seed on disk); None under protocol 1.
 fn hash_chain(cfg: &SimConfig, rules: &Rules, i: usize) -> Option<HashChain> {
@@ -138,30 +173,13 @@ impl World {
         let net_rng = rng.fork(5);
         let churn_rng = rng.fork(6);
         let mut adv_rng = rng.fork(7);
+        let grind_rng = rng.fork(8);
         let mut rules = Rules::default();
         if let Some(ms) = cfg.status_interval_ms {
             rules.status_interval_ms = ms;
         }
         let keys: Vec<Keypair> = (0..cfg.nodes).map(|_| random_key(&mut key_rng)).collect();
-        let track = |rng: &mut Rng, label: String| random_track(rng, &cfg, &rules, label);
-        let queue: Vec<TrackRef> = (0..rules.lookahead)
-            .map(|i| track(&mut lib_rng, format!("genesis {i}")))
-            .collect();
-        let genesis = Genesis::new(
-            "sim",
-            GENESIS_START_MS,
-            &rules,
-            queue,
-            keys[0].public().to_peer_id(),
-            GENESIS_START_MS - 60_000,
-        )
-        .map(|g| match hash_chain(&cfg, &rules, 0) {
-            // 12.3: the creator is enrolled at slot 0, or nobody could ever win a slot.
-            Some(own) => g.with_enroll(own.commit(), own.len()),
-            None => g,
-        })
-        .and_then(|g| g.sign(&keys[0]))
-        .expect("the simulator's genesis is valid");
+        let genesis = make_genesis(&cfg, &rules, &keys[0], &mut lib_rng);
         let roles = assign_adversaries(&cfg, &mut adv_rng);
         let mesh = Mesh::random(cfg.nodes, MESH_DEGREE, &mut mesh_rng);
         let target_len = rules.lookahead + cfg.slots;
@@ -176,6 +194,8 @@ impl World {
             clock_rng,
             churn_rng,
             adv_rng,
+            grind_rng,
+            grind: Grind::default(),
             mesh,
             now: GENESIS_START_MS - 1_000,
             seq: 0,
@@ -204,6 +224,7 @@ impl World {
             let machine = world.start_machine(i, chain);
             world.nodes[i].state = NodeState::Live(Box::new(machine));
         }
+        world.init_grinders();
         for i in 0..world.nodes.len() {
             world.choose_victims(i);
             world.reschedule(i);
@@ -411,6 +432,7 @@ impl World {
         let size = envelope.to_cbor().len();
         if envelope.kind == "proposal" {
             self.obs.proposer(envelope.id(), from);
+            self.note_proposal(&envelope);
         }
         self.traffic.count_publish(label, size);
         let mut deliveries = Vec::new();
@@ -631,6 +653,11 @@ impl World {
                     self.gossip(node, envelope, "proposal");
                 }
             }
+            Event::Grind {
+                node,
+                inc,
+                envelope,
+            } => self.grind_decide(node, inc, envelope),
             Event::Restart { node } => self.restart(node),
             Event::SyncTimeout { node, inc, attempt } => self.sync_timeout(node, inc, attempt),
         }

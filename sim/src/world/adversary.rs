@@ -69,13 +69,17 @@ impl World {
                     },
                 );
             }
+            AdversaryKind::Grinder => match self.cfg.protocol {
+                Protocol::V1 => self.gossip(i, envelope, &kind),
+                Protocol::V1_1 => self.hold_proposal(i, envelope, &proposal),
+            },
             AdversaryKind::Withhold | AdversaryKind::Spam | AdversaryKind::Liar => {
                 self.gossip(i, envelope, &kind);
             }
         }
     }
 
-    fn open_proposal(&self, i: usize, envelope: &Envelope) -> Option<Proposal> {
+    pub(super) fn open_proposal(&self, i: usize, envelope: &Envelope) -> Option<Proposal> {
         let network_id = *self.nodes[i].machine()?.chain().network_id();
         match envelope.clone().open(&network_id).ok()?.message {
             Message::Proposal(p) => Some(p),
@@ -127,6 +131,12 @@ impl World {
                             .and_then(|p| self.wrong_rules(server, p))
                             .unwrap_or(e)
                     })
+                    .collect(),
+            ),
+            Some(AdversaryKind::Grinder) => Some(
+                envelopes
+                    .into_iter()
+                    .filter(|e| !self.grind.unpublished(&e.id()))
                     .collect(),
             ),
             _ => Some(envelopes),

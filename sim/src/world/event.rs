@@ -42,6 +42,12 @@ pub(super) enum Event {
         inc: u32,
         envelope: Envelope,
     },
+    /// A grinder's held proposal: published now, or withheld for good.
+    Grind {
+        node: usize,
+        inc: u32,
+        envelope: Envelope,
+    },
     /// A crashed node starts again from its persisted chain.
     Restart { node: usize },
     /// A node syncing its chain before it starts got no answer in time.

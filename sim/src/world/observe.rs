@@ -7,6 +7,7 @@ use chorus_consensus::{Chain, DecidedSlot, Hash32, Tickets};
 use serde::Serialize;
 
 use super::World;
+use crate::adversary::AdversaryKind;
 
 /// Churn events that happened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -31,6 +32,8 @@ pub struct Eligible {
     pub honest: Vec<usize>,
     /// Adversary identities.
     pub adversaries: usize,
+    /// Grinders among them.
+    pub grinders: usize,
 }
 
 /// The record kept during a run.
@@ -53,6 +56,12 @@ pub struct Observer {
     /// Slots whose winner, a track of a withholding adversary, no honest node could fetch
     /// (each such node reported it `unavailable`, or nothing played in version 1).
     pub withheld: BTreeSet<u64>,
+    /// Slots a grinder proposed for with a fresh identity of a winning ticket.
+    pub targeted: BTreeSet<u64>,
+    /// Ids of those proposals.
+    pub ground: BTreeSet<Hash32>,
+    /// Slots for which a grinder withheld its winning proposal.
+    pub silent: BTreeSet<u64>,
     /// The last slot start seen.
     ticked: Option<u64>,
 }
@@ -67,6 +76,9 @@ impl Observer {
             adversaries: BTreeMap::new(),
             outcomes: BTreeMap::new(),
             withheld: BTreeSet::new(),
+            targeted: BTreeSet::new(),
+            ground: BTreeSet::new(),
+            silent: BTreeSet::new(),
             ticked: None,
         }
     }
@@ -102,6 +114,7 @@ impl World {
     fn on_slot(&mut self, s: u64) {
         self.withheld_winner(s);
         self.record_eligible(s);
+        self.grind_fresh(s + self.rules.lookahead);
         self.check_heal(s);
         self.churn(s);
         for i in 0..self.nodes.len() {
@@ -120,6 +133,9 @@ impl World {
             .filter(|c| c.tickets() == Tickets::Fair);
         let mut e = Eligible::default();
         for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(kind) = n.adversary {
+                self.obs.adversaries.insert(i, kind.name());
+            }
             if n.machine().is_none() || n.live_since.is_some_and(|j| j >= s) {
                 continue;
             }
@@ -134,7 +150,7 @@ impl World {
                 None => e.honest.push(i),
                 Some(kind) => {
                     e.adversaries += 1;
-                    self.obs.adversaries.insert(i, kind.name());
+                    e.grinders += usize::from(kind == AdversaryKind::Grinder);
                 }
             }
         }
