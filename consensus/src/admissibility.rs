@@ -184,7 +184,8 @@ fn check_enrolls(chain: &Chain, proposal: &Proposal) -> Result<(), Inadmissible>
 
 /// 12.3: the proposal's reveal is `v(k - e)` of its proposer's committed chain, checked by
 /// walking down to the latest value known: the chain's (its last winning reveal, else its
-/// commit), or `cached` when that is a later verified value of the same commit. Returns the
+/// commit), or `cached` when that is a later verified value of the same commit at or before
+/// this reveal's index. Returns the
 /// value verified, `(k - e, reveal)`, for the caller's cache. Under open tickets there is
 /// nothing to check (the value returned is then meaningless). An unenrolled proposer is
 /// ineligible (rule 3); eligibility is checked before this.
@@ -209,8 +210,14 @@ pub fn check_reveal(
             enrolled.slot, enrolled.len
         ))
     })?;
+    // The cache helps only when it lies between the chain's latest value and this reveal: a
+    // node may verify the author's proposal for k + 1 before it fetches the one for k.
     let (known_index, known) = match cached {
-        Some((commit, i, v)) if commit == enrolled.commit && i > enrolled.latest.0 => (i, v),
+        Some((commit, i, v))
+            if commit == enrolled.commit && i > enrolled.latest.0 && i <= index =>
+        {
+            (i, v)
+        }
         _ => enrolled.latest,
     };
     if index == known_index && reveal == known {

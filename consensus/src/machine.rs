@@ -32,7 +32,7 @@ mod test_builder;
 mod tests;
 
 pub use action::{Action, Topic};
-pub use enroll::{EnrollmentView, PENDING_ENROLLS_MAX};
+pub use enroll::{ENROLL_REPUBLISH_MS, EnrollmentView, PENDING_ENROLLS_MAX};
 pub use fetch::{FETCH_TIMEOUT_MS, FETCH_TRIES_MAX};
 pub use finality::{Conflict, ConflictReason, FinalReport};
 pub use fork::{

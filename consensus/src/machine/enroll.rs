@@ -15,6 +15,10 @@ use crate::message::Enroll;
 /// Most Enrolls of others held for carriage; later ones are ignored until room frees (their
 /// authors publish again).
 pub const PENDING_ENROLLS_MAX: usize = 64;
+/// How often a node not yet enrolled publishes its Enroll again (with its next Status): often
+/// enough to reach nodes that joined since or had no room, rarely enough that a thousand
+/// nodes waiting to enroll (four are enrolled per slot) cost less than their Statuses.
+pub const ENROLL_REPUBLISH_MS: u64 = 30_000;
 
 /// The enrollment state of one machine.
 #[derive(Debug, Default)]
@@ -31,6 +35,8 @@ pub(super) struct EnrollState {
     seen_head: Option<Hash32>,
     /// The own enrollment last reported (`(slot, commit)`).
     reported: Option<(u64, Hash32)>,
+    /// When the own Enroll was last published.
+    published_ms: Option<u64>,
 }
 
 /// What `/status` and `chorus status` show of enrollment.
@@ -53,8 +59,8 @@ pub struct EnrollmentView {
 
 impl Consensus {
     /// Command: the own hash chain (from the seed in the data directory). The node enrolls
-    /// it: its Enroll (written at network time `now`) goes out with every periodic Status until
-    /// the chain enrolls the commit, and its proposals reveal the chain's values. Without one,
+    /// it: its Enroll (written at network time `now`) goes out with the next periodic Status,
+    /// and again every [`ENROLL_REPUBLISH_MS`] until the chain enrolls the commit, and its proposals reveal the chain's values. Without one,
     /// a node under fair tickets never proposes.
     pub fn set_hash_chain(&mut self, hash_chain: HashChain, now: u64) {
         let enroll = Enroll {
@@ -69,6 +75,7 @@ impl Consensus {
         self.enrolling.own = Some((envelope, enroll));
         self.enrolling.hash_chain = Some(hash_chain);
         self.enrolling.reported = None;
+        self.enrolling.published_ms = None;
         self.after_chain_change();
     }
 
@@ -153,11 +160,20 @@ impl Consensus {
         Validation::Accept
     }
 
-    /// With each periodic Status: the own Enroll, while the chain does not enroll its commit.
-    pub(super) fn enroll_tick(&mut self) {
+    /// With a periodic Status: the own Enroll, while the chain does not enroll its commit, at
+    /// most every [`ENROLL_REPUBLISH_MS`].
+    pub(super) fn enroll_tick(&mut self, now: u64) {
         if self.chain.tickets() == Tickets::Open || self.own_enrollment().is_some() {
             return;
         }
+        if self
+            .enrolling
+            .published_ms
+            .is_some_and(|t| now < t.saturating_add(ENROLL_REPUBLISH_MS))
+        {
+            return;
+        }
+        self.enrolling.published_ms = Some(now);
         if let Some((envelope, _)) = &self.enrolling.own {
             self.actions.push_back(Action::Publish {
                 topic: Topic::Status,

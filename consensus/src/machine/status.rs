@@ -217,7 +217,7 @@ impl Consensus {
         if due {
             self.evaluate_forks(now);
             self.next_status_ms = Some(now.saturating_add(self.status_period()));
-            self.enroll_tick();
+            self.enroll_tick(now);
         }
         self.last_diverged = diverged;
         let envelope = Envelope::seal(&self.status(now), &self.keypair)

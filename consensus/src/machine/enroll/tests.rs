@@ -153,6 +153,31 @@ fn a_forged_reveal_is_inadmissible_and_a_violation_and_the_true_one_passes() {
     assert!(check_reveal(chain, slot, &opened(&early), None).is_err());
 }
 
+/// A node may verify an author's proposal for k + 1 (and cache its value) before it fetches
+/// the one for k: the earlier, true reveal still passes (found in the simulator under loss).
+#[test]
+fn a_cached_later_reveal_does_not_refuse_an_earlier_true_one() {
+    let mut net = TestBuilder::new(3).fair().build();
+    net.run_until_len(24);
+    let chain = net.nodes[0].chain();
+    let enrolled = *chain.enrollment(&net.peer(1)).expect("node 1 is enrolled");
+    let slot = chain.len() + 1;
+    let chain_of_1 = hash_chain_of(1, 0);
+    let value = |k: u64| {
+        chain_of_1
+            .value(k - enrolled.slot)
+            .expect("within the chain")
+    };
+    let later = (enrolled.commit, slot + 1 - enrolled.slot, value(slot + 1));
+    let earlier = proposal_of(&net, 1, slot, value(slot));
+    assert_eq!(
+        check_reveal(chain, slot, &opened(&earlier), Some(later)),
+        Ok((slot - enrolled.slot, value(slot)))
+    );
+    let forged = proposal_of(&net, 1, slot, Hash32::digest(b"forged"));
+    assert!(check_reveal(chain, slot, &opened(&forged), Some(later)).is_err());
+}
+
 #[test]
 fn a_node_that_lost_its_seed_re_enrolls_and_proposes_again() {
     let mut net = TestBuilder::new(3).fair().build();
