@@ -94,7 +94,12 @@ impl Radio {
     ) -> Radio {
         let lib = library_of(&root.join("lib-public"), 1, 5, 7.0);
         let queue = root.join("seed.toml");
-        write_seed_queue(&queue, &lib, &format!("in {}s", start_in.as_secs()), "");
+        write_seed_queue(
+            &queue,
+            &lib,
+            &format!("in {}s", start_in.as_secs()),
+            crate::net::TEST_RULES,
+        );
         let first = Node::start_on(
             public,
             NodeSpec {

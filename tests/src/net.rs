@@ -477,6 +477,11 @@ pub fn slot(v: &Value) -> Option<u64> {
     v["slot"].as_u64()
 }
 
+/// The rules of the test networks: `enroll_delay` at the least the protocol allows (L + 2,
+/// PROTOCOL.md 12.3), so that the creator proposes from slot 7 and the founders it enrolls
+/// there from slot 14 (the default, 8, makes that 8 and 16: two slots more of every test).
+pub const TEST_RULES: &str = "enroll_delay = 7";
+
 /// Writes a seed queue naming the first five (sorted) files of `library`.
 pub fn write_seed_queue(path: &Path, library: &Path, start: &str, rules: &str) {
     let mut names: Vec<String> = std::fs::read_dir(library)
@@ -577,7 +582,7 @@ pub fn join_args(lib: &Path, network: &str, peer: &str) -> Vec<String> {
 /// Starts the bootstrap node; returns it with the network id and its address.
 pub fn bootstrap(root: &Path, lib: &Path, start: &str, extra: &[String]) -> (Node, String, String) {
     let seed = root.join("seed.toml");
-    write_seed_queue(&seed, lib, start, "");
+    write_seed_queue(&seed, lib, start, TEST_RULES);
     let mut args = bootstrap_args(&seed, lib);
     args.extend_from_slice(extra);
     let node = Node::start(NodeSpec {
@@ -642,7 +647,7 @@ pub fn lone_node_of(
 ) -> Node {
     let lib = library(&root.join("lib"), seed, tracks);
     let queue = root.join("seed.toml");
-    write_seed_queue(&queue, &lib, "in 4s", "");
+    write_seed_queue(&queue, &lib, "in 4s", TEST_RULES);
     let mut args = vec![
         s("--seed-queue"),
         queue.display().to_string(),

@@ -159,6 +159,48 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     assert_eq!(sa["network"]["id"], se["network"]["id"]);
     // The network's name, from the genesis, for the joiner too.
     assert_eq!(se["network"]["name"], "Test Radio");
+    enrollment_of_founders_and_joiner(&nodes, &e, &joined);
+}
+
+/// PROTOCOL.md 12.3 on real processes: the creator is enrolled in the genesis; the three other
+/// founders within `enroll_delay + 2` slots (a proposal of the creator carried their Enrolls);
+/// the late joiner enrolls, proposes once eligible, and agrees on every slot meanwhile.
+fn enrollment_of_founders_and_joiner(nodes: &[&Node; 4], e: &Node, joined: &Value) {
+    let delay = 7; // chorus_tests::net::TEST_RULES
+    let creator = nodes[0].wait_for("the creator's enrollment", LONG, is("enrollment"));
+    assert_eq!(creator["enrolled_at"], 0, "{creator}");
+    for n in &nodes[1..] {
+        let enrolled = n.wait_for(&format!("{} enrolled", n.name), LONG, is("enrolled"));
+        let at = slot(&enrolled).expect("enrolled names its slot");
+        assert!(at <= delay + 2, "{} enrolled at slot {at}", n.name);
+        assert_eq!(enrolled["eligible_from"], at + delay, "{enrolled}");
+        let status = n.status();
+        assert_eq!(status["enrollment"]["enrolled_at"], at, "{status}");
+        assert!(
+            status["enrollment"]["roster"].as_u64() >= Some(4),
+            "{status}"
+        );
+    }
+    let enrolled = e.wait_for("the joiner enrolled", LONG, is("enrolled"));
+    let eligible_from = enrolled["eligible_from"].as_u64().expect("eligible_from");
+    let first = e.wait_for("the joiner proposes", LONG, is("proposed"));
+    let k = slot(&first).expect("proposed names its slot");
+    assert!(
+        k >= eligible_from,
+        "proposed for {k} before {eligible_from}"
+    );
+    let wait = timestamp(&first) - timestamp(joined);
+    println!(
+        "join to first proposal: {wait:.1} s (joined in slot {}, enrolled at {}, first proposal for slot {k})",
+        joined["slot"], enrolled["slot"]
+    );
+    // Every slot up to the one the joiner first proposed for was agreed on by all five.
+    for j in 13..=k {
+        let expected = final_of(nodes[0], j);
+        for n in nodes.iter().skip(1).chain([&e]) {
+            assert_eq!(final_of(n, j), expected, "{} disagrees at slot {j}", n.name);
+        }
+    }
 }
 
 fn timestamp(v: &Value) -> f64 {

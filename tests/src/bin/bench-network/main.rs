@@ -94,7 +94,7 @@ fn seconds_of_day(v: &Value) -> f64 {
 
 fn bootstrap(root: &Path, lib: &Path, start: &str) -> Result<(Node, String, String)> {
     let seed = root.join("seed.toml");
-    write_seed_queue(&seed, lib, start, "");
+    write_seed_queue(&seed, lib, start, chorus_tests::net::TEST_RULES);
     let node = Node::start(NodeSpec {
         name: "n0",
         root,

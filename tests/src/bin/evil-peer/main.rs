@@ -2,8 +2,9 @@
 //! (the `chorus` library), so that every attack speaks the real protocol over real libp2p
 //! connections. docs/security.md lists the attacks and the tests that run them.
 //!
-//! - `poison`: joins a network as a node whose identity is ground so that its ticket wins a
-//!   chosen slot, and proposes a track whose manifest is hostile: `#EXTINF:-1` (panicked the
+//! - `poison`: joins a network as a node (it enrolls like any other: under protocol 1.1 a
+//!   ground identity cannot choose its slot, PROTOCOL.md 12.3), proposes in every slot it is
+//!   eligible for, and wins about its share; its track's manifest is hostile: `#EXTINF:-1` (panicked the
 //!   HLS parser of every node), NaN, thousands of blocks behind a TrackRef that claims two, or
 //!   one it never serves (a withheld winner).
 //! - `time-liar`: several fresh identities connect to one node and answer its `/chorus/time/1`
@@ -45,7 +46,7 @@ struct Cli {
     attack: Attack,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum Poison {
     /// `#EXTINF:-1,` on a segment.
     NegativeExtinf,
@@ -59,7 +60,7 @@ pub(crate) enum Poison {
 
 #[derive(Subcommand)]
 enum Attack {
-    /// Win a slot with a hostile manifest.
+    /// Win slots with a hostile manifest.
     Poison {
         /// The attacker's data directory.
         #[arg(long)]
@@ -70,12 +71,10 @@ enum Attack {
         /// A peer of the network to dial.
         #[arg(long)]
         peer: String,
-        /// The slot to win.
-        #[arg(long)]
-        slot: u64,
-        /// Which poison.
-        #[arg(long, value_enum, default_value = "negative-extinf")]
-        manifest: Poison,
+        /// Which poison: one track of the attacker's library per `--manifest` (it proposes
+        /// one that has not won lately, so each wins in turn).
+        #[arg(long, value_enum, default_values_t = [Poison::NegativeExtinf])]
+        manifest: Vec<Poison>,
         /// Duration the TrackRef claims, ms.
         #[arg(long, default_value_t = 7000)]
         duration_ms: u64,
@@ -149,10 +148,9 @@ fn main() -> Result<()> {
                 data_dir,
                 network,
                 peer,
-                slot,
                 manifest,
                 duration_ms,
-            } => poison::poison(data_dir, &network, &peer, slot, manifest, duration_ms).await,
+            } => poison::poison(data_dir, &network, &peer, &manifest, duration_ms).await,
             Attack::TimeLiar {
                 peer,
                 identities,

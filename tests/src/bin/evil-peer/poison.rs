@@ -1,32 +1,19 @@
-//! `poison`: win a chosen slot with a ground identity and propose a hostile manifest.
+//! `poison`: join as an enrolled node and propose tracks with hostile manifests in every slot
+//! it may.
+//! (Protocol 1's tickets let it grind a key that won a chosen slot; 1.1's cannot be ground.)
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use chorus::node::{NodeConfig, Start};
-use chorus_consensus::{Hash32, SlotContext, TrackRef, ticket};
+use chorus_consensus::{Hash32, TrackRef};
 use chorus_media::ingest::Library;
 use chorus_media::player::SinkSpec;
 use libp2p_identity::Keypair;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Poison, hex};
-
-/// A key whose ticket for `slot` is below 2^64 / 4096: it beats a handful of honest nodes
-/// with near certainty (protocol 1's tickets are known to all in advance).
-fn grind(network_id: Hash32, slot: u64) -> (Keypair, u64, u64) {
-    let ctx = SlotContext::detached(network_id, slot);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let key = Keypair::generate_ed25519();
-        let t = ticket(&ctx, &key.public().to_peer_id());
-        if t < u64::MAX / 4096 {
-            return (key, t, tries);
-        }
-    }
-}
 
 /// A manifest in the node's own format, then spoiled as `poison` says.
 fn hostile_manifest(poison: Poison, duration_ms: u64) -> (Vec<u8>, u64) {
@@ -56,43 +43,43 @@ pub(crate) async fn poison(
     data_dir: PathBuf,
     network: &str,
     peer: &str,
-    slot: u64,
-    poison: Poison,
+    poisons: &[Poison],
     duration_ms: u64,
 ) -> Result<()> {
     let network_id: Hash32 = network.parse().context("--network is 64 hex digits")?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let (key, t, tries) = grind(network_id, slot);
-    println!(
-        "ground identity {} with ticket {t} for slot {slot} in {tries} tries",
-        key.public().to_peer_id()
-    );
+    let key = Keypair::generate_ed25519();
+    println!("identity {}", key.public().to_peer_id());
     chorus::state::save_identity(&data_dir, &key)?;
 
-    let (bytes, segments) = hostile_manifest(poison, duration_ms);
-    let manifest_id = Hash32::digest(&bytes);
     let lib = Library::open(&data_dir).context("cannot open the attacker's store")?;
-    if !matches!(poison, Poison::Withhold) {
-        lib.store
-            .put_with_id(manifest_id, &bytes)
-            .context("cannot store the hostile manifest")?;
+    let mut tracks = Vec::new();
+    for poison in poisons {
+        let (bytes, segments) = hostile_manifest(*poison, duration_ms);
+        let manifest_id = Hash32::digest(&bytes);
+        if !matches!(poison, Poison::Withhold) {
+            lib.store
+                .put_with_id(manifest_id, &bytes)
+                .context("cannot store the hostile manifest")?;
+        }
+        let track = TrackRef {
+            track_hash: Hash32::digest(format!("evil track {manifest_id}").as_bytes()),
+            manifest_id,
+            duration_ms,
+            segment_count: segments,
+            title: "Evil".to_owned(),
+            artist: "Attacker".to_owned(),
+            album: String::new(),
+            loudness_lufs: None,
+        };
+        println!(
+            "proposing track {} manifest {} poison {poison:?}",
+            hex(&track.track_hash),
+            hex(&manifest_id)
+        );
+        tracks.push(track);
     }
-    let track = TrackRef {
-        track_hash: Hash32::digest(format!("evil track {slot}").as_bytes()),
-        manifest_id,
-        duration_ms,
-        segment_count: segments,
-        title: "Evil".to_owned(),
-        artist: "Attacker".to_owned(),
-        album: String::new(),
-        loudness_lufs: None,
-    };
-    println!(
-        "proposing track {} manifest {}",
-        hex(&track.track_hash),
-        hex(&manifest_id)
-    );
     let config = NodeConfig {
         data_dir: data_dir.clone(),
         config_dir: data_dir.join("config"),
@@ -114,5 +101,5 @@ pub(crate) async fn poison(
         garbage: false,
     };
     let shutdown = CancellationToken::new();
-    chorus::node::run(config, key, vec![track], Start::Join, shutdown).await
+    chorus::node::run(config, key, tracks, Start::Join, shutdown).await
 }
