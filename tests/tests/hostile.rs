@@ -54,8 +54,8 @@ fn poisoner(root: &Path, network: &str, addr: &str, manifests: &[&str]) -> (Evil
     let evil = Evil::start(root, &args);
     let tracks = manifests
         .iter()
-        .map(|_| {
-            let proposing = evil.wait_line("proposing track ", LONG);
+        .map(|m| {
+            let proposing = evil.wait_line(&format!("proposing {m} track "), LONG);
             proposing
                 .split_whitespace()
                 .next()

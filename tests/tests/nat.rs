@@ -25,9 +25,10 @@ use serde_json::Value;
 
 const MS: Duration = Duration::from_millis(1);
 const LONG: Duration = Duration::from_secs(300);
-/// Slots in which each home must have won once: with a chance of 1/3 a slot, a home loses all
-/// 24 with probability (2/3)^24 = 6e-5.
-const SLOTS_TO_WIN: u64 = 24;
+/// Slots (from slot 5) in which each home must have won once. The homes are enrolled at slot 7
+/// and eligible from 14 (PROTOCOL.md 12.3, `enroll_delay` 7 in test networks); with a chance
+/// of 1/3 a slot, a home loses all 31 slots from 14 to 44 with probability (2/3)^31 = 3.5e-6.
+const SLOTS_TO_WIN: u64 = 40;
 
 /// The testbed's hosts run many processes each: one test at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use chorus::node::{NodeConfig, Start};
 use chorus_consensus::{Hash32, TrackRef};
 use chorus_media::ingest::Library;
@@ -73,8 +74,11 @@ pub(crate) async fn poison(
             album: String::new(),
             loudness_lufs: None,
         };
+        let name = poison
+            .to_possible_value()
+            .map_or_else(|| format!("{poison:?}"), |v| v.get_name().to_owned());
         println!(
-            "proposing track {} manifest {} poison {poison:?}",
+            "proposing {name} track {} manifest {}",
             hex(&track.track_hash),
             hex(&manifest_id)
         );
