@@ -625,11 +625,13 @@ impl Consensus {
                     steps.push((at, Step::Decide, slot));
                 }
             }
-            // While a chain fetch for a followed slot is out, its answer makes the slot final.
+            // While a chain fetch for a followed slot is out, its answer makes the slot final;
+            // and a followed slot waits for any chain fetch out (`follow_sync` asks nothing
+            // while one is), else its Finalize would be due again at once, each time.
             let fetching = self
                 .sync
                 .as_ref()
-                .is_some_and(|s| s.purpose == fork::Purpose::Follow);
+                .is_some_and(|s| s.purpose == fork::Purpose::Follow || self.followed(slot));
             if slot == len
                 && !fetching
                 && let Some(at) = finality_ms(&self.chain, slot)
