@@ -180,22 +180,11 @@ pub async fn run(
     )
     .await?;
     let mut joiner = join::Joiner::new(client.clone(), events);
-    let fresh = matches!(start, Start::Genesis(_));
-    let genesis = obtain_genesis(&config, start, &mut joiner, &shutdown).await?;
-    if genesis.genesis().enroll.is_none() {
-        bail!(chorus_consensus::GenesisError::NoEnroll);
-    }
-    let (seed, origin) = crate::enrollment::load_or_create_seed(&config.data_dir)?;
-    let hash_chain = tokio::task::spawn_blocking(move || crate::enrollment::hash_chain(&seed));
-
+    let (genesis, fresh) = obtain_genesis(&config, start, &mut joiner, &shutdown).await?;
+    let building = build_hash_chain(&config, &genesis)?;
     let (chain, log, synced) =
         load_chain(&config, &genesis, &mut joiner, fresh, &clock, &shutdown).await?;
-    let mut consensus = start_consensus(&keypair, chain, synced, &library, clock.now_ms());
-    let hash_chain = hash_chain
-        .await
-        .context("building the hash chain panicked")?;
-    consensus.set_hash_chain(hash_chain, clock.now_ms());
-    report::enrollment(&consensus, &origin);
+    let consensus = start_consensus(&keypair, (chain, synced), &library, building, &clock).await?;
 
     let (fetch_tx, fetched) = start_exchange(&client, &lib, &shutdown, &mut tasks);
     let (player, player_events) = start_player(&config, &lib, &clock)?;
@@ -495,18 +484,20 @@ async fn start_network(
     Ok((client, events))
 }
 
-/// The genesis: just created, saved in the data directory, or fetched from peers (and saved).
+/// The genesis: just created (then `true`: the network is new), saved in the data directory,
+/// or fetched from peers (and saved).
 async fn obtain_genesis(
     config: &NodeConfig,
     start: Start,
     joiner: &mut join::Joiner,
     shutdown: &CancellationToken,
-) -> Result<SignedGenesis> {
+) -> Result<(SignedGenesis, bool)> {
+    let fresh = matches!(start, Start::Genesis(_));
     let genesis = find_genesis(config, start, joiner, shutdown).await?;
     joiner.set_genesis(&genesis);
     let network_id = genesis.network_id();
     info!(event = "genesis", network_id = %network_id, name = %genesis.genesis().name, "network {network_id} \"{}\"", genesis.genesis().name);
-    Ok(genesis)
+    Ok((genesis, fresh))
 }
 
 /// The genesis: just created, in the data directory, or fetched from the peers.
@@ -530,15 +521,33 @@ async fn find_genesis(
     Ok(g)
 }
 
-/// The consensus machine over `chain`, started mid-network when the chain was synced from
-/// peers and the network is on air.
-fn start_consensus(
+/// The seed's hash chain being built (PROTOCOL.md 12.3) off the async threads, and where the
+/// seed came from. A genesis that enrolls nobody is refused.
+type Building = (
+    tokio::task::JoinHandle<chorus_consensus::beacon::HashChain>,
+    crate::enrollment::SeedOrigin,
+);
+
+/// Starts building the hash chain of the data directory's seed.
+fn build_hash_chain(config: &NodeConfig, genesis: &SignedGenesis) -> Result<Building> {
+    if genesis.genesis().enroll.is_none() {
+        bail!(chorus_consensus::GenesisError::NoEnroll);
+    }
+    let (seed, origin) = crate::enrollment::load_or_create_seed(&config.data_dir)?;
+    let building = tokio::task::spawn_blocking(move || crate::enrollment::hash_chain(&seed));
+    Ok((building, origin))
+}
+
+/// The consensus machine over `chain`, started mid-network when the chain was `synced` from
+/// peers and the network is on air, and enrolled with the hash chain being built (12.3).
+async fn start_consensus(
     keypair: &Keypair,
-    chain: Chain,
-    synced: bool,
+    (chain, synced): (Chain, bool),
     library: &[TrackRef],
-    now: u64,
-) -> Consensus {
+    (building, origin): Building,
+    clock: &Clock,
+) -> Result<Consensus> {
+    let now = clock.now_ms();
     let mut consensus = Consensus::new(keypair.clone(), chain);
     consensus.set_version(concat!("chorus/", env!("CARGO_PKG_VERSION")));
     // PROTOCOL.md 12.4: identities are free; connections are not.
@@ -553,7 +562,10 @@ fn start_consensus(
         );
     }
     consensus.set_library(library.to_vec());
-    consensus
+    let hash_chain = building.await.context("building the hash chain panicked")?;
+    consensus.set_hash_chain(hash_chain, clock.now_ms());
+    report::enrollment(&consensus, &origin);
+    Ok(consensus)
 }
 
 /// The player thread, its events forwarded to the driver.

@@ -74,6 +74,20 @@ fn name(t: &Value) -> String {
     }
 }
 
+/// The enrollment line (PROTOCOL.md 12.3).
+fn enrollment(e: &Value) -> String {
+    let state = match (e["enrolled_at"].as_u64(), e["eligible_from"].as_u64()) {
+        (Some(at), Some(from)) => format!("enrolled at slot {at}, eligible from slot {from}"),
+        _ if e["reenrolling"].as_bool() == Some(true) => "re-enrolling (seed replaced)".to_owned(),
+        _ => "not enrolled yet".to_owned(),
+    };
+    format!(
+        "{state}; roster {}, {} Enrolls pending",
+        s(&e["roster"]),
+        s(&e["pending"])
+    )
+}
+
 fn print_table(v: &Value) {
     println!("node      {}", s(&v["identity"]));
     match v["network"]["name"].as_str().filter(|n| !n.is_empty()) {
@@ -88,17 +102,7 @@ fn print_table(v: &Value) {
         s(&c["total"]),
         s(&v["chain"]["len"])
     );
-    let e = &v["enrollment"];
-    let enrolled = match (e["enrolled_at"].as_u64(), e["eligible_from"].as_u64()) {
-        (Some(at), Some(from)) => format!("enrolled at slot {at}, eligible from slot {from}"),
-        _ if e["reenrolling"].as_bool() == Some(true) => "re-enrolling (seed replaced)".to_owned(),
-        _ => "not enrolled yet".to_owned(),
-    };
-    println!(
-        "enrolled  {enrolled}; roster {}, {} Enrolls pending",
-        s(&e["roster"]),
-        s(&e["pending"])
-    );
+    println!("enrolled  {}", enrollment(&v["enrollment"]));
     match v["playing"].as_object() {
         Some(_) => {
             let p = &v["playing"];

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::ValueEnum;
 use chorus::node::{NodeConfig, Start};
 use chorus_consensus::{Hash32, TrackRef};
 use chorus_media::ingest::Library;
 use chorus_media::player::SinkSpec;
+use clap::ValueEnum;
 use libp2p_identity::Keypair;
 use tokio_util::sync::CancellationToken;
 
