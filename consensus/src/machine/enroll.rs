@@ -15,7 +15,8 @@ use crate::message::Enroll;
 /// Most Enrolls of others held for carriage; later ones are ignored until room frees (their
 /// authors publish again).
 pub const PENDING_ENROLLS_MAX: usize = 64;
-/// How often a node not yet enrolled publishes its Enroll again (with its next Status): often
+/// How often a node not yet enrolled publishes its Enroll again (with its next Status), at
+/// most: and at most once per slot, which is as often as proposals can carry it. Often
 /// enough to reach nodes that joined since or had no room, rarely enough that a thousand
 /// nodes waiting to enroll (four are enrolled per slot) cost less than their Statuses.
 pub const ENROLL_REPUBLISH_MS: u64 = 30_000;
@@ -35,8 +36,8 @@ pub(super) struct EnrollState {
     seen_head: Option<Hash32>,
     /// The own enrollment last reported (`(slot, commit)`).
     reported: Option<(u64, Hash32)>,
-    /// When the own Enroll was last published.
-    published_ms: Option<u64>,
+    /// When the own Enroll was last published, and in which slot.
+    published: Option<(u64, Option<u64>)>,
 }
 
 /// What `/status` and `chorus status` show of enrollment.
@@ -75,7 +76,7 @@ impl Consensus {
         self.enrolling.own = Some((envelope, enroll));
         self.enrolling.hash_chain = Some(hash_chain);
         self.enrolling.reported = None;
-        self.enrolling.published_ms = None;
+        self.enrolling.published = None;
         self.after_chain_change();
     }
 
@@ -161,19 +162,18 @@ impl Consensus {
     }
 
     /// With a periodic Status: the own Enroll, while the chain does not enroll its commit, at
-    /// most every [`ENROLL_REPUBLISH_MS`].
+    /// most every [`ENROLL_REPUBLISH_MS`] and once per slot.
     pub(super) fn enroll_tick(&mut self, now: u64) {
         if self.chain.tickets() == Tickets::Open || self.own_enrollment().is_some() {
             return;
         }
-        if self
-            .enrolling
-            .published_ms
-            .is_some_and(|t| now < t.saturating_add(ENROLL_REPUBLISH_MS))
-        {
+        let slot = self.chain.slot_at(now);
+        if self.enrolling.published.is_some_and(|(t, s)| {
+            now < t.saturating_add(ENROLL_REPUBLISH_MS) || (s.is_some() && s == slot)
+        }) {
             return;
         }
-        self.enrolling.published_ms = Some(now);
+        self.enrolling.published = Some((now, slot));
         if let Some((envelope, _)) = &self.enrolling.own {
             self.actions.push_back(Action::Publish {
                 topic: Topic::Status,
