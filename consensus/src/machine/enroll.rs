@@ -75,8 +75,13 @@ impl Consensus {
             .expect("invariant: the body is from our own key");
         self.enrolling.own = Some((envelope, enroll));
         self.enrolling.hash_chain = Some(hash_chain);
-        self.enrolling.reported = None;
         self.enrolling.published = None;
+        // Already enrolled with this commit (a restart, the genesis creator): the start says
+        // so; `Action::Enrolled` is for a new enrollment.
+        self.enrolling.reported = self
+            .own_enrollment()
+            .zip(self.chain.enrollment(&self.me))
+            .map(|((slot, _), e)| (slot, e.commit));
         self.after_chain_change();
     }
 
@@ -174,12 +179,22 @@ impl Consensus {
             return;
         }
         self.enrolling.published = Some((now, slot));
-        if let Some((envelope, _)) = &self.enrolling.own {
-            self.actions.push_back(Action::Publish {
-                topic: Topic::Status,
-                envelope: envelope.clone(),
-            });
+        let Some((_, own)) = self.enrolling.own.as_mut() else {
+            return;
+        };
+        // Written anew each time: the same bytes again would be a duplicate to gossip (dropped
+        // by the publisher and by every peer that saw them), never reaching a peer that joined
+        // since. A later `created_ms` with the same commit changes no enrollment.
+        own.created_ms = own.created_ms.max(now);
+        let envelope =
+            Envelope::seal(&*own, &self.keypair).expect("invariant: the body is from our own key");
+        if let Some(held) = self.enrolling.own.as_mut() {
+            held.0 = envelope.clone();
         }
+        self.actions.push_back(Action::Publish {
+            topic: Topic::Status,
+            envelope,
+        });
     }
 
     /// After the chain changed: drops the Enrolls it carried, and reports the own enrollment

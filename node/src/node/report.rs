@@ -286,7 +286,7 @@ pub fn enrollment(consensus: &chorus_consensus::Consensus, origin: &crate::enrol
             enrolled_at = slot,
             eligible_from = from,
             roster = view.roster,
-            "enrolled at slot {slot}, proposes from slot {from}; {} peers enrolled",
+            "enrolled at slot {slot}, proposes from slot {from}; the roster holds {}",
             view.roster
         ),
         _ if view.reenrolling => warn!(event = "reenroll", seed = %seed, roster = view.roster,
@@ -304,7 +304,7 @@ pub fn enrolled(slot: u64, eligible_from: u64, roster: usize) {
         slot,
         eligible_from,
         roster,
-        "enrolled at slot {slot}: proposes from slot {eligible_from}; {roster} peers enrolled"
+        "enrolled at slot {slot}: proposes from slot {eligible_from}; the roster holds {roster}"
     );
 }
 

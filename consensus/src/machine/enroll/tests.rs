@@ -50,7 +50,9 @@ fn four_nodes_enroll_within_the_delay_plus_two_and_agree_on_every_slot() {
     assert_same_roster_and_beacon(&net, 39);
     let chain = net.nodes[0].chain();
     assert_eq!(chain.roster().len(), 4, "every node is enrolled");
-    assert_eq!(enrolled_at(&net, 0), Some(0), "the creator, in the genesis");
+    // The creator is enrolled in the genesis: no `Enrolled` (that is for a new enrollment).
+    assert_eq!(enrolled_at(&net, 0), None);
+    assert_eq!(net.nodes[0].enrollment().enrolled_at, Some(0));
     for i in 1..4 {
         let e = enrolled_at(&net, i).expect("each node reports its enrollment");
         assert!(e <= delay + 2, "node {i} enrolled at {e}");
@@ -208,6 +210,16 @@ fn a_node_that_lost_its_seed_re_enrolls_and_proposes_again() {
         net.assert_agree(slot);
     }
     assert!(net.violations.is_empty(), "{:?}", net.violations);
+    // Its Enroll went out more than once, each time as new bytes (gossip drops a duplicate).
+    let enrolls: Vec<Hash32> = net
+        .published
+        .iter()
+        .filter(|(i, e)| *i == 2 && e.kind == "enroll")
+        .map(|(_, e)| e.id())
+        .collect();
+    let distinct: std::collections::BTreeSet<&Hash32> = enrolls.iter().collect();
+    assert!(enrolls.len() >= 2, "{enrolls:?}");
+    assert_eq!(distinct.len(), enrolls.len());
 }
 
 #[test]
