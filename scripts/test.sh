@@ -36,16 +36,16 @@ step() {
   "$@" || code=$?
   [ "$status" -ne 0 ] || status=$code
 }
-step cargo test --workspace --locked --exclude chorus-tests "$@"
-step cargo test -p chorus-tests --locked --lib --bins "$@"
+step cargo test --workspace --locked --no-fail-fast --exclude chorus-tests "$@"
+step cargo test -p chorus-tests --locked --no-fail-fast --lib --bins "$@"
 
 hostile_log=$(mktemp)
 trap 'rm -f "$hostile_log"' EXIT
-cargo test -p chorus-tests --locked --test hostile "$@" >"$hostile_log" 2>&1 &
+cargo test -p chorus-tests --locked --no-fail-fast --test hostile "$@" >"$hostile_log" 2>&1 &
 hostile=$!
-step cargo test -p chorus-tests --locked --test nat --test network --test cli "$@"
+step cargo test -p chorus-tests --locked --no-fail-fast --test nat --test network --test cli "$@"
 step wait "$hostile"
 echo "---- tests/tests/hostile.rs (ran beside the group above) ----"
 cat "$hostile_log"
-step cargo test -p chorus-tests --locked --test testbed --test listener --test playback --test internet "$@"
+step cargo test -p chorus-tests --locked --no-fail-fast --test testbed --test listener --test playback --test internet "$@"
 exit "$status"
