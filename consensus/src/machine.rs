@@ -708,19 +708,22 @@ impl Consensus {
         Validation::Accept
     }
 
-    /// Whether `backup_proposals + 1` proposals of other proposers with lower tickets are held
-    /// for `slot` already: a proposal of `(ticket, from)` cannot win it.
+    /// How many admissible proposals of other proposers with a lower `(ticket, from)` are held
+    /// for `slot`.
+    fn held_below(&self, slot: u64, ticket: u64, from: &PeerId) -> u64 {
+        self.slots.get(&slot).map_or(0, |s| {
+            s.ranked(&self.chain, slot)
+                .iter()
+                .filter(|(_, h)| h.proposal.from != *from)
+                .filter(|(_, h)| rank_cmp((h.ticket, &h.proposal.from), (ticket, from)).is_lt())
+                .count() as u64
+        })
+    }
+
+    /// Whether `backup_proposals + 1` admissible proposals of others with lower tickets are
+    /// held for `slot`: a proposal of `(ticket, from)` cannot win it.
     fn cannot_win(&self, slot: u64, ticket: u64, from: &PeerId) -> bool {
-        let Some(state) = self.slots.get(&slot) else {
-            return false;
-        };
-        let lower = state
-            .proposals
-            .values()
-            .filter(|h| h.proposal.from != *from)
-            .filter(|h| rank_cmp((h.ticket, &h.proposal.from), (ticket, from)).is_lt())
-            .count() as u64;
-        lower > self.chain.rules().backup_proposals
+        self.held_below(slot, ticket, from) > self.chain.rules().backup_proposals
     }
 
     /// What this node played in `j`, as its proposals report it.
@@ -755,14 +758,7 @@ impl Consensus {
             },
         };
         let mine = self.my_ticket(slot);
-        let chain = &self.chain;
-        let lower = self.slots.get(&slot).map_or(0, |s| {
-            s.ranked(chain, slot)
-                .iter()
-                .filter(|(_, h)| rank_cmp((h.ticket, &h.proposal.from), (mine, &self.me)).is_lt())
-                .count()
-        });
-        if lower as u64 >= self.chain.rules().backup_proposals {
+        if self.held_below(slot, mine, &self.me) >= self.chain.rules().backup_proposals {
             return;
         }
         let proposal = Proposal {
