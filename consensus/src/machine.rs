@@ -796,9 +796,23 @@ impl Consensus {
         });
     }
 
-    /// A track of the library for `slot`: admissible, not blacklisted, not a recent winner
-    /// where avoidable; the first such track of the DJ's queue (never a recent winner), else
-    /// one chosen by a hash of this node and the slot.
+    /// The tracks of this node's own proposals for slots before `slot` not decided yet: one of
+    /// them may still win, and then it is a recent winner.
+    fn proposed_in_flight(&self, slot: u64) -> BTreeSet<Hash32> {
+        self.slots
+            .range(self.chain.len()..slot)
+            .filter_map(|(_, state)| state.by_proposer.get(&self.me).map(|ids| (state, ids)))
+            .flat_map(|(state, ids)| ids.iter().filter_map(|id| state.proposals.get(id)))
+            .map(|held| held.proposal.track.track_hash)
+            .collect()
+    }
+
+    /// A track of the library for `slot`: admissible and not blacklisted. The first such track
+    /// of the DJ's queue that is neither a recent winner nor proposed by this node for an
+    /// undecided slot (a queue file read again before that slot is decided must not propose it
+    /// twice in a row); else one chosen by a hash of this node and the slot, among the tracks
+    /// neither recent winners nor in flight where there are any, else among those not recent
+    /// winners, else among all.
     fn pick_track(&self, slot: u64) -> Option<TrackRef> {
         let rules = self.chain.rules();
         let usable: Vec<&TrackRef> = self
@@ -815,10 +829,11 @@ impl Consensus {
         let recent: BTreeSet<Hash32> = (slot.saturating_sub(RECENT_WINNERS)..slot)
             .filter_map(|j| self.chain.winner(j).map(|t| t.track_hash))
             .collect();
+        let in_flight = self.proposed_in_flight(slot);
         let queued = self.queue.iter().find_map(|h| {
             usable
                 .iter()
-                .find(|t| t.track_hash == *h && !recent.contains(h))
+                .find(|t| t.track_hash == *h && !recent.contains(h) && !in_flight.contains(h))
         });
         if let Some(t) = queued {
             return Some((*t).clone());
@@ -828,7 +843,15 @@ impl Consensus {
             .copied()
             .filter(|t| !recent.contains(&t.track_hash))
             .collect();
-        let pool = if fresh.is_empty() { usable } else { fresh };
+        let spare: Vec<&TrackRef> = fresh
+            .iter()
+            .copied()
+            .filter(|t| !in_flight.contains(&t.track_hash))
+            .collect();
+        let pool = [spare, fresh]
+            .into_iter()
+            .find(|p| !p.is_empty())
+            .unwrap_or(usable);
         let n = u64::try_from(pool.len()).ok().filter(|n| *n > 0)?;
         let seed = Hash32::digest_parts(&[PICK_DOMAIN, &self.me.to_bytes(), &slot.to_be_bytes()]);
         let mut first = [0u8; 8];

@@ -596,17 +596,26 @@ impl Consensus {
 /// The tracks a lone node proposes, in order, while it decides `LEN` slots; `setup` prepares
 /// it first.
 fn proposed_tracks(setup: impl FnOnce(&mut Consensus, &[TrackRef])) -> Vec<Hash32> {
+    proposed_tracks_of(super::test_builder::library_of(0), setup, |_| {})
+}
+
+/// As [`proposed_tracks`], with `library`, and `each` called before every timeout.
+fn proposed_tracks_of(
+    library: Vec<TrackRef>,
+    setup: impl FnOnce(&mut Consensus, &[TrackRef]),
+    mut each: impl FnMut(&mut Consensus),
+) -> Vec<Hash32> {
     let genesis = crate::genesis::tests::signed_genesis();
     let mut node = Consensus::new(
         keypair(10),
         Chain::new(&genesis).with_tickets(crate::chain::Tickets::Open),
     );
-    let library = super::test_builder::library_of(0);
     node.set_library(library.clone());
     setup(&mut node, &library);
     let mut proposed = Vec::new();
     let mut t = genesis.genesis().start_ms - 1_000;
     while node.chain().len() < LEN {
+        each(&mut node);
         node.handle_timeout(t);
         while let Some(action) = node.poll_action() {
             if let Action::Proposed { track, .. } = action {
@@ -644,6 +653,32 @@ fn the_djs_queue_is_proposed_in_order_then_the_automatic_pick_takes_over() {
     });
     assert_eq!(with_blacklist[0], queue[1]);
     assert!(!with_blacklist.contains(&queue[0]));
+}
+
+#[test]
+fn a_queue_read_again_before_its_track_is_decided_does_not_propose_it_twice() {
+    // The driver hands consensus the queue file whenever it changes; a DJ who queues X once
+    // and edits the file again before X's slot is decided hands X back. Every own proposal
+    // stays in flight for several slots (the lookahead), so without care X went out for
+    // consecutive slots, and the automatic pick could choose a track already in flight.
+    let library: Vec<TrackRef> = (0..12)
+        .map(|j| crate::track::tests::track(&format!("big library track {j}"), 90_000))
+        .collect();
+    let x = library[7].track_hash;
+    let proposed = proposed_tracks_of(library, |_, _| {}, |node| node.set_queue(vec![x]));
+    assert!(proposed.len() >= 5, "{proposed:?}");
+    assert_eq!(proposed[0], x, "the queue first");
+    assert_eq!(
+        proposed.iter().filter(|h| **h == x).count(),
+        1,
+        "{proposed:?}"
+    );
+    let distinct: BTreeSet<&Hash32> = proposed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        proposed.len(),
+        "a track twice: {proposed:?}"
+    );
 }
 
 #[test]
