@@ -4,8 +4,9 @@
 //! bootstrap node's address. Needs root; skips elsewhere, never in CI. Not run by default yet
 //! (`--ignored`): see docs/open-problems.md.
 //!
-//! 1. Swarming on slow lossy links: for five consensus slots every node holds the winner
-//!    before its slot (it starts with every segment), and the proposer of each new winner
+//! 1. Swarming on slow lossy links: once every joiner is enrolled (protocol 1.1), in each slot
+//!    until five new tracks have won every node holds the winner before its slot (it starts
+//!    with every segment), and the proposer of each new winner
 //!    uploads at most 3 copies of it (a block's third copy is its last unless a peer has
 //!    asked for it for 8 s: the swarm failed that peer, and this test with it).
 //! 2. A partition: the internet is cut between 7 nodes and 3 (the second public node and two
@@ -24,9 +25,7 @@ use chorus_tests::testbed::{HomeSpec, Spec, Testbed, Uplink};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(300);
-/// The first consensus slot (slots 0-4 come from the seed queue).
-const FIRST: u64 = 5;
-/// Slots checked before the partition.
+/// New winners checked before the partition.
 const SWARM_SLOTS: u64 = 5;
 /// The minority: node indexes (1: public1, 8 and 9: home6 and home7).
 const MINORITY: [usize; 3] = [1, 8, 9];
@@ -82,7 +81,7 @@ fn now_ms() -> u64 {
 }
 
 #[test]
-#[ignore = "not passing yet (docs/open-problems.md): during the cut the minority still got the majority's proposal; run with --ignored"]
+#[ignore = "about 210 s, and its upload bound failed once in three runs (docs/open-problems.md); run with --ignored"]
 fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
     let mut spec = Spec::new()
         .public_with(home_link())
@@ -120,7 +119,27 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
         .iter()
         .filter_map(|p| p["track_hash"].as_str().map(str::to_owned))
         .collect();
-    for k in FIRST..FIRST + SWARM_SLOTS {
+    // Under protocol 1.1 a joiner proposes only once enrolled (PROTOCOL.md 12.3): until then
+    // the creator alone proposes, and only tracks of the seed queue that every node fetched
+    // from it as it joined. The slots checked begin when every joiner may propose.
+    let eligible = radio.nodes[1..]
+        .iter()
+        .map(|n| {
+            let enrolled = n.wait_for(&format!("{} enrolled", n.name), LONG, |v| {
+                v["event"] == "enrolled"
+            });
+            enrolled["eligible_from"].as_u64().expect("eligible_from")
+        })
+        .max()
+        .expect("joiners");
+    eprintln!("every joiner proposes from slot {eligible}");
+    let mut k = eligible;
+    while copies.len() < SWARM_SLOTS as usize {
+        assert!(
+            k < eligible + 2 * SWARM_SLOTS,
+            "only {} new winners in slots {eligible}..{k}: {copies:?}",
+            copies.len()
+        );
         let fin = agreed(&finals(&all, k), k);
         for node in &all {
             let playing = node.wait_for(&format!("{} plays slot {k}", node.name), LONG, |v| {
@@ -152,6 +171,7 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
             }
             None => eprintln!("slot {k}: a replay or a track played before ({proposer})"),
         }
+        k += 1;
     }
     let over: Vec<_> = copies.iter().filter(|(_, _, c)| *c > 3.0).collect();
     assert!(
