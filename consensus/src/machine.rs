@@ -158,6 +158,9 @@ pub struct Consensus {
     /// Chain hashes of other chains known to lose a tie at their first difference with the
     /// own chain (fetched and compared, PROTOCOL.md 9).
     ties_lost: BTreeSet<Hash32>,
+    /// Supporters asked for another chain in a fork fetch that gave up (no answer, or answers
+    /// refused): later fork fetches ask the other supporters first. Cleared on adoption.
+    failed_sources: BTreeSet<PeerId>,
     /// PROTOCOL.md 12.4: when set, fork support (section 9) counts only these peers, the ones
     /// with a direct connection, so that many identities behind one connection count once.
     /// None (the simulator, which has no connections) counts every peer heard.
@@ -204,6 +207,7 @@ impl Consensus {
             fork_wins: 0,
             sync: None,
             ties_lost: BTreeSet::new(),
+            failed_sources: BTreeSet::new(),
             direct: None,
             my_tickets: [None; 4],
             enrolling: enroll::EnrollState::default(),

@@ -33,6 +33,9 @@ const ADOPT_TRIES_MAX: u32 = 3;
 pub const FOLLOW_TRIES_MAX: u32 = 3;
 /// Most other-chain hashes remembered as losing a tie at their first difference.
 const TIES_KEPT: usize = 1024;
+/// Most supporters remembered as having left a fork fetch unanswered (or answered it with a
+/// chain that was refused).
+const FAILED_SOURCES_KEPT: usize = 1024;
 
 /// One side of a fork: a chain hash at the comparison slot and how many nodes hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,9 @@ pub(crate) struct SyncRequest {
     /// For a fork fetch on a tie: the supporters of each side; the chain is adopted only if it
     /// wins the tie-break at the first difference.
     pub(crate) tie: Option<usize>,
+    /// For a fork fetch: the other chain, its chain hash at the comparison slot, so that a
+    /// retry can go to another of its supporters.
+    pub(crate) other: Option<(u64, Hash32)>,
     pub(crate) peer: PeerId,
     pub(crate) from_slot: u64,
     pub(crate) due_ms: u64,
@@ -189,6 +195,7 @@ impl Consensus {
         self.sync = Some(SyncRequest {
             purpose,
             tie: None,
+            other: None,
             peer,
             from_slot,
             due_ms: now.saturating_add(SYNC_TIMEOUT_MS),
@@ -199,19 +206,28 @@ impl Consensus {
             .push_back(Action::FetchChain { peer, from_slot });
     }
 
-    /// Sends an unanswered `FetchChain` again: a fork fetch to the same supporter (up to
-    /// [`ADOPT_TRIES_MAX`] times, then the fork is evaluated afresh), a follow fetch to the next
-    /// candidate peer.
+    /// Sends an unanswered `FetchChain` again: a fork fetch to the other chain's next supporter
+    /// not yet asked (up to [`ADOPT_TRIES_MAX`] times, then the fork is evaluated afresh, the
+    /// supporters asked going last), a follow fetch to the next candidate peer.
     pub(super) fn retry_sync(&mut self, now: u64) {
-        let Some(sync) = self.sync.as_mut().filter(|s| s.due_ms <= now) else {
+        let Some(sync) = self.sync.as_ref().filter(|s| s.due_ms <= now) else {
             return;
         };
-        let peer = match sync.purpose {
+        let (peer, from_slot) = match sync.purpose {
             Purpose::Adopt if sync.tries >= ADOPT_TRIES_MAX => {
+                // None of the supporters asked gave a chain that could be taken: the next
+                // evaluations ask the others first.
+                if self.failed_sources.len() >= FAILED_SOURCES_KEPT {
+                    self.failed_sources.clear();
+                }
+                let asked = sync.asked.clone();
+                self.failed_sources.extend(asked);
                 self.sync = None;
                 return;
             }
-            Purpose::Adopt => sync.peer,
+            Purpose::Adopt => self
+                .next_fork_source(now, sync)
+                .unwrap_or((sync.peer, sync.from_slot)),
             Purpose::Follow if sync.tries >= FOLLOW_TRIES_MAX => {
                 // Nobody answers: make the slot final from what is held (finality runs at
                 // once, its time has passed); section 9 repairs a wrong choice later.
@@ -221,39 +237,58 @@ impl Consensus {
                 return;
             }
             Purpose::Follow => {
-                let slot = self.chain.len();
-                let authors = self
-                    .slots
-                    .get(&slot)
-                    .map(|s| s.decisions.keys().copied().collect())
-                    .unwrap_or_default();
-                let candidates = self.follow_candidates(authors);
-                let Some(sync) = self.sync.as_mut() else {
+                let Some(peer) = self.next_follow_peer() else {
                     return;
                 };
-                let next = candidates
-                    .iter()
-                    .find(|p| !sync.asked.contains(p))
-                    .or(candidates.first())
-                    .copied()
-                    .unwrap_or(sync.peer);
-                if candidates.iter().all(|p| sync.asked.contains(p)) {
-                    sync.asked.clear();
-                }
-                sync.from_slot = slot;
-                next
+                (peer, self.chain.len())
             }
         };
         let Some(sync) = self.sync.as_mut() else {
             return;
         };
         sync.peer = peer;
+        sync.from_slot = from_slot;
         sync.asked.insert(peer);
         sync.tries += 1;
         sync.due_ms = now.saturating_add(SYNC_TIMEOUT_MS);
-        let from_slot = sync.from_slot;
         self.actions
             .push_back(Action::FetchChain { peer, from_slot });
+    }
+
+    /// The next supporter of the chain a fork fetch asks for, and the slot to fetch from: the
+    /// first in [`Consensus::fork_sources`] order not asked yet. None if every supporter heard
+    /// was asked (the same one is then asked again).
+    fn next_fork_source(&self, now: u64, sync: &SyncRequest) -> Option<(PeerId, u64)> {
+        let (slot, other_hash) = sync.other?;
+        let (peer, info) = self
+            .fork_sources(now, slot, other_hash)
+            .into_iter()
+            .find(|(peer, _)| !sync.asked.contains(*peer))?;
+        Some((*peer, self.fork_fetch_start(info, slot)))
+    }
+
+    /// The peer a follow fetch asks next: a candidate not asked yet (the round starts over
+    /// once all were), else the first candidate, else the peer asked last. None without a
+    /// follow fetch.
+    fn next_follow_peer(&mut self) -> Option<PeerId> {
+        let slot = self.chain.len();
+        let authors = self
+            .slots
+            .get(&slot)
+            .map(|s| s.decisions.keys().copied().collect())
+            .unwrap_or_default();
+        let candidates = self.follow_candidates(authors);
+        let sync = self.sync.as_mut()?;
+        let next = candidates
+            .iter()
+            .find(|p| !sync.asked.contains(p))
+            .or(candidates.first())
+            .copied()
+            .unwrap_or(sync.peer);
+        if candidates.iter().all(|p| sync.asked.contains(p)) {
+            sync.asked.clear();
+        }
+        Some(next)
     }
 
     /// Compares the heads of the peers heard in the last three status periods with the own
@@ -353,33 +388,49 @@ impl Consensus {
         if self.fork_wins < WINS_TO_ADOPT {
             return ForkChoice::Wait;
         }
-        let Some((from, from_slot)) = self.fork_source(now, slot, other.chain_hash) else {
+        let Some((from, from_slot)) = self
+            .fork_sources(now, slot, other.chain_hash)
+            .first()
+            .map(|(id, info)| (**id, self.fork_fetch_start(info, slot)))
+        else {
             return ForkChoice::Wait;
         };
         self.fork_wins = 0;
         self.ask_chain(now, Purpose::Adopt, from, from_slot);
-        if !tie {
-            return ForkChoice::Adopt { from };
-        }
         if let Some(sync) = self.sync.as_mut() {
-            sync.tie = Some(own.supporters);
+            sync.other = Some((slot, other.chain_hash));
+            sync.tie = tie.then_some(own.supporters);
         }
-        ForkChoice::Compare { from }
+        if tie {
+            ForkChoice::Compare { from }
+        } else {
+            ForkChoice::Adopt { from }
+        }
     }
 
-    /// Who serves the other chain, `other_hash` at `slot`: its supporter with the highest head
-    /// (then the smallest PeerId), with the slot to fetch from.
-    fn fork_source(&self, now: u64, slot: u64, other_hash: Hash32) -> Option<(PeerId, u64)> {
-        let (from, info) = self
+    /// Who may serve the other chain, `other_hash` at `slot`, best first: its supporters, those
+    /// that have not left a fork fetch unanswered first, then the highest head, then the
+    /// smallest PeerId. (Always the same first choice would let one supporter that never
+    /// answers, or answers what is refused, hold this node on the losing chain.)
+    fn fork_sources(
+        &self,
+        now: u64,
+        slot: u64,
+        other_hash: Hash32,
+    ) -> Vec<(&PeerId, &super::PeerInfo)> {
+        let mut sources: Vec<(&PeerId, &super::PeerInfo)> = self
             .fork_voters(now)
             .into_iter()
             .filter(|(_, info)| info.head_hash(slot) == Some(other_hash))
-            .max_by(|a, b| {
-                a.1.head_slot()
-                    .cmp(&b.1.head_slot())
-                    .then(b.0.to_bytes().cmp(&a.0.to_bytes()))
-            })?;
-        Some((*from, self.fork_fetch_start(info, slot)))
+            .collect();
+        sources.sort_by_cached_key(|(id, info)| {
+            (
+                self.failed_sources.contains(*id),
+                std::cmp::Reverse(info.head_slot()),
+                id.to_bytes(),
+            )
+        });
+        sources
     }
 
     /// Queues the report of an evaluation that found a fork. One that adopts or compares goes
@@ -483,6 +534,7 @@ impl Consensus {
                     self.ask_chain(now, Purpose::Adopt, peer, from_slot);
                     if let Some(next) = self.sync.as_mut() {
                         next.tie = sync.tie;
+                        next.other = sync.other;
                     }
                 }
             } else {
@@ -585,6 +637,7 @@ impl Consensus {
         self.fork_wins = 0;
         // Verdicts were against the replaced chain.
         self.ties_lost.clear();
+        self.failed_sources.clear();
         let slots = self.chain.decided_from(fork).to_vec();
         self.actions.push_back(Action::Adopted {
             from_slot: fork,

@@ -28,6 +28,7 @@ pub(crate) struct TestBuilder {
     partition: Option<(BTreeSet<usize>, u64)>,
     lost_fetches: usize,
     lost_chain_fetches: usize,
+    mute: BTreeSet<usize>,
     fair: bool,
 }
 
@@ -80,6 +81,7 @@ impl TestBuilder {
             partition: None,
             lost_fetches: 0,
             lost_chain_fetches: 0,
+            mute: BTreeSet::new(),
             fair: false,
         }
     }
@@ -126,6 +128,13 @@ impl TestBuilder {
         self
     }
 
+    /// The nodes in `nodes` answer no `FetchChain` request (a withholder, or a peer whose
+    /// answers never arrive); they gossip as usual.
+    pub(crate) fn mute_chain(mut self, nodes: &[usize]) -> TestBuilder {
+        self.mute.extend(nodes.iter().copied());
+        self
+    }
+
     /// Starts every node one second before the genesis start.
     pub(crate) fn build(self) -> TestNet {
         let genesis = if self.fair {
@@ -156,6 +165,7 @@ impl TestBuilder {
             partition: self.partition,
             lost_fetches: self.lost_fetches,
             lost_chain_fetches: self.lost_chain_fetches,
+            mute: self.mute,
             queue: BTreeMap::new(),
             seq: 0,
             violations: Vec::new(),
@@ -195,6 +205,8 @@ pub(crate) struct TestNet {
     partition: Option<(BTreeSet<usize>, u64)>,
     lost_fetches: usize,
     lost_chain_fetches: usize,
+    /// Nodes that answer no `FetchChain`.
+    mute: BTreeSet<usize>,
     queue: BTreeMap<(u64, u64), (usize, Delivery)>,
     seq: u64,
     /// `(reporting node, reason)` of every Violation action.
@@ -292,7 +304,7 @@ impl TestNet {
                         self.lost_chain_fetches -= 1;
                         continue;
                     }
-                    if !self.cut(i, from) {
+                    if !self.cut(i, from) && !self.mute.contains(&from) {
                         self.send(i, self.latency_ms, Delivery::ChainAsked { from, from_slot });
                     }
                 }

@@ -1,4 +1,4 @@
-use super::super::test_builder::{TestBuilder, TestNet};
+use super::super::test_builder::{TestBuilder, TestNet, node_key};
 use super::*;
 use crate::genesis::tests::signed_genesis;
 use crate::schedule::selection_window;
@@ -189,6 +189,49 @@ fn a_follow_fetch_nobody_answers_is_bounded_and_repaired_by_the_fork_rule() {
     assert_all_agree(&net, 5..14);
     assert_eq!(adopted(&net, joiner), [9]);
     assert!((0..3).all(|i| adopted(&net, i).is_empty()));
+}
+
+/// The supporters a fork fetch asks are chosen by head, then PeerId: the same one at every
+/// evaluation. A supporter that never answers (a withholder; in the simulator, seed 32 of the
+/// adversaries' scan) must not hold a node on the losing chain for good: the retries go to the
+/// other chain's other supporters. Here the two the minority would ask first never answer.
+#[test]
+fn a_fork_fetch_nobody_answers_goes_on_to_the_other_supporters() {
+    let majority = [2, 3, 4];
+    let bytes = |i: usize| node_key(i).public().to_peer_id().to_bytes();
+    let answering = majority
+        .into_iter()
+        .max_by_key(|i| bytes(*i))
+        .expect("three nodes");
+    let mute: Vec<usize> = majority.into_iter().filter(|i| *i != answering).collect();
+    let mut net = TestBuilder::new(5)
+        .partition(&[0, 1], heal_ms())
+        .mute_chain(&mute)
+        .build();
+    net.run_until(heal_ms() - 1);
+    let majority_chain = net.nodes[2].chain().clone();
+    assert_ne!(
+        net.nodes[0].chain().chain_hash(5),
+        majority_chain.chain_hash(5)
+    );
+    net.run_until_len(16);
+    assert_all_agree(&net, 5..16);
+    assert_eq!(net.nodes[0].chain().decided(5), majority_chain.decided(5));
+    for i in [0, 1] {
+        assert_eq!(adopted(&net, i), [5], "node {i}");
+        let asked: Vec<PeerId> = net
+            .events
+            .iter()
+            .filter_map(|(n, _, a)| match a {
+                Action::FetchChain { peer, .. } if *n == i => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        // Each supporter at most once: the retries went on to the next one.
+        assert_eq!(asked.last(), Some(&net.peer(answering)), "node {i}");
+        let distinct: BTreeSet<PeerId> = asked.iter().copied().collect();
+        assert_eq!(distinct.len(), asked.len(), "node {i}: {asked:?}");
+    }
 }
 
 #[test]
