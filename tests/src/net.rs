@@ -80,8 +80,9 @@ pub struct Node {
     env: Vec<(String, String)>,
     /// The network namespace it runs in (a testbed host), if not the test's own.
     netns: Option<String>,
-    /// Its `--listen` addresses (loopback TCP on any port when empty).
-    listen: Vec<String>,
+    /// Its `--listen` addresses (loopback TCP on any port when empty), or none at all: the
+    /// node's default ([`Node::start_on_default_listen`]).
+    listen: Option<Vec<String>>,
     /// Whether it looks for peers on its LAN by mDNS (off unless started with
     /// [`Node::start_on_lan`]).
     mdns: bool,
@@ -125,7 +126,7 @@ impl Node {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             netns: None,
-            listen: Vec::new(),
+            listen: Some(Vec::new()),
             mdns: false,
         };
         node.spawn(spec.command, &spec.args);
@@ -136,18 +137,24 @@ impl Node {
     /// TCP and QUIC on port 4747 of every interface). Its HTTP API stays on the host's
     /// loopback; [`Node::status`] reads it from inside the namespace.
     pub fn start_on(host: &crate::testbed::Host, spec: NodeSpec<'_>, listen: &[&str]) -> Node {
-        Self::start_in(host, spec, listen, false)
+        Self::start_in(host, spec, Some(listen), false)
+    }
+
+    /// As [`Node::start_on`], on the node's default listen addresses (TCP and QUIC on port 4747
+    /// of every IPv4 and IPv6 address).
+    pub fn start_on_default_listen(host: &crate::testbed::Host, spec: NodeSpec<'_>) -> Node {
+        Self::start_in(host, spec, None, false)
     }
 
     /// As [`Node::start_on`], with mDNS on: the node finds the other nodes of its home's LAN.
     pub fn start_on_lan(host: &crate::testbed::Host, spec: NodeSpec<'_>, listen: &[&str]) -> Node {
-        Self::start_in(host, spec, listen, true)
+        Self::start_in(host, spec, Some(listen), true)
     }
 
     fn start_in(
         host: &crate::testbed::Host,
         spec: NodeSpec<'_>,
-        listen: &[&str],
+        listen: Option<&[&str]>,
         mdns: bool,
     ) -> Node {
         let dir = spec.root.join(spec.name);
@@ -163,7 +170,7 @@ impl Node {
             log: Arc::new((Mutex::new(Log::default()), Condvar::new())),
             env: Vec::new(),
             netns: Some(host.netns().to_owned()),
-            listen: listen.iter().map(|a| a.to_string()).collect(),
+            listen: listen.map(|l| l.iter().map(|a| a.to_string()).collect()),
             mdns,
         };
         node.spawn(spec.command, &spec.args);
@@ -184,13 +191,15 @@ impl Node {
 
     /// The `--listen` arguments, and mDNS, UPnP and AutoNAT as tests want them.
     fn listen_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = if self.listen.is_empty() {
-            vec!["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]
-        } else {
-            self.listen
+        let mut args: Vec<String> = match &self.listen {
+            None => Vec::new(),
+            Some(listen) if listen.is_empty() => {
+                vec!["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]
+            }
+            Some(listen) => listen
                 .iter()
                 .flat_map(|a| ["--listen".to_owned(), a.clone()])
-                .collect()
+                .collect(),
         };
         if !self.mdns {
             args.push("--no-mdns".into());

@@ -115,6 +115,8 @@ pub struct Testbed {
     emu_bin: Option<PathBuf>,
     /// Places whose partition chain exists (`cut`).
     cut_chains: std::collections::BTreeSet<Uplink>,
+    /// Built with IPv6 beside IPv4 ([`Spec::ipv6`]).
+    ipv6: bool,
 }
 
 impl Testbed {
@@ -142,6 +144,7 @@ impl Testbed {
             namespaces: Vec::new(),
             emu_bin: None,
             cut_chains: std::collections::BTreeSet::new(),
+            ipv6: spec.ipv6,
         };
         tb.build_internet()?;
         for (k, public) in spec.public.iter().enumerate() {

@@ -4,8 +4,9 @@
 //! they reserve a relay slot on the public node, the relayed connection is upgraded by DCUtR)
 //! and fetch each other's winners directly; behind a symmetric NAT hole punching must fail and
 //! every winner still plays, fetched through the public node. Two nodes in one home find each
-//! other by mDNS and fetch each other's winners over their LAN. Needs root; skips elsewhere,
-//! never in CI.
+//! other by mDNS and fetch each other's winners over their LAN. On a testbed with IPv6 beside
+//! IPv4, a home joins the public node over IPv6 (NAT66) on the default listen addresses. Needs
+//! root; skips elsewhere, never in CI.
 //!
 //! All three propose; from slot 5 on the test follows every slot until each home has won one
 //! (usually within a few slots: a home wins a slot with probability about 1/3).
@@ -301,4 +302,91 @@ fn on_lan(entry: &Value) -> bool {
         && entry["address"]
             .as_str()
             .is_some_and(|a| a.starts_with("/ip4/10.1.0."))
+}
+
+/// A public node and a home both on the node's default listen addresses (TCP and QUIC on every
+/// IPv4 and IPv6 address) on a testbed with IPv6 beside IPv4: the home, given only the public
+/// node's IPv6 address, joins over IPv6 through its router's NAT66, and both decide the same
+/// winners.
+#[test]
+fn nodes_on_their_default_addresses_join_and_agree_over_ipv6() {
+    use chorus_tests::internet::identity;
+    use chorus_tests::net::{NodeSpec, bootstrap_args, join_args, library_of, write_seed_queue};
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let spec = Spec::new()
+        .ipv6()
+        .public()
+        .home(HomeSpec::new(1).link(wan()));
+    let Some(tb) = Testbed::new_or_skip("ipv6", &spec) else {
+        return;
+    };
+    let tmp = chorus_tests::kept_tempdir();
+    let root = tmp.path();
+    let lib = library_of(&root.join("lib-public"), 1, 5, 7.0);
+    let queue = root.join("seed.toml");
+    write_seed_queue(&queue, &lib, "in 15s", chorus_tests::net::TEST_RULES);
+    let public = Node::start_on_default_listen(
+        tb.public(0),
+        NodeSpec {
+            name: "public",
+            root,
+            command: "bootstrap",
+            args: bootstrap_args(&queue, &lib),
+        },
+    );
+    let network = public.wait_stdout("network ", LONG);
+    let public_id = identity(&public, LONG);
+    let public6 = tb.public(0).addr6().expect("an IPv6 testbed");
+    let peer = format!("/ip6/{public6}/tcp/4747/p2p/{public_id}");
+    let home_lib = library_of(&root.join("lib-home"), 2, 3, 7.0);
+    let home = Node::start_on_default_listen(
+        tb.host(0, 0),
+        NodeSpec {
+            name: "home0",
+            root,
+            command: "run",
+            args: join_args(&home_lib, &network, &peer),
+        },
+    );
+    let home_id = identity(&home, LONG);
+
+    // The home reaches the public node at its IPv6 address; the public node sees the home's
+    // router's (NAT66), never the home's own ULA.
+    let over_ipv6 = |p: &Value, addr: &str| {
+        p["connected"] == true && p["address"].as_str().is_some_and(|a| a.contains(addr))
+    };
+    let public6 = format!("/ip6/{public6}/");
+    let took = wait_peer(&home, &public_id, LONG, |p| over_ipv6(p, &public6))
+        .unwrap_or_else(|| panic!("no IPv6 connection: {:?}", peer_entry(&home, &public_id)));
+    eprintln!("home0 reached the public node over IPv6 after {took:?}");
+    let router6 = format!("/ip6/{}/", tb.host(0, 0).public_addr6().unwrap());
+    let seen = wait_peer(&public, &home_id, LONG, |p| over_ipv6(p, &router6));
+    assert!(
+        seen.is_some(),
+        "the public node sees the home at its router's IPv6 address: {:?}",
+        peer_entry(&public, &home_id)
+    );
+    let own6 = tb.host(0, 0).addr6().unwrap().to_string();
+    let entry = peer_entry(&public, &home_id).unwrap();
+    assert!(
+        !entry["address"].as_str().unwrap_or("").contains(&own6),
+        "{entry}"
+    );
+
+    // Both decide and play the first consensus slots alike.
+    for k in 5..7 {
+        let finals: Vec<Value> = [&public, &home]
+            .iter()
+            .map(|n| {
+                n.wait_for(&format!("final {k}"), LONG, |v| {
+                    v["event"] == "final" && slot(v) == Some(k)
+                })
+            })
+            .collect();
+        assert_eq!(finals[0]["track_hash"], finals[1]["track_hash"], "slot {k}");
+        home.wait_for(&format!("home0 plays slot {k}"), LONG, |v| {
+            v["event"] == "playing" && slot(v) == Some(k)
+        });
+    }
 }

@@ -27,7 +27,11 @@ struct Echo {
 
 impl Echo {
     fn start(host: &Host, port: u16) -> Echo {
-        let sock = host.udp_socket(port).unwrap();
+        Echo::on(host.udp_socket(port).unwrap())
+    }
+
+    /// An echo server on `sock`.
+    fn on(sock: UdpSocket) -> Echo {
         sock.set_read_timeout(Some(20 * MS)).unwrap();
         let addr = sock.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -127,6 +131,61 @@ fn nat_shows_the_router_address_to_the_internet() {
     conn.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"ping");
     assert!(echo.peers().iter().all(|p| p.ip() == router));
+}
+
+#[test]
+fn ipv6_beside_ipv4_homes_go_out_through_nat66() {
+    let spec = Spec::new()
+        .ipv6()
+        .public()
+        .home(HomeSpec::new(1))
+        .home(HomeSpec::new(1));
+    let Some(tb) = Testbed::new_or_skip("ipv6", &spec) else {
+        return;
+    };
+    let (public, host, other) = (tb.public(0), tb.host(0, 0), tb.host(1, 0));
+    let router6 = tb.home(0).router().public_addr6().expect("an IPv6 testbed");
+    assert_eq!(host.public_addr6(), Some(router6));
+    assert_ne!(host.addr6(), Some(router6));
+    // Programs run on the host see its own (ULA) address.
+    let out = host
+        .command("ip")
+        .args(["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let own = host.addr6().unwrap();
+    assert!(shown.contains(&format!("inet6 {own}/64")), "{shown}");
+
+    // UDP and TCP over IPv6 reach the public host from the router's address.
+    let echo = Echo::on(public.udp_socket6(7000).unwrap());
+    let sock = host.udp_socket6(0).unwrap();
+    let seen = ask(&sock, echo.addr, "hello over IPv6", 10).expect("the public host answers");
+    assert_eq!(
+        seen.ip(),
+        std::net::IpAddr::V6(router6),
+        "NAT66 hides {own}"
+    );
+    let listener = public.tcp_listener6(7001).unwrap();
+    let to = listener.local_addr().unwrap();
+    let mut client = host.tcp_connect(to, Duration::from_secs(5)).unwrap();
+    let (mut conn, peer) = listener.accept().unwrap();
+    assert_eq!(peer.ip(), std::net::IpAddr::V6(router6));
+    client.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    conn.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+
+    // IPv4 works beside it, as on every testbed.
+    let echo4 = Echo::start(public, 7000);
+    let sock4 = host.udp_socket(0).unwrap();
+    let seen4 = ask(&sock4, echo4.addr, "hello over IPv4", 10).expect("an answer");
+    assert_eq!(seen4.ip(), tb.home(0).router().public_addr());
+
+    // Another home's private IPv6 address is out of reach, as its IPv4 one is.
+    let hidden = Echo::on(other.udp_socket6(7002).unwrap());
+    assert_eq!(ask(&sock, hidden.addr, "anyone?", 3), None);
+    assert!(hidden.peers().is_empty());
 }
 
 #[test]

@@ -15,40 +15,70 @@ use super::{Home, Testbed, UplinkState};
 const BRIDGE: &str = "br0";
 
 impl Testbed {
-    /// Creates namespace `<prefix>-<suffix>` with loopback up, no IPv6 on new devices (the
-    /// testbed's internet is IPv4; IPv6 would only add router solicitations to the links), and
-    /// bridges that bridge without passing frames through iptables (br_netfilter, when a
-    /// container host has loaded it, would otherwise conntrack the internet's and LANs' frames).
+    /// Creates namespace `<prefix>-<suffix>` with loopback up, and bridges that bridge without
+    /// passing frames through iptables (br_netfilter, when a container host has loaded it,
+    /// would otherwise conntrack the internet's and LANs' frames). Without [`Spec::ipv6`] new
+    /// devices get no IPv6 (it would only add router solicitations to the links); with it they
+    /// neither solicit nor accept router advertisements (addresses and routes are set here).
+    ///
+    /// [`Spec::ipv6`]: super::Spec::ipv6
     fn add_namespace(&mut self, suffix: &str) -> Result<String> {
         let name = format!("{}-{suffix}", self.prefix);
         ip(&["netns", "add", &name])?;
         self.namespaces.push(name.clone());
         ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        let ipv6: &[(&str, &str)] = if self.ipv6 {
+            &[
+                ("net.ipv6.conf.default.accept_ra", "0"),
+                ("net.ipv6.conf.default.router_solicitations", "0"),
+            ]
+        } else {
+            &[("net.ipv6.conf.default.disable_ipv6", "1")]
+        };
         // Each setting exists only when its feature does; where it is missing, nothing needs it.
-        for setting in [
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ("net.bridge.bridge-nf-call-iptables", "0"),
-        ] {
-            let _ = netns::sysctl(&name, &[setting]);
+        for setting in ipv6
+            .iter()
+            .chain(&[("net.bridge.bridge-nf-call-iptables", "0")])
+        {
+            let _ = netns::sysctl(&name, &[*setting]);
         }
         Ok(name)
+    }
+
+    /// Adds IPv6 address `addr/prefix` to `dev` in `ns`, usable at once (no duplicate address
+    /// detection: the testbed hands out every address itself).
+    fn add_addr6(ns: &str, dev: &str, addr: std::net::Ipv6Addr, prefix: u8) -> Result<()> {
+        let cidr = format!("{addr}/{prefix}");
+        ip(&["-n", ns, "-6", "addr", "add", &cidr, "dev", dev, "nodad"])
     }
 
     pub(super) fn build_internet(&mut self) -> Result<()> {
         self.internet = self.add_namespace("inet")?;
         let inet = self.internet.clone();
-        ip(&["-n", &inet, "link", "add", BRIDGE, "type", "bridge"])?;
+        // Without snooping the bridge floods multicast: IPv6 neighbour discovery needs no
+        // querier.
+        let bridge = [
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ];
+        ip(&[&["-n", inet.as_str()][..], &bridge].concat())?;
         ip(&["-n", &inet, "link", "set", BRIDGE, "up"])
     }
 
     /// Plugs device `dev` of namespace `ns` into the internet's bridge, through an emulator
-    /// when `link` is given, and gives it public address `addr` and a default route.
+    /// when `link` is given, and gives it public address `addr` (and `addr6` on a testbed
+    /// with IPv6) and default routes.
     fn attach_uplink(
         &mut self,
         uplink: Uplink,
         ns: &str,
         dev: &str,
-        addr: std::net::Ipv4Addr,
+        (addr, addr6): (std::net::Ipv4Addr, std::net::Ipv6Addr),
         link: Option<&Link>,
     ) -> Result<()> {
         let inet = self.internet.clone();
@@ -79,19 +109,28 @@ impl Testbed {
         }
         let cidr = format!("{addr}/{}", plan::INTERNET_PREFIX);
         ip(&["-n", ns, "addr", "add", &cidr, "dev", dev])?;
+        if self.ipv6 {
+            Self::add_addr6(ns, dev, addr6, plan::INTERNET6_PREFIX)?;
+        }
         ip(&["-n", ns, "link", "set", dev, "up"])?;
-        ip(&["-n", ns, "route", "add", "default", "dev", dev])
+        ip(&["-n", ns, "route", "add", "default", "dev", dev])?;
+        if self.ipv6 {
+            ip(&["-n", ns, "-6", "route", "add", "default", "dev", dev])?;
+        }
+        Ok(())
     }
 
     pub(super) fn build_public(&mut self, k: usize, spec: &PublicSpec) -> Result<()> {
         let ns = self.add_namespace(&format!("p{k}"))?;
-        let addr = plan::public(k);
-        self.attach_uplink(Uplink::Public(k), &ns, "eth0", addr, spec.link.as_ref())?;
+        let (addr, addr6) = (plan::public(k), plan::public6(k));
+        let link = spec.link.as_ref();
+        self.attach_uplink(Uplink::Public(k), &ns, "eth0", (addr, addr6), link)?;
         self.public.push(Host {
             name: format!("public{k}"),
             netns: ns,
             addr,
             public_addr: addr,
+            addr6: self.ipv6.then_some((addr6, addr6)),
         });
         Ok(())
     }
@@ -107,19 +146,41 @@ impl Testbed {
                 ("net.ipv4.conf.all.arp_ignore", "1"),
             ],
         )?;
-        let wan = plan::router_wan(i);
-        self.attach_uplink(Uplink::Home(i), &router, "wan", wan, spec.link.as_ref())?;
+        if self.ipv6 {
+            netns::sysctl(&router, &[("net.ipv6.conf.all.forwarding", "1")])?;
+        }
+        let (wan, wan6) = (plan::router_wan(i), plan::router_wan6(i));
+        self.attach_uplink(
+            Uplink::Home(i),
+            &router,
+            "wan",
+            (wan, wan6),
+            spec.link.as_ref(),
+        )?;
         let lan = format!("{}/24", plan::router_lan(i));
-        ip(&["-n", &router, "link", "add", "lan", "type", "bridge"])?;
+        let bridge = [
+            "link",
+            "add",
+            "lan",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ];
+        ip(&[&["-n", router.as_str()][..], &bridge].concat())?;
         ip(&["-n", &router, "addr", "add", &lan, "dev", "lan"])?;
+        if self.ipv6 {
+            Self::add_addr6(&router, "lan", plan::router_lan6(i), 64)?;
+        }
         ip(&["-n", &router, "link", "set", "lan", "up"])?;
-        masquerade(&router, spec.nat)?;
+        masquerade(&router, spec.nat, self.ipv6)?;
         let mut home = Home {
             router: Host {
                 name: format!("home{i}-router"),
                 netns: router.clone(),
                 addr: plan::router_lan(i),
                 public_addr: wan,
+                addr6: self.ipv6.then_some((plan::router_lan6(i), wan6)),
             },
             hosts: Vec::new(),
             nat: spec.nat,
@@ -152,11 +213,18 @@ impl Testbed {
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
         let gateway = plan::router_lan(i).to_string();
         ip(&["-n", &ns, "route", "add", "default", "via", &gateway])?;
+        let addr6 = plan::home_host6(i, j);
+        if self.ipv6 {
+            Self::add_addr6(&ns, "eth0", addr6, 64)?;
+            let gateway6 = plan::router_lan6(i).to_string();
+            ip(&["-n", &ns, "-6", "route", "add", "default", "via", &gateway6])?;
+        }
         Ok(Host {
             name: format!("home{i}-host{j}"),
             netns: ns,
             addr,
             public_addr: plan::router_wan(i),
+            addr6: self.ipv6.then_some((addr6, plan::router_wan6(i))),
         })
     }
 
@@ -190,14 +258,25 @@ impl Testbed {
     }
 }
 
-/// Makes `router` masquerade everything that leaves through its uplink.
-fn masquerade(router: &str, nat: Nat) -> Result<()> {
-    let mut args = vec!["netns", "exec", router, "iptables", "-w", "-t", "nat"];
-    args.extend(["-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]);
-    if nat == Nat::Symmetric {
-        args.push("--random-fully");
+/// Makes `router` masquerade everything that leaves through its uplink (IPv6 too with `ipv6`:
+/// NAT66, the same rule in ip6tables).
+fn masquerade(router: &str, nat: Nat, ipv6: bool) -> Result<()> {
+    let tables: &[&str] = if ipv6 {
+        &["iptables", "ip6tables"]
+    } else {
+        &["iptables"]
+    };
+    for table in tables {
+        let mut args = vec!["netns", "exec", router, table, "-w", "-t", "nat"];
+        args.extend(["-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]);
+        if nat == Nat::Symmetric {
+            args.push("--random-fully");
+        }
+        ip(&args).with_context(|| {
+            format!("setting up NAT ({table}, from scripts/install-deps.sh --test)")
+        })?;
     }
-    ip(&args).context("setting up NAT (iptables, from scripts/install-deps.sh --test)")
+    Ok(())
 }
 
 /// A seed nobody chose: the clock, the process and a counter, mixed.

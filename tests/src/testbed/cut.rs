@@ -18,6 +18,10 @@ impl Testbed {
     /// Cuts the internet between `side` and every other public host and home: neither
     /// reaches the other until [`Testbed::heal`]. Replaces an earlier cut.
     pub fn cut(&mut self, side: &[Uplink]) -> Result<()> {
+        anyhow::ensure!(
+            !self.ipv6,
+            "cut separates IPv4 addresses only: this testbed has IPv6 too"
+        );
         let places = self.places();
         for uplink in side {
             if !places.iter().any(|(u, _, _)| u == uplink) {

@@ -2,7 +2,9 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ pub struct Host {
     pub(super) netns: String,
     pub(super) addr: Ipv4Addr,
     pub(super) public_addr: Ipv4Addr,
+    /// Its IPv6 address and the one the internet sees, on a testbed with IPv6.
+    pub(super) addr6: Option<(Ipv6Addr, Ipv6Addr)>,
 }
 
 impl Host {
@@ -40,6 +44,17 @@ impl Host {
     /// router's public address inside a home (the port depends on the NAT).
     pub fn public_addr(&self) -> Ipv4Addr {
         self.public_addr
+    }
+
+    /// Its own IPv6 address (a ULA inside a home), on a testbed built with
+    /// [`Spec::ipv6`](super::Spec::ipv6).
+    pub fn addr6(&self) -> Option<Ipv6Addr> {
+        self.addr6.map(|(own, _)| own)
+    }
+
+    /// The IPv6 address the internet sees its packets come from (its router's inside a home).
+    pub fn public_addr6(&self) -> Option<Ipv6Addr> {
+        self.addr6.map(|(_, public)| public)
     }
 
     /// `program` to be run on this host (`ip netns exec NETNS program`); add arguments and
@@ -67,6 +82,30 @@ impl Host {
     pub fn tcp_listener(&self, port: u16) -> io::Result<TcpListener> {
         let addr = SocketAddrV4::new(self.addr, port);
         self.run(|| TcpListener::bind(addr))
+    }
+
+    /// A UDP socket bound to this host's IPv6 address and `port` (0 for any).
+    pub fn udp_socket6(&self, port: u16) -> io::Result<UdpSocket> {
+        let addr = SocketAddrV6::new(self.ipv6_or_err()?, port, 0, 0);
+        self.run(|| UdpSocket::bind(addr))
+    }
+
+    /// A TCP listener on this host's IPv6 address and `port` (0 for any).
+    pub fn tcp_listener6(&self, port: u16) -> io::Result<TcpListener> {
+        let addr = SocketAddrV6::new(self.ipv6_or_err()?, port, 0, 0);
+        self.run(|| TcpListener::bind(addr))
+    }
+
+    fn ipv6_or_err(&self) -> io::Result<Ipv6Addr> {
+        self.addr6().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{} has no IPv6 address: build the testbed with Spec::ipv6",
+                    self.name
+                ),
+            )
+        })
     }
 
     /// A TCP connection from this host to `to`.

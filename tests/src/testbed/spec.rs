@@ -72,12 +72,24 @@ pub struct Spec {
     pub public: Vec<PublicSpec>,
     /// The homes, `home0`, `home1`, ...
     pub homes: Vec<HomeSpec>,
+    /// IPv6 beside IPv4 ([`Spec::ipv6`]).
+    pub ipv6: bool,
 }
 
 impl Spec {
     /// An empty internet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// This spec with IPv6 beside IPv4: public hosts and home routers get global addresses
+    /// (`plan::public6`, `plan::router_wan6`), each home a ULA /64 on its LAN masqueraded by
+    /// its router (NAT66, as NAT44). [`Testbed::cut`](super::Testbed::cut) cuts IPv4 only, so a
+    /// testbed with IPv6 refuses it.
+    #[must_use]
+    pub fn ipv6(mut self) -> Self {
+        self.ipv6 = true;
+        self
     }
 
     /// This spec with one more public host on a plain uplink.
@@ -142,7 +154,7 @@ impl fmt::Display for Uplink {
 /// the real internet), homes are 10.(i+1).0.0/24, each home its own subnet so that a packet to
 /// another home's private address is unmistakably that.
 pub mod plan {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// The prefix length of the internet's one subnet.
     pub const INTERNET_PREFIX: u8 = 16;
@@ -170,5 +182,33 @@ pub mod plan {
     /// Host `j` of home `i`: 10.(i+1).0.(j+2).
     pub fn home_host(i: usize, j: usize) -> Ipv4Addr {
         Ipv4Addr::new(10, octet(i + 1), 0, octet(j + 2))
+    }
+
+    /// The prefix length of the IPv6 internet's one link (the documentation prefix).
+    pub const INTERNET6_PREFIX: u8 = 32;
+
+    fn segment(n: usize) -> u16 {
+        u16::try_from(n).expect("Spec::validate keeps indices in range")
+    }
+
+    /// Public host `k` over IPv6: 2001:db8:1::(k+1).
+    pub fn public6(k: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, segment(k + 1))
+    }
+
+    /// Home `i`'s router on the IPv6 internet: 2001:db8:(i+2)::1, each home in a /48 of its
+    /// own (time sources count per /48, PROTOCOL.md 12.4).
+    pub fn router_wan6(i: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, segment(i + 2), 0, 0, 0, 0, 1)
+    }
+
+    /// Home `i`'s router on its LAN over IPv6: fd00:(i+1)::1.
+    pub fn router_lan6(i: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, segment(i + 1), 0, 0, 0, 0, 0, 1)
+    }
+
+    /// Host `j` of home `i` over IPv6: fd00:(i+1)::(j+2).
+    pub fn home_host6(i: usize, j: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, segment(i + 1), 0, 0, 0, 0, 0, segment(j + 2))
     }
 }
