@@ -12,6 +12,7 @@ use crate::chain::{ChainError, DecidedSlot};
 use crate::hash::Hash32;
 use crate::limits::CHAIN_RESPONSE_SLOTS;
 use crate::schedule::selection_window;
+use crate::ticket::{SlotContext, ticket};
 
 /// Statuses over this many status periods count as support (PROTOCOL.md 9).
 pub(super) const SUPPORT_PERIODS: u64 = 3;
@@ -616,6 +617,18 @@ impl Consensus {
         false
     }
 
+    /// After an adoption: the proposals held for the slots in flight (and any later slot still
+    /// held) take the tickets of the adopted chain ([`SlotState::retick`]); the slots before
+    /// its length are dropped by the caller. At most three slots of at most
+    /// [`PROPOSALS_PER_SLOT`](crate::limits::PROPOSALS_PER_SLOT) proposals: one SHA-256 each.
+    fn retick_in_flight(&mut self) {
+        let chain = &self.chain;
+        for (slot, state) in self.slots.range_mut(chain.len()..) {
+            let context = SlotContext::on_chain(chain, *slot);
+            state.retick(|peer| ticket(&context, peer));
+        }
+    }
+
     /// Replaces the own chain from `fork` on with `chain`.
     fn adopt(&mut self, now: u64, fork: u64, chain: crate::chain::Chain) {
         let old = std::mem::replace(&mut self.chain, chain);
@@ -633,6 +646,7 @@ impl Consensus {
         for state in self.slots.values_mut() {
             state.requests.clear();
         }
+        self.retick_in_flight();
         self.synced_at_ms = Some(now);
         self.fork_wins = 0;
         // Verdicts were against the replaced chain.

@@ -158,6 +158,45 @@ impl SlotState {
         }
     }
 
+    /// After a fork adoption replaced the chain under this slot (PROTOCOL.md 9): gives each
+    /// held proposal the ticket `ticket_of` computes for its proposer on the adopted chain.
+    /// Under fair tickets (12.3) the ticket of slot k is over `beacon(k - L - 1)`, which the
+    /// adoption changes when the fork is older; a proposal keeps the ticket computed on arrival
+    /// otherwise, and the record decided from it would carry the replaced chain's ticket.
+    ///
+    /// If any ticket changed, what was judged against the old tickets goes too: the decisions
+    /// (received or this node's own) that name a held proposal with another ticket than its
+    /// new one, the lowest ticket announced in Tallies, and the authors found lying (or their
+    /// lies not yet reported) about a ticket that was the old chain's. Nobody is counted for
+    /// them: they were made or judged on the replaced chain. Eligibility, reveals and
+    /// equivocations need nothing here: [`SlotState::ranked`] and finality judge the held
+    /// proposals against the current chain at each use. Returns whether a ticket changed.
+    pub(crate) fn retick(&mut self, ticket_of: impl Fn(&PeerId) -> u64) -> bool {
+        let mut changed = false;
+        for held in self.proposals.values_mut() {
+            let ticket = ticket_of(&held.proposal.from);
+            changed |= ticket != held.ticket;
+            held.ticket = ticket;
+        }
+        if !changed {
+            return false;
+        }
+        let proposals = &self.proposals;
+        let stale = |d: &Decision| {
+            d.proposal_id
+                .and_then(|id| proposals.get(&id))
+                .is_some_and(|held| d.ticket != Some(held.ticket))
+        };
+        self.decisions.retain(|_, d| !stale(d));
+        if self.decided.as_ref().is_some_and(stale) {
+            self.decided = None;
+        }
+        self.announced = None;
+        self.liars.clear();
+        self.lies.clear();
+        true
+    }
+
     /// Notes that `author` lied about a held proposal (once per slot; reported by the machine
     /// as a violation) and stops vouching for it.
     pub(crate) fn note_lie(&mut self, author: PeerId, why: String) {
@@ -348,4 +387,81 @@ fn misstated(id: &Hash32, held: &Held, decision: &Decision) -> Option<String> {
          the proposal has ticket {} and track {winner}",
         decision.slot, decision.winner, held.ticket
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{chain_to, keypair, peer, proposal};
+
+    /// A slot holding one proposal with ticket 10, a decision naming it (and the own one), a
+    /// decision naming a proposal not held, an announced ticket and a liar.
+    fn judged_on_the_old_chain() -> (SlotState, Hash32) {
+        let chain = chain_to(9);
+        let p = proposal(&chain, 10, 1);
+        let envelope = Envelope::seal(&p, &keypair(1)).expect("its own key");
+        let id = envelope.id();
+        let decision = |from: u8, proposal_id: Hash32, ticket: u64| Decision {
+            network_id: *chain.network_id(),
+            slot: 10,
+            from: peer(from),
+            winner: p.track.track_hash,
+            proposal_id: Some(proposal_id),
+            ticket: Some(ticket),
+            equivocators: Vec::new(),
+            rules_hash: *chain.rules_hash(),
+        };
+        let mut state = SlotState::default();
+        state.hold(
+            id,
+            Held {
+                proposal: p.clone(),
+                envelope,
+                ticket: 10,
+            },
+        );
+        state.add_decision(decision(2, id, 10));
+        state.add_decision(decision(3, Hash32::digest(b"not held"), 5));
+        state.decided = Some(decision(4, id, 10));
+        state.announced = Some(3);
+        state.note_lie(peer(5), "claimed another ticket".to_owned());
+        (state, id)
+    }
+
+    #[test]
+    fn retick_changes_nothing_when_the_tickets_stay() {
+        let (mut state, id) = judged_on_the_old_chain();
+        assert!(!state.retick(|_| 10));
+        assert_eq!(state.proposals[&id].ticket, 10);
+        assert_eq!(state.decisions.len(), 2);
+        assert!(state.decided.is_some());
+        assert_eq!(state.announced, Some(3));
+        assert_eq!(state.liars.len(), 1);
+    }
+
+    #[test]
+    fn retick_drops_what_was_judged_on_the_old_tickets() {
+        let (mut state, id) = judged_on_the_old_chain();
+        assert!(state.retick(|_| 20));
+        assert_eq!(state.proposals[&id].ticket, 20);
+        // The decision naming the held proposal with its old ticket goes (the own one too);
+        // the one naming a proposal not held cannot be judged and stays.
+        let authors: Vec<PeerId> = state.decisions.keys().copied().collect();
+        assert_eq!(authors, [peer(3)]);
+        assert!(state.decided.is_none());
+        assert_eq!(state.announced, None);
+        assert!(state.liars.is_empty() && state.lies.is_empty());
+        // A decision with the new ticket is kept, one with the old is a lie now.
+        let mut fresh = state.decisions[&peer(3)].clone();
+        fresh.from = peer(6);
+        fresh.proposal_id = Some(id);
+        fresh.ticket = Some(20);
+        state.add_decision(fresh.clone());
+        fresh.from = peer(7);
+        fresh.ticket = Some(10);
+        state.add_decision(fresh);
+        assert!(state.decisions.contains_key(&peer(6)));
+        assert!(!state.decisions.contains_key(&peer(7)));
+        assert!(state.liars.contains(&peer(7)));
+    }
 }

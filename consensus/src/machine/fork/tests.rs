@@ -563,3 +563,91 @@ fn fork_adoption_verifies_every_record_before_replacing_anything() {
             .any(|a| matches!(a, Action::Adopted { from_slot: 5, .. }))
     );
 }
+
+/// Under fair tickets the ticket of slot k is over `beacon(k - L - 1)` (PROTOCOL.md 12.3). A
+/// node that adopts a fork older than that while k is in flight holds proposals for k whose
+/// tickets were computed on the replaced chain. The record it then decides for k must carry
+/// the ticket of the adopted chain, or every node that fetches its chain refuses the record
+/// (`ChainError::Ticket`, 12.1) and counts it as violating (found in the simulator, seed 4);
+/// and what it announces for k must carry those tickets too, or honest peers count it as a
+/// liar (and it counts them).
+#[test]
+fn an_adoption_recomputes_the_tickets_of_the_slots_in_flight() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use crate::chain::Chain;
+    use crate::machine::test_builder::fair_genesis;
+
+    let cut = Rc::new(Cell::new(false));
+    let cutting = Rc::clone(&cut);
+    // One track for all: the winners' tracks, so every `plays`, agree on both sides of the
+    // fork, and the proposals held before the adoption stay eligible after it.
+    let one = vec![crate::track::tests::track("the one track", 100_000)];
+    let mut builder = TestBuilder::new(5).fair();
+    for i in 0..5 {
+        builder = builder.library(i, one.clone());
+    }
+    let mut net = builder
+        .drop_if(move |from, to, _| cutting.get() && (from < 2) != (to < 2))
+        .build();
+    // Every node enrolled and eligible; then nodes 0 and 1 decide eight slots apart.
+    net.run_until_len(24);
+    let apart = net.nodes[0].chain().len();
+    cut.set(true);
+    net.run_until_len(apart + 8);
+    let minority = net.nodes[0].chain().clone();
+    let majority = net.nodes[2].chain().clone();
+    cut.set(false);
+    // Each record the adopters decide verifies as soon as it is decided (12.1).
+    let verifies = |chain: &Chain| {
+        let mut fetched = Chain::new(&fair_genesis());
+        let records = chain.decided_slots().to_vec();
+        let n = records.len();
+        fetched
+            .extend_synced(records, u64::MAX)
+            .map(|taken| taken == n)
+    };
+    let mut heads = [None, None];
+    while net
+        .nodes
+        .iter()
+        .any(|n| n.chain().len() < minority.len() + 8)
+    {
+        assert!(net.step(), "the network runs");
+        for i in [0, 1] {
+            let head = net.nodes[i].chain().head();
+            if heads[i] != Some(head) {
+                heads[i] = Some(head);
+                assert_eq!(verifies(net.nodes[i].chain()), Ok(true), "node {i}");
+            }
+        }
+    }
+    let lookahead = minority.lookahead();
+    for i in [0, 1] {
+        let adoptions: Vec<(u64, u64)> = net
+            .events_of(i)
+            .filter_map(|a| match a {
+                Action::Adopted { from_slot, slots } => {
+                    Some((*from_slot, slots.last().map_or(*from_slot, |d| d.slot + 1)))
+                }
+                _ => None,
+            })
+            .collect();
+        // One adoption, of a fork older than the beacon the first slot in flight uses, which
+        // differs between the two chains; no second fork after it.
+        let [(fork, in_flight)] = adoptions[..] else {
+            panic!("node {i} adopted {adoptions:?}");
+        };
+        let beacon_slot = in_flight - lookahead - 1;
+        assert!(
+            fork <= beacon_slot,
+            "fork {fork}, slot {in_flight} in flight"
+        );
+        assert_ne!(minority.beacon(beacon_slot), majority.beacon(beacon_slot));
+    }
+    for slot in 5..net.nodes[0].chain().len() {
+        net.assert_agree(slot);
+    }
+    assert!(net.violations.is_empty(), "{:?}", net.violations);
+}
