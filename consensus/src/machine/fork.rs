@@ -657,6 +657,8 @@ impl Consensus {
             from_slot: fork,
             slots,
         });
+        // Peers judge the tickets this node states against its latest head (12.3).
+        self.head_replaced = true;
         self.recheck = true;
     }
 }

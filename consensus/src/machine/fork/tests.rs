@@ -651,3 +651,69 @@ fn an_adoption_recomputes_the_tickets_of_the_slots_in_flight() {
     }
     assert!(net.violations.is_empty(), "{:?}", net.violations);
 }
+
+/// Under fair tickets honest nodes on two chains compute different tickets for the same
+/// proposal wherever the chains differ at the beacon the slot's ticket uses (PROTOCOL.md 12.3).
+/// Each side's Tallies and Decisions are right on its own chain: a node must not count the
+/// other side's as lies (12.1), neither while the fork is not seen yet (here the Statuses
+/// still fail to cross while the rest of the gossip does) nor while some nodes adopted and
+/// their partners not yet. Found in the simulator (a partition, seed 13).
+#[test]
+fn honest_nodes_on_another_chain_are_not_counted_as_liars() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use crate::message::Message;
+
+    // 0: connected; 1: cut apart; 2: everything but Status crosses.
+    let phase = Rc::new(Cell::new(0u8));
+    let phasing = Rc::clone(&phase);
+    let one = vec![crate::track::tests::track("the one track", 100_000)];
+    let mut builder = TestBuilder::new(5).fair();
+    for i in 0..5 {
+        builder = builder.library(i, one.clone());
+    }
+    let mut net = builder
+        .drop_if(move |from, to, m| {
+            let across = (from < 2) != (to < 2);
+            match phasing.get() {
+                1 => across,
+                2 => across && matches!(m, Message::Status(_)),
+                _ => false,
+            }
+        })
+        .build();
+    net.run_until_len(24);
+    let apart = net.nodes[0].chain().len();
+    phase.set(1);
+    net.run_until_len(apart + 8);
+    assert_ne!(
+        net.nodes[0].chain().chain_hash(apart + 7),
+        net.nodes[2].chain().chain_hash(apart + 7),
+        "the sides forked"
+    );
+    // Proposals, Tallies and Decisions cross; each side judges them on its own chain.
+    phase.set(2);
+    let published = net.published.len();
+    net.run_until_len(apart + 11);
+    let announced_across = net.published[published..]
+        .iter()
+        .filter(|(i, e)| {
+            *i >= 2
+                && matches!(
+                    e.clone()
+                        .open(net.nodes[0].chain().network_id())
+                        .map(|v| v.message),
+                    Ok(Message::Tally(_) | Message::Decision(_))
+                )
+        })
+        .count();
+    assert!(announced_across > 0);
+    phase.set(0);
+    let healed = net.nodes.iter().map(|n| n.chain().len()).max().unwrap_or(0);
+    net.run_until_len(healed + 8);
+    for slot in 5..net.nodes[0].chain().len() {
+        net.assert_agree(slot);
+    }
+    assert!(net.violations.is_empty(), "{:?}", net.violations);
+}
