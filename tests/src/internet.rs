@@ -169,6 +169,25 @@ impl Radio {
         }
     }
 
+    /// Waits until every joiner is enrolled (PROTOCOL.md 12.3: until then the creator alone
+    /// proposes, and only the tracks of its seed queue, which every node fetched from it as it
+    /// joined); the slot from which they all may propose.
+    pub fn eligible_from(&self) -> u64 {
+        self.nodes[1..]
+            .iter()
+            .map(|n| {
+                let long = Duration::from_secs(300);
+                let enrolled = n.wait_for(&format!("{} enrolled", n.name), long, |v| {
+                    v["event"] == "enrolled"
+                });
+                enrolled["eligible_from"]
+                    .as_u64()
+                    .expect("`enrolled` names eligible_from")
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The name of the node with peer id `peer` (the id itself for a stranger).
     pub fn who<'a>(&'a self, peer: &'a str) -> &'a str {
         match self.ids.iter().position(|p| p == peer) {

@@ -122,16 +122,7 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
     // Under protocol 1.1 a joiner proposes only once enrolled (PROTOCOL.md 12.3): until then
     // the creator alone proposes, and only tracks of the seed queue that every node fetched
     // from it as it joined. The slots checked begin when every joiner may propose.
-    let eligible = radio.nodes[1..]
-        .iter()
-        .map(|n| {
-            let enrolled = n.wait_for(&format!("{} enrolled", n.name), LONG, |v| {
-                v["event"] == "enrolled"
-            });
-            enrolled["eligible_from"].as_u64().expect("eligible_from")
-        })
-        .max()
-        .expect("joiners");
+    let eligible = radio.eligible_from();
     eprintln!("every joiner proposes from slot {eligible}");
     let mut k = eligible;
     while copies.len() < SWARM_SLOTS as usize {

@@ -3,7 +3,8 @@
 //! 1 % loss and 5 Mbit/s up, its downlink 40 ms +- 10 ms and 1 % loss. The homes are given
 //! only the public node's address. The public node's library is short (7 s tracks, so the
 //! seed slots pass quickly); each home has 8 tracks (so that winners are new) lasting
-//! `--seconds` (30 by default: five 6-s segments, about 600 KB). For each slot from 6 on: the
+//! `--seconds` (30 by default: five 6-s segments, about 600 KB). For each slot from the one in
+//! which every home may propose (once enrolled, PROTOCOL.md 12.3) on: the
 //! time from the first decision (`prefetch`) to the last node holding the winner, the
 //! proposer's upload in copies of the track, and whether every node played it in full. Needs
 //! root.
@@ -43,7 +44,9 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
     let start_in = Duration::from_secs(15 + 2 * n as u64);
     let radio = Radio::start(root, tb.public(0), start_in, &joiners, (8, seconds), false);
     println!("nodes {n} (1 public, {} homes behind cone NATs)", n - 1);
-    measure(&radio.nodes, slots);
+    let first = radio.eligible_from();
+    println!("every home proposes from slot {first} (enrolled, PROTOCOL.md 12.3)");
+    measure(&radio.nodes, first, slots);
     home_connections(&radio);
     for node in &radio.nodes {
         for panic in node.panics() {
@@ -57,12 +60,12 @@ pub fn internet(n: usize, slots: u64, seconds: f64) -> Result<()> {
     Ok(())
 }
 
-/// Per slot from 6 on: propagation, the proposer's upload, and nodes that started the slot
-/// without every segment; then the median and maximum propagation.
-fn measure(nodes: &[Node], slots: u64) {
+/// Per slot from `first` on: propagation, the proposer's upload, and nodes that started the
+/// slot without every segment; then the median and maximum propagation.
+fn measure(nodes: &[Node], first: u64, slots: u64) {
     let n = nodes.len();
     let mut times = Vec::new();
-    for k in 6..6 + slots {
+    for k in first..first + slots {
         if let Some(ms) = slot_propagation(nodes, k) {
             times.push(ms);
         }
