@@ -59,7 +59,6 @@ use crate::message::{
 use crate::schedule::{finality_ms, proposal_time, proposal_window, selection_window};
 use crate::ticket::{SlotContext, rank_cmp, ticket, ticket_beacon};
 use crate::track::{TrackRef, expected_segments};
-use fetch::tickets_comparable;
 use fork::SyncRequest;
 use slot::{Held, SlotState};
 
@@ -145,10 +144,6 @@ pub struct Consensus {
     next_status_ms: Option<u64>,
     /// `diverged` of the last Status published.
     last_diverged: bool,
-    /// An adoption replaced the head: the Status goes out at once, not at its period, so that
-    /// peers judge this node's tickets against the chain it now computes them on
-    /// (`fetch::tickets_comparable`).
-    head_replaced: bool,
     /// A command changed what this node plays: check divergence at once.
     recheck: bool,
     /// Slots for which a substitute was chosen.
@@ -206,7 +201,6 @@ impl Consensus {
             version: DEFAULT_VERSION.to_owned(),
             next_status_ms: None,
             last_diverged: false,
-            head_replaced: false,
             recheck: false,
             substituted: BTreeSet::new(),
             synced_at_ms: None,
@@ -445,11 +439,7 @@ impl Consensus {
                 if let (Some(id), Some(t)) = (d.proposal_id, d.ticket) {
                     self.request_missing(now, d.from, d.slot, &[(t, id)]);
                 }
-                let comparable = tickets_comparable(&self.chain, &self.peers, &d.from, d.slot);
-                self.slots
-                    .entry(d.slot)
-                    .or_default()
-                    .add_decision(d, comparable);
+                self.slots.entry(d.slot).or_default().add_decision(d);
                 Validation::Accept
             }
             Message::Status(s) => {
@@ -507,11 +497,8 @@ impl Consensus {
         if !self.in_flight(t.slot) {
             return Validation::Ignore;
         }
-        // A Tally that misstates a held proposal's ticket (a lie, or made on another chain)
-        // announces nothing to this node.
-        if self.request_missing(now, t.from, t.slot, &t.best) {
-            self.slots.entry(t.slot).or_default().note_tally(t);
-        }
+        self.request_missing(now, t.from, t.slot, &t.best);
+        self.slots.entry(t.slot).or_default().note_tally(t);
         Validation::Accept
     }
 
@@ -721,13 +708,7 @@ impl Consensus {
             proposal,
             envelope,
         };
-        let (chain, peers) = (&self.chain, &self.peers);
-        self.slots
-            .entry(slot)
-            .or_default()
-            .hold(id, held, |author| {
-                tickets_comparable(chain, peers, author, slot)
-            });
+        self.slots.entry(slot).or_default().hold(id, held);
         Validation::Accept
     }
 
@@ -800,18 +781,14 @@ impl Consensus {
         let envelope = Envelope::seal(&proposal, &self.keypair)
             .expect("invariant: the body is from our own key");
         let id = envelope.id();
-        let held = Held {
-            proposal,
-            envelope: envelope.clone(),
-            ticket: mine,
-        };
-        let (chain, peers) = (&self.chain, &self.peers);
-        self.slots
-            .entry(slot)
-            .or_default()
-            .hold(id, held, |author| {
-                tickets_comparable(chain, peers, author, slot)
-            });
+        self.slots.entry(slot).or_default().hold(
+            id,
+            Held {
+                proposal,
+                envelope: envelope.clone(),
+                ticket: mine,
+            },
+        );
         if let Some(i) = self.queue.iter().position(|h| *h == track.track_hash) {
             self.queue.remove(i);
         }

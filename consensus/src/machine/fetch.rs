@@ -17,19 +17,15 @@
 //!   the slot's suspects: their unbacked Decisions are the first dropped, and what they
 //!   announce next is not followed;
 //! - an announcement that misstates the ticket of a proposal the node holds is a lie, counted
-//!   as a violation of its author like any invalid message, when its author computes tickets
-//!   over the same beacon as this node ([`tickets_comparable`]); from another author (an honest
-//!   node on another chain computes other tickets under fair tickets) it is only not followed.
+//!   as a violation of its author like any invalid message.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p_identity::PeerId;
 
-use super::peers::{PeerState, PeerTable};
+use super::peers::PeerState;
 use super::slot::{Request, SlotState};
 use super::{Action, Consensus, fork};
-use crate::beacon::ticket_beacon_slot;
-use crate::chain::{Chain, Tickets};
 use crate::hash::Hash32;
 
 /// How long a `FetchProposals` may go unanswered before the ids are asked for again, ms.
@@ -84,40 +80,33 @@ impl Consensus {
 
     /// Notes what `peer` announced for `slot` (a Tally's best, or a Decision's proposal) and
     /// asks for the announced proposals that beat this node's best and that it lacks, as the
-    /// queue allows. Returns false, and asks for nothing, if the announcement misstates the
-    /// ticket of a held proposal: a lie where [`tickets_comparable`] holds, else an
-    /// announcement made on another chain, which says nothing about this one.
+    /// queue allows.
     pub(super) fn request_missing(
         &mut self,
         now: u64,
         peer: PeerId,
         slot: u64,
         announced: &[(u64, Hash32)],
-    ) -> bool {
+    ) {
         let vouched = self.vouched(now, &peer);
-        let comparable = tickets_comparable(&self.chain, &self.peers, &peer, slot);
         let chain = &self.chain;
         let state = self.slots.entry(slot).or_default();
         if vouched {
             state.vouch(peer);
         }
-        let mut consistent = true;
         for (ticket, id) in announced {
             if let Some(held) = state.proposals.get(id)
                 && held.ticket != *ticket
             {
-                consistent = false;
-                if comparable {
-                    let why = format!(
-                        "announced proposal {id} for slot {slot} with ticket {ticket}; it has \
-                         ticket {}",
-                        held.ticket
-                    );
-                    state.note_lie(peer, why);
-                }
+                let why = format!(
+                    "announced proposal {id} for slot {slot} with ticket {ticket}; it has \
+                     ticket {}",
+                    held.ticket
+                );
+                state.note_lie(peer, why);
             }
         }
-        if consistent && !state.suspects.contains(&peer) && !state.liars.contains(&peer) {
+        if !state.suspects.contains(&peer) && !state.liars.contains(&peer) {
             let best = state.ranked(chain, slot).first().map(|(_, h)| h.ticket);
             for (ticket, id) in announced {
                 if best.is_some_and(|b| *ticket >= b) || state.proposals.contains_key(id) {
@@ -128,7 +117,6 @@ impl Consensus {
         }
         self.ask_all(now);
         self.report_lies();
-        consistent
     }
 
     /// Marks a requested id as arrived (admissible or not), and lets the next id in.
@@ -294,34 +282,6 @@ impl Consensus {
             self.actions.push_back(Action::Violation { peer, reason });
         }
     }
-}
-
-/// Whether the tickets `peer` states for `slot` can be compared with this node's, so that
-/// another ticket for a held proposal is a lie (PROTOCOL.md 12.1). Under open tickets (4.1)
-/// always: they depend on the network, slot and proposer only. Under fair tickets (12.3) the
-/// ticket of slot k is over `beacon(max(k - L - 1, L - 1))`, and an honest peer on another
-/// chain (a fork not healed yet, or not adopted yet by one of the two) computes others: only
-/// when its latest head, from its last Status, is on this node's chain at or after that slot
-/// does it compute over the same beacon. A head that this node cannot check (past its own
-/// chain, or none heard) does not show that.
-pub(super) fn tickets_comparable(
-    chain: &Chain,
-    peers: &PeerTable,
-    peer: &PeerId,
-    slot: u64,
-) -> bool {
-    if chain.tickets() == Tickets::Open {
-        return true;
-    }
-    let Some(head) = peers
-        .get(peer)
-        .and_then(|info| info.status.as_ref())
-        .map(|status| status.head)
-    else {
-        return false;
-    };
-    head.slot >= ticket_beacon_slot(slot, chain.lookahead())
-        && chain.chain_hash(head.slot) == Some(head.chain_hash)
 }
 
 /// Adds `peer`'s announcement of `id` with `ticket` to the slot's queue: a new waiting request,

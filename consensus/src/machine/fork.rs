@@ -657,8 +657,6 @@ impl Consensus {
             from_slot: fork,
             slots,
         });
-        // Peers judge the tickets this node states against its latest head (12.3).
-        self.head_replaced = true;
         self.recheck = true;
     }
 }

@@ -120,11 +120,7 @@ pub(crate) struct SlotState {
 
 impl SlotState {
     /// Keeps a proposal; past the per-slot limit the highest ticket is dropped.
-    ///
-    /// The decisions kept before it arrived that misstate it go, and are judged as
-    /// [`SlotState::add_decision`] judges one: `comparable(author)` tells whether the author
-    /// computes tickets over the same beacon as this node (`tickets_comparable`).
-    pub(crate) fn hold(&mut self, id: Hash32, held: Held, comparable: impl Fn(&PeerId) -> bool) {
+    pub(crate) fn hold(&mut self, id: Hash32, held: Held) {
         self.by_proposer
             .entry(held.proposal.from)
             .or_default()
@@ -150,25 +146,14 @@ impl SlotState {
         let Some(held) = self.proposals.get(&id) else {
             return;
         };
-        let misstatements: Vec<(PeerId, Misstated, String)> = self
+        let lies: Vec<(PeerId, String)> = self
             .decisions
             .values()
             .filter(|d| d.proposal_id == Some(id))
-            .filter_map(|d| misstated(&id, held, d).map(|(what, why)| (d.from, what, why)))
+            .filter_map(|d| misstated(&id, held, d).map(|why| (d.from, why)))
             .collect();
-        for (author, what, why) in misstatements {
+        for (author, why) in lies {
             self.decisions.remove(&author);
-            self.judge(author, what, why, comparable(&author));
-        }
-    }
-
-    /// Counts a misstatement of a held proposal by `author` as a lie, unless it misstates only
-    /// the ticket and `comparable` is false: under fair tickets (PROTOCOL.md 12.3) an honest
-    /// author on another chain computes another ticket for the same proposal (a fork not healed
-    /// yet, or the moments between one node's adoption and another's). Either way the
-    /// statement is not used.
-    fn judge(&mut self, author: PeerId, what: Misstated, why: String, comparable: bool) {
-        if what == Misstated::Winner || comparable {
             self.note_lie(author, why);
         }
     }
@@ -250,19 +235,17 @@ impl SlotState {
     /// Keeps the first decision of each author, at most [`DECISIONS_PER_SLOT`] in all.
     ///
     /// A decision naming a held proposal must carry that proposal's ticket and winner: else it
-    /// is not kept, and is a lie, noted for the machine to count as a violation of its author,
-    /// unless only the ticket differs and `comparable` is false (its author's tickets are over
-    /// another beacon: [`SlotState::judge`]).
+    /// is a lie, not kept, and noted for the machine to count as a violation of its author.
     /// Past the limit the decision ranked last by [`SlotState::keep_rank`] goes.
-    pub(crate) fn add_decision(&mut self, decision: Decision, comparable: bool) {
+    pub(crate) fn add_decision(&mut self, decision: Decision) {
         if self.decisions.contains_key(&decision.from) {
             return;
         }
         if let Some(id) = decision.proposal_id
             && let Some(held) = self.proposals.get(&id)
-            && let Some((what, why)) = misstated(&id, held, &decision)
+            && let Some(why) = misstated(&id, held, &decision)
         {
-            self.judge(decision.from, what, why, comparable);
+            self.note_lie(decision.from, why);
             return;
         }
         self.decisions.insert(decision.from, decision);
@@ -389,35 +372,21 @@ impl Claim {
     }
 }
 
-/// What a decision misstates about the held proposal it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Misstated {
-    /// The winner: a lie on any chain, since the proposal id fixes its track.
-    Winner,
-    /// Only the ticket, which under fair tickets depends on the author's chain.
-    Ticket,
-}
-
-/// What `decision` misstates about the held proposal `id` it names (another winner, or only
-/// another ticket) and why, if it does.
-fn misstated(id: &Hash32, held: &Held, decision: &Decision) -> Option<(Misstated, String)> {
+/// Why `decision` misstates the held proposal `id` it names (another ticket or another
+/// winner), if it does.
+fn misstated(id: &Hash32, held: &Held, decision: &Decision) -> Option<String> {
     let winner = held.proposal.track.track_hash;
-    let what = if decision.winner != winner {
-        Misstated::Winner
-    } else if decision.ticket != Some(held.ticket) {
-        Misstated::Ticket
-    } else {
+    if decision.ticket == Some(held.ticket) && decision.winner == winner {
         return None;
-    };
+    }
     let ticket = decision
         .ticket
         .map_or_else(|| "none".to_owned(), |t| t.to_string());
-    let why = format!(
+    Some(format!(
         "decision for slot {} names proposal {id} with ticket {ticket} and winner {}; \
          the proposal has ticket {} and track {winner}",
         decision.slot, decision.winner, held.ticket
-    );
-    Some((what, why))
+    ))
 }
 
 #[cfg(test)]
@@ -450,10 +419,9 @@ mod tests {
                 envelope,
                 ticket: 10,
             },
-            |_| true,
         );
-        state.add_decision(decision(2, id, 10), true);
-        state.add_decision(decision(3, Hash32::digest(b"not held"), 5), true);
+        state.add_decision(decision(2, id, 10));
+        state.add_decision(decision(3, Hash32::digest(b"not held"), 5));
         state.decided = Some(decision(4, id, 10));
         state.announced = Some(3);
         state.note_lie(peer(5), "claimed another ticket".to_owned());
@@ -488,55 +456,12 @@ mod tests {
         fresh.from = peer(6);
         fresh.proposal_id = Some(id);
         fresh.ticket = Some(20);
-        state.add_decision(fresh.clone(), true);
+        state.add_decision(fresh.clone());
         fresh.from = peer(7);
         fresh.ticket = Some(10);
-        state.add_decision(fresh, true);
+        state.add_decision(fresh);
         assert!(state.decisions.contains_key(&peer(6)));
         assert!(!state.decisions.contains_key(&peer(7)));
         assert!(state.liars.contains(&peer(7)));
-    }
-
-    /// A decision whose author computes tickets over another beacon (`comparable` false) and
-    /// that misstates only the ticket is dropped without counting its author; another winner
-    /// is a lie whatever the author's chain. Also when the proposal arrives after the decision.
-    #[test]
-    fn only_a_comparable_ticket_can_be_a_lie() {
-        let (mut state, _) = judged_on_the_old_chain();
-        let mut other = state.decisions[&peer(2)].clone();
-        other.from = peer(6);
-        other.ticket = Some(11);
-        state.add_decision(other.clone(), false);
-        assert!(!state.decisions.contains_key(&peer(6)));
-        assert!(!state.liars.contains(&peer(6)));
-        other.from = peer(7);
-        other.winner = Hash32::digest(b"another track");
-        state.add_decision(other.clone(), false);
-        assert!(!state.decisions.contains_key(&peer(7)));
-        assert!(state.liars.contains(&peer(7)));
-
-        // Told first, judged when the proposal arrives: only `comparable` authors are counted.
-        let chain = chain_to(9);
-        let p = proposal(&chain, 10, 8);
-        let envelope = Envelope::seal(&p, &keypair(8)).expect("its own key");
-        let later = envelope.id();
-        for author in [8, 9] {
-            let mut d = other.clone();
-            d.from = peer(author);
-            d.proposal_id = Some(later);
-            d.winner = p.track.track_hash;
-            d.ticket = Some(12);
-            state.add_decision(d, true);
-        }
-        let held = Held {
-            proposal: p,
-            envelope,
-            ticket: 13,
-        };
-        state.hold(later, held, |author| *author == peer(8));
-        assert!(!state.decisions.contains_key(&peer(8)));
-        assert!(!state.decisions.contains_key(&peer(9)));
-        assert!(state.liars.contains(&peer(8)));
-        assert!(!state.liars.contains(&peer(9)));
     }
 }

@@ -207,15 +207,13 @@ impl Consensus {
         self.slot_bounds = bounds;
     }
 
-    /// Publishes the Status when it is due (after evaluating forks), when `diverged` changed,
-    /// or when an adoption replaced the head (`head_replaced`).
+    /// Publishes the Status when it is due (after evaluating forks) or when `diverged` changed.
     pub(super) fn status_tick(&mut self, now: u64) {
         let diverged = self.chain.slot_at(now).is_some_and(|s| self.diverged_in(s));
         let due = self.next_status_ms.is_none_or(|t| t <= now);
-        if !due && diverged == self.last_diverged && !self.head_replaced {
+        if !due && diverged == self.last_diverged {
             return;
         }
-        self.head_replaced = false;
         if due {
             self.evaluate_forks(now);
             self.next_status_ms = Some(now.saturating_add(self.status_period()));

@@ -116,7 +116,7 @@ fn decisions_per_slot_are_bounded() {
     let count = DECISIONS_PER_SLOT as u16 + 10;
     for i in 0..count {
         let proposal = (i % 2 == 0).then(|| (Hash32::digest(&i.to_be_bytes()), u64::from(i)));
-        state.add_decision(decision(&chain, &key(i), proposal), true);
+        state.add_decision(decision(&chain, &key(i), proposal));
     }
     assert_eq!(state.decisions.len(), DECISIONS_PER_SLOT);
     // The replays went first; every backed decision stayed.
@@ -126,6 +126,6 @@ fn decisions_per_slot_are_bounded() {
     let first = state.decisions.values().next().expect("some").clone();
     let mut second = first.clone();
     second.winner = Hash32::digest(b"changed its mind");
-    state.add_decision(second, true);
+    state.add_decision(second);
     assert_eq!(state.decisions.get(&first.from), Some(&first));
 }
