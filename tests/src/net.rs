@@ -656,7 +656,11 @@ pub fn lone_node_of(
 ) -> Node {
     let lib = library(&root.join("lib"), seed, tracks);
     let queue = root.join("seed.toml");
-    write_seed_queue(&queue, &lib, "in 4s", TEST_RULES);
+    // Slot 0 begins 8 s after the command reads the queue: the node ingests its library and
+    // builds its beacon's hash chain first, and must be playing by then, or it starts slot 0
+    // mid-track (seen with 4 s on a loaded two-core machine: 0.2 s into the track, so that
+    // tests comparing slot 0 with the decoded track found the decoder's warm-up instead).
+    write_seed_queue(&queue, &lib, "in 8s", TEST_RULES);
     let mut args = vec![
         s("--seed-queue"),
         queue.display().to_string(),
