@@ -437,21 +437,10 @@ impl Node {
 
     /// Runs `chorus blacklist ...` against this node's directories.
     pub fn blacklist(&self, args: &[&str]) -> String {
-        let out = Command::new(chorus_bin())
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("blacklist")
-            .args(args)
-            .output()
-            .expect("run chorus blacklist");
-        assert!(
-            out.status.success(),
-            "chorus blacklist failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args: Vec<&str> = std::iter::once("blacklist")
+            .chain(args.iter().copied())
+            .collect();
+        chorus_with(&self.data_dir, &self.config_dir, &args)
     }
 }
 
@@ -490,6 +479,25 @@ pub fn slot(v: &Value) -> Option<u64> {
 /// PROTOCOL.md 12.3), so that the creator proposes from slot 7 and the founders it enrolls
 /// there from slot 14 (the default, 8, makes that 8 and 16: two slots more of every test).
 pub const TEST_RULES: &str = "enroll_delay = 7";
+
+/// Runs `chorus <args>` with `data_dir` and `config_dir`; its stdout. Panics, naming the
+/// command and its stderr, if it fails.
+pub fn chorus_with(data_dir: &Path, config_dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(chorus_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config-dir")
+        .arg(config_dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run chorus {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "chorus {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// Writes a seed queue naming the first five (sorted) files of `library`.
 pub fn write_seed_queue(path: &Path, library: &Path, start: &str, rules: &str) {

@@ -57,20 +57,11 @@ fn clock_events(node: &Node) -> Vec<String> {
 
 /// `chorus ingest` of `lib` into the store of the node that will run in `dir`.
 fn ingest(dir: &Path, lib: &Path) {
-    let out = std::process::Command::new(chorus_tests::chorus_bin())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config-dir")
-        .arg(dir.join("config"))
-        .args(["ingest", "--library"])
-        .arg(lib)
-        .output()
-        .expect("run chorus ingest");
-    assert!(
-        out.status.success(),
-        "chorus ingest {}: {}",
-        lib.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let lib = lib.to_str().expect("a UTF-8 temporary path");
+    chorus_tests::net::chorus_with(
+        &dir.join("data"),
+        &dir.join("config"),
+        &["ingest", "--library", lib],
     );
 }
 
