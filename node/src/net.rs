@@ -108,6 +108,14 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Have, RequestError>>,
     },
+    /// The slot of the track with this manifest id starts at `at`: until shortly before, its
+    /// blocks stay within the copy bound of super-seeding (`uploads`).
+    Due {
+        /// The track's manifest id.
+        manifest: chorus_consensus::Hash32,
+        /// When its slot starts.
+        at: std::time::Instant,
+    },
     /// Answer an inbound want list (from the block-reading task).
     RespondBlocks {
         /// The peer that asked (its store reads are counted until answered).
@@ -426,6 +434,11 @@ impl Client {
         })
         .await;
         rx.await.unwrap_or(Err(RequestError::Stopped))
+    }
+
+    /// Tells super-seeding when the slot of the track with manifest id `manifest` starts.
+    pub async fn due(&self, manifest: chorus_consensus::Hash32, at: std::time::Instant) {
+        self.send(Command::Due { manifest, at }).await;
     }
 
     /// Announces that this node provides `key`.

@@ -6,10 +6,15 @@
 //! fetching the block holds the want list until the block is in, `parked.rs`), and which refer
 //! onwards in turn: the track spreads as a tree. A peer that asks again for a block it was
 //! refused gets the spare copy, the block's last of [`COPIES_MAX`]; past that, a peer is served
-//! again only when it has been asking for [`PATIENCE`] since its first refusal (the swarm could
-//! not bring it the block: its referrals withheld it or are out of its reach). So the copies of
-//! a block stay at [`COPIES_MAX`] unless the swarm fails a peer, and then a block nobody else
-//! can serve still arrives. (Refusing a second ask for 1 s, to give the referrals time, was
+//! again only when its block is due soon: its track's slot starts within [`URGENT`] (the driver
+//! tells the deadlines of the winners it wants, [`Uploads::due`]), or, for a track with no known
+//! deadline, when the peer has been asking for [`PATIENCE`] since its first refusal. Either way
+//! the swarm could not bring it the block in time (its referrals withheld it, are out of its
+//! reach or are slow). So the copies of a block stay at [`COPIES_MAX`] unless the swarm fails a
+//! peer, and then a block nobody else can serve still arrives before it is played. (The
+//! patience alone, 8 s, was exceeded by honest fetches on the testbed's ten nodes, where a
+//! winner takes 4 to 16 s to reach every node over lossy links while its slot starts 25 s after
+//! the Decision: 3.14 and 5.57 copies in two runs.) (Refusing a second ask for 1 s, to give the referrals time, was
 //! tried on the testbed's ten nodes and made the proposer's upload no smaller; serving every
 //! second ask let it reach 3.2 copies.) Sans-IO: the event loop asks [`Uploads::split`] before
 //! reading the store and tells [`Uploads::sent`] what went out.
@@ -24,8 +29,13 @@ use libp2p::PeerId;
 pub const COPIES: usize = 2;
 /// Copies of a block uploaded at most while the swarm serves the peers it was referred to.
 pub const COPIES_MAX: usize = 3;
-/// How long a refused peer keeps asking before it is served beyond [`COPIES_MAX`].
+/// How long a refused peer keeps asking, for a block of a track with no known deadline, before
+/// it is served beyond [`COPIES_MAX`].
 pub const PATIENCE: Duration = Duration::from_secs(8);
+/// A block of a track whose slot starts within this is served to every peer that asks.
+pub const URGENT: Duration = Duration::from_secs(10);
+/// Deadlines remembered (the earliest are forgotten first).
+const DEADLINES_REMEMBERED: usize = 64;
 /// Blocks remembered (the oldest are forgotten, and served freely again).
 pub const BLOCKS_REMEMBERED: usize = 8192;
 /// Referrals in one answer.
@@ -78,7 +88,8 @@ pub struct Split {
     pub later: Vec<Hash32>,
     /// Peers that were sent the ids in `later`.
     pub referrals: Vec<PeerId>,
-    /// Ids of `serve` past [`COPIES_MAX`]: `peer` asked for them for [`PATIENCE`].
+    /// Ids of `serve` past [`COPIES_MAX`]: their track's slot starts within [`URGENT`], or
+    /// `peer` asked for them for [`PATIENCE`].
     pub beyond: Vec<Hash32>,
 }
 
@@ -88,24 +99,53 @@ pub struct Uploads {
     blocks: HashMap<Hash32, BlockUploads>,
     /// Insertion order, for forgetting.
     order: VecDeque<Hash32>,
+    /// When the slot of each wanted track (by manifest id) starts.
+    deadlines: HashMap<Hash32, Instant>,
 }
 
 impl Uploads {
-    /// Splits `peer`'s want list at `now`: a block is served while it has had fewer than
-    /// [`COPIES`] copies, or [`COPIES_MAX`] when `peer` was refused it before, or whatever its
-    /// copies when `peer` was first refused it [`PATIENCE`] ago; the others are "later", with
-    /// referrals. A block to be served counts as sent to `peer` at once, so that a burst of
+    /// The slot of the track with manifest `manifest` starts at `at` (the earlier of two
+    /// slots counts). Only the latest [`DEADLINES_REMEMBERED`] slots are kept: the earliest
+    /// deadline is forgotten first.
+    pub fn due(&mut self, manifest: Hash32, at: Instant) {
+        let d = self.deadlines.entry(manifest).or_insert(at);
+        *d = (*d).min(at);
+        if self.deadlines.len() > DEADLINES_REMEMBERED
+            && let Some(oldest) = self
+                .deadlines
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(m, _)| *m)
+        {
+            self.deadlines.remove(&oldest);
+        }
+    }
+
+    /// Splits `peer`'s want list for `track` (a manifest id) at `now`: a block is served while
+    /// it has had fewer than [`COPIES`] copies, or [`COPIES_MAX`] when `peer` was refused it
+    /// before, or whatever its copies once the track's slot starts within [`URGENT`] (without
+    /// a known deadline: when `peer` was first refused it [`PATIENCE`] ago); the others are
+    /// "later", with referrals. A block to be served counts as sent to `peer` at once, so that a burst of
     /// want lists arriving together (every node starts fetching a winner at the same moment)
     /// does not get a copy each before the first read from the store is done; the event loop
     /// calls [`Uploads::withdrawn`] for the blocks the store did not have.
-    pub fn split(&mut self, peer: PeerId, ids: &[Hash32], now: Instant) -> Split {
+    pub fn split(
+        &mut self,
+        peer: PeerId,
+        track: Option<Hash32>,
+        ids: &[Hash32],
+        now: Instant,
+    ) -> Split {
+        let due = track.and_then(|t| self.deadlines.get(&t)).copied();
         let mut split = Split::default();
         for id in ids {
             let b = self.entry(*id);
             let refused = b.refused_since(peer);
-            let serve = b.copies < COPIES
-                || (refused.is_some() && b.copies < COPIES_MAX)
-                || refused.is_some_and(|t| now.saturating_duration_since(t) >= PATIENCE);
+            let failed = match due {
+                Some(due) => now + URGENT >= due,
+                None => refused.is_some_and(|t| now.saturating_duration_since(t) >= PATIENCE),
+            };
+            let serve = b.copies < COPIES || (refused.is_some() && b.copies < COPIES_MAX) || failed;
             if serve {
                 if b.copies >= COPIES_MAX {
                     split.beyond.push(*id);
@@ -194,18 +234,21 @@ mod tests {
         let (a, b, c, d) = (peer(1), peer(2), peer(3), peer(4));
         // A burst: the two first are served before any answer has gone out.
         for p in [a, b] {
-            assert_eq!(u.split(p, &[x], now).serve, vec![x]);
+            assert_eq!(u.split(p, None, &[x], now).serve, vec![x]);
         }
-        let split = u.split(c, &[x], now);
+        let split = u.split(c, None, &[x], now);
         assert_eq!(split.later, vec![x]);
         assert!(split.serve.is_empty());
         assert_eq!(split.referrals, vec![a, b]);
         // Refused once: the spare copy when it comes back (nobody else could serve it).
-        assert_eq!(u.split(c, &[x], now).serve, vec![x]);
+        assert_eq!(u.split(c, None, &[x], now).serve, vec![x]);
         u.sent(c, [x]);
         // Another newcomer is referred to those served, then to those referred before.
-        assert_eq!(u.split(d, &[x], now).referrals, vec![a, b, c]);
-        assert_eq!(u.split(peer(5), &[x], now).referrals, vec![a, b, c, d]);
+        assert_eq!(u.split(d, None, &[x], now).referrals, vec![a, b, c]);
+        assert_eq!(
+            u.split(peer(5), None, &[x], now).referrals,
+            vec![a, b, c, d]
+        );
     }
 
     #[test]
@@ -217,7 +260,12 @@ mod tests {
         let mut served = 0;
         for round in 0..3 {
             for i in 0..30 {
-                let split = u.split(peer(i), &[x], start + Duration::from_millis(round * 100));
+                let split = u.split(
+                    peer(i),
+                    None,
+                    &[x],
+                    start + Duration::from_millis(round * 100),
+                );
                 served += split.serve.len();
                 u.sent(peer(i), split.serve);
             }
@@ -226,18 +274,76 @@ mod tests {
         // Still asking just before its patience is spent: still referred.
         let late = peer(29);
         let almost = start + PATIENCE - Duration::from_millis(1);
-        assert!(u.split(late, &[x], almost).serve.is_empty());
+        assert!(u.split(late, None, &[x], almost).serve.is_empty());
         // Asking since its first refusal for PATIENCE: served, whatever the copies.
-        let split = u.split(late, &[x], start + PATIENCE);
+        let split = u.split(late, None, &[x], start + PATIENCE);
         assert_eq!(split.serve, vec![x]);
         assert_eq!(split.beyond, vec![x]);
         // A peer that was sent it and asks again (it lost it) waits its turn the same way.
         let first = peer(0);
-        let split = u.split(first, &[x], start + PATIENCE);
+        let split = u.split(first, None, &[x], start + PATIENCE);
         assert!(split.serve.is_empty());
         assert!(!split.referrals.contains(&first));
         let later = start + PATIENCE + PATIENCE;
-        assert_eq!(u.split(first, &[x], later).serve, vec![x]);
+        assert_eq!(u.split(first, None, &[x], later).serve, vec![x]);
+    }
+
+    #[test]
+    fn with_a_known_deadline_the_bound_holds_until_the_slot_is_near() {
+        let mut u = Uploads::default();
+        let start = Instant::now();
+        let (x, track) = (Hash32::digest(b"x"), Some(Hash32::digest(b"manifest")));
+        let slot = start + Duration::from_secs(30);
+        u.due(Hash32::digest(b"manifest"), slot);
+        let mut served = 0;
+        for i in 0..30 {
+            let split = u.split(peer(i), track, &[x], start);
+            served += split.serve.len();
+            u.sent(peer(i), split.serve);
+        }
+        for i in 0..30 {
+            let split = u.split(peer(i), track, &[x], start + Duration::from_millis(100));
+            served += split.serve.len();
+            u.sent(peer(i), split.serve);
+        }
+        assert_eq!(served, COPIES_MAX);
+        // Asking for longer than the patience, with the slot still far: referred (the swarm
+        // has time; on the testbed honest fetches took up to 16 s).
+        let late = peer(29);
+        let asked_long = start + PATIENCE + Duration::from_secs(5);
+        assert!(u.split(late, track, &[x], asked_long).serve.is_empty());
+        // Once the slot starts within URGENT: served, and a peer never refused as well.
+        let near = slot - URGENT;
+        let split = u.split(late, track, &[x], near);
+        assert_eq!((split.serve.clone(), split.beyond), (vec![x], vec![x]));
+        assert_eq!(u.split(peer(40), track, &[x], near).serve, vec![x]);
+        // A want list naming another track (no deadline known) keeps the patience.
+        let other = Some(Hash32::digest(b"other"));
+        assert!(
+            u.split(peer(28), other, &[x], start + Duration::from_secs(1))
+                .serve
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn deadlines_are_bounded_and_the_earlier_of_two_slots_counts() {
+        let mut u = Uploads::default();
+        let start = Instant::now();
+        let m = Hash32::digest(b"m");
+        u.due(m, start + Duration::from_secs(60));
+        u.due(m, start + Duration::from_secs(30));
+        u.due(m, start + Duration::from_secs(90));
+        assert_eq!(u.deadlines[&m], start + Duration::from_secs(30));
+        for i in 0..(2 * DEADLINES_REMEMBERED) as u64 {
+            u.due(
+                Hash32::digest(&i.to_be_bytes()),
+                start + Duration::from_secs(100 + i),
+            );
+        }
+        assert_eq!(u.deadlines.len(), DEADLINES_REMEMBERED);
+        // The earliest went first.
+        assert!(!u.deadlines.contains_key(&m));
     }
 
     #[test]
@@ -246,15 +352,18 @@ mod tests {
         let now = Instant::now();
         let x = Hash32::digest(b"x");
         for i in 0..3 {
-            assert_eq!(u.split(peer(i), &[x], now).serve.len(), usize::from(i < 2));
+            assert_eq!(
+                u.split(peer(i), None, &[x], now).serve.len(),
+                usize::from(i < 2)
+            );
             u.sent(peer(i), [x]);
         }
         // peer(0) asks again and is refused; the event loop withdraws what it answered
         // "later": the copy peer(0) got earlier still counts.
-        let split = u.split(peer(0), &[x], now);
+        let split = u.split(peer(0), None, &[x], now);
         assert_eq!(split.later, vec![x]);
         u.withdrawn(peer(0), split.later);
-        assert!(u.split(peer(9), &[x], now).serve.is_empty());
+        assert!(u.split(peer(9), None, &[x], now).serve.is_empty());
     }
 
     #[test]
@@ -263,12 +372,12 @@ mod tests {
         let now = Instant::now();
         let x = Hash32::digest(b"x");
         let (a, b, c) = (peer(1), peer(2), peer(3));
-        assert_eq!(u.split(a, &[x], now).serve, vec![x]);
-        assert_eq!(u.split(b, &[x], now).serve, vec![x]);
+        assert_eq!(u.split(a, None, &[x], now).serve, vec![x]);
+        assert_eq!(u.split(b, None, &[x], now).serve, vec![x]);
         // a's read found nothing: c takes its place instead of being referred to a.
         u.withdrawn(a, [x]);
-        assert_eq!(u.split(c, &[x], now).serve, vec![x]);
-        assert_eq!(u.split(peer(4), &[x], now).referrals, vec![b, c]);
+        assert_eq!(u.split(c, None, &[x], now).serve, vec![x]);
+        assert_eq!(u.split(peer(4), None, &[x], now).referrals, vec![b, c]);
     }
 
     #[test]
@@ -279,7 +388,7 @@ mod tests {
         let (a, b, c) = (peer(1), peer(2), peer(3));
         u.sent(a, [x]);
         u.sent(b, [x]);
-        let split = u.split(c, &[x, y], now);
+        let split = u.split(c, None, &[x, y], now);
         assert_eq!(split.serve, vec![y]);
         assert_eq!(split.later, vec![x]);
     }
@@ -297,6 +406,6 @@ mod tests {
         }
         assert!(u.blocks.len() <= BLOCKS_REMEMBERED);
         // Forgotten: served freely again.
-        assert_eq!(u.split(c, &[first], now).serve, vec![first]);
+        assert_eq!(u.split(c, None, &[first], now).serve, vec![first]);
     }
 }

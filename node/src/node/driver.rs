@@ -17,7 +17,7 @@ use super::playback::Output;
 use super::report::{self, Misbehaviour};
 use super::timekeeper;
 use super::{Inputs, Parts, garbage, queueing, snapshot};
-use crate::fetch::FetchEvent;
+use crate::fetch::{FetchCommand, FetchEvent};
 use crate::net::Event;
 
 /// See the module's doc.
@@ -289,6 +289,15 @@ impl Driver {
         let chain = self.p.consensus.chain();
         match output {
             Output::Want(want) => {
+                if let FetchCommand::Want {
+                    track, start_ms, ..
+                } = &want
+                {
+                    // Super-seeding holds its copy bound until shortly before the slot.
+                    let ahead = Duration::from_millis(start_ms.saturating_sub(self.now()));
+                    let at = std::time::Instant::now() + ahead;
+                    self.p.net.client.due(track.manifest_id, at).await;
+                }
                 if self.p.fetch.send(want).await.is_err() {
                     warn!("the segment exchange is gone: a winner will not be fetched");
                 }

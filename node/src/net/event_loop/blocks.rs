@@ -79,7 +79,9 @@ impl EventLoop {
         }
         // Super-seeding: blocks already sent to enough peers are referred to them.
         let asked: Vec<Hash32> = request.ids.iter().take(WANTED_IDS_MAX).copied().collect();
-        let split = self.uploads.split(peer, &asked, std::time::Instant::now());
+        let split = self
+            .uploads
+            .split(peer, request.track, &asked, std::time::Instant::now());
         tracing::trace!(
             "want list of {peer} for {:?}: {} ids, serve {:?}, later {:?}",
             request.track.map(|t| t.short()),
@@ -89,7 +91,8 @@ impl EventLoop {
         );
         if !split.beyond.is_empty() {
             tracing::debug!(
-                "serving {} blocks to {peer} past the copy bound: it asked for them for {:?}",
+                "serving {} blocks to {peer} past the copy bound: their slot is near, or it \
+                 asked for them for {:?}",
                 split.beyond.len(),
                 crate::net::uploads::PATIENCE
             );

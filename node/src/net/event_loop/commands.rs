@@ -48,6 +48,7 @@ impl EventLoop {
             }
             Command::Time { peer, reply } => self.request_time(peer, reply),
             Command::Want { peer, want, reply } => self.want(peer, want, reply),
+            Command::Due { manifest, at } => self.uploads.due(manifest, at),
             Command::RespondBlocks {
                 peer,
                 track,
