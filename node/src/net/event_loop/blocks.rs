@@ -36,6 +36,13 @@ impl EventLoop {
                 if bytes > 0 {
                     self.counters.exchange_received(peer, bytes as u64);
                 }
+                self.uploads.fetched(
+                    response
+                        .blocks
+                        .iter()
+                        .filter(|b| Hash32::digest(&b.data) == b.id)
+                        .map(|b| b.id),
+                );
                 Some((*request_id, &response.blocks[..]))
             }
             request_response::Event::OutboundFailure { request_id, .. } => {
