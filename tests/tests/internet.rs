@@ -114,11 +114,7 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
 
     // 1. Winners held in time, the proposer's upload bounded.
     let mut copies = Vec::new();
-    let mut played: std::collections::BTreeSet<String> = radio.nodes[0]
-        .events("playing")
-        .iter()
-        .filter_map(|p| p["track_hash"].as_str().map(str::to_owned))
-        .collect();
+    let mut checked = std::collections::BTreeSet::new();
     // Under protocol 1.1 a joiner proposes only once enrolled (PROTOCOL.md 12.3): until then
     // the creator alone proposes, and only tracks of the seed queue that every node fetched
     // from it as it joined. The slots checked begin when every joiner may propose.
@@ -145,10 +141,17 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
             );
         }
         let proposer = fin["proposer"].as_str().unwrap_or("-").to_owned();
-        // A track played before (a seed track proposed again) is held everywhere already.
-        let new = fin["track_hash"]
-            .as_str()
-            .is_some_and(|t| played.insert(t.to_owned()));
+        // A track played before (a seed track proposed again: the joiners fetched the seed
+        // queue's tracks from the creator as they joined, and its upload counts them) is
+        // held everywhere already; so is one that won a slot checked before. Node 0 has
+        // played every slot before `eligible`.
+        let played_before = radio.nodes[0].events("playing").iter().any(|p| {
+            p["track_hash"] == fin["track_hash"] && slot(p).is_some_and(|s| s < k)
+        });
+        let new = !played_before
+            && fin["track_hash"]
+                .as_str()
+                .is_some_and(|t| checked.insert(t.to_owned()));
         match upload(&radio.nodes, &fin).filter(|_| new) {
             Some(u) => {
                 eprintln!(
