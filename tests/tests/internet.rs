@@ -145,9 +145,10 @@ fn ten_nodes_on_slow_lossy_links_swarm_then_survive_a_partition() {
         // queue's tracks from the creator as they joined, and its upload counts them) is
         // held everywhere already; so is one that won a slot checked before. Node 0 has
         // played every slot before `eligible`.
-        let played_before = radio.nodes[0].events("playing").iter().any(|p| {
-            p["track_hash"] == fin["track_hash"] && slot(p).is_some_and(|s| s < k)
-        });
+        let played_before = radio.nodes[0]
+            .events("playing")
+            .iter()
+            .any(|p| p["track_hash"] == fin["track_hash"] && slot(p).is_some_and(|s| s < k));
         let new = !played_before
             && fin["track_hash"]
                 .as_str()

@@ -174,6 +174,18 @@ fn cone_nat_homes_punch_a_direct_connection() {
     radio.nodes[0].wait_for("public", LONG, |v| {
         v["event"] == "reachability" && v["status"] == "public"
     });
+    // DHT clients behind their NATs (their addresses are of no use to others), a server on
+    // the internet: the mode follows the reachability, not a relay circuit's address.
+    for home in [h0, h1] {
+        home.wait_for("DHT client", LONG, |v| {
+            v["event"] == "dht_mode" && v["mode"] == "client"
+        });
+    }
+    let modes = radio.nodes[0].events("dht_mode");
+    assert!(
+        modes.last().is_some_and(|m| m["mode"] == "server"),
+        "the public node serves the DHT: {modes:?}"
+    );
     let took = wait_direct(h0, &radio.ids[2], Duration::from_secs(120))
         .expect("home0 reaches home1 directly");
     eprintln!("direct connection between the homes after {took:?} (from the first check)");

@@ -317,9 +317,9 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError> {
     Ok(gossipsub)
 }
 
-/// Kademlia over the bounded record store, in server mode only while we have a confirmed
-/// external address (libp2p's automatic mode): a node behind NAT is a client, so nobody puts
-/// its unreachable addresses in their routing table.
+/// Kademlia over the bounded record store; the event loop sets its mode from the node's
+/// reachability (`nat.rs`, `set_dht_mode`): a node behind NAT is a client, so nobody puts its
+/// unreachable addresses in their routing table.
 fn kad(peer_id: PeerId) -> kad::Behaviour<super::records::BoundedStore> {
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_provider_publication_interval(Some(Duration::from_secs(600)));

@@ -48,6 +48,8 @@ pub(super) struct Nat {
     refused: HashMap<PeerId, Instant>,
     /// Peers whose hole punch failed.
     punches: HashMap<PeerId, Punch>,
+    /// Kademlia's mode was set (libp2p's automatic mode is off).
+    mode_set: bool,
 }
 
 /// Hole punching to one peer after a failure.
@@ -97,12 +99,47 @@ impl EventLoop {
             "reachability: {} (confirmed addresses: {})", now.as_str(),
             if addresses.is_empty() { "none".to_owned() } else { addresses.join(", ") });
         self.emit(Event::Reachability(now));
+        self.set_dht_mode(now);
         // A node that turns public keeps the reservations it holds (no new ones are asked for:
         // `maintain_relays`); they end with their relay's connection. Removing their listeners
         // is not safe in libp2p-relay 0.22: the client forgets the reservation at once, and an
         // answer to a request or renewal already on its way then panics its behaviour
         // ("Relay connection exist"), which ends the swarm. Seen once when ten nodes started
         // on the testbed.
+    }
+
+    /// Kademlia's mode from our reachability: a client once AutoNAT found us private (nobody
+    /// puts our unreachable addresses in their routing table, and our peers do not take us for
+    /// a relay: `relay_capable`), a server otherwise. Unknown counts as a server, so that the
+    /// first nodes of a network serve the DHT before any test of theirs ended. libp2p's own
+    /// automatic mode is not used: it counts a relay circuit's confirmed address, which made
+    /// every home a server.
+    pub(super) fn init_dht_mode(&mut self) {
+        self.set_dht_mode(self.nat.reported);
+    }
+
+    /// Sets Kademlia's mode for `reachability` (see [`EventLoop::init_dht_mode`]).
+    fn set_dht_mode(&mut self, reachability: Reachability) {
+        let mode = if reachability == Reachability::Private {
+            libp2p::kad::Mode::Client
+        } else {
+            libp2p::kad::Mode::Server
+        };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.mode() != mode || !self.nat.mode_set {
+            self.nat.mode_set = true;
+            kad.set_mode(Some(mode));
+            let name = match mode {
+                libp2p::kad::Mode::Client => "client",
+                libp2p::kad::Mode::Server => "server",
+            };
+            info!(
+                event = "dht_mode",
+                mode = name,
+                "DHT mode: {name} (reachability {})",
+                reachability.as_str()
+            );
+        }
     }
 
     pub(super) fn address_confirmed(&mut self, address: Multiaddr) {
