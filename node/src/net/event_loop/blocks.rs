@@ -124,7 +124,12 @@ impl EventLoop {
         };
         tokio::task::spawn_blocking(move || {
             let track = request.track;
+            let mut request = request;
+            let unlisted = unlisted(&store, track, &split.beyond);
+            request.ids.retain(|id| !unlisted.contains(id));
             let mut have = read_blocks(&store, request, corrupt);
+            // Withdrawn with the rest of `later` when the answer comes back.
+            have.later.extend(unlisted);
             have.later.extend(split.later);
             have.referrals = split.referrals;
             let _ = loopback.blocking_send(Command::RespondBlocks {
@@ -235,6 +240,28 @@ fn read_blocks(store: &BlockStore, want: Want, corrupt: bool) -> Have {
     have
 }
 
+/// Of `beyond` (ids served past the copy bound), those the manifest of `track` does not list.
+/// The bound gives way when the want list's track plays soon, but the track is the asker's
+/// word: without this check a peer names any track whose slot is near and gets copies of
+/// another's blocks past the bound. A want list without a track got `beyond` by patience
+/// alone (a deadline is looked up by track), so nothing is checked then.
+fn unlisted(store: &BlockStore, track: Option<Hash32>, beyond: &[Hash32]) -> Vec<Hash32> {
+    let Some(manifest_id) = track.filter(|_| !beyond.is_empty()) else {
+        return Vec::new();
+    };
+    let listed: Vec<Hash32> = store
+        .get(&manifest_id)
+        .ok()
+        .and_then(|bytes| Manifest::parse(&bytes).ok())
+        .map(|m| m.segments.iter().map(|s| s.id).collect())
+        .unwrap_or_default();
+    beyond
+        .iter()
+        .filter(|id| !listed.contains(id))
+        .copied()
+        .collect()
+}
+
 /// Which segments of the manifest `manifest_id` the store holds, as a bitmap; `None` without
 /// the manifest (or with one that does not parse: the store only keeps verified manifests, so
 /// that is a damaged file).
@@ -247,4 +274,50 @@ fn holding(store: &BlockStore, manifest_id: &Hash32) -> Option<Vec<u8>> {
     Some(holding_bits(
         manifest.segments.iter().map(|s| store.contains(&s.id)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::net::test_peer as peer;
+    use crate::net::uploads::{COPIES_MAX, Uploads};
+    use chorus_media::manifest::SegmentEntry;
+
+    #[test]
+    fn naming_a_track_that_plays_soon_gets_no_other_blocks_past_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::open(dir.path()).unwrap();
+        let (ours, theirs) = (store.put(b"ours").unwrap(), store.put(b"theirs").unwrap());
+        let manifest = Manifest {
+            segments: vec![SegmentEntry {
+                id: ours,
+                frames: 10,
+            }],
+            priming: 0,
+            padding: 0,
+        };
+        let soon = store.put(manifest.to_playlist().as_bytes()).unwrap();
+        let now = Instant::now();
+        let mut uploads = Uploads::default();
+        uploads.due(soon, now + Duration::from_secs(5));
+        // `theirs` (another track's block, its slot far off) has had every copy it may have.
+        for i in 0..COPIES_MAX as u8 {
+            for _ in 0..2 {
+                let split = uploads.split(peer(i), None, &[theirs], now);
+                uploads.sent(peer(i), split.serve);
+            }
+        }
+        // The attacker names the track that plays soon: the bookkeeping lets both through...
+        let split = uploads.split(peer(9), Some(soon), &[ours, theirs], now);
+        assert_eq!(split.beyond, vec![theirs]);
+        // ...and the store read keeps only the block the named track lists.
+        assert_eq!(unlisted(&store, Some(soon), &split.beyond), vec![theirs]);
+        assert!(unlisted(&store, Some(soon), &[ours]).is_empty());
+        // Without a track (patience), or without the manifest, nothing is trusted wrongly.
+        assert!(unlisted(&store, None, &[theirs]).is_empty());
+        let unknown = Hash32::digest(b"no such manifest");
+        assert_eq!(unlisted(&store, Some(unknown), &[ours]), vec![ours]);
+    }
 }
