@@ -327,7 +327,10 @@ fn kad(peer_id: PeerId) -> kad::Behaviour<super::records::BoundedStore> {
     // periodically; kad's own timer would warn about an empty table on a lone node.
     kad_config.set_periodic_bootstrap_interval(None);
     let store = super::records::BoundedStore::new(peer_id);
-    kad::Behaviour::with_config(peer_id, store, kad_config)
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    // Reachability unknown: a server until AutoNAT finds the node private.
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
 }
 
 /// The connection limits of PROTOCOL.md 12.5 (the per-IP one is the event loop's).

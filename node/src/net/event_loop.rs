@@ -142,7 +142,6 @@ impl EventLoop {
         score_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut maintenance = tokio::time::interval(MAINTENANCE);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.init_dht_mode();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

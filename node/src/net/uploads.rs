@@ -11,13 +11,13 @@
 //! deadline, when the peer has been asking for [`PATIENCE`] since its first refusal. Either way
 //! the swarm could not bring it the block in time (its referrals withheld it, are out of its
 //! reach or are slow). So the copies of a block stay at [`COPIES_MAX`] unless the swarm fails a
-//! peer, and then a block nobody else can serve still arrives before it is played. (The
+//! peer, and then a block nobody else can serve still arrives before it is played. The
 //! patience alone, 8 s, was exceeded by honest fetches on the testbed's ten nodes, where a
-//! winner takes 4 to 16 s to reach every node over lossy links while its slot starts 25 s after
-//! the Decision: 3.14 and 5.57 copies in two runs.) (Refusing a second ask for 1 s, to give the referrals time, was
-//! tried on the testbed's ten nodes and made the proposer's upload no smaller; serving every
-//! second ask let it reach 3.2 copies.) Sans-IO: the event loop asks [`Uploads::split`] before
-//! reading the store and tells [`Uploads::sent`] what went out.
+//! winner takes 4 to 16 s to reach every node over lossy links while its slot starts 25 s
+//! after the Decision: 3.14 and 5.57 copies in two runs. (Refusing a second ask for 1 s, to
+//! give the referrals time, was tried there and made the proposer's upload no smaller;
+//! serving every second ask let it reach 3.2 copies.) Sans-IO: the event loop asks
+//! [`Uploads::split`] before reading the store and tells [`Uploads::sent`] what went out.
 //!
 //! The bound protects a block's seed (the proposer's home uplink) only: a block this node
 //! fetched from a peer ([`Uploads::fetched`]) is served to every peer that asks, so that the
@@ -133,10 +133,10 @@ impl Uploads {
     /// it has had fewer than [`COPIES`] copies, or [`COPIES_MAX`] when `peer` was refused it
     /// before, or whatever its copies once the track's slot starts within [`URGENT`] (without
     /// a known deadline: when `peer` was first refused it [`PATIENCE`] ago); the others are
-    /// "later", with referrals. A block to be served counts as sent to `peer` at once, so that a burst of
-    /// want lists arriving together (every node starts fetching a winner at the same moment)
-    /// does not get a copy each before the first read from the store is done; the event loop
-    /// calls [`Uploads::withdrawn`] for the blocks the store did not have.
+    /// "later", with referrals. A block to be served counts as sent to `peer` at once, so
+    /// that a burst of want lists arriving together (every node starts fetching a winner at
+    /// the same moment) does not get a copy each before the first read from the store is done;
+    /// the event loop calls [`Uploads::withdrawn`] for the blocks the store did not have.
     pub fn split(
         &mut self,
         peer: PeerId,

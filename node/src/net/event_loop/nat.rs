@@ -48,8 +48,6 @@ pub(super) struct Nat {
     refused: HashMap<PeerId, Instant>,
     /// Peers whose hole punch failed.
     punches: HashMap<PeerId, Punch>,
-    /// Kademlia's mode was set (libp2p's automatic mode is off).
-    mode_set: bool,
 }
 
 /// Hole punching to one peer after a failure.
@@ -110,29 +108,19 @@ impl EventLoop {
 
     /// Kademlia's mode from our reachability: a client once AutoNAT found us private (nobody
     /// puts our unreachable addresses in their routing table, and our peers do not take us for
-    /// a relay: `relay_capable`), a server otherwise. Unknown counts as a server, so that the
-    /// first nodes of a network serve the DHT before any test of theirs ended. libp2p's own
-    /// automatic mode is not used: it counts a relay circuit's confirmed address, which made
-    /// every home a server.
-    pub(super) fn init_dht_mode(&mut self) {
-        self.set_dht_mode(self.nat.reported);
-    }
-
-    /// Sets Kademlia's mode for `reachability` (see [`EventLoop::init_dht_mode`]).
+    /// a relay: `relay_capable`), a server otherwise (`behaviour.rs` starts it as one, so that
+    /// the first nodes of a network serve the DHT before any test of theirs ended). libp2p's
+    /// own automatic mode is not used: it counts a relay circuit's confirmed address, which
+    /// made every home a server.
     fn set_dht_mode(&mut self, reachability: Reachability) {
-        let mode = if reachability == Reachability::Private {
-            libp2p::kad::Mode::Client
+        let (mode, name) = if reachability == Reachability::Private {
+            (libp2p::kad::Mode::Client, "client")
         } else {
-            libp2p::kad::Mode::Server
+            (libp2p::kad::Mode::Server, "server")
         };
         let kad = &mut self.swarm.behaviour_mut().kad;
-        if kad.mode() != mode || !self.nat.mode_set {
-            self.nat.mode_set = true;
+        if kad.mode() != mode {
             kad.set_mode(Some(mode));
-            let name = match mode {
-                libp2p::kad::Mode::Client => "client",
-                libp2p::kad::Mode::Server => "server",
-            };
             info!(
                 event = "dht_mode",
                 mode = name,
