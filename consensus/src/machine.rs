@@ -151,6 +151,9 @@ pub struct Consensus {
     /// When the chain was last synced from peers (joining, adopting); slots whose selection
     /// began before are only followed.
     synced_at_ms: Option<u64>,
+    /// When the node joined mid-stream ([`Consensus::start_synced`]); slots whose proposal
+    /// window began before are only followed.
+    joined_at_ms: Option<u64>,
     /// Consecutive fork evaluations won by another chain.
     fork_wins: u32,
     /// The `FetchChain` waiting for its answer.
@@ -204,6 +207,7 @@ impl Consensus {
             recheck: false,
             substituted: BTreeSet::new(),
             synced_at_ms: None,
+            joined_at_ms: None,
             fork_wins: 0,
             sync: None,
             ties_lost: BTreeSet::new(),
@@ -228,14 +232,15 @@ impl Consensus {
     }
 
     /// Command: the chain given to [`Consensus::new`] was just synced from peers (a node
-    /// joining mid-stream, PROTOCOL.md 11). Slots whose selection already began are only
-    /// followed: their winners come from the others' Decisions, or from their chain
+    /// joining mid-stream, PROTOCOL.md 11). Slots whose proposal window already began are only
+    /// followed (proposals published before the node was online never reach it): their winners come from the others' Decisions, or from their chain
     /// ([`Action::FetchChain`]), never from this node alone. It counts as joined in the slot
     /// playing at `now` and proposes from the next proposal window it is eligible for.
     /// Call it before any other input.
     pub fn start_synced(&mut self, now: u64) {
         self.join(now);
         self.synced_at_ms = Some(now);
+        self.joined_at_ms = Some(now);
         self.refresh_step();
     }
 

@@ -11,7 +11,7 @@ use super::{Action, Consensus};
 use crate::chain::{ChainError, DecidedSlot};
 use crate::hash::Hash32;
 use crate::limits::CHAIN_RESPONSE_SLOTS;
-use crate::schedule::selection_window;
+use crate::schedule::{Window, proposal_window, selection_window};
 use crate::ticket::{SlotContext, ticket};
 
 /// Statuses over this many status periods count as support (PROTOCOL.md 9).
@@ -147,12 +147,17 @@ pub(crate) struct SyncRequest {
 }
 
 impl Consensus {
-    /// Whether `slot` is only followed: its selection began before this node synced its chain
-    /// (joining or adopting), so it neither tallies nor decides it and takes its final winner
-    /// from the others' decisions or their chain.
+    /// Whether `slot` is only followed, so that the node neither tallies nor decides it and takes
+    /// its final winner from the others' decisions or their chain: its selection began before
+    /// this node synced its chain (joining or adopting), or its proposal window began before the
+    /// node joined (proposals published before it was online never reach it, and a decision
+    /// from the rest would be its own view of the slot, not the network's).
     pub(super) fn followed(&self, slot: u64) -> bool {
-        self.synced_at_ms
-            .is_some_and(|at| selection_window(&self.chain, slot).is_some_and(|w| w.start_ms <= at))
+        let began_before = |window: Option<Window>, at: Option<u64>| {
+            at.is_some_and(|at| window.is_some_and(|w| w.start_ms <= at))
+        };
+        began_before(selection_window(&self.chain, slot), self.synced_at_ms)
+            || began_before(proposal_window(&self.chain, slot), self.joined_at_ms)
     }
 
     /// Asks a peer for the chain from `slot` because a followed slot cannot be made final from

@@ -236,6 +236,11 @@ impl TestNet {
         self.nodes.iter().position(|n| n.peer_id() == peer)
     }
 
+    /// From now on, loses the gossip messages for which `rule(from, to, message)` holds.
+    pub(crate) fn set_drop(&mut self, rule: impl Fn(usize, usize, &Message) -> bool + 'static) {
+        self.drop = Box::new(rule);
+    }
+
     /// Adds a node with `chain` (synced from the others) that starts now with
     /// [`Consensus::start_synced`]; returns its index.
     pub(crate) fn join(&mut self, chain: Chain) -> usize {

@@ -701,3 +701,73 @@ fn peers_proposing_from_identical_libraries_show_the_same_library_hash() {
     assert_eq!(hash_seen_by(2, 1), own(0));
     assert_eq!(hash_seen_by(0, 2), own(2));
 }
+
+/// A node that joins after the first proposals of a slot were published, but before that slot's
+/// selection began, holds only the proposals published since: it must not decide that slot from
+/// its own view. Here the Tallies and Decisions of that slot never reach it either, so deciding
+/// alone would make the later of the others' proposals its winner.
+#[test]
+fn a_joiner_that_missed_a_slots_first_proposals_follows_that_slot() {
+    const JOINER: usize = 3;
+    let mut net = TestBuilder::new(3).build();
+    net.run_until_len(9);
+    // Slot `k`'s proposal window is in slot k - 5; its selection begins at start(k - 4).
+    let chain = net.nodes[0].chain().clone();
+    let k = (9..20)
+        .find(|k| {
+            crate::schedule::proposal_window(&chain, *k).is_some_and(|w| w.start_ms > net.now)
+        })
+        .expect("a proposal window ahead");
+    let ctx = SlotContext::on_chain(&chain, k);
+    let mut times: Vec<(u64, usize)> = (0..3)
+        .map(|i| {
+            let ticket = crate::ticket::ticket(&ctx, &net.peer(i));
+            let at = crate::schedule::proposal_time(&chain, k, ticket).expect("in a window");
+            (at, i)
+        })
+        .collect();
+    times.sort();
+    let (first, lowest) = times[0];
+    assert!(
+        first + 200 < times[1].0,
+        "the test needs the first proposal well ahead"
+    );
+    let selection = crate::schedule::selection_window(&chain, k).expect("known");
+    // Joins once the lowest ticket's proposal went out (and arrived), before the others.
+    net.run_until(first + 100);
+    assert!(net.now < selection.start_ms);
+    let mut joiner_net = net;
+    let synced = joiner_net.nodes[0].chain().clone();
+    joiner_net.set_drop(move |_, to, m| {
+        to == JOINER && matches!(m, Message::Tally(_) | Message::Decision(_)) && m.slot() == Some(k)
+    });
+    let joiner = joiner_net.join(synced);
+    assert_eq!(joiner, JOINER);
+    // It proposes nothing itself (a late proposal of its own could win the slot anyway).
+    joiner_net.nodes[JOINER].set_library(Vec::new());
+    joiner_net.run_until_len(k + 1);
+    joiner_net.assert_agree(k);
+    let winner = joiner_net.nodes[0]
+        .chain()
+        .decided(k)
+        .expect("final")
+        .proposal_id;
+    assert!(winner.is_some(), "slot {k} has a winning proposal");
+    let low = crate::ticket::ticket(&ctx, &joiner_net.peer(lowest));
+    assert_eq!(
+        joiner_net.nodes[0]
+            .chain()
+            .decided(k)
+            .expect("final")
+            .ticket,
+        Some(low),
+        "the lowest ticket, published before the joiner was online, wins"
+    );
+    // The joiner took slot `k` from its peers, never deciding it alone.
+    assert!(
+        joiner_net
+            .events_of(JOINER)
+            .all(|a| !matches!(a, Action::Fork(_) | Action::Adopted { .. })),
+        "the joiner never held a chain of its own"
+    );
+}
