@@ -213,3 +213,115 @@ pub fn sync(seconds: u64, rates: bool) -> Result<()> {
     print_convergence(&rows, &last_bad, &steps);
     print_late_joiner(&rows, d_start)
 }
+
+/// `hop`: one hop between two homes as the testbed's ten-node radio has it, measured with plain
+/// TCP (the kernel's, as the nodes' TCP transport uses): two public hosts, each behind the home
+/// link (40 ms +- 10 ms and 1 % loss each way, 5 Mbit/s up), so a round trip crosses four
+/// emulated directions (about 160 ms). For each size, `rounds` transfers of that many bytes on
+/// a fresh connection, on one connection after `idle` of silence, and back to back on one
+/// connection; each is timed from the first byte written (the connect, for a fresh one) to the
+/// receiver's one-byte answer after the last. Prints the median and the maximum beside the
+/// link's floor (size at 5 Mbit/s plus one round trip). With `to_public` the receiver has a
+/// plain link (a home sending to the public node, as `internet --nodes 2` measures; about 80 ms
+/// of round trip). Needs root.
+pub fn hop(rounds: usize, idle_ms: u64, to_public: bool) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Instant;
+
+    if let Some(why) = chorus_tests::testbed::unavailable() {
+        bail!("the testbed is unavailable: {why}");
+    }
+    let spec = Spec::new().public_with(home_link());
+    let (spec, rtt_ms) = if to_public {
+        (spec.public(), 80.0)
+    } else {
+        (spec.public_with(home_link()), 160.0)
+    };
+    let tb = Testbed::new("bench_hop", &spec)?;
+    let (sender, receiver) = (tb.public(0), tb.public(1));
+    let listener = receiver.tcp_listener(7000)?;
+    let to: SocketAddr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut len = [0u8; 4];
+                let mut buf = vec![0u8; 64 * 1024];
+                let cap = buf.len();
+                while conn.read_exact(&mut len).is_ok() {
+                    let mut left = u32::from_be_bytes(len) as usize;
+                    while left > 0 {
+                        match conn.read(&mut buf[..left.min(cap)]) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => left -= n,
+                        }
+                    }
+                    if conn.write_all(&[1]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let sysctl =
+        |name: &str| sender.run(|| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")));
+    println!(
+        "sender's TCP: congestion control {}, slow start after idle {}",
+        sysctl("tcp_congestion_control")?.trim(),
+        sysctl("tcp_slow_start_after_idle")?.trim()
+    );
+    let send = |conn: &mut TcpStream, size: usize| -> Result<()> {
+        conn.write_all(&(size as u32).to_be_bytes())?;
+        conn.write_all(&vec![7u8; size])?;
+        let mut ack = [0u8; 1];
+        conn.read_exact(&mut ack)?;
+        Ok(())
+    };
+    let connect = || -> Result<TcpStream> {
+        let conn = sender.tcp_connect(to, Duration::from_secs(5))?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    };
+    for size in [125_000usize, 625_000] {
+        let floor = size as f64 * 8.0 / 5e6 * 1000.0 + rtt_ms;
+        let mut fresh = Vec::new();
+        for _ in 0..rounds {
+            let start = Instant::now();
+            let mut conn = connect()?;
+            send(&mut conn, size)?;
+            fresh.push(start.elapsed());
+        }
+        let mut conn = connect()?;
+        send(&mut conn, size)?;
+        let mut idle = Vec::new();
+        for _ in 0..rounds {
+            std::thread::sleep(Duration::from_millis(idle_ms));
+            let start = Instant::now();
+            send(&mut conn, size)?;
+            idle.push(start.elapsed());
+        }
+        let mut busy = Vec::new();
+        for _ in 0..rounds {
+            let start = Instant::now();
+            send(&mut conn, size)?;
+            busy.push(start.elapsed());
+        }
+        println!("{size} bytes (floor {floor:.0} ms: the size at 5 Mbit/s and one round trip):");
+        for (what, times) in [
+            ("fresh connection", fresh),
+            (&format!("after {idle_ms} ms idle") as &str, idle),
+            ("back to back", busy),
+        ] {
+            let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "  {what}: median {:.0} ms, max {:.0} ms over {rounds}",
+                ms[ms.len() / 2],
+                ms[ms.len() - 1]
+            );
+        }
+    }
+    drop(tb);
+    Ok(())
+}

@@ -639,6 +639,11 @@ fn main() -> Result<()> {
             arg(&args, "--slots", 6)?,
             arg(&args, "--seconds", 30)? as f64,
         ),
+        Some("hop") => internet::hop(
+            arg(&args, "--rounds", 10)? as usize,
+            arg(&args, "--idle-ms", 1500)?,
+            args.iter().any(|a| a == "--to-public"),
+        ),
         Some("rss") => rss(arg(&args, "--tracks", 500)? as usize),
         Some("sync") if args.iter().any(|a| a == "--testbed") => internet::sync(
             arg(&args, "--seconds", 90)?,
@@ -657,7 +662,7 @@ fn main() -> Result<()> {
             arg(&args, "--seconds", 60)?,
         ),
         _ => bail!(
-            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | rss --tracks T | sync --seconds S [--rates] [--testbed] | listeners --clients N --seconds S | stream --clients N --seconds S"
+            "usage: bench-network propagate --nodes N --slots S | internet --nodes N --slots S --seconds T | hop [--rounds R] [--idle-ms MS] [--to-public] | rss --tracks T | sync --seconds S [--rates] [--testbed] | listeners --clients N --seconds S | stream --clients N --seconds S"
         ),
     }
 }
