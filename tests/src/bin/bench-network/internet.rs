@@ -242,28 +242,7 @@ pub fn hop(rounds: usize, idle_ms: u64, to_public: bool) -> Result<()> {
     let (sender, receiver) = (tb.public(0), tb.public(1));
     let listener = receiver.tcp_listener(7000)?;
     let to: SocketAddr = listener.local_addr()?;
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut len = [0u8; 4];
-                let mut buf = vec![0u8; 64 * 1024];
-                let cap = buf.len();
-                while conn.read_exact(&mut len).is_ok() {
-                    let mut left = u32::from_be_bytes(len) as usize;
-                    while left > 0 {
-                        match conn.read(&mut buf[..left.min(cap)]) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => left -= n,
-                        }
-                    }
-                    if conn.write_all(&[1]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    std::thread::spawn(move || acknowledge_transfers(&listener));
     let sysctl =
         |name: &str| sender.run(|| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")));
     println!(
@@ -324,4 +303,30 @@ pub fn hop(rounds: usize, idle_ms: u64, to_public: bool) -> Result<()> {
     }
     drop(tb);
     Ok(())
+}
+
+/// `hop`'s receiver: on every connection, reads a 4-byte length and that many bytes, then
+/// answers one byte; until the connection closes.
+fn acknowledge_transfers(listener: &std::net::TcpListener) {
+    use std::io::{Read, Write};
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { return };
+        std::thread::spawn(move || {
+            let mut len = [0u8; 4];
+            let mut buf = vec![0u8; 64 * 1024];
+            let cap = buf.len();
+            while conn.read_exact(&mut len).is_ok() {
+                let mut left = u32::from_be_bytes(len) as usize;
+                while left > 0 {
+                    match conn.read(&mut buf[..left.min(cap)]) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left -= n,
+                    }
+                }
+                if conn.write_all(&[1]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
 }
