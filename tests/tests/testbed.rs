@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -560,59 +560,120 @@ fn cleanup_removes_namespaces_after_a_panic_and_leftovers_of_dead_runs() {
 
 #[test]
 fn a_cut_splits_the_internet_in_two_and_heal_joins_it() {
-    // public0 and home0 on one side, public1 and home1 on the other; emulated uplinks on one
-    // side, plain ones on the other.
+    cut_and_heal("cut", false);
+}
+
+#[test]
+fn a_cut_splits_ipv6_beside_ipv4() {
+    cut_and_heal("cut6", true);
+}
+
+/// public0 and home0 on one side, public1 and home1 on the other; emulated uplinks on one
+/// side, plain ones on the other. With `ipv6` the testbed has IPv6 beside IPv4 and every check
+/// is made over both.
+fn cut_and_heal(name: &str, ipv6: bool) {
     let wire = Link::both(Shape::wire().delay(MS));
     let spec = Spec::new()
         .public()
         .public_with(wire.clone())
         .home(HomeSpec::new(1))
         .home(HomeSpec::new(1).link(wire));
-    let Some(mut tb) = Testbed::new_or_skip("cut", &spec) else {
+    let spec = if ipv6 { spec.ipv6() } else { spec };
+    let Some(mut tb) = Testbed::new_or_skip(name, &spec) else {
         return;
     };
-    let echo0 = Echo::start(tb.public(0), 7000);
-    let echo1 = Echo::start(tb.public(1), 7000);
-    let from_home0 = tb.host(0, 0).udp_socket(0).unwrap();
-    let from_home1 = tb.host(1, 0).udp_socket(0).unwrap();
-    let from_public1 = tb.public(1).udp_socket(0).unwrap();
-    let reach = |sock: &UdpSocket, to: &Echo, tries| ask(sock, to.addr, "x", tries).is_some();
-    // Before: everyone reaches both public hosts. An established mapping (and its conntrack
-    // entry) exists from here on, so the cut must stop packets that belong to a flow.
-    assert!(reach(&from_home0, &echo0, 10) && reach(&from_home0, &echo1, 10));
-    assert!(reach(&from_home1, &echo0, 10) && reach(&from_home1, &echo1, 10));
-    assert!(reach(&from_public1, &echo0, 10));
+    let mut families = vec![Family::start(&tb, false)];
+    if ipv6 {
+        families.push(Family::start(&tb, true));
+    }
+    for f in &families {
+        // Before: everyone reaches both public hosts. An established mapping (and its
+        // conntrack entry) exists from here on, so the cut must stop packets of a flow.
+        assert!(f.reach(&f.from_home0, 0, 10) && f.reach(&f.from_home0, 1, 10));
+        assert!(f.reach(&f.from_home1, 0, 10) && f.reach(&f.from_home1, 1, 10));
+        assert!(f.reach(&f.from_public1, 0, 10));
+    }
 
     tb.cut(&[Uplink::Public(1), Uplink::Home(1)]).unwrap();
-    // Each side still works inside itself...
-    assert!(reach(&from_home0, &echo0, 10), "home0 reaches public0");
-    assert!(reach(&from_home1, &echo1, 10), "home1 reaches public1");
-    // ...and nothing crosses, either way.
-    assert!(!reach(&from_home0, &echo1, 5), "home0 is cut from public1");
-    assert!(!reach(&from_home1, &echo0, 5), "home1 is cut from public0");
-    assert!(
-        !reach(&from_public1, &echo0, 5),
-        "public1 is cut from public0"
-    );
+    for f in &families {
+        let v = f.name;
+        // Each side still works inside itself...
+        assert!(f.reach(&f.from_home0, 0, 10), "home0 reaches public0 ({v})");
+        assert!(f.reach(&f.from_home1, 1, 10), "home1 reaches public1 ({v})");
+        // ...and nothing crosses, either way.
+        assert!(
+            !f.reach(&f.from_home0, 1, 5),
+            "home0 is cut from public1 ({v})"
+        );
+        assert!(
+            !f.reach(&f.from_home1, 0, 5),
+            "home1 is cut from public0 ({v})"
+        );
+        assert!(
+            !f.reach(&f.from_public1, 0, 5),
+            "public1 is cut from public0 ({v})"
+        );
+    }
 
     tb.heal().unwrap();
-    assert!(
-        reach(&from_home0, &echo1, 10),
-        "home0 reaches public1 again"
-    );
-    assert!(
-        reach(&from_home1, &echo0, 10),
-        "home1 reaches public0 again"
-    );
-    assert!(
-        reach(&from_public1, &echo0, 10),
-        "public1 reaches public0 again"
-    );
-    // The same sockets went on: the flows across the cut resumed, not new ones.
-    let seen0 = echo0.peers();
-    assert!(seen0.contains(&SocketAddr::new(
-        tb.home(1).router().public_addr().into(),
-        from_home1.local_addr().unwrap().port()
-    )));
-    drop(echo1);
+    for f in families {
+        let v = f.name;
+        assert!(
+            f.reach(&f.from_home0, 1, 10),
+            "home0 reaches public1 again ({v})"
+        );
+        assert!(
+            f.reach(&f.from_home1, 0, 10),
+            "home1 reaches public0 again ({v})"
+        );
+        assert!(
+            f.reach(&f.from_public1, 0, 10),
+            "public1 reaches public0 again ({v})"
+        );
+        // The same sockets went on: the flows across the cut resumed, not new ones.
+        let router = if f.name == "IPv6" {
+            IpAddr::V6(tb.home(1).router().public_addr6().unwrap())
+        } else {
+            IpAddr::V4(tb.home(1).router().public_addr())
+        };
+        let home1 = SocketAddr::new(router, f.from_home1.local_addr().unwrap().port());
+        let [echo0, _] = f.echo;
+        assert!(echo0.peers().contains(&home1), "{v}");
+    }
+}
+
+/// An echo server on each public host and the sockets that ask them, in one address family.
+struct Family {
+    name: &'static str,
+    echo: [Echo; 2],
+    from_home0: UdpSocket,
+    from_home1: UdpSocket,
+    from_public1: UdpSocket,
+}
+
+impl Family {
+    fn start(tb: &Testbed, ipv6: bool) -> Family {
+        let sock = |host: &Host, port| {
+            if ipv6 {
+                host.udp_socket6(port).unwrap()
+            } else {
+                host.udp_socket(port).unwrap()
+            }
+        };
+        Family {
+            name: if ipv6 { "IPv6" } else { "IPv4" },
+            echo: [
+                Echo::on(sock(tb.public(0), 7000)),
+                Echo::on(sock(tb.public(1), 7000)),
+            ],
+            from_home0: sock(tb.host(0, 0), 0),
+            from_home1: sock(tb.host(1, 0), 0),
+            from_public1: sock(tb.public(1), 0),
+        }
+    }
+
+    /// Whether `sock` reaches public host `k`'s echo within `tries` asks.
+    fn reach(&self, sock: &UdpSocket, k: usize, tries: usize) -> bool {
+        ask(sock, self.echo[k].addr, "x", tries).is_some()
+    }
 }
