@@ -91,13 +91,11 @@ impl Testbed {
             .iter()
             .enumerate()
             .map(|(k, h)| (Uplink::Public(k), h.netns.clone(), addrs(h)));
-        let homes = self.homes.iter().enumerate().map(|(i, h)| {
-            (
-                Uplink::Home(i),
-                h.router.netns.clone(),
-                addrs(&h.router),
-            )
-        });
+        let homes = self
+            .homes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (Uplink::Home(i), h.router.netns.clone(), addrs(&h.router)));
         public.chain(homes).collect()
     }
 }

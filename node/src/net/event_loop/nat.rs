@@ -21,8 +21,14 @@ use crate::net::{Event, Reachability, is_relayed};
 
 /// Relays a private node keeps a reservation on.
 pub const RELAYS: usize = 2;
-/// How long a relay that refused us or dropped the reservation is left alone.
-const RELAY_RETRY: Duration = Duration::from_secs(60);
+/// How long a relay that refused us or dropped the reservation is left alone the first time; the
+/// wait doubles with each failure in a row, up to [`RELAY_RETRY_MAX`]. A new network's bootstrap
+/// node refuses every reservation until a peer confirms its address (libp2p's relay client
+/// fails a reservation that lists no address of the relay), which takes a few seconds: with a
+/// first wait of 60 s the homes of a new network met each other only a minute in.
+const RELAY_RETRY: Duration = Duration::from_secs(5);
+/// The longest wait before asking a relay again.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(60);
 /// After a failed hole punch (libp2p's three attempts), the first wait before the peer is
 /// dialed through a relay again, which starts a new hole punch; it doubles with each failure.
 const PUNCH_RETRY: Duration = Duration::from_secs(10);
@@ -46,6 +52,8 @@ pub(super) struct Nat {
     reservations: HashMap<PeerId, (Multiaddr, ListenerId)>,
     /// Relays that refused or dropped us, until when they are left alone.
     refused: HashMap<PeerId, Instant>,
+    /// Failures in a row per relay (reset by a reservation it accepts).
+    relay_failures: HashMap<PeerId, u32>,
     /// Peers whose hole punch failed.
     punches: HashMap<PeerId, Punch>,
 }
@@ -73,6 +81,18 @@ impl Punch {
 }
 
 impl Nat {
+    /// `relay` refused or dropped us at `now`: it is left alone for [`RELAY_RETRY`], doubling
+    /// with each failure in a row up to [`RELAY_RETRY_MAX`]. Returns the wait.
+    fn relay_failed(&mut self, relay: PeerId, now: Instant) -> Duration {
+        let failures = self.relay_failures.entry(relay).or_default();
+        *failures = failures.saturating_add(1);
+        let wait = RELAY_RETRY
+            .saturating_mul(2u32.saturating_pow(*failures - 1))
+            .min(RELAY_RETRY_MAX);
+        self.refused.insert(relay, now + wait);
+        wait
+    }
+
     fn reachability(&self) -> Reachability {
         if !self.confirmed.is_empty() {
             Reachability::Public
@@ -263,7 +283,7 @@ impl EventLoop {
                 }
                 Err(e) => {
                     warn!("cannot listen through relay {relay}: {e}");
-                    self.nat.refused.insert(relay, now + RELAY_RETRY);
+                    self.nat.relay_failed(relay, now);
                 }
             }
         }
@@ -309,10 +329,10 @@ impl EventLoop {
             return;
         };
         let why = reason.map_or_else(|| "closed".to_owned(), |e| e.to_string());
-        info!(event = "relay_lost", relay = %relay, reason = %why,
-            "the relay reservation on {relay} ended: {why}");
         self.nat.reservations.remove(&relay);
-        self.nat.refused.insert(relay, Instant::now() + RELAY_RETRY);
+        let wait = self.nat.relay_failed(relay, Instant::now());
+        info!(event = "relay_lost", relay = %relay, reason = %why, retry_s = wait.as_secs(),
+            "the relay reservation on {relay} ended: {why}; asking again in {} s", wait.as_secs());
     }
 
     pub(super) fn relay_client_event(&mut self, event: relay::client::Event) {
@@ -322,6 +342,7 @@ impl EventLoop {
                 renewal,
                 ..
             } => {
+                self.nat.relay_failures.remove(&relay_peer_id);
                 if !renewal {
                     info!(event = "relay_reserved", relay = %relay_peer_id,
                         "reserved a slot on relay {relay_peer_id}: peers can reach us through it");
@@ -451,6 +472,27 @@ mod tests {
         let mut punch = Punch::default();
         punch.round_failed(now);
         assert_eq!(punch.next, Some(now + s(10)));
+    }
+
+    #[test]
+    fn a_relay_that_refused_is_asked_again_after_5_s_doubling_to_a_minute() {
+        let now = Instant::now();
+        let mut nat = Nat::default();
+        let relay = PeerId::random();
+        let other = PeerId::random();
+        let waits: Vec<u64> = (0..6)
+            .map(|_| nat.relay_failed(relay, now).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(nat.refused[&relay], now + Duration::from_secs(60));
+        assert_eq!(
+            nat.relay_failed(other, now).as_secs(),
+            5,
+            "counted per relay"
+        );
+        // A reservation it accepts starts the count again.
+        nat.relay_failures.remove(&relay);
+        assert_eq!(nat.relay_failed(relay, now).as_secs(), 5);
     }
 
     #[test]
