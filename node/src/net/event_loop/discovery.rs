@@ -25,6 +25,13 @@ const DIALS_PER_ROUND: usize = 3;
 /// [`DIALS_PER_ROUND`] a round: a peer that just joined is found in the DHT only once AutoNAT
 /// has made it a server, a few seconds in).
 const REDIAL: Duration = Duration::from_secs(2);
+/// While it holds a relay reservation, the peer with the larger id leaves the relayed dial to
+/// a new author to the other (which reaches it through its reservation), and dials through
+/// relays itself only this often, in case the other cannot. When both dial through a relay at
+/// once, each relayed connection starts a hole punch, and the two punches (simultaneous TCP
+/// opens between the same ports) make each other fail: seen on the testbed, both sides
+/// "hole-punching as dialer" and "as listener" at once and all three attempts failing.
+const RELAYED_DIAL_FALLBACK: Duration = Duration::from_secs(15);
 /// Authors remembered (identities are free: the oldest are forgotten).
 const AUTHORS_MAX: usize = 512;
 /// DHT lookups of authors at once.
@@ -49,6 +56,9 @@ pub(super) struct Discovery {
     first_bootstrap: Option<Instant>,
     /// DHT lookups of authors under way.
     lookups: HashMap<QueryId, PeerId>,
+    /// When we last dialed through relays each author with a smaller id than ours, or first
+    /// held back such a dial ([`RELAYED_DIAL_FALLBACK`]).
+    relayed_dialed: HashMap<PeerId, Instant>,
 }
 
 impl Discovery {
@@ -63,9 +73,33 @@ impl Discovery {
         while self.authors.len() > AUTHORS_MAX {
             if let Some(old) = self.authors.pop_front() {
                 self.dialed.remove(&old);
+                self.relayed_dialed.remove(&old);
             }
         }
         new
+    }
+
+    /// Whether to dial `peer` through relays now (`me` dialing, at `now`, holding a relay
+    /// reservation or not): the peer with the smaller id dials at once, and so does one that
+    /// holds no reservation (nobody can reach it through a relay); otherwise the larger leaves
+    /// it to the other and dials itself at most every [`RELAYED_DIAL_FALLBACK`], the first time
+    /// that long after it first held back.
+    pub(super) fn relayed_dial_now(
+        &mut self,
+        me: &PeerId,
+        peer: PeerId,
+        reserved: bool,
+        now: Instant,
+    ) -> bool {
+        if me < &peer || !reserved {
+            return true;
+        }
+        let last = *self.relayed_dialed.entry(peer).or_insert(now);
+        if now.duration_since(last) >= RELAYED_DIAL_FALLBACK {
+            self.relayed_dialed.insert(peer, now);
+            return true;
+        }
+        false
     }
 }
 
@@ -116,7 +150,16 @@ impl EventLoop {
     /// Dials `peer` at whatever the behaviours know (the DHT) and through every relay we hold
     /// a direct connection to.
     fn dial_author(&mut self, peer: PeerId) {
-        let circuits = self.circuits_to(peer);
+        let me = *self.swarm.local_peer_id();
+        let reserved = self.holds_reservation();
+        let circuits = if self
+            .discovery
+            .relayed_dial_now(&me, peer, reserved, Instant::now())
+        {
+            self.circuits_to(peer)
+        } else {
+            Vec::new()
+        };
         debug!(
             "dialing {peer}, heard in gossip ({} relays)",
             circuits.len()
@@ -216,5 +259,44 @@ impl EventLoop {
             self.discovery.first_bootstrap.get_or_insert(now);
             self.discovery.bootstrapped = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_two_reserved_authors_the_smaller_id_dials_through_relays_the_larger_every_15_s() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (small, large) = if a < b { (a, b) } else { (b, a) };
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let mut d = Discovery::default();
+        assert!(
+            d.relayed_dial_now(&small, large, true, now),
+            "the smaller dials at once"
+        );
+        assert!(
+            d.relayed_dial_now(&large, small, false, now),
+            "without a reservation nobody can reach the larger: it dials"
+        );
+        assert!(
+            !d.relayed_dial_now(&large, small, true, now),
+            "the larger holds back"
+        );
+        assert!(!d.relayed_dial_now(&large, small, true, now + s(14)));
+        assert!(
+            d.relayed_dial_now(&large, small, true, now + s(15)),
+            "its fallback"
+        );
+        assert!(!d.relayed_dial_now(&large, small, true, now + s(16)));
+        assert!(d.relayed_dial_now(&large, small, true, now + s(30)));
+        // Forgotten with the author.
+        d.heard(small);
+        for _ in 0..AUTHORS_MAX {
+            d.heard(PeerId::random());
+        }
+        assert!(!d.relayed_dialed.contains_key(&small));
     }
 }

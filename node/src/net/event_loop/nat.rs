@@ -32,6 +32,8 @@ const RELAY_RETRY_MAX: Duration = Duration::from_secs(60);
 /// After a failed hole punch (libp2p's three attempts), the first wait before the peer is
 /// dialed through a relay again, which starts a new hole punch; it doubles with each failure.
 const PUNCH_RETRY: Duration = Duration::from_secs(10);
+/// How much later the peer with the larger id retries a failed hole punch than the other.
+const PUNCH_RETRY_LATER: Duration = Duration::from_secs(5);
 /// Failed hole punches to one peer before it is left to the relay (a symmetric NAT never
 /// lets one through): four rounds over about 70 s.
 const PUNCH_ROUNDS: u32 = 4;
@@ -239,6 +241,12 @@ impl EventLoop {
         scopes
     }
 
+    /// Whether we hold (or are asking for) a reservation on a relay: peers can dial us through
+    /// it.
+    pub(super) fn holds_reservation(&self) -> bool {
+        !self.nat.reservations.is_empty()
+    }
+
     /// Whether `peer` offers a relay (it is public).
     pub(super) fn nat_relay(&self, peer: &PeerId) -> bool {
         self.nat.relay_capable.contains(peer)
@@ -369,8 +377,15 @@ impl EventLoop {
                 self.close_redundant_relayed();
             }
             Err(e) => {
+                let me = *self.swarm.local_peer_id();
                 let punch = self.nat.punches.entry(peer).or_default();
-                let again = punch.round_failed(Instant::now());
+                let mut again = punch.round_failed(Instant::now());
+                if me > peer {
+                    // Both sides retry: the smaller id first, so that the two retries' relayed
+                    // connections do not punch at once (the two punches make each other fail).
+                    again = again.map(|wait| wait + PUNCH_RETRY_LATER);
+                    punch.next = punch.next.map(|at| at + PUNCH_RETRY_LATER);
+                }
                 let failed = punch.failed;
                 match again {
                     Some(wait) => info!(event = "hole_punch_failed", peer = %peer, error = %e,
