@@ -240,11 +240,12 @@ fn a_missing_segment_plays_as_silence_and_the_schedule_does_not_move() {
     let rows = rows(&wav);
     let first = rows.iter().position(|r| r.sample.is_some()).expect("sound");
     // Silence up to the end of segment 0, then segment 1 from its first sample, at the time
-    // the schedule says (within a sample: the player corrects errors of a sample or more).
+    // the schedule says (within a sample: the player corrects errors of a sample or more; plus
+    // the CSV's whole microseconds: a run under load printed 21 µs against 20.8).
     assert_eq!(rows[first].sample, Some(seg1));
     let due = start_ms as f64 * 1000.0 + seg1 as f64 * 1e6 / 48_000.0;
     assert!(
-        (rows[first].system_us as f64 - due).abs() < 21.0,
+        (rows[first].system_us as f64 - due).abs() < 1e6 / 48_000.0 + 1.0,
         "{} vs {due}",
         rows[first].system_us
     );
