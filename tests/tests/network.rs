@@ -195,8 +195,9 @@ fn enrollment_of_founders_and_joiner(nodes: &[&Node; 4], e: &Node, joined: &Valu
         joined["slot"], enrolled["slot"]
     );
     // Every slot up to the one the joiner first proposed for was agreed on by all five. The
-    // joiner decides (and logs `final`) from the first slot its synced chain did not hold: 13
-    // or 14, as its start-up ends before or after slot 13 became final (at start(10)).
+    // joiner logs `final` from the first slot its synced chain did not hold (13, or 14 when its
+    // start-up ends after slot 13 became final at start(10)), the slots it only follows
+    // included, whether a Decision or a peer's chain made them final.
     let synced = joined_slot_of(joined) + 4;
     let own_from = e
         .events("final")

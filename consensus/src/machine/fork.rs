@@ -569,7 +569,23 @@ impl Consensus {
                     .collect();
                 self.chain = candidate;
                 let count = added.len();
-                self.actions.extend(added.into_iter().map(Action::Decided));
+                for decided in added {
+                    // Final for this node too (a slot it followed, or missed): reported as if
+                    // decided here, with no decisions of its own to compare.
+                    let report = super::finality::FinalReport {
+                        slot: decided.slot,
+                        winner: decided.track.track_hash,
+                        proposal_id: decided.proposal_id,
+                        proposer: decided.proposal_id.and_then(|id| {
+                            let state = self.slots.get(&decided.slot)?;
+                            Some(state.proposals.get(&id)?.proposal.from)
+                        }),
+                        decisions: 0,
+                        conflicts: Vec::new(),
+                    };
+                    self.actions.push_back(Action::Decided(decided));
+                    self.actions.push_back(Action::Final(report));
+                }
                 ChainSync::Extended(count)
             }
             Some(fork) => {

@@ -147,6 +147,15 @@ fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
         })
         .collect();
     assert_eq!(fetched, [9]);
+    // Every slot past its synced chain is reported final, the one taken from a peer's too.
+    let finals: Vec<u64> = net
+        .events_of(joiner)
+        .filter_map(|a| match a {
+            Action::Final(r) => Some(r.slot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals[..5], [9, 10, 11, 12, 13], "{finals:?}");
     // It never held a chain of its own that the fork rule had to repair.
     assert!(
         net.events
