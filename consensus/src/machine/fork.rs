@@ -569,23 +569,7 @@ impl Consensus {
                     .collect();
                 self.chain = candidate;
                 let count = added.len();
-                for decided in added {
-                    // Final for this node too (a slot it followed, or missed): reported as if
-                    // decided here, with no decisions of its own to compare.
-                    let report = super::finality::FinalReport {
-                        slot: decided.slot,
-                        winner: decided.track.track_hash,
-                        proposal_id: decided.proposal_id,
-                        proposer: decided.proposal_id.and_then(|id| {
-                            let state = self.slots.get(&decided.slot)?;
-                            Some(state.proposals.get(&id)?.proposal.from)
-                        }),
-                        decisions: 0,
-                        conflicts: Vec::new(),
-                    };
-                    self.actions.push_back(Action::Decided(decided));
-                    self.actions.push_back(Action::Final(report));
-                }
+                self.report_synced(added);
                 ChainSync::Extended(count)
             }
             Some(fork) => {
@@ -606,6 +590,26 @@ impl Consensus {
             self.ask_chain(now, Purpose::Follow, peer, len);
         }
         Ok(result)
+    }
+
+    /// Slots a peer's chain added past the own: `Decided`, and `Final` for this node too (a slot
+    /// it followed, or missed), reported as if decided here with no decisions to compare.
+    fn report_synced(&mut self, added: Vec<DecidedSlot>) {
+        for decided in added {
+            let report = super::finality::FinalReport {
+                slot: decided.slot,
+                winner: decided.track.track_hash,
+                proposal_id: decided.proposal_id,
+                proposer: decided.proposal_id.and_then(|id| {
+                    let state = self.slots.get(&decided.slot)?;
+                    Some(state.proposals.get(&id)?.proposal.from)
+                }),
+                decisions: 0,
+                conflicts: Vec::new(),
+            };
+            self.actions.push_back(Action::Decided(decided));
+            self.actions.push_back(Action::Final(report));
+        }
     }
 
     /// The tie-break of PROTOCOL.md 9 once the other chain is known: whether its chain hash at
