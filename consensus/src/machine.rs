@@ -233,7 +233,8 @@ impl Consensus {
 
     /// Command: the chain given to [`Consensus::new`] was just synced from peers (a node
     /// joining mid-stream, PROTOCOL.md 11). Slots whose proposal window already began are only
-    /// followed (proposals published before the node was online never reach it): their winners come from the others' Decisions, or from their chain
+    /// followed (proposals published before the node was online never reach it): their winners
+    /// come from the others' Decisions, or from their chain
     /// ([`Action::FetchChain`]), never from this node alone. It counts as joined in the slot
     /// playing at `now` and proposes from the next proposal window it is eligible for.
     /// Call it before any other input.

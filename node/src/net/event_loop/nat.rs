@@ -259,11 +259,14 @@ impl EventLoop {
         self.retry_hole_punches();
         let now = Instant::now();
         self.nat.refused.retain(|_, until| *until > now);
+        // Failure counts of relays we are no longer connected to are forgotten (a peer id
+        // costs nothing: the count must not grow with them).
+        let connected: HashSet<PeerId> = self.connections.values().map(|c| c.peer).collect();
+        self.nat.relay_failures.retain(|p, _| connected.contains(p));
         if self.nat.reachability() != Reachability::Private {
             return;
         }
         // Reservations on relays we are no longer connected to are gone.
-        let connected: HashSet<PeerId> = self.connections.values().map(|c| c.peer).collect();
         self.nat.reservations.retain(|p, _| connected.contains(p));
         let candidates: Vec<(PeerId, Multiaddr)> = self
             .connections
