@@ -52,9 +52,11 @@
 //!    [`Rule::Acquisition`], which locks, once they span three networks and every peer that has
 //!    sent a sample has its three; [`Rule::Provisional`], which does not lock, before.
 //! 3. Once locked, without agreement, [`Rule::Refinement`]: the median again, but only with
-//!    three networks and only if it lies within the median source's own interval plus 1 ms of
-//!    the last accepted offset (it still agrees with it). Otherwise `None`: the node keeps its
-//!    last accepted offset.
+//!    three networks and only if its interval (the median source's) overlaps that of the last
+//!    accepted offset, which keeps the half-width it was chosen with, at least 1 ms (the new
+//!    median still agrees with the old one). Otherwise `None`: the node keeps its last
+//!    accepted offset. An offset locked on a median source whose first samples had long round
+//!    trips is thus corrected when that source's round trips shorten.
 //!
 //! Why the local clock is a source: in a network of three nodes each has two peers, and with
 //! itself as the third network it can reach three-network agreement; and its own clock is the

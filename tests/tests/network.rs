@@ -43,7 +43,7 @@ fn final_of(node: &Node, k: u64) -> String {
 #[test]
 fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = chorus_tests::kept_tempdir();
     let root = tmp.path();
     let libs: Vec<PathBuf> = (1..=5)
         .map(|i| library(&root.join(format!("lib{i}")), i, 6))
@@ -246,7 +246,7 @@ fn timestamp(v: &Value) -> f64 {
 #[test]
 fn corrupt_provider_garbage_gossip_and_kill9_mid_fetch() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let tmp = chorus_tests::kept_tempdir();
     let root = tmp.path();
     let lib_a = library(&root.join("lib-a"), 11, 6);
     let lib_c = library(&root.join("lib-c"), 13, 6);

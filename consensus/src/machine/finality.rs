@@ -62,7 +62,8 @@ pub struct FinalReport {
 
 impl Consensus {
     /// Makes slot `slot` (= chain.len()) final (PROTOCOL.md 4.4). False if it cannot now: no
-    /// replay candidate, or (for a slot the node only follows) no decision received agrees and
+    /// replay candidate, or (for a slot the node only follows) no decision received agrees, or
+    /// one names a proposal the node lacks with a ticket at least as low as the outcome's, and
     /// the chain is being fetched instead. The fetch is bounded ([`FOLLOW_TRIES_MAX`]): after
     /// it the slot is made final from what the node holds, so finality always happens.
     ///
@@ -79,9 +80,18 @@ impl Consensus {
         let proposal_id = outcome.proposal.map(|(id, _)| id);
         let winner = outcome.track.track_hash;
         let agrees = |d: &Decision| d.proposal_id == proposal_id && d.winner == winner;
+        // A Decision naming a proposal this node lacks, with a ticket no higher than the
+        // outcome's, may name the real winner: a node that only follows the slot does not
+        // know, and asks for the chain.
+        let outranked = |d: &Decision| {
+            d.proposal_id
+                .is_some_and(|id| !state.proposals.contains_key(&id))
+                && d.ticket
+                    .is_some_and(|t| outcome.proposal.is_none_or(|(_, best)| t <= best))
+        };
         if followed
             && !state.follow_given_up
-            && !state.decisions.values().any(agrees)
+            && (!state.decisions.values().any(agrees) || state.decisions.values().any(outranked))
             && self.follow_sync(now, slot, &state)
         {
             self.slots.insert(slot, state);

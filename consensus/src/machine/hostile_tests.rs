@@ -423,3 +423,58 @@ fn extreme_numbers_from_peers_do_not_overflow() {
         net.assert_agree(slot);
     }
 }
+
+/// Seen in CI as a late joiner that disagreed on a slot it only followed: it held some of the
+/// slot's proposals but not the winning one, which it could not fetch, and a Decision naming a
+/// proposal it did hold made that one final. Here the Decision comes from a fresh identity
+/// that names a real proposal with its true ticket (no lie to catch), the second best. While
+/// a Decision names a proposal it lacks with a lower ticket, a node that follows the slot takes
+/// the chain from its peers instead of finalizing what it holds.
+#[test]
+fn a_follower_that_lacks_a_better_named_proposal_takes_the_chain_not_its_own_view() {
+    const JOINER: usize = 3;
+    // Every FetchProposals is lost: the joiner can never fetch the proposal it missed.
+    let mut net = TestBuilder::new(3).lose_fetches(usize::MAX).build();
+    net.run_until_len(9);
+    let chain = net.nodes[0].chain().clone();
+    let k = (9..20)
+        .find(|k| {
+            crate::schedule::proposal_window(&chain, *k).is_some_and(|w| w.start_ms > net.now)
+        })
+        .expect("a proposal window ahead");
+    let ctx = SlotContext::on_chain(&chain, k);
+    let mut times: Vec<u64> = (0..3)
+        .map(|i| {
+            let ticket = crate::ticket::ticket(&ctx, &net.peer(i));
+            crate::schedule::proposal_time(&chain, k, ticket).expect("in a window")
+        })
+        .collect();
+    times.sort();
+    assert!(
+        times[0] + 200 < times[1],
+        "the test needs the first proposal well ahead"
+    );
+    let selection = selection_window(&chain, k).expect("known");
+    // Joins once the lowest ticket's proposal went out, before the others: it gets those by
+    // gossip, and learns of the lowest only from Tallies and Decisions.
+    net.run_until(times[0] + 100);
+    let synced = net.nodes[0].chain().clone();
+    let joiner = net.join(synced);
+    assert_eq!(joiner, JOINER);
+    net.nodes[JOINER].set_library(Vec::new());
+    net.run_until(selection.start_ms);
+    let (second, ticket, track) = best_held(&net, JOINER, k);
+    let d = decision_by(&chain, &fresh_key(1), k, Some((second, ticket)), track);
+    let key = fresh_key(1);
+    let envelope = Envelope::seal(&d, &key).expect("signs its own");
+    let now = net.now;
+    net.nodes[JOINER].handle_message(now, key.public().to_peer_id(), envelope);
+    net.run_until_len(k + 1);
+    let winner = net.nodes[0].chain().decided(k).expect("final").proposal_id;
+    assert_ne!(
+        winner,
+        Some(second),
+        "the lowest ticket wins among the founders"
+    );
+    net.assert_agree(k);
+}

@@ -5,7 +5,9 @@ use std::collections::{HashMap, VecDeque};
 
 use libp2p::PeerId;
 
-use super::selection::{Source, agreement, count_networks, median, refinement_tolerance};
+use super::selection::{
+    Source, agreement, count_networks, median, median_half, refinement_tolerance,
+};
 use super::{
     DRIFT_PPM, MAX_CLOCK_OFFSET_US, MAX_PEERS, MAX_RTT_US, MIN_HALF_WIDTH_US, MIN_NETWORKS,
     MIN_SAMPLES, RESIDUAL_DRIFT_PPM, Refusal, Rejected, Rule, SAMPLES_PER_PEER,
@@ -48,6 +50,9 @@ pub struct Estimator {
     locked: bool,
     /// The last target returned, µs.
     last_us: Option<f64>,
+    /// The uncertainty that target was chosen with, µs: the half-width of the median source
+    /// (or of the agreement's common interval). A refinement may move by it.
+    last_half_us: f64,
     /// What the last report said of the sources: (sources, networks, locked).
     reported: Option<(usize, usize, bool)>,
     /// The next total of dropped samples worth a report (1, 2, 4, 8, ...).
@@ -157,9 +162,12 @@ impl Estimator {
             return None;
         }
         let networks = count_networks(&sources);
-        if let Some((offset_us, agreeing)) = agreement(&sources, self.last_us.unwrap_or(0.0)) {
+        if let Some((offset_us, agreeing, half_us)) =
+            agreement(&sources, self.last_us.unwrap_or(0.0))
+        {
             self.locked = true;
             self.last_us = Some(offset_us);
+            self.last_half_us = half_us;
             return Some(Selection {
                 offset_us,
                 rule: Rule::Agreement,
@@ -177,15 +185,16 @@ impl Estimator {
                 Rule::Provisional
             }
         } else if networks >= MIN_NETWORKS
-            && self
-                .last_us
-                .is_some_and(|last| (offset_us - last).abs() <= refinement_tolerance(&sources))
+            && self.last_us.is_some_and(|last| {
+                (offset_us - last).abs() <= refinement_tolerance(&sources, self.last_half_us)
+            })
         {
             Rule::Refinement
         } else {
             return None;
         };
         self.last_us = Some(offset_us);
+        self.last_half_us = median_half(&sources);
         Some(Selection {
             offset_us,
             rule,

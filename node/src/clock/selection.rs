@@ -81,10 +81,10 @@ pub(super) fn median(mut values: Vec<f64>) -> f64 {
 /// majority of all the sources and spans at least [`MIN_NETWORKS`] networks; the largest such
 /// set wins, then the one with more networks, then the one whose target is nearest `near` (the
 /// last accepted offset). Returns the median of its offsets clamped into its common interval,
-/// and its size.
-pub(super) fn agreement(sources: &[Source], near: f64) -> Option<(f64, usize)> {
+/// its size, and the common interval's half-width.
+pub(super) fn agreement(sources: &[Source], near: f64) -> Option<(f64, usize, f64)> {
     let n = sources.len();
-    let mut best: Option<(usize, usize, f64, f64)> = None;
+    let mut best: Option<(usize, usize, f64, f64, f64)> = None;
     for point in sources.iter().map(Source::lo) {
         let members: Vec<&Source> = sources
             .iter()
@@ -105,20 +105,23 @@ pub(super) fn agreement(sources: &[Source], near: f64) -> Option<(f64, usize)> {
         }
         let target = median(members.iter().map(|s| s.offset_us).collect()).clamp(lo, hi);
         let distance = (target - near).abs();
-        let better = best.is_none_or(|(s, w, d, _)| {
+        let better = best.is_none_or(|(s, w, d, _, _)| {
             (size, networks) > (s, w) || ((size, networks) == (s, w) && distance < d)
         });
         if better {
-            best = Some((size, networks, distance, target));
+            best = Some((size, networks, distance, target, (hi - lo) / 2.0));
         }
     }
-    best.map(|(size, _, _, target)| (target, size))
+    best.map(|(size, _, _, target, half)| (target, size, half))
 }
 
 /// How far the median may move from the last accepted offset once locked: the median source's
-/// own half-width (the smaller of the middle two for an even count) plus the 1 ms floor, so that
-/// the new median still agrees with the old one within its round trip.
-pub(super) fn refinement_tolerance(sources: &[Source]) -> f64 {
+/// own half-width (the smaller of the middle two for an even count) plus `last_half_us`, the
+/// uncertainty the last offset was accepted with (at least the 1 ms floor), so that the new
+/// median still agrees with the old one within both their round trips. Without the second
+/// term, a lock taken on a median source whose first samples had long round trips (a loaded
+/// machine) could never be corrected by that source's better samples later.
+pub(super) fn refinement_tolerance(sources: &[Source], last_half_us: f64) -> f64 {
     let mut by_offset: Vec<&Source> = sources.iter().collect();
     by_offset.sort_by(|a, b| a.offset_us.total_cmp(&b.offset_us));
     let n = by_offset.len();
@@ -127,5 +130,22 @@ pub(super) fn refinement_tolerance(sources: &[Source]) -> f64 {
         _ if n % 2 == 1 => by_offset[n / 2].half_us,
         _ => by_offset[n / 2 - 1].half_us.min(by_offset[n / 2].half_us),
     };
-    half + MIN_HALF_WIDTH_US
+    half + last_half_us.max(MIN_HALF_WIDTH_US)
+}
+
+/// The uncertainty of a median of the sources: the middle source's half-width, or for an even
+/// count the half-width of the interval around the mean of the middle two that covers both of
+/// theirs.
+pub(super) fn median_half(sources: &[Source]) -> f64 {
+    let mut by_offset: Vec<&Source> = sources.iter().collect();
+    by_offset.sort_by(|a, b| a.offset_us.total_cmp(&b.offset_us));
+    let n = by_offset.len();
+    match n {
+        0 => MIN_HALF_WIDTH_US,
+        _ if n % 2 == 1 => by_offset[n / 2].half_us,
+        _ => {
+            let (a, b) = (by_offset[n / 2 - 1], by_offset[n / 2]);
+            (b.offset_us - a.offset_us) / 2.0 + a.half_us.max(b.half_us)
+        }
+    }
 }

@@ -514,3 +514,27 @@ fn the_samples_together_bound_the_offset_tighter_than_the_shortest_round_trip() 
     );
     assert!((best.offset_us + 500.0).abs() < 5.0, "{best:?}");
 }
+
+/// Seen in CI: a node locked on a median source whose first samples crossed a loaded machine
+/// (round trips of 12 ms, off by 5.3 ms), and the better samples that followed were refused as
+/// refinements (more than the new round trip plus 1 ms away), so it played 5.3 ms off for good.
+/// The last accepted offset carries the uncertainty it was accepted with: a new median that
+/// agrees with it within both is a refinement.
+#[test]
+fn a_lock_on_a_wide_median_source_is_refined_when_its_samples_narrow() {
+    let mut est = Estimator::default();
+    let (b, c, d) = (looped(), looped(), looped());
+    add_n(&mut est, b.clone(), 3, sample(-344_700.0, 12_000));
+    add_n(&mut est, c.clone(), 3, sample(-750_000.0, 200));
+    let s = est.select().expect("acquisition");
+    assert_eq!((s.rule, s.offset_us), (Rule::Acquisition, -344_700.0));
+    // b's true offset, -350 ms, inside its first interval of ±6 ms.
+    add_n(&mut est, b.clone(), 3, sample(-350_000.0, 200));
+    let s = est.select().expect("a refinement to b's narrow samples");
+    assert_eq!((s.rule, s.offset_us), (Rule::Refinement, -350_000.0));
+    // Now narrow, the last offset lets no median 10 ms away through: b leaves, and a source
+    // at -340 ms is refused.
+    est.remove(&b.0);
+    add_n(&mut est, d, 3, sample(-340_000.0, 200));
+    assert_eq!(est.select(), None);
+}
