@@ -175,8 +175,20 @@ impl Consensus {
     }
 
     /// Peers to ask for a followed slot: the authors of its decisions, then the peers heard
-    /// recently, highest head first.
+    /// recently, highest head first; those this node is directly connected to before the
+    /// others (when it counts direct connections): a joiner that knows only its bootstrap
+    /// peer cannot reach an author it merely heard, and each unanswered request costs
+    /// [`SYNC_TIMEOUT_MS`] of the few seconds before the slot must be final.
     fn follow_candidates(&self, authors: Vec<PeerId>) -> Vec<PeerId> {
+        let mut out = self.heard_candidates(authors);
+        if let Some(direct) = &self.direct {
+            // Stable: the order above holds within each group.
+            out.sort_by_key(|p| !direct.contains(p));
+        }
+        out
+    }
+
+    fn heard_candidates(&self, authors: Vec<PeerId>) -> Vec<PeerId> {
         let mut out = authors;
         let mut heard: Vec<(std::cmp::Reverse<u64>, PeerId)> = self
             .peers

@@ -780,3 +780,55 @@ fn a_joiner_that_missed_a_slots_first_proposals_follows_that_slot() {
         "the joiner never held a chain of its own"
     );
 }
+
+/// Seen in the network test: a late joiner connected to the bootstrap node only asked the
+/// authors of the slot's Decisions for the chain, none of which it could reach (a dial
+/// failure each, 5 s apart), gave up and made a replay final where the others had a winner.
+/// A follower asks the peers it is directly connected to first.
+#[test]
+fn a_follower_asks_its_connected_peers_for_the_chain_first() {
+    const JOINER: usize = 3;
+    // The joiner can fetch no proposal, so it needs the chain for the slot it follows; the
+    // authors it is not connected to never answer a chain request.
+    let mut net = TestBuilder::new(3)
+        .lose_fetches(usize::MAX)
+        .mute_chain(&[1, 2])
+        .build();
+    net.run_until_len(9);
+    let chain = net.nodes[0].chain().clone();
+    let k = (9..20)
+        .find(|k| {
+            crate::schedule::proposal_window(&chain, *k).is_some_and(|w| w.start_ms > net.now)
+        })
+        .expect("a proposal window ahead");
+    net.run_until(
+        crate::schedule::proposal_window(&chain, k)
+            .expect("known")
+            .end_ms,
+    );
+    let synced = net.nodes[0].chain().clone();
+    // Node 0's Decisions do not reach it: the authors it hears are 1 and 2.
+    net.set_drop(move |from, to, m| {
+        from == 0 && to == JOINER && matches!(m, Message::Decision(_)) && m.slot() == Some(k)
+    });
+    let joiner = net.join(synced);
+    assert_eq!(joiner, JOINER);
+    net.nodes[JOINER].set_library(Vec::new());
+    net.nodes[JOINER].count_direct_support_only();
+    let bootstrap = net.peer(0);
+    net.nodes[JOINER].peer_connected(bootstrap);
+    net.run_until_len(k + 1);
+    let asked: Vec<PeerId> = net
+        .events_of(JOINER)
+        .filter_map(|a| match a {
+            Action::FetchChain { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        asked.first(),
+        Some(&bootstrap),
+        "the first chain request goes to the connected peer: {asked:?}"
+    );
+    net.assert_agree(k);
+}
