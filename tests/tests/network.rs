@@ -160,6 +160,31 @@ fn four_nodes_agree_and_fetch_in_time_with_a_blacklist_and_a_late_joiner() {
     // The network's name, from the genesis, for the joiner too.
     assert_eq!(se["network"]["name"], "Test Radio");
     enrollment_of_founders_and_joiner(&nodes, &e, &joined);
+    reachable_and_meshed(&nodes, &e);
+}
+
+/// On one machine every node is reachable: none took itself for private (a bootstrap node
+/// whose AutoNAT tests failed turned DHT client, and a joiner then found no peer through it,
+/// connected to the bootstrap node only). The joiner is connected to every founder.
+fn reachable_and_meshed(nodes: &[&Node; 4], e: &Node) {
+    for n in nodes.iter().copied().chain([e]) {
+        let private: Vec<Value> = n
+            .events("reachability")
+            .into_iter()
+            .filter(|v| v["status"] == "private")
+            .collect();
+        assert!(
+            private.is_empty(),
+            "{} took itself for private: {private:?}",
+            n.name
+        );
+    }
+    let met: std::collections::BTreeSet<String> = e
+        .events("peer_connected")
+        .iter()
+        .filter_map(|v| v["peer"].as_str().map(str::to_owned))
+        .collect();
+    assert!(met.len() >= 4, "the joiner met only {met:?}");
 }
 
 /// PROTOCOL.md 12.3 on real processes: the creator is enrolled in the genesis; the three other

@@ -31,8 +31,13 @@ const GOSSIP_FRAME_MAX: usize = chorus_consensus::limits::GOSSIP_MAX_BYTES + 8 *
 pub const MAX_CONNECTIONS: u32 = 256;
 /// Connections being set up at once, each way.
 pub const MAX_PENDING: u32 = 64;
-/// Connections per peer identity.
-pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Connections per peer identity: one each way (two nodes that dial each other at once), and
+/// room for the AutoNAT dial-backs of both directions. With 2, two nodes that tested each other
+/// at once failed the second test: the first test's dial-back connection was still open, the
+/// second's was the third connection and refused, and the tested node took itself for private
+/// (seen on loopback: a bootstrap node that turned DHT client, and a joiner that then found
+/// nobody through it).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Established connections per remote IP address (loopback exempt: test networks and several
 /// nodes on one machine share 127.0.0.1). Enforced by the event loop.
 pub const MAX_CONNECTIONS_PER_IP: usize = 8;
