@@ -437,19 +437,12 @@ fn a_follower_that_lacks_a_better_named_proposal_takes_the_chain_not_its_own_vie
     let mut net = TestBuilder::new(3).lose_fetches(usize::MAX).build();
     net.run_until_len(9);
     let chain = net.nodes[0].chain().clone();
-    let k = (9..20)
-        .find(|k| {
-            crate::schedule::proposal_window(&chain, *k).is_some_and(|w| w.start_ms > net.now)
-        })
-        .expect("a proposal window ahead");
-    let ctx = SlotContext::on_chain(&chain, k);
-    let mut times: Vec<u64> = (0..3)
-        .map(|i| {
-            let ticket = crate::ticket::ticket(&ctx, &net.peer(i));
-            crate::schedule::proposal_time(&chain, k, ticket).expect("in a window")
-        })
+    let k = net.next_proposal_slot();
+    let times: Vec<u64> = net
+        .proposal_times(k, 3)
+        .into_iter()
+        .map(|(t, _)| t)
         .collect();
-    times.sort();
     assert!(
         times[0] + 200 < times[1],
         "the test needs the first proposal well ahead"

@@ -408,6 +408,32 @@ impl TestNet {
         *self.nodes[i].peer_id()
     }
 
+    /// The first slot from 9 on whose proposal window (on node 0's chain) opens after now.
+    pub(crate) fn next_proposal_slot(&self) -> u64 {
+        let chain = self.nodes[0].chain();
+        (9..20)
+            .find(|k| {
+                crate::schedule::proposal_window(chain, *k).is_some_and(|w| w.start_ms > self.now)
+            })
+            .expect("a proposal window ahead")
+    }
+
+    /// When each of the first `n` nodes publishes its proposal for `slot` (the time its ticket
+    /// gives in the window, on node 0's chain), earliest first, with the node's index.
+    pub(crate) fn proposal_times(&self, slot: u64, n: usize) -> Vec<(u64, usize)> {
+        let chain = self.nodes[0].chain();
+        let ctx = crate::ticket::SlotContext::on_chain(chain, slot);
+        let mut times: Vec<(u64, usize)> = (0..n)
+            .map(|i| {
+                let ticket = crate::ticket::ticket(&ctx, &self.peer(i));
+                let at = crate::schedule::proposal_time(chain, slot, ticket).expect("in a window");
+                (at, i)
+            })
+            .collect();
+        times.sort();
+        times
+    }
+
     /// Node `i`'s events, in order.
     pub(crate) fn events_of(&self, i: usize) -> impl Iterator<Item = &Action> {
         self.events

@@ -722,20 +722,9 @@ fn a_joiner_that_missed_a_slots_first_proposals_follows_that_slot() {
     net.run_until_len(9);
     // Slot `k`'s proposal window is in slot k - 5; its selection begins at start(k - 4).
     let chain = net.nodes[0].chain().clone();
-    let k = (9..20)
-        .find(|k| {
-            crate::schedule::proposal_window(&chain, *k).is_some_and(|w| w.start_ms > net.now)
-        })
-        .expect("a proposal window ahead");
+    let k = net.next_proposal_slot();
     let ctx = SlotContext::on_chain(&chain, k);
-    let mut times: Vec<(u64, usize)> = (0..3)
-        .map(|i| {
-            let ticket = crate::ticket::ticket(&ctx, &net.peer(i));
-            let at = crate::schedule::proposal_time(&chain, k, ticket).expect("in a window");
-            (at, i)
-        })
-        .collect();
-    times.sort();
+    let times = net.proposal_times(k, 3);
     let (first, lowest) = times[0];
     assert!(
         first + 200 < times[1].0,
@@ -796,11 +785,7 @@ fn a_follower_asks_its_connected_peers_for_the_chain_first() {
         .build();
     net.run_until_len(9);
     let chain = net.nodes[0].chain().clone();
-    let k = (9..20)
-        .find(|k| {
-            crate::schedule::proposal_window(&chain, *k).is_some_and(|w| w.start_ms > net.now)
-        })
-        .expect("a proposal window ahead");
+    let k = net.next_proposal_slot();
     net.run_until(
         crate::schedule::proposal_window(&chain, k)
             .expect("known")
