@@ -434,6 +434,16 @@ impl TestNet {
         times
     }
 
+    /// Node `i`'s `FetchChain` requests, in order: (peer asked, first slot asked for).
+    pub(crate) fn chain_fetches_of(&self, i: usize) -> Vec<(PeerId, u64)> {
+        self.events_of(i)
+            .filter_map(|a| match a {
+                Action::FetchChain { peer, from_slot } => Some((*peer, *from_slot)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Node `i`'s events, in order.
     pub(crate) fn events_of(&self, i: usize) -> impl Iterator<Item = &Action> {
         self.events

@@ -140,11 +140,9 @@ fn a_joiner_from_a_synced_chain_agrees_on_the_next_slots() {
     }
     // Slot 9 came from a peer's chain; slot 10 onwards it decided with the others.
     let fetched: Vec<u64> = net
-        .events_of(joiner)
-        .filter_map(|a| match a {
-            Action::FetchChain { from_slot, .. } => Some(*from_slot),
-            _ => None,
-        })
+        .chain_fetches_of(joiner)
+        .into_iter()
+        .map(|(_, from)| from)
         .collect();
     assert_eq!(fetched, [9]);
     // Every slot past its synced chain is reported final, the one taken from a peer's too.
@@ -804,11 +802,9 @@ fn a_follower_asks_its_connected_peers_for_the_chain_first() {
     net.nodes[JOINER].peer_connected(bootstrap);
     net.run_until_len(k + 1);
     let asked: Vec<PeerId> = net
-        .events_of(JOINER)
-        .filter_map(|a| match a {
-            Action::FetchChain { peer, .. } => Some(*peer),
-            _ => None,
-        })
+        .chain_fetches_of(JOINER)
+        .into_iter()
+        .map(|(peer, _)| peer)
         .collect();
     assert_eq!(
         asked.first(),
