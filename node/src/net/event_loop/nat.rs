@@ -247,6 +247,20 @@ impl EventLoop {
         !self.nat.reservations.is_empty()
     }
 
+    /// The public peers (relay-capable DHT servers) we reach directly, for super-seeding
+    /// (`Uploads::set_hubs`).
+    pub(super) fn hubs(&self) -> Vec<PeerId> {
+        let mut hubs: Vec<PeerId> = self
+            .nat
+            .relay_capable
+            .iter()
+            .filter(|p| self.has_direct(p))
+            .copied()
+            .collect();
+        hubs.sort();
+        hubs
+    }
+
     /// Whether `peer` offers a relay (it is public).
     pub(super) fn nat_relay(&self, peer: &PeerId) -> bool {
         self.nat.relay_capable.contains(peer)
