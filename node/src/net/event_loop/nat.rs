@@ -247,16 +247,37 @@ impl EventLoop {
         !self.nat.reservations.is_empty()
     }
 
-    /// The public peers (relay-capable DHT servers) we reach directly, for super-seeding
-    /// (`Uploads::set_hubs`).
-    pub(super) fn hubs(&self) -> Vec<PeerId> {
-        let mut hubs: Vec<PeerId> = self
-            .nat
-            .relay_capable
-            .iter()
-            .filter(|p| self.has_direct(p))
-            .copied()
-            .collect();
+    /// The hubs `requester`'s want list waits for (`Uploads::set_hubs`): the public peers
+    /// (relay-capable DHT servers) we reach directly. None when the requester is on our LAN
+    /// (or machine: it fetches over the LAN, never through the internet), nor when no more
+    /// private peers reach us over the internet than a seed's first copies serve anyway (two
+    /// homes fetch each other's tracks directly; a hub only helps a crowd).
+    pub(super) fn hubs_for(&self, requester: &PeerId) -> Vec<PeerId> {
+        let local = |c: &super::Conn| {
+            matches!(
+                crate::net::scope(&c.addr),
+                crate::net::Scope::Private | crate::net::Scope::Loopback
+            )
+        };
+        let direct = || self.connections.values().filter(|c| !c.relayed);
+        if direct().any(|c| c.peer == *requester && local(c)) {
+            return Vec::new();
+        }
+        let mut hubs: Vec<PeerId> = Vec::new();
+        let mut crowd: Vec<PeerId> = Vec::new();
+        for c in direct().filter(|c| !local(c)) {
+            let list = if self.nat.relay_capable.contains(&c.peer) {
+                &mut hubs
+            } else {
+                &mut crowd
+            };
+            if !list.contains(&c.peer) {
+                list.push(c.peer);
+            }
+        }
+        if crowd.len() <= crate::net::uploads::COPIES {
+            return Vec::new();
+        }
         hubs.sort();
         hubs
     }
