@@ -118,7 +118,7 @@ pub struct Uploads {
     order: VecDeque<Hash32>,
     /// When the slot of each wanted track (by manifest id) starts.
     deadlines: HashMap<Hash32, Instant>,
-    /// Public peers reached directly ([`Uploads::set_hubs`]).
+    /// The hubs the next [`Uploads::split`] holds private requesters back for.
     hubs: Vec<PeerId>,
 }
 
@@ -140,13 +140,16 @@ impl Uploads {
         }
     }
 
-    /// The public peers this node reaches directly (DHT servers: their uplinks are not a
-    /// home's). A block this node seeds goes to one of them first: while none has been sent
-    /// it, a private peer's first ask is answered "later" and referred to them, so that the
-    /// seed's uplink carries the first copy alone, to the peer best placed to pass it on (on
-    /// the testbed's ten nodes: a public node with an unlimited uplink against eight homes of
-    /// 5 Mbit/s). Once a hub has been sent it, private peers wait [`HUB_LEAD`] more, so
-    /// that the hub's copy has the uplink to itself, and then the copies go as before. A
+    /// The hubs for the next [`Uploads::split`]: public peers this node reaches directly (DHT
+    /// servers: their uplinks are not a home's). The event loop sets them for each want list,
+    /// none for a requester on its LAN or when no crowd of private peers waits
+    /// (`net/event_loop/nat.rs`, `hubs_for`). A block this node seeds goes to one of them
+    /// first: while none has been sent it, a private peer's first ask is answered "later" and
+    /// referred to them, so that the seed's uplink carries the first copy alone, to the peer
+    /// best placed to pass it on (on the testbed's ten nodes: a public node with an unlimited
+    /// uplink against eight homes of 5 Mbit/s). Once a hub has been sent it, private peers
+    /// wait [`HUB_LEAD`] more, so that the hub's copy has the uplink to itself, and then the
+    /// copies go as before. A
     /// private peer that asks again before any hub was sent it gets the spare copy as before,
     /// so a hub that does not ask costs the others a refresh, and one that withholds costs
     /// them [`HUB_LEAD`], not the block; a block whose slot is near is served at once.

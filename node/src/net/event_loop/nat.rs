@@ -263,23 +263,14 @@ impl EventLoop {
         if direct().any(|c| c.peer == *requester && local(c)) {
             return Vec::new();
         }
-        let mut hubs: Vec<PeerId> = Vec::new();
-        let mut crowd: Vec<PeerId> = Vec::new();
-        for c in direct().filter(|c| !local(c)) {
-            let list = if self.nat.relay_capable.contains(&c.peer) {
-                &mut hubs
-            } else {
-                &mut crowd
-            };
-            if !list.contains(&c.peer) {
-                list.push(c.peer);
-            }
-        }
+        let (hubs, crowd): (BTreeSet<PeerId>, BTreeSet<PeerId>) = direct()
+            .filter(|c| !local(c))
+            .map(|c| c.peer)
+            .partition(|p| self.nat.relay_capable.contains(p));
         if crowd.len() <= crate::net::uploads::COPIES {
             return Vec::new();
         }
-        hubs.sort();
-        hubs
+        hubs.into_iter().collect()
     }
 
     /// Whether `peer` offers a relay (it is public).
