@@ -40,10 +40,12 @@
 //!
 //! The sources are this node's own clock (offset 0, network [`SourceNet::Local`]) and the
 //! counted peers with at least [`MIN_SAMPLES`] samples. Each is the interval
-//! `[offset - w, offset + w]` of its best sample (smallest `rtt`), `w = max(rtt / 2,
-//! MIN_HALF_WIDTH_US)`: a floor of 1 ms, so that honest peers on one machine or one LAN, whose
-//! round trips are a few hundred microseconds, still overlap despite the asymmetry of their
-//! paths. [`Estimator::select`] then takes, in order:
+//! `[offset - w, offset + w]`: `w` is half the width of what its last 8 samples allow together
+//! (about half the shortest round trip), at least [`MIN_HALF_WIDTH_US`], so that honest peers
+//! on one machine or one LAN, whose round trips are a few hundred microseconds, still overlap
+//! despite the asymmetry of their paths; `offset` is the value now of the line through all the
+//! peer's samples ([`Trend`], from its 16th sample), held within that bound. A liar's samples
+//! move its own line and nothing else. [`Estimator::select`] then takes, in order:
 //! 1. [`Rule::Agreement`] (the intersection of NTP's selection, after Marzullo): the largest set
 //!    of sources whose intervals share a point, if it holds a strict majority of the sources
 //!    and spans at least [`MIN_NETWORKS`] networks. The target is the median of their offsets,
@@ -93,6 +95,7 @@
 //! - `exchange`: one `/chorus/time/1` [`Exchange`] and the [`Sample`] it gives.
 //! - `source_net`: the [`SourceNet`] a peer's samples count in.
 //! - `refusal`: why a sample is dropped ([`Refusal`], [`Rejected`], [`Verdict`]).
+//! - `trend`: the [`Trend`], a peer's offset as a line through all its samples.
 //! - `estimator`: the [`Estimator`], which keeps samples per peer and chooses the sources.
 //! - `selection`: the rules that turn sources into a target ([`Rule`], [`Selection`]).
 
@@ -104,6 +107,7 @@ mod selection;
 mod source_net;
 #[cfg(test)]
 mod tests;
+mod trend;
 
 pub use estimator::{Estimator, Report};
 pub use exchange::{Exchange, Sample};
@@ -111,6 +115,7 @@ pub use network_time::{Adjust, Clock};
 pub use refusal::{Refusal, Rejected, Verdict};
 pub use selection::{Rule, Selection};
 pub use source_net::SourceNet;
+pub use trend::Trend;
 
 /// How fast two honest clocks may drift apart, µs per second (ppm): two oscillators each
 /// within ±100 ppm. A peer's measured drift is held within it.

@@ -11,7 +11,7 @@ use super::selection::{
 use super::{
     DRIFT_PPM, MAX_CLOCK_OFFSET_US, MAX_PEERS, MAX_RTT_US, MIN_HALF_WIDTH_US, MIN_NETWORKS,
     MIN_SAMPLES, RESIDUAL_DRIFT_PPM, Refusal, Rejected, Rule, SAMPLES_PER_PEER,
-    SOURCES_PER_NETWORK, Sample, Selection, SourceNet, Verdict,
+    SOURCES_PER_NETWORK, Sample, Selection, SourceNet, Trend, Verdict,
 };
 
 /// The state of the time sources, for a log line and the status ([`Estimator::take_report`]).
@@ -32,8 +32,33 @@ pub struct Report {
 struct PeerSamples {
     net: SourceNet,
     samples: VecDeque<Sample>,
+    /// The line through all its samples (short round trips), once it has enough of them.
+    trend: Trend,
     /// A dropped sample of this peer was reported as `first` already.
     warned: bool,
+}
+
+impl PeerSamples {
+    /// The peer's offset now (its newest sample's arrival) and the half-width of what its last
+    /// samples allow: the line's value within those bounds once the line has enough samples,
+    /// else the middle of the bounds ([`least_error`]).
+    fn estimate(&self) -> Option<(Sample, f64)> {
+        let (bounded, half_us) = least_error(&self.samples)?;
+        let newest = self.samples.iter().map(|s| s.at_us).max()?;
+        let offset_us = match self.trend.at(newest) {
+            Some((line_us, _)) => {
+                line_us.clamp(bounded.offset_us - half_us, bounded.offset_us + half_us)
+            }
+            None => bounded.offset_us,
+        };
+        Some((
+            Sample {
+                offset_us,
+                ..bounded
+            },
+            half_us,
+        ))
+    }
 }
 
 /// The network offset estimator of PROTOCOL.md 7 under the rules of 12.4 (the module's
@@ -66,6 +91,7 @@ impl Estimator {
         let entry = self.peers.entry(peer).or_insert_with(|| PeerSamples {
             net: net.clone(),
             samples: VecDeque::new(),
+            trend: Trend::default(),
             warned: false,
         });
         entry.net = net;
@@ -82,6 +108,12 @@ impl Estimator {
             entry.samples.push_back(sample);
             while entry.samples.len() > SAMPLES_PER_PEER {
                 entry.samples.pop_front();
+            }
+            let shortest = entry.samples.iter().map(|s| s.rtt_us).min();
+            if shortest.is_some_and(|shortest| Trend::takes(sample.rtt_us, shortest)) {
+                entry
+                    .trend
+                    .add(sample.at_us, sample.offset_us, sample.rtt_us);
             }
             return Verdict::Kept;
         };
@@ -212,29 +244,48 @@ impl Estimator {
             .all(|p| p.samples.is_empty() || p.samples.len() >= MIN_SAMPLES)
     }
 
-    /// This node's clock first, then the counted peers: those with three samples, at most
-    /// [`SOURCES_PER_NETWORK`] per network and [`MAX_PEERS`] in all, by the shortest measured
-    /// round trip (ties by peer id).
+    /// The peers whose offsets count now (this node's own clock aside), which the caller
+    /// samples more often than the rest.
+    pub fn source_peers(&self) -> Vec<PeerId> {
+        self.counted().into_iter().map(|(peer, _)| peer).collect()
+    }
+
+    /// Whether `peer` has kept fewer samples than it needs to count.
+    pub fn is_new(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_none_or(|p| p.samples.len() < MIN_SAMPLES)
+    }
+
+    /// This node's clock first, then the counted peers ([`Estimator::counted`]).
     fn sources(&self) -> Vec<Source> {
+        let mut sources = vec![Source {
+            net: SourceNet::Local,
+            offset_us: 0.0,
+            half_us: MIN_HALF_WIDTH_US,
+        }];
+        sources.extend(self.counted().into_iter().map(|(_, source)| source));
+        sources
+    }
+
+    /// The counted peers: those with three samples, at most [`SOURCES_PER_NETWORK`] per
+    /// network and [`MAX_PEERS`] in all, by the shortest measured round trip (ties by peer id).
+    fn counted(&self) -> Vec<(PeerId, Source)> {
         let mut candidates: Vec<(i64, PeerId, &SourceNet, (Sample, f64))> = self
             .peers
             .iter()
             .filter(|(_, p)| p.samples.len() >= MIN_SAMPLES && p.net != SourceNet::Local)
             .filter_map(|(id, p)| {
-                let best = least_error(&p.samples)?;
+                let best = p.estimate()?;
                 let elapsed = p.samples.iter().map(|s| s.elapsed_us).min()?;
                 Some((elapsed, *id, &p.net, best))
             })
             .collect();
         candidates.sort_by_key(|c| (c.0, c.1));
         let mut per_net: HashMap<&SourceNet, usize> = HashMap::new();
-        let mut sources = vec![Source {
-            net: SourceNet::Local,
-            offset_us: 0.0,
-            half_us: MIN_HALF_WIDTH_US,
-        }];
-        for (_, _, net, (best, error_us)) in candidates {
-            if sources.len() > MAX_PEERS {
+        let mut counted = Vec::new();
+        for (_, peer, net, (best, error_us)) in candidates {
+            if counted.len() >= MAX_PEERS {
                 break;
             }
             let n = per_net.entry(net).or_default();
@@ -242,13 +293,16 @@ impl Estimator {
                 continue;
             }
             *n += 1;
-            sources.push(Source {
-                net: net.clone(),
-                offset_us: best.offset_us,
-                half_us: error_us.max(MIN_HALF_WIDTH_US),
-            });
+            counted.push((
+                peer,
+                Source {
+                    net: net.clone(),
+                    offset_us: best.offset_us,
+                    half_us: error_us.max(MIN_HALF_WIDTH_US),
+                },
+            ));
         }
-        sources
+        counted
     }
 }
 

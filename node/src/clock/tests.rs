@@ -9,6 +9,24 @@ use super::{
 
 mod convergence;
 
+/// The seeded generator of the tests: xorshift64*, uniform in [0, 1).
+pub(super) struct Rng(pub(super) u64);
+
+impl Rng {
+    pub(super) fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// One leg between two homes of the testbed: 40 ms +- 5 ms +- 5 ms (two uniform links),
+    /// µs.
+    pub(super) fn leg(&mut self) -> f64 {
+        40_000.0 + (self.unit() - 0.5) * 10_000.0 + (self.unit() - 0.5) * 10_000.0
+    }
+}
+
 /// A sample with 30 µs spent in the peer.
 fn sample(offset_us: f64, rtt_us: i64) -> Sample {
     Sample {

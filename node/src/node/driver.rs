@@ -52,7 +52,7 @@ impl Driver {
         self.apply_queue(true);
         let (mut tick, mut time_tick) = (
             interval(Duration::from_millis(500)),
-            interval(timekeeper::EVERY),
+            interval(timekeeper::TICK),
         );
         let mut garbage_tick = interval(Duration::from_millis(700));
         loop {
@@ -77,7 +77,7 @@ impl Driver {
                 }
                 _ = time_tick.tick() => {
                     let net = &self.p.net;
-                    self.p.time.sample_all(&net.client, &net.answers(), &net.connected);
+                    self.p.time.sample_due(&net.client, &net.answers(), &net.connected);
                 }
                 _ = garbage_tick.tick(), if self.p.garbage => garbage::send(&self.p).await,
             }
@@ -191,7 +191,7 @@ impl Driver {
             }
             Answer::Time(peer, exchange) => {
                 let addr = self.p.net.connected.get(&peer);
-                self.p.time.answered(peer, addr, &exchange);
+                self.p.time.answered(peer, addr, exchange.as_ref());
             }
         }
     }

@@ -28,8 +28,8 @@ pub enum Answer {
     Proposals(Vec<Envelope>),
     /// Decided slots from a peer, or why there are none.
     Chain(PeerId, Result<Vec<DecidedSlot>, String>),
-    /// A time exchange (`/chorus/time/1`).
-    Time(PeerId, Exchange),
+    /// A time exchange (`/chorus/time/1`); `None` when the request failed.
+    Time(PeerId, Option<Exchange>),
 }
 
 /// Logs a listen address (and prints it on stdout for the operator to hand out).

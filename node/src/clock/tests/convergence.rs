@@ -3,7 +3,8 @@
 
 use libp2p::PeerId;
 
-use super::{exchange, looped};
+use super::{Rng, exchange, looped};
+use crate::clock::Exchange;
 use crate::clock::{Estimator, Rule, Selection, SourceNet};
 
 /// Runs `rounds` of every node sampling every other over paths with asymmetric delays;
@@ -76,4 +77,48 @@ fn honest_nodes_with_synchronized_clocks_agree() {
     for (_, s) in &result {
         assert_eq!(s.expect("a selection").rule, Rule::Agreement);
     }
+}
+
+/// A node sampling three peers (one clock, 100 ppm fast and 400 ms ahead) four times a second
+/// over the testbed's home-to-home paths (each leg 40 ms +- 10 ms): from 30 s on its target
+/// follows the peers' lines, well within a millisecond, where the best of a peer's last 8
+/// samples alone is off by more.
+#[test]
+fn on_jittery_paths_the_target_follows_the_peers_lines_not_their_last_samples() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let peers: Vec<(PeerId, SourceNet)> = (0..3).map(|_| looped()).collect();
+    let mut est = Estimator::default();
+    let (skew, drift) = (400_000.0, 100.0);
+    let (mut target_sq, mut best_sq, mut n) = (0.0, 0.0, 0.0);
+    for k in 0..240 {
+        for (i, peer) in peers.iter().enumerate() {
+            // True time, µs; the node's clock is true time, the peers' run fast.
+            let t = 1e12 + k as f64 * 250_000.0 + i as f64 * 1000.0;
+            let (up, down) = (rng.leg(), rng.leg());
+            let peer_clock = |at: f64| at + skew + drift * (at - 1e12) / 1e6;
+            let e = Exchange {
+                t0: t as i64,
+                t1: peer_clock(t + up) as i64,
+                t2: peer_clock(t + up + 30.0) as i64,
+                t3: (t + up + 30.0 + down) as i64,
+            };
+            est.add(peer.0, peer.1.clone(), e.sample());
+            let Some(target) = est.target_us() else {
+                continue;
+            };
+            if k >= 120 {
+                let truth = peer_clock(t + up + 30.0 + down) - (t + up + 30.0 + down);
+                let (best, _) = est.best(&peer.0).expect("samples");
+                target_sq += (target - truth).powi(2);
+                best_sq += (best.offset_us - truth).powi(2);
+                n += 1.0;
+            }
+        }
+    }
+    let (target, best) = ((target_sq / n).sqrt(), (best_sq / n).sqrt());
+    assert!(target < 500.0, "target off by {target} µs (rms)");
+    assert!(
+        best > 2.0 * target,
+        "8 samples: {best} µs, the lines: {target} µs"
+    );
 }
