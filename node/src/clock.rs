@@ -115,7 +115,7 @@ pub use network_time::{Adjust, Clock};
 pub use refusal::{Refusal, Rejected, Verdict};
 pub use selection::{Rule, Selection};
 pub use source_net::SourceNet;
-pub use trend::Trend;
+pub use trend::{Fit, Trend};
 
 /// How fast two honest clocks may drift apart, µs per second (ppm): two oscillators each
 /// within ±100 ppm. A peer's measured drift is held within it.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use libp2p::PeerId;
 
 use super::selection::{
-    Source, agreement, count_networks, median, median_half, refinement_tolerance,
+    Source, agreement, combine, count_networks, median_half, refinement_tolerance,
 };
 use super::{
     DRIFT_PPM, MAX_CLOCK_OFFSET_US, MAX_PEERS, MAX_RTT_US, MIN_HALF_WIDTH_US, MIN_NETWORKS,
@@ -42,23 +42,39 @@ impl PeerSamples {
     /// The peer's offset now (its newest sample's arrival) and the half-width of what its last
     /// samples allow: the line's value within those bounds once the line has enough samples,
     /// else the middle of the bounds ([`least_error`]).
-    fn estimate(&self) -> Option<(Sample, f64)> {
+    ///
+    /// Also the estimate's standard error: the line's, or the half-width before the line.
+    fn estimate(&self) -> Option<Estimate> {
         let (bounded, half_us) = least_error(&self.samples)?;
         let newest = self.samples.iter().map(|s| s.at_us).max()?;
-        let offset_us = match self.trend.at(newest) {
-            Some((line_us, _)) => {
-                line_us.clamp(bounded.offset_us - half_us, bounded.offset_us + half_us)
-            }
-            None => bounded.offset_us,
+        let (offset_us, se_us) = match self.trend.at(newest) {
+            Some(fit) => (
+                fit.offset_us
+                    .clamp(bounded.offset_us - half_us, bounded.offset_us + half_us),
+                fit.se_us,
+            ),
+            None => (bounded.offset_us, half_us),
         };
-        Some((
-            Sample {
+        Some(Estimate {
+            sample: Sample {
                 offset_us,
                 ..bounded
             },
             half_us,
-        ))
+            se_us,
+        })
     }
+}
+
+/// A peer's offset now ([`PeerSamples::estimate`]).
+#[derive(Debug, Clone, Copy)]
+struct Estimate {
+    /// The sample it rests on, its offset replaced by the estimate.
+    sample: Sample,
+    /// Half the width of what the last samples allow.
+    half_us: f64,
+    /// The standard error.
+    se_us: f64,
 }
 
 /// The network offset estimator of PROTOCOL.md 7 under the rules of 12.4 (the module's
@@ -208,7 +224,7 @@ impl Estimator {
                 agreeing,
             });
         }
-        let offset_us = median(sources.iter().map(|s| s.offset_us).collect());
+        let offset_us = combine(&sources.iter().collect::<Vec<_>>());
         let rule = if !self.locked {
             if networks >= MIN_NETWORKS && self.all_counted() {
                 self.locked = true;
@@ -250,6 +266,11 @@ impl Estimator {
         self.counted().into_iter().map(|(peer, _)| peer).collect()
     }
 
+    /// Samples `peer`'s line has taken (0 for an unknown peer).
+    pub fn line_samples(&self, peer: &PeerId) -> u64 {
+        self.peers.get(peer).map_or(0, |p| p.trend.taken())
+    }
+
     /// Whether `peer` has kept fewer samples than it needs to count.
     pub fn is_new(&self, peer: &PeerId) -> bool {
         self.peers
@@ -263,6 +284,7 @@ impl Estimator {
             net: SourceNet::Local,
             offset_us: 0.0,
             half_us: MIN_HALF_WIDTH_US,
+            se_us: 0.0,
         }];
         sources.extend(self.counted().into_iter().map(|(_, source)| source));
         sources
@@ -271,7 +293,7 @@ impl Estimator {
     /// The counted peers: those with three samples, at most [`SOURCES_PER_NETWORK`] per
     /// network and [`MAX_PEERS`] in all, by the shortest measured round trip (ties by peer id).
     fn counted(&self) -> Vec<(PeerId, Source)> {
-        let mut candidates: Vec<(i64, PeerId, &SourceNet, (Sample, f64))> = self
+        let mut candidates: Vec<(i64, PeerId, &SourceNet, Estimate)> = self
             .peers
             .iter()
             .filter(|(_, p)| p.samples.len() >= MIN_SAMPLES && p.net != SourceNet::Local)
@@ -284,7 +306,7 @@ impl Estimator {
         candidates.sort_by_key(|c| (c.0, c.1));
         let mut per_net: HashMap<&SourceNet, usize> = HashMap::new();
         let mut counted = Vec::new();
-        for (_, peer, net, (best, error_us)) in candidates {
+        for (_, peer, net, estimate) in candidates {
             if counted.len() >= MAX_PEERS {
                 break;
             }
@@ -297,8 +319,9 @@ impl Estimator {
                 peer,
                 Source {
                     net: net.clone(),
-                    offset_us: best.offset_us,
-                    half_us: error_us.max(MIN_HALF_WIDTH_US),
+                    offset_us: estimate.sample.offset_us,
+                    half_us: estimate.half_us.max(MIN_HALF_WIDTH_US),
+                    se_us: estimate.se_us,
                 },
             ));
         }

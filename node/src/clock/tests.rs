@@ -296,7 +296,9 @@ fn two_liars_within_the_bound_against_two_honest_peers_do_not_move_it() {
         add_n(&mut est, looped(), 3, sample(1_900_000.0, 1));
     }
     let s = est.select().expect("a target");
-    assert_eq!((s.rule, s.agreeing, s.offset_us), (Rule::Agreement, 3, 0.0));
+    assert_eq!((s.rule, s.agreeing), (Rule::Agreement, 3));
+    // The honest three are one clock as far as three samples each can tell: their average.
+    assert!((s.offset_us - 40.0 / 3.0).abs() < 1e-6, "{s:?}");
 }
 
 #[test]

@@ -22,6 +22,18 @@
 //! (a loaded machine, a retransmission) is left out. The memory is a handful of sums: a peer
 //! costs the same however long it stays.
 
+/// The line's value at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    /// The peer's offset, µs.
+    pub offset_us: f64,
+    /// Its drift against this node's clock, ppm.
+    pub drift_ppm: f64,
+    /// The offset's standard error, µs: the noise of the samples about the line, over their
+    /// number, and the slope's error carried from the samples' mean time to this moment.
+    pub se_us: f64,
+}
+
 /// See the module's documentation.
 #[derive(Debug, Clone, Default)]
 pub struct Trend {
@@ -46,8 +58,10 @@ pub struct Trend {
 impl Trend {
     /// Samples the line needs before it is used.
     pub const MIN_SAMPLES: u64 = 16;
-    /// The memory's time constant, s: a sample's weight halves every 42 s.
-    pub const TAU_S: f64 = 60.0;
+    /// The memory's time constant, s: a sample's weight halves every 125 s. A line over a few
+    /// minutes holds for real oscillators, whose rates wander by a fraction of a ppm per
+    /// minute (1 ppm per minute bends a 3-minute line by about 70 µs).
+    pub const TAU_S: f64 = 180.0;
     /// The prior's standard deviation of the drift, ppm (µs per s): two oscillators within
     /// about ±100 ppm.
     pub const PRIOR_PPM: f64 = 100.0;
@@ -88,9 +102,13 @@ impl Trend {
         self.n
     }
 
-    /// The line's offset at local time `at_us`, µs, and its drift, ppm; `None` before
-    /// [`Trend::MIN_SAMPLES`].
-    pub fn at(&self, at_us: i64) -> Option<(f64, f64)> {
+    /// Samples taken in all.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// The line at local time `at_us`; `None` before [`Trend::MIN_SAMPLES`].
+    pub fn at(&self, at_us: i64) -> Option<Fit> {
         let (t0, o0) = self.origin?;
         if self.taken < Self::MIN_SAMPLES || self.w <= 0.0 {
             return None;
@@ -108,10 +126,15 @@ impl Trend {
             var_o
         };
         let noise = residual / (self.n - 2.0).max(1.0);
-        let slope = (cov / (var_t + noise / Self::PRIOR_PPM.powi(2)))
-            .clamp(-super::DRIFT_PPM, super::DRIFT_PPM);
-        let t = (at_us - t0) as f64 / 1e6;
-        Some((o0 + mean_o + slope * (t - mean_t), slope))
+        let slope_precision = var_t + noise / Self::PRIOR_PPM.powi(2);
+        let slope = (cov / slope_precision).clamp(-super::DRIFT_PPM, super::DRIFT_PPM);
+        let dt = (at_us - t0) as f64 / 1e6 - mean_t;
+        Some(Fit {
+            offset_us: o0 + mean_o + slope * dt,
+            drift_ppm: slope,
+            // The mean's error and the slope's, carried over `dt`.
+            se_us: (noise / self.w + dt * dt * noise / slope_precision).sqrt(),
+        })
     }
 
     /// Whether a sample with round trip `rtt_us` belongs in the line, given the shortest round
@@ -144,14 +167,16 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let (skew, drift) = (400_000.0, 180.0);
         let mut trend = Trend::default();
-        let (mut line_sq, mut sample_sq, mut n) = (0.0, 0.0, 0.0);
+        let (mut line_sq, mut sample_sq, mut se_sum, mut n) = (0.0, 0.0, 0.0, 0.0);
         for k in 0..360 {
             let t = 1e9 + k as f64 * 250_000.0;
             let (at, offset, rtt) = sample(t, skew, drift, rng.leg(), rng.leg());
             trend.add(at, offset, rtt);
             let truth = skew + drift * t / 1e6;
             if k >= 120 {
-                let (est, slope) = trend.at(at).expect("enough samples");
+                let fit = trend.at(at).expect("enough samples");
+                let (est, slope) = (fit.offset_us, fit.drift_ppm);
+                se_sum += fit.se_us;
                 line_sq += (est - truth).powi(2);
                 sample_sq += (offset - truth).powi(2);
                 n += 1.0;
@@ -162,6 +187,12 @@ mod tests {
         // One sample is off by about 2.9 ms (rms); the line by well under 1 ms.
         assert!(one > 2000.0, "one sample's error {one} µs");
         assert!(line < 700.0, "the line's error {line} µs");
+        // The standard error the line claims is about what it makes.
+        let se = se_sum / n;
+        assert!(
+            line / 2.0 < se && se < 2.0 * line,
+            "claimed {se} µs, made {line} µs"
+        );
     }
 
     #[test]
@@ -172,7 +203,7 @@ mod tests {
             let noise = if k < 8 { -3000.0 } else { 3000.0 };
             trend.add(1_000_000 + k * 250_000, 50_000.0 + noise, 80_000);
         }
-        let (_, slope) = trend.at(5_000_000).expect("16 samples");
+        let slope = trend.at(5_000_000).expect("16 samples").drift_ppm;
         // The plain fit says about 2300 ppm; the prior brings it to about 170, under the clamp
         // of 200 (so the clamp is not what holds it).
         assert!(slope.abs() < 190.0, "{slope}");
@@ -186,7 +217,7 @@ mod tests {
         }
         assert_eq!(trend.at(4_000_000), None);
         trend.add(15 * 250_000, 1000.0, 200);
-        let (est, _) = trend.at(4_000_000).expect("16 samples");
+        let est = trend.at(4_000_000).expect("16 samples").offset_us;
         assert!((est - 1000.0).abs() < 1.0, "{est}");
         assert!(Trend::takes(1400, 200));
         assert!(!Trend::takes(1401, 200));
@@ -198,8 +229,8 @@ mod tests {
         for k in 0..20 {
             trend.add(k * 250_000, 0.0, 200);
         }
-        // Two minutes later: the old samples weigh e^-2 each.
-        let later = 125_000_000;
+        // Six minutes later: the old samples weigh e^-2 each.
+        let later = 365_000_000;
         trend.add(later, 0.0, 200);
         assert!(trend.samples() < 1.0 + 20.0 * (-2.0f64).exp() + 0.01);
     }

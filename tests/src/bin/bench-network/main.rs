@@ -368,9 +368,10 @@ fn print_offsets(rows: &[Vec<Row>]) -> Result<[i64; 3]> {
         .filter_map(|r| r.first().map(|r| r.system_us))
         .max()
         .context("no rows")?;
-    // From 10 s after the last player started, and from 30 s (after convergence: the homes of
-    // the testbed meet each other through relays and hole punching some seconds in).
-    let mut after = [(10, Vec::new()), (30, Vec::new())];
+    // From 10 s after the last player started, from 30 s (the homes of the testbed meet each
+    // other through relays and hole punching some seconds in) and from 60 s (each peer's line
+    // has a minute of samples: the estimate converges as the square root of their number).
+    let mut after = [(10, Vec::new()), (30, Vec::new()), (60, Vec::new())];
     let mut last_bad = [i64::MIN; 3];
     for (i, j) in [(0, 1), (0, 2), (1, 2)] {
         for (_, t, off) in offsets(&rows[i], &rows[j], 0) {

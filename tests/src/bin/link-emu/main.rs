@@ -237,8 +237,14 @@ fn summary(r: &Report) -> String {
     let one = |name: &str, d: &DirectionReport| {
         let c = d.counters;
         format!(
-            "{name} in={} out={} lost={} queue_dropped={} write_errors={} in_flight={}",
-            c.packets_in, c.packets_out, c.lost, c.queue_dropped, d.write_errors, d.in_flight
+            "{name} in={} out={} bytes_out={} lost={} queue_dropped={} write_errors={} in_flight={}",
+            c.packets_in,
+            c.packets_out,
+            c.bytes_out,
+            c.lost,
+            c.queue_dropped,
+            d.write_errors,
+            d.in_flight
         )
     };
     format!("{}; {}", one("up", &r.up), one("down", &r.down))
