@@ -60,6 +60,11 @@
 //!    accepted offset. An offset locked on a median source whose first samples had long round
 //!    trips is thus corrected when that source's round trips shorten.
 //!
+//! Each rule's median is refined by NTP's cluster and combine steps (`selection::combine`):
+//! the sources within three standard errors of it are averaged, weighted by `1 / se²`, and the
+//! result is held between the median's neighbours, so that estimates of one clock share out
+//! their noise while liars gain no more than with the median.
+//!
 //! Why the local clock is a source: in a network of three nodes each has two peers, and with
 //! itself as the third network it can reach three-network agreement; and its own clock is the
 //! one source a node knows to be honest.
