@@ -389,6 +389,9 @@ fn print_offsets(rows: &[Vec<Row>]) -> Result<[i64; 3]> {
     }
     for (s, all) in after.iter_mut() {
         let n = all.len();
+        if n == 0 {
+            continue;
+        }
         let max = all.iter().copied().fold(0.0, f64::max);
         println!(
             "offset between any two of 3 nodes (skews -400/0/+350 ms) after their first {s} s: p50 {:.1} µs, p99 {:.1} µs, max {max:.1} µs over {n} comparisons",
