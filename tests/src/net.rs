@@ -395,8 +395,12 @@ impl Node {
             .len()
     }
 
-    /// The node's `/status` document.
+    /// The node's `/status` document (once its HTTP API is up: a joiner starts it after it has
+    /// the chain).
     pub fn status(&self) -> Value {
+        self.wait_for("its HTTP API", Duration::from_secs(300), |v| {
+            v["event"] == "http"
+        });
         let addr = std::fs::read_to_string(self.data_dir.join("http.addr"))
             .expect("the node wrote http.addr");
         let get = || crate::http_get(addr.trim(), "/status");

@@ -275,6 +275,11 @@ fn lying_time_servers_do_not_move_the_clock() {
         v["event"] == "time_sources" && v["refused_offset"].as_u64().is_some_and(|n| n >= 15)
     });
     let nodes: [&Node; 3] = [&a, &b, &c];
+    // Their status once they play (a joiner publishes it after it has the chain): by then the
+    // liars have been asked for seconds.
+    for node in nodes {
+        node.wait_for("a slot plays", LONG, |v| v["event"] == "playing");
+    }
     for node in nodes {
         let offset = node.status()["clock_offset_ms"]
             .as_f64()

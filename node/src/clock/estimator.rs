@@ -36,6 +36,8 @@ struct PeerSamples {
     trend: Trend,
     /// A dropped sample of this peer was reported as `first` already.
     warned: bool,
+    /// Samples of this peer dropped.
+    dropped: u64,
 }
 
 impl PeerSamples {
@@ -109,6 +111,7 @@ impl Estimator {
             samples: VecDeque::new(),
             trend: Trend::default(),
             warned: false,
+            dropped: 0,
         });
         entry.net = net;
         let refusal = if sample.rtt_us < 0 || sample.rtt_us > sample.elapsed_us {
@@ -134,6 +137,7 @@ impl Estimator {
             return Verdict::Kept;
         };
         let first = !std::mem::replace(&mut entry.warned, true);
+        entry.dropped += 1;
         let counter = match reason {
             Refusal::NegativeRtt => &mut self.rejected.negative_rtt,
             Refusal::LongRtt => &mut self.rejected.long_rtt,
@@ -271,11 +275,12 @@ impl Estimator {
         self.peers.get(peer).map_or(0, |p| p.trend.taken())
     }
 
-    /// Whether `peer` has kept fewer samples than it needs to count.
+    /// Whether `peer` has given fewer samples than it needs to count, kept or dropped: a peer
+    /// whose samples are all dropped (a liar beyond the bound) is not new for ever.
     pub fn is_new(&self, peer: &PeerId) -> bool {
         self.peers
             .get(peer)
-            .is_none_or(|p| p.samples.len() < MIN_SAMPLES)
+            .is_none_or(|p| (p.samples.len() as u64).saturating_add(p.dropped) < MIN_SAMPLES as u64)
     }
 
     /// This node's clock first, then the counted peers ([`Estimator::counted`]).

@@ -558,3 +558,22 @@ fn a_lock_on_a_wide_median_source_is_refined_when_its_samples_narrow() {
     add_n(&mut est, d, 3, sample(-340_000.0, 200));
     assert_eq!(est.select(), None);
 }
+
+/// A peer is sampled fast until it has given its three samples; a liar whose every sample is
+/// dropped has given them too, and is not sampled fast for ever (four requests a second).
+#[test]
+fn a_peer_is_new_until_it_gave_three_samples_kept_or_dropped() {
+    let mut est = Estimator::default();
+    let (honest, liar) = (looped(), looped());
+    assert!(est.is_new(&honest.0));
+    add_n(&mut est, honest.clone(), 2, sample(100.0, 200));
+    assert!(est.is_new(&honest.0));
+    add_n(&mut est, honest.clone(), 1, sample(100.0, 200));
+    assert!(!est.is_new(&honest.0));
+    for _ in 0..3 {
+        assert!(est.is_new(&liar.0));
+        let verdict = est.add(liar.0, liar.1.clone(), sample(5_000_000.0, 200));
+        assert!(matches!(verdict, Verdict::Dropped { .. }), "{verdict:?}");
+    }
+    assert!(!est.is_new(&liar.0));
+}
