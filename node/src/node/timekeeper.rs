@@ -3,9 +3,10 @@
 //! agreement) and applies its selection to the [`Clock`]. It logs what it refused and what it
 //! chose.
 //!
-//! How often: a peer that lacks its three samples, and a peer whose offset counts (at most 8)
-//! until its line has [`FAST_SAMPLES`], every [`FAST`]; a counted peer after that every
-//! [`SOURCE_EVERY`]; the others every [`EVERY`]; never two requests to one peer at once. A
+//! How often: a peer that has not given three samples (kept or dropped), and a peer whose
+//! offset counts (at most 8) until its line has [`FAST_SAMPLES`], every [`FAST`]; a counted
+//! peer after that every [`SOURCE_EVERY`]; the others every [`EVERY`]; never two requests to
+//! one peer at once. A
 //! source's estimate is a line through its samples (`clock/trend.rs`), whose error falls with
 //! the square root of their number: on the testbed's jittery links (40 ms +- 10 ms between
 //! homes) a sample every 2 s left the homes up to 5 ms apart. The fast minute gives a new
