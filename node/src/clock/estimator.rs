@@ -37,7 +37,7 @@ struct PeerSamples {
     /// A dropped sample of this peer was reported as `first` already.
     warned: bool,
     /// Samples of this peer dropped.
-    dropped: u64,
+    dropped: usize,
 }
 
 impl PeerSamples {
@@ -58,10 +58,7 @@ impl PeerSamples {
             None => (bounded.offset_us, half_us),
         };
         Some(Estimate {
-            sample: Sample {
-                offset_us,
-                ..bounded
-            },
+            offset_us,
             half_us,
             se_us,
         })
@@ -71,8 +68,8 @@ impl PeerSamples {
 /// A peer's offset now ([`PeerSamples::estimate`]).
 #[derive(Debug, Clone, Copy)]
 struct Estimate {
-    /// The sample it rests on, its offset replaced by the estimate.
-    sample: Sample,
+    /// The offset, µs.
+    offset_us: f64,
     /// Half the width of what the last samples allow.
     half_us: f64,
     /// The standard error.
@@ -280,7 +277,7 @@ impl Estimator {
     pub fn is_new(&self, peer: &PeerId) -> bool {
         self.peers
             .get(peer)
-            .is_none_or(|p| (p.samples.len() as u64).saturating_add(p.dropped) < MIN_SAMPLES as u64)
+            .is_none_or(|p| p.samples.len().saturating_add(p.dropped) < MIN_SAMPLES)
     }
 
     /// This node's clock first, then the counted peers ([`Estimator::counted`]).
@@ -324,7 +321,7 @@ impl Estimator {
                 peer,
                 Source {
                     net: net.clone(),
-                    offset_us: estimate.sample.offset_us,
+                    offset_us: estimate.offset_us,
                     half_us: estimate.half_us.max(MIN_HALF_WIDTH_US),
                     se_us: estimate.se_us,
                 },

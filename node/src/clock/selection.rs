@@ -147,7 +147,7 @@ pub(super) fn combine(sources: &[&Source]) -> f64 {
     }
     // The median's neighbours: the order statistics just outside the middle one (or two).
     let (lo, hi) = (
-        offsets[(n - 1) / 2 - usize::from((n - 1) / 2 > 0)],
+        offsets[((n - 1) / 2).saturating_sub(1)],
         offsets[(n / 2 + 1).min(n - 1)],
     );
     let near = |s: &Source, se: f64| (s.offset_us - m).abs() <= 3.0 * se;

@@ -6,10 +6,9 @@
 //! How often: a peer that has not given three samples (kept or dropped), and a peer whose
 //! offset counts (at most 8) until its line has [`FAST_SAMPLES`], every [`FAST`]; a counted
 //! peer after that every [`SOURCE_EVERY`]; the others every [`EVERY`]; never two requests to
-//! one peer at once. A
-//! source's estimate is a line through its samples (`clock/trend.rs`), whose error falls with
-//! the square root of their number: on the testbed's jittery links (40 ms +- 10 ms between
-//! homes) a sample every 2 s left the homes up to 5 ms apart. The fast minute gives a new
+//! one peer at once. A source's estimate is a line through its samples (`clock/trend.rs`),
+//! whose error falls with the square root of their number: on the testbed's jittery links
+//! (40 ms +- 10 ms between homes) a sample every 2 s left the homes up to 5 ms apart. The fast minute gives a new
 //! source's line its samples; after it, one a second keeps about as many within the line's
 //! memory (3 minutes). The cost, measured on the testbed: sampling four sources every 250 ms
 //! sent about 10 KB/s more up each home's link than every 2 s (each request and answer on a
