@@ -56,9 +56,9 @@ pub use envelope::{Envelope, EnvelopeError, SignError, Validation, open_gossip};
 pub use genesis::{Genesis, GenesisEnroll, GenesisError, SignedGenesis};
 pub use hash::Hash32;
 pub use machine::{
-    Action, ChainSync, Conflict, ConflictReason, Consensus, EnrollmentView, FinalReport,
-    ForkChoice, ForkReport, PeerChange, PeerInfo, PeerState, PeerTable, StatusSummary, Support,
-    SyncError, Topic,
+    Action, ChainSync, Conflict, ConflictReason, Consensus, EnrollmentView, FORK_TURN_DELAY_MS,
+    FinalReport, ForkChoice, ForkReport, PeerChange, PeerInfo, PeerState, PeerTable, StatusSummary,
+    Support, SyncError, Topic,
 };
 pub use message::{Body, Decision, Enroll, Message, Proposal, Status, Tally, Verified};
 pub use rules::{Rules, RulesError};

@@ -36,7 +36,8 @@ pub use enroll::{ENROLL_REPUBLISH_MS, EnrollmentView, PENDING_ENROLLS_MAX};
 pub use fetch::{FETCH_TIMEOUT_MS, FETCH_TRIES_MAX};
 pub use finality::{Conflict, ConflictReason, FinalReport};
 pub use fork::{
-    ChainSync, FOLLOW_TRIES_MAX, ForkChoice, ForkReport, SYNC_TIMEOUT_MS, Support, SyncError,
+    ChainSync, FOLLOW_TRIES_MAX, FORK_TURN_DELAY_MS, ForkChoice, ForkReport, SYNC_TIMEOUT_MS,
+    Support, SyncError,
 };
 pub use peers::{PEERS_MAX, PeerChange, PeerInfo, PeerState, PeerTable};
 pub use slot::DECISIONS_PER_SLOT;
@@ -156,6 +157,11 @@ pub struct Consensus {
     joined_at_ms: Option<u64>,
     /// Consecutive fork evaluations won by another chain.
     fork_wins: u32,
+    /// When an evaluation last found a fork.
+    fork_evaluated_ms: Option<u64>,
+    /// A fork evaluation due before the next own Status: a peer turned to another chain, or
+    /// another chain won the last evaluation.
+    fork_due_ms: Option<u64>,
     /// The `FetchChain` waiting for its answer.
     sync: Option<SyncRequest>,
     /// Chain hashes of other chains known to lose a tie at their first difference with the
@@ -209,6 +215,8 @@ impl Consensus {
             synced_at_ms: None,
             joined_at_ms: None,
             fork_wins: 0,
+            fork_evaluated_ms: None,
+            fork_due_ms: None,
             sync: None,
             ties_lost: BTreeSet::new(),
             failed_sources: BTreeSet::new(),

@@ -23,6 +23,11 @@ const HEAD_LAG_MAX: u64 = 4;
 /// Slots before the first known difference that a fork fetch starts from, when no slot is known
 /// to agree.
 const FORK_BACKTRACK: u64 = 32;
+/// How long after a peer's Status turns to another chain the forks are evaluated, ms: the
+/// Statuses sent about the same time (across a partition's repair) are in by then. A Status
+/// thus moves no timer of the machine less than this ahead (the simulator's batches of Status
+/// deliveries rely on it).
+pub const FORK_TURN_DELAY_MS: u64 = 1_000;
 /// How long a `FetchChain` may go unanswered before it is sent again, ms.
 pub const SYNC_TIMEOUT_MS: u64 = 5_000;
 /// How many times a fork fetch is sent before the fork is evaluated afresh.
@@ -309,10 +314,51 @@ impl Consensus {
         Some(next)
     }
 
+    /// The least time between two fork evaluations that find a fork: half a status period.
+    ///
+    /// Forks are evaluated at every own Status, and sooner: [`FORK_TURN_DELAY_MS`] after a
+    /// peer's Status turns to another chain, and half a status period after another chain won
+    /// an evaluation. The gap
+    /// keeps two consecutive evaluations (the hysteresis of PROTOCOL.md 9) from reading one
+    /// moment twice. After a partition's repair the other chain is then adopted half a status
+    /// period after the Statuses from across it are heard (at most one period after the
+    /// repair), where an evaluation at each own Status only took two to three periods.
+    pub(super) fn fork_gap(&self) -> u64 {
+        self.status_period() / 2
+    }
+
+    /// Asks for a fork evaluation at `earliest`, or later if [`Consensus::fork_gap`] says so.
+    pub(super) fn want_fork_evaluation(&mut self, earliest: u64) {
+        let at = self
+            .fork_evaluated_ms
+            .map_or(earliest, |t| t.saturating_add(self.fork_gap()))
+            .max(earliest);
+        self.fork_due_ms = Some(self.fork_due_ms.map_or(at, |due| due.min(at)));
+    }
+
+    /// Evaluates forks when the own Status is due (`status_due`) or an evaluation was asked
+    /// for and is due, no sooner than [`Consensus::fork_gap`] after the last one that found a
+    /// fork (a due Status then asks for the evaluation at the end of the gap).
+    pub(super) fn fork_tick(&mut self, now: u64, status_due: bool) {
+        if !status_due && self.fork_due_ms.is_none_or(|due| due > now) {
+            return;
+        }
+        if let Some(gap_end) = self
+            .fork_evaluated_ms
+            .map(|t| t.saturating_add(self.fork_gap()))
+            .filter(|end| now < *end)
+        {
+            self.fork_due_ms = Some(gap_end);
+            return;
+        }
+        self.fork_due_ms = None;
+        self.evaluate_forks(now);
+    }
+
     /// Compares the heads of the peers heard in the last three status periods with the own
     /// chain (PROTOCOL.md 9), reports a fork and adopts the other chain when it has won
     /// [`WINS_TO_ADOPT`] consecutive evaluations.
-    pub(super) fn evaluate_forks(&mut self, now: u64) {
+    fn evaluate_forks(&mut self, now: u64) {
         if self.sync.is_some() {
             return;
         }
@@ -328,6 +374,7 @@ impl Consensus {
             self.fork_wins = 0;
             return;
         };
+        self.fork_evaluated_ms = Some(now);
         let choice = self.fork_choice(now, slot, own, other);
         self.report_fork(ForkReport {
             slot,
@@ -404,6 +451,8 @@ impl Consensus {
         }
         self.fork_wins += 1;
         if self.fork_wins < WINS_TO_ADOPT {
+            // The next evaluation comes after the gap, not the next Status.
+            self.want_fork_evaluation(now);
             return ForkChoice::Wait;
         }
         let Some((from, from_slot)) = self
@@ -680,8 +729,27 @@ impl Consensus {
             }
         }
         self.substituted.retain(|s| *s < fork);
+        // The slots in flight are only followed now: each is made final from a Decision that
+        // agrees with its outcome, or else from the chain fetched (`Consensus::finalize`). A
+        // Decision made on the replaced chain must not be that one: the own, and those of the
+        // peers whose last Status was on it, are dropped. (After a partition the proposals
+        // and Decisions held for a slot in flight can all be the own side's: kept, they made
+        // the slot final as that side had, and the node forked again one slot later.)
+        let (peers, chain) = (&self.peers, &self.chain);
+        let left_behind = |author: &PeerId| {
+            peers
+                .get(author)
+                .and_then(|info| info.status.as_ref())
+                .is_some_and(|s| {
+                    chain
+                        .chain_hash(s.head.slot)
+                        .is_some_and(|hash| hash != s.head.chain_hash)
+                })
+        };
         for state in self.slots.values_mut() {
             state.requests.clear();
+            state.decisions.retain(|author, _| !left_behind(author));
+            state.decided = None;
         }
         self.retick_in_flight();
         self.synced_at_ms = Some(now);

@@ -229,6 +229,9 @@ pub struct PeerTable {
     /// The kept heads of every row by [`Check`], and the own chain they were compared with:
     /// see [`PeerTable::forks_possible`].
     audit: Audit,
+    /// A peer's newest head went from agreeing with the own chain (or unknown) to differing
+    /// since [`PeerTable::take_turned`] was last called: a fork may have become visible.
+    turned: bool,
 }
 
 /// What [`PeerTable::forks_possible`] keeps.
@@ -535,6 +538,12 @@ impl PeerTable {
         self.rows.prefetch_header();
     }
 
+    /// Whether a peer's newest head turned to another chain than the own since the last call
+    /// (see [`PeerTable::on_status`]); clears it.
+    pub(crate) fn take_turned(&mut self) -> bool {
+        std::mem::take(&mut self.turned)
+    }
+
     /// Records a Status of `status.from`, received at `now`, about `slot` (the slot it plays,
     /// or the slot this node plays when it plays nothing). Returns the change of its state.
     pub(crate) fn on_status(
@@ -549,6 +558,9 @@ impl PeerTable {
         let check = self.audit.check(&status.head);
         let row = self.rows.get_mut(pos)?;
         let info = &mut row.info;
+        if check == Check::Differs && info.heads.checks().last() != Some(Check::Differs) {
+            self.turned = true;
+        }
         if let Some(s) = slot {
             info.slots.insert(s, status.diverged);
         }

@@ -168,7 +168,10 @@ impl Consensus {
             self.next_slot_start(last),
             "bound_slot after inputs"
         );
-        [self.next_status_ms, next_slot].into_iter().flatten().min()
+        [self.next_status_ms, self.fork_due_ms, next_slot]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When the slot after the one playing at `last` starts (the first slot before the
@@ -207,15 +210,16 @@ impl Consensus {
         self.slot_bounds = bounds;
     }
 
-    /// Publishes the Status when it is due (after evaluating forks) or when `diverged` changed.
+    /// Evaluates forks when due (see [`Consensus::fork_tick`]), then publishes the Status when
+    /// it is due or when `diverged` changed.
     pub(super) fn status_tick(&mut self, now: u64) {
         let diverged = self.chain.slot_at(now).is_some_and(|s| self.diverged_in(s));
         let due = self.next_status_ms.is_none_or(|t| t <= now);
+        self.fork_tick(now, due);
         if !due && diverged == self.last_diverged {
             return;
         }
         if due {
-            self.evaluate_forks(now);
             self.next_status_ms = Some(now.saturating_add(self.status_period()));
             self.enroll_tick(now);
         }
@@ -267,6 +271,9 @@ impl Consensus {
         self.peers.follow_chain(&self.chain);
         if let Some(change) = self.peers.on_status(now, slot, status, exclusion_ms) {
             self.actions.push_back(Action::PeerChanged(change));
+        }
+        if self.peers.take_turned() {
+            self.want_fork_evaluation(now.saturating_add(super::fork::FORK_TURN_DELAY_MS));
         }
     }
 

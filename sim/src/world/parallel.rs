@@ -10,7 +10,8 @@
 //! What keeps that exact: no event can enter the queue in front of a batch's last delivery
 //! while the batch runs. Only the receivers' timers could, and a Status moves a machine's
 //! `poll_timeout` earlier only through the peer table's exclusion deadline, which lies
-//! `rules.exclusion_ms` ahead: a batch spans less than that. The replay checks it.
+//! `rules.exclusion_ms` ahead, and the fork evaluation after a peer turns to another chain,
+//! [`FORK_TURN_DELAY_MS`] ahead: a batch spans less than either. The replay checks it.
 //!
 //! Each node belongs to one lane ([`lane_of`]); lane 0 is the calling thread, each other lane a
 //! helper thread that borrows the machines of its nodes for the batch (they are moved, not
@@ -21,7 +22,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread::{self, Scope};
 
 use chorus_consensus::machine::Shared;
-use chorus_consensus::{Action, Consensus, Envelope, Hash32, Message};
+use chorus_consensus::{Action, Consensus, Envelope, FORK_TURN_DELAY_MS, Hash32, Message};
 use libp2p_identity::PeerId;
 
 use super::World;
@@ -333,9 +334,11 @@ impl World {
     /// event (or the limits of a batch).
     pub(super) fn gather(&mut self, first: Delivery) -> Vec<Delivery> {
         // Within this span no timer a Status moves can fall (see the module comment).
-        let end = first
-            .at
-            .saturating_add((self.rules.exclusion_ms / 2).max(1));
+        let end = first.at.saturating_add(
+            (self.rules.exclusion_ms / 2)
+                .min(FORK_TURN_DELAY_MS / 2)
+                .max(1),
+        );
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             let Some(&std::cmp::Reverse((at, seq, slot))) = self.deliveries.peek() else {

@@ -77,6 +77,33 @@ fn a_two_against_three_partition_heals_to_the_majority_chain() {
             );
         }
         assert_eq!(adopted(&net, i), [5], "node {i}");
+        // The two evaluations are half a status period apart or more, and the adoption comes
+        // half a period after the Statuses from across the repair are heard (within a period
+        // of it), not at the second own Status after that.
+        let times = |pick: fn(&Action) -> bool| -> Vec<u64> {
+            net.events
+                .iter()
+                .filter(|(n, _, a)| *n == i && pick(a))
+                .map(|(_, t, _)| *t)
+                .collect()
+        };
+        let forks = times(|a| matches!(a, Action::Fork(_)));
+        let adoption = times(|a| matches!(a, Action::Adopted { .. }))[0];
+        let period = net.nodes[i].status_period();
+        assert!(
+            forks[1] - forks[0] >= net.nodes[i].fork_gap(),
+            "node {i}: {forks:?}"
+        );
+        eprintln!(
+            "node {i}: fork seen {} ms and adopted {} ms after the repair",
+            forks[0] - heal_ms(),
+            adoption - heal_ms()
+        );
+        assert!(
+            adoption - heal_ms() <= period + FORK_TURN_DELAY_MS + net.nodes[i].fork_gap() + 1_000,
+            "node {i}: adopted {} ms after the repair",
+            adoption - heal_ms()
+        );
     }
     for i in 2..5 {
         let reports = fork_reports(&net, i);
