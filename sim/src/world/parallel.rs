@@ -334,11 +334,9 @@ impl World {
     /// event (or the limits of a batch).
     pub(super) fn gather(&mut self, first: Delivery) -> Vec<Delivery> {
         // Within this span no timer a Status moves can fall (see the module comment).
-        let end = first.at.saturating_add(
-            (self.rules.exclusion_ms / 2)
-                .min(FORK_TURN_DELAY_MS / 2)
-                .max(1),
-        );
+        let end = first
+            .at
+            .saturating_add((self.rules.exclusion_ms / 2).clamp(1, FORK_TURN_DELAY_MS / 2));
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             let Some(&std::cmp::Reverse((at, seq, slot))) = self.deliveries.peek() else {
