@@ -86,6 +86,8 @@ impl EventLoop {
         }
         // Super-seeding: blocks already sent to enough peers are referred to them.
         let asked: Vec<Hash32> = request.ids.iter().take(WANTED_IDS_MAX).copied().collect();
+        let hubs = self.hubs_for(&peer);
+        self.uploads.set_hubs(hubs);
         let split = self
             .uploads
             .split(peer, request.track, &asked, std::time::Instant::now());

@@ -247,6 +247,32 @@ impl EventLoop {
         !self.nat.reservations.is_empty()
     }
 
+    /// The hubs `requester`'s want list waits for (`Uploads::set_hubs`): the public peers
+    /// (relay-capable DHT servers) we reach directly. None when the requester is on our LAN
+    /// (or machine: it fetches over the LAN, never through the internet), nor when no more
+    /// private peers reach us over the internet than a seed's first copies serve anyway (two
+    /// homes fetch each other's tracks directly; a hub only helps a crowd).
+    pub(super) fn hubs_for(&self, requester: &PeerId) -> Vec<PeerId> {
+        let local = |c: &super::Conn| {
+            matches!(
+                crate::net::scope(&c.addr),
+                crate::net::Scope::Private | crate::net::Scope::Loopback
+            )
+        };
+        let direct = || self.connections.values().filter(|c| !c.relayed);
+        if direct().any(|c| c.peer == *requester && local(c)) {
+            return Vec::new();
+        }
+        let (hubs, crowd): (BTreeSet<PeerId>, BTreeSet<PeerId>) = direct()
+            .filter(|c| !local(c))
+            .map(|c| c.peer)
+            .partition(|p| self.nat.relay_capable.contains(p));
+        if crowd.len() <= crate::net::uploads::COPIES {
+            return Vec::new();
+        }
+        hubs.into_iter().collect()
+    }
+
     /// Whether `peer` offers a relay (it is public).
     pub(super) fn nat_relay(&self, peer: &PeerId) -> bool {
         self.nat.relay_capable.contains(peer)
