@@ -170,6 +170,9 @@ pub struct Consensus {
     /// Supporters asked for another chain in a fork fetch that gave up (no answer, or answers
     /// refused): later fork fetches ask the other supporters first. Cleared on adoption.
     failed_sources: BTreeSet<PeerId>,
+    /// Peers the node found slow to answer lately ([`Consensus::set_stalled`]): chain fetches
+    /// ask them last.
+    stalled: BTreeSet<PeerId>,
     /// PROTOCOL.md 12.4: when set, fork support (section 9) counts only these peers, the ones
     /// with a direct connection, so that many identities behind one connection count once.
     /// None (the simulator, which has no connections) counts every peer heard.
@@ -220,6 +223,7 @@ impl Consensus {
             sync: None,
             ties_lost: BTreeSet::new(),
             failed_sources: BTreeSet::new(),
+            stalled: BTreeSet::new(),
             direct: None,
             my_tickets: [None; 4],
             enrolling: enroll::EnrollState::default(),
@@ -282,6 +286,15 @@ impl Consensus {
         if let Some(direct) = self.direct.as_mut() {
             direct.remove(peer);
         }
+    }
+
+    /// Input: the peers whose answer to a request of the node's own has been out for a while
+    /// (a connection that stalled: after a partition's repair TCP may wait seconds for its
+    /// next retransmission). A chain fetch (fork or follow) asks them after the others; fork
+    /// support still counts them. Replaces the previous set.
+    pub fn set_stalled(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        self.stalled.clear();
+        self.stalled.extend(peers);
     }
 
     /// Query: the peer table.

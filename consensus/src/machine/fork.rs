@@ -183,13 +183,17 @@ impl Consensus {
     /// recently, highest head first; those this node is directly connected to before the
     /// others (when it counts direct connections): a joiner that knows only its bootstrap
     /// peer cannot reach an author it merely heard, and each unanswered request costs
-    /// [`SYNC_TIMEOUT_MS`] of the few seconds before the slot must be final.
+    /// [`SYNC_TIMEOUT_MS`] of the few seconds before the slot must be final. Within each group
+    /// the stalled peers ([`Consensus::set_stalled`]) go last, for the same reason.
     fn follow_candidates(&self, authors: Vec<PeerId>) -> Vec<PeerId> {
         let mut out = self.heard_candidates(authors);
-        if let Some(direct) = &self.direct {
-            // Stable: the order above holds within each group.
-            out.sort_by_key(|p| !direct.contains(p));
-        }
+        // Stable: the order above holds within each group.
+        out.sort_by_key(|p| {
+            (
+                self.direct.as_ref().is_some_and(|d| !d.contains(p)),
+                self.stalled.contains(p),
+            )
+        });
         out
     }
 
@@ -476,8 +480,8 @@ impl Consensus {
     }
 
     /// Who may serve the other chain, `other_hash` at `slot`, best first: its supporters, those
-    /// that have not left a fork fetch unanswered first, then the highest head, then the
-    /// smallest PeerId. (Always the same first choice would let one supporter that never
+    /// that have not left a fork fetch unanswered first, then those not stalled
+    /// ([`Consensus::set_stalled`]), then the highest head, then the smallest PeerId. (Always the same first choice would let one supporter that never
     /// answers, or answers what is refused, hold this node on the losing chain.)
     fn fork_sources(
         &self,
@@ -493,6 +497,7 @@ impl Consensus {
         sources.sort_by_cached_key(|(id, info)| {
             (
                 self.failed_sources.contains(*id),
+                self.stalled.contains(*id),
                 std::cmp::Reverse(info.head_slot()),
                 id.to_bytes(),
             )

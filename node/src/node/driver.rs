@@ -78,6 +78,8 @@ impl Driver {
                 _ = time_tick.tick() => {
                     let net = &self.p.net;
                     self.p.time.sample_due(&net.client, &net.answers(), &net.connected);
+                    // Chain fetches ask the peers whose time sample is overdue last.
+                    self.p.consensus.set_stalled(self.p.time.stalled());
                 }
                 _ = garbage_tick.tick(), if self.p.garbage => garbage::send(&self.p).await,
             }

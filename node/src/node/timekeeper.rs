@@ -36,6 +36,9 @@ pub const FAST: Duration = Duration::from_millis(250);
 pub const FAST_SAMPLES: u64 = 240;
 /// How often a source whose line has [`FAST_SAMPLES`] is sampled.
 pub const SOURCE_EVERY: Duration = Duration::from_secs(1);
+/// A time request out for longer than this marks its peer stalled ([`TimeKeeper::stalled`]);
+/// an answer takes a round trip and a few milliseconds.
+pub const STALLED_AFTER: Duration = Duration::from_secs(1);
 /// How often the driver calls [`TimeKeeper::sample_due`].
 pub const TICK: Duration = FAST;
 
@@ -135,6 +138,19 @@ impl TimeKeeper {
                 self.sample(client, answers, *peer, addr);
             }
         }
+    }
+
+    /// The peers whose time request has been out for more than [`STALLED_AFTER`]: their
+    /// connection stalls (after a partition's repair TCP may wait seconds for its next
+    /// retransmission), so other requests to them should go elsewhere first.
+    pub fn stalled(&self) -> impl Iterator<Item = PeerId> + '_ {
+        let now = Instant::now();
+        self.asked
+            .iter()
+            .filter(move |(_, (at, out))| {
+                *out && now.saturating_duration_since(*at) > STALLED_AFTER
+            })
+            .map(|(peer, _)| *peer)
     }
 
     /// An exchange came back (`None`: the request failed). Only a peer still connected is a
@@ -258,4 +274,25 @@ fn log_step(selection: &Selection, from_us: f64, to_us: f64) {
         selection.sources,
         selection.networks
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::net::test_peer as peer;
+
+    #[test]
+    fn a_peer_is_stalled_while_its_request_is_out_past_the_limit() {
+        let mut keeper = TimeKeeper::new(Arc::new(Clock::new(0)));
+        let now = Instant::now();
+        let long_ago = now - STALLED_AFTER * 2;
+        keeper.asked.insert(peer(1), (long_ago, true));
+        keeper.asked.insert(peer(2), (long_ago, false));
+        keeper.asked.insert(peer(3), (now, true));
+        assert_eq!(keeper.stalled().collect::<Vec<_>>(), [peer(1)]);
+        // Its answer (or its failure) comes back: no longer stalled.
+        keeper.answered(peer(1), None, None);
+        assert_eq!(keeper.stalled().count(), 0);
+    }
 }

@@ -262,6 +262,47 @@ fn a_fork_fetch_nobody_answers_goes_on_to_the_other_supporters() {
 }
 
 #[test]
+fn a_fork_fetch_asks_the_stalled_supporters_last() {
+    // The same partition, two of the three majority nodes do not answer, and the node was told
+    // they stalled (its own requests to them went unanswered): the first ask goes to the one
+    // that answers, and no retry is needed.
+    let majority = [2, 3, 4];
+    let bytes = |i: usize| node_key(i).public().to_peer_id().to_bytes();
+    // The one the order without the hint would ask last (largest PeerId).
+    let answering = majority
+        .into_iter()
+        .max_by_key(|i| bytes(*i))
+        .expect("three nodes");
+    let mute: Vec<usize> = majority.into_iter().filter(|i| *i != answering).collect();
+    let mut net = TestBuilder::new(5)
+        .partition(&[0, 1], heal_ms())
+        .mute_chain(&mute)
+        .build();
+    net.run_until(heal_ms() - 1);
+    let stalled: Vec<PeerId> = mute.iter().map(|i| net.peer(*i)).collect();
+    for i in [0, 1] {
+        net.nodes[i].set_stalled(stalled.iter().copied());
+    }
+    net.run_until_len(16);
+    assert_all_agree(&net, 5..16);
+    for i in [0, 1] {
+        assert_eq!(adopted(&net, i), [5], "node {i}");
+        // The fork fetches: those up to the adoption (follow fetches may come after it).
+        let asked: Vec<PeerId> = net
+            .events
+            .iter()
+            .filter(|(n, _, _)| *n == i)
+            .take_while(|(_, _, a)| !matches!(a, Action::Adopted { .. }))
+            .filter_map(|(_, _, a)| match a {
+                Action::FetchChain { peer, .. } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked, [net.peer(answering)], "node {i}");
+    }
+}
+
+#[test]
 fn unsolicited_or_broken_chains_are_refused() {
     let mut net = TestBuilder::new(1).build();
     let peer = net.peer(0);
