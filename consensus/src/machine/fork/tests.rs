@@ -218,12 +218,10 @@ fn a_follow_fetch_nobody_answers_is_bounded_and_repaired_by_the_fork_rule() {
     assert!((0..3).all(|i| adopted(&net, i).is_empty()));
 }
 
-/// The supporters a fork fetch asks are chosen by head, then PeerId: the same one at every
-/// evaluation. A supporter that never answers (a withholder; in the simulator, seed 32 of the
-/// adversaries' scan) must not hold a node on the losing chain for good: the retries go to the
-/// other chain's other supporters. Here the two the minority would ask first never answer.
-#[test]
-fn a_fork_fetch_nobody_answers_goes_on_to_the_other_supporters() {
+/// Nodes 0 and 1 cut off from 2, 3 and 4 until [`heal_ms`], run until just before the heal;
+/// of the majority only the supporter with the largest PeerId (the one a fork fetch asks last)
+/// answers `FetchChain`. Returns the net, that supporter and the two mute ones.
+fn partition_with_mute_supporters() -> (TestNet, usize, Vec<usize>) {
     let majority = [2, 3, 4];
     let bytes = |i: usize| node_key(i).public().to_peer_id().to_bytes();
     let answering = majority
@@ -236,6 +234,16 @@ fn a_fork_fetch_nobody_answers_goes_on_to_the_other_supporters() {
         .mute_chain(&mute)
         .build();
     net.run_until(heal_ms() - 1);
+    (net, answering, mute)
+}
+
+/// The supporters a fork fetch asks are chosen by head, then PeerId: the same one at every
+/// evaluation. A supporter that never answers (a withholder; in the simulator, seed 32 of the
+/// adversaries' scan) must not hold a node on the losing chain for good: the retries go to the
+/// other chain's other supporters. Here the two the minority would ask first never answer.
+#[test]
+fn a_fork_fetch_nobody_answers_goes_on_to_the_other_supporters() {
+    let (mut net, answering, _) = partition_with_mute_supporters();
     let majority_chain = net.nodes[2].chain().clone();
     assert_ne!(
         net.nodes[0].chain().chain_hash(5),
@@ -263,22 +271,10 @@ fn a_fork_fetch_nobody_answers_goes_on_to_the_other_supporters() {
 
 #[test]
 fn a_fork_fetch_asks_the_stalled_supporters_last() {
-    // The same partition, two of the three majority nodes do not answer, and the node was told
-    // they stalled (its own requests to them went unanswered): the first ask goes to the one
-    // that answers, and no retry is needed.
-    let majority = [2, 3, 4];
-    let bytes = |i: usize| node_key(i).public().to_peer_id().to_bytes();
-    // The one the order without the hint would ask last (largest PeerId).
-    let answering = majority
-        .into_iter()
-        .max_by_key(|i| bytes(*i))
-        .expect("three nodes");
-    let mute: Vec<usize> = majority.into_iter().filter(|i| *i != answering).collect();
-    let mut net = TestBuilder::new(5)
-        .partition(&[0, 1], heal_ms())
-        .mute_chain(&mute)
-        .build();
-    net.run_until(heal_ms() - 1);
+    // The same partition, and the node was told the two mute supporters stalled (its own
+    // requests to them went unanswered): the first ask goes to the one that answers, which
+    // the order without the hint asks last, and no retry is needed.
+    let (mut net, answering, mute) = partition_with_mute_supporters();
     let stalled: Vec<PeerId> = mute.iter().map(|i| net.peer(*i)).collect();
     for i in [0, 1] {
         net.nodes[i].set_stalled(stalled.iter().copied());
