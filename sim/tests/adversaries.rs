@@ -93,9 +93,9 @@ fn adversaries_win_no_more_than_their_share() {
 /// the same way. Any change to what nodes propose, or to when forks are evaluated, moves the
 /// run: since the own pick passed over tracks in flight, seed 3 was the one that split at the
 /// last slot; since forks are evaluated one second after a peer turns to another chain (and
-/// held Decisions are dropped on adoption), seed 8 is (at slots 17 and 34). Of seeds 1 to 39
-/// only seed 4 ends with slots in disagreement (28 and 34: the stable split of
-/// docs/open-problems.md).
+/// the Decisions made on a replaced chain are dropped on adoption), seed 8 is (at slots 17 and
+/// 34). Seeds 1 to 39 all end with every slot agreed: seed 4's stable split
+/// (docs/open-problems.md) does not arise in this run any more, though its condition remains.
 #[test]
 fn regression_split_at_the_last_finality_heals() {
     let mut c = with(
