@@ -322,11 +322,11 @@ impl Consensus {
     ///
     /// Forks are evaluated at every own Status, and sooner: [`FORK_TURN_DELAY_MS`] after a
     /// peer's Status turns to another chain, and half a status period after another chain won
-    /// an evaluation. The gap
-    /// keeps two consecutive evaluations (the hysteresis of PROTOCOL.md 9) from reading one
-    /// moment twice. After a partition's repair the other chain is then adopted half a status
-    /// period after the Statuses from across it are heard (at most one period after the
-    /// repair), where an evaluation at each own Status only took two to three periods.
+    /// an evaluation. The gap keeps two consecutive evaluations (the hysteresis of PROTOCOL.md
+    /// 9) from reading one moment twice. After a partition's repair the other chain is then
+    /// adopted about half a status period after the Statuses from across it are heard (which
+    /// takes up to a period), where an evaluation at each own Status only took two to three
+    /// periods.
     pub(super) fn fork_gap(&self) -> u64 {
         self.status_period() / 2
     }
@@ -481,8 +481,9 @@ impl Consensus {
 
     /// Who may serve the other chain, `other_hash` at `slot`, best first: its supporters, those
     /// that have not left a fork fetch unanswered first, then those not stalled
-    /// ([`Consensus::set_stalled`]), then the highest head, then the smallest PeerId. (Always the same first choice would let one supporter that never
-    /// answers, or answers what is refused, hold this node on the losing chain.)
+    /// ([`Consensus::set_stalled`]), then the highest head, then the smallest PeerId. (Always
+    /// the same first choice would let one supporter that never answers, or answers what is
+    /// refused, hold this node on the losing chain.)
     fn fork_sources(
         &self,
         now: u64,
