@@ -178,6 +178,8 @@ pub struct Fetcher {
     connected: BTreeSet<PeerId>,
     /// The peers reached only through a relay it was last told of.
     relayed: BTreeSet<PeerId>,
+    /// The LAN peers and hubs last told to the planner.
+    fast: (BTreeSet<PeerId>, BTreeSet<PeerId>),
 }
 
 impl Fetcher {
@@ -190,6 +192,7 @@ impl Fetcher {
             work: FuturesUnordered::new(),
             connected: BTreeSet::new(),
             relayed: BTreeSet::new(),
+            fast: (BTreeSet::new(), BTreeSet::new()),
         }
     }
 
@@ -285,6 +288,11 @@ impl Fetcher {
         if relayed != self.relayed {
             planner.handle_relayed(relayed.clone());
             self.relayed = relayed;
+        }
+        let fast = (info.lan, info.hubs);
+        if fast != self.fast {
+            planner.handle_fast_peers(fast.0.clone(), fast.1.clone());
+            self.fast = fast;
         }
         for peer in now.difference(&self.connected) {
             planner.handle_connected(*peer);

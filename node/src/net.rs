@@ -20,6 +20,7 @@ pub mod records;
 pub mod time_codec;
 pub mod uploads;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -236,6 +237,11 @@ pub struct NetInfo {
     pub connected: Vec<PeerId>,
     /// Those with a direct (not relayed) connection: the block exchange's peers.
     pub direct: Vec<PeerId>,
+    /// Those with a direct connection over the LAN (or this machine).
+    pub lan: BTreeSet<PeerId>,
+    /// Public peers reached directly over the internet, when a crowd of private peers is
+    /// reached there too (the seed's hubs, [`uploads`]); else none.
+    pub hubs: BTreeSet<PeerId>,
 }
 
 /// What the event loop reports.

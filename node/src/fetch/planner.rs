@@ -201,6 +201,16 @@ impl Planner {
         self.peers.relayed = relayed;
     }
 
+    /// The peers that serve blocks best, asked first for those they hold: `lan`, reached
+    /// directly over the local network, and `hubs`, public peers reached directly (none
+    /// unless a crowd of private peers fetches here, as for the seed's hubs,
+    /// `net/uploads.rs`).
+    pub fn handle_fast_peers(&mut self, lan: BTreeSet<PeerId>, hubs: BTreeSet<PeerId>) {
+        self.dirty = true;
+        self.peers.lan = lan;
+        self.peers.hubs = hubs;
+    }
+
     /// A peer disconnected: it stays a provider only of tracks it is known to hold.
     pub fn handle_disconnected(&mut self, peer: PeerId) {
         self.dirty = true;
@@ -273,8 +283,7 @@ impl Planner {
                 if let Some((manifest, bits)) = delivery.holding.take() {
                     self.heard_holding(peer, &manifest, bits);
                 }
-                let referrals = std::mem::take(&mut delivery.referrals);
-                self.heard_referrals(peer, &delivery.later, &referrals);
+                self.heard_referrals(peer, &delivery.later, &delivery.referrals);
                 self.forget_holdings(peer, &delivery.dont_have);
                 self.delivered(now, peer, ids, delivery);
             }
@@ -433,15 +442,21 @@ impl Planner {
             self.ban(now, peer, *id);
         }
         let mut lacked = BTreeSet::new();
+        let progress = d.stored.iter().any(|(s, _)| ids.contains(s));
         for id in ids {
             if d.stored.iter().any(|(s, _)| s == id) {
                 continue;
             }
             let later = d.later.contains(id);
             let missing = d.dont_have.contains(id) || d.corrupt.contains(id);
-            // Either moves the block to the next provider; "later" means held, so that peer
-            // may still deliver (12.2).
-            if let Some(waiting) = self.requeue(id, peer, missing || later)
+            // A block held back or left out goes to the same peer again at once only when the
+            // answer brought blocks and referred nobody: the peer kept its answer small (a
+            // parked answer's byte cap) and is the best placed to send the rest. Otherwise the
+            // peer is skipped until the next refresh, so that one that says it holds blocks
+            // and never sends them cannot hold them up. "Later" means held, so that peer may
+            // still deliver (12.2).
+            let skip = missing || !progress || (later && !d.referrals.is_empty());
+            if let Some(waiting) = self.requeue(id, peer, skip)
                 && missing
                 && !later
             {

@@ -235,8 +235,10 @@ impl Uploads {
         split
     }
 
-    /// `ids` came from a peer (hashed to their ids): this node is not their seed, and
-    /// serves them to every peer that asks.
+    /// `ids` came from a peer (hashed to their ids), or this node is asking a peer for them:
+    /// either way it is not their seed, and serves them to every peer that asks (one it lacks
+    /// still is read from the store: the want list is parked there or told "don't have",
+    /// never held back for the hubs and referred as if this node had seeded it).
     pub fn fetched(&mut self, ids: impl IntoIterator<Item = Hash32>) {
         for id in ids {
             self.entry(id).fetched = true;

@@ -8,9 +8,10 @@ use libp2p::PeerId;
 use super::super::{BATCH, PER_PEER};
 use super::{Action, MANIFEST_PARALLEL, Phase, Planner};
 
-/// How a provider ranks for a block, least first: a peer that said it holds the block while
-/// still fetching comes before a seed, then fewer lists in flight, then a shorter list.
-type Rank = (bool, (usize, usize));
+/// How a provider ranks for a block, least first: a peer said to hold the block (on the LAN,
+/// then a hub, then any other: `Peers::tier`) before one only taken to have the track, then
+/// fewer lists in flight, then a shorter list.
+type Rank = (u8, (usize, usize));
 
 impl Planner {
     /// Manifest requests: up to [`MANIFEST_PARALLEL`] per track at once, to peers not asked
@@ -41,9 +42,11 @@ impl Planner {
     }
 
     /// Want lists: walks the queue in deadline order, giving each block to a provider that has
-    /// room and has not said it lacks the block: a peer that said it holds the block while
-    /// still fetching the track (swarming) before the track's seeds, then the fewest requests
-    /// in flight, then the shortest list so far; at most one new list per peer per call.
+    /// room and has not said it lacks the block: a peer said to hold the block (by its own
+    /// bitmap or a referral; swarming) before the track's other sources, on the LAN first,
+    /// then a hub (a public peer: on the testbed's ten nodes it holds a new track long before
+    /// the homes, and serves faster than a home's uplink), then the fewest requests in
+    /// flight, then the shortest list so far; at most one new list per peer per call.
     pub(super) fn schedule_wants(&mut self) {
         let sources: BTreeMap<Hash32, Vec<PeerId>> = self
             .tracks
@@ -77,7 +80,7 @@ impl Planner {
                     if b.dont_have.contains(&p) || busy >= PER_PEER || open >= BATCH {
                         continue;
                     }
-                    let key = (!t.partial_holds(&p, id), (busy, open));
+                    let key = (self.peers.tier(&p, t.partial_holds(&p, id)), (busy, open));
                     if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
                         best = Some((key, p, t.track.manifest_id));
                     }

@@ -158,6 +158,10 @@ pub(super) struct Peers {
     pub(super) relayed: BTreeSet<PeerId>,
     /// Peers that served a corrupt block or manifest, until when.
     pub(super) banned: BTreeMap<PeerId, Duration>,
+    /// Peers reached directly over the local network: asked first for the blocks they hold.
+    pub(super) lan: BTreeSet<PeerId>,
+    /// Public peers reached directly, whose uplinks are not a home's: asked next.
+    pub(super) hubs: BTreeSet<PeerId>,
 }
 
 impl Peers {
@@ -178,6 +182,17 @@ impl Peers {
         }
         peers.retain(|p| !self.banned.contains_key(p));
         peers
+    }
+
+    /// How `peer` ranks as a provider of a block, least first: one on the LAN that holds it,
+    /// a hub that holds it, any other that holds it, then one not known to hold it.
+    pub(super) fn tier(&self, peer: &PeerId, holds: bool) -> u8 {
+        match (holds, self.lan.contains(peer), self.hubs.contains(peer)) {
+            (false, _, _) => 3,
+            (true, true, _) => 0,
+            (true, false, true) => 1,
+            (true, false, false) => 2,
+        }
     }
 
     /// Whether `peer` may be asked: connected and not banned.

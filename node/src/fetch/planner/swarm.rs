@@ -14,8 +14,12 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 pub const PROBES_PER_REFRESH: usize = 24;
 
 impl Planner {
-    /// `peer` holds the segments of the track of manifest `manifest` flagged in `bits`.
-    /// A bitmap longer than the manifest's segments is a lie and ignored.
+    /// `peer` holds the segments of the track of manifest `manifest` flagged in `bits`, and
+    /// those it was known to hold before: a holding is forgotten only when the peer says it
+    /// lacks the block (`forget_holdings`). An answer parked at the peer carries the bitmap
+    /// of when it was read, before the blocks it waited for came, and must not hide what
+    /// referrals told of the peer since. A bitmap longer than the manifest's segments is a lie
+    /// and ignored.
     pub(super) fn heard_holding(&mut self, peer: PeerId, manifest: &Hash32, bits: Vec<u8>) {
         let Some(t) = self
             .tracks
@@ -27,7 +31,11 @@ impl Planner {
         if t.index.is_empty() || bits.len() > t.index.len().div_ceil(8) {
             return;
         }
-        t.partial.insert(peer, bits);
+        let known = t.partial.entry(peer).or_default();
+        known.resize(known.len().max(bits.len()), 0);
+        for (k, b) in known.iter_mut().zip(bits) {
+            *k |= b;
+        }
     }
 
     /// `from` answered "later" for `later` and named `referrals`, the peers it sent them to:

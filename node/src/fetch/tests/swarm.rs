@@ -150,3 +150,112 @@ fn a_referral_sends_the_refused_blocks_to_the_peers_named() {
     // b said it lacks it: the seed (which refused once) is asked again, and serves.
     assert_eq!(wants(&test.actions()), vec![(seed, vec![ids[2]])]);
 }
+
+#[test]
+fn a_hub_that_holds_a_block_is_asked_before_homes_and_a_lan_peer_before_both() {
+    let (seed, home, hub, lan) = (peer(1), peer(2), peer(3), peer(4));
+    let mut test = Test::new(&[seed, home, hub, lan]);
+    let x = track("x", 3);
+    let ids = segments(&x);
+    test.p.handle_fast_peers([lan].into(), [hub].into());
+    seeded(&mut test, &x, seed);
+    // The home and the hub hold every block, the LAN peer block 2.
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p
+        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1, 2]));
+    test.p
+        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1, 2]));
+    test.p.handle_blocks(ms(1100), lan, &[], holding(&x, &[2]));
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
+    // Not spread by load: the hub's uplink is faster than the home's, the LAN's than both.
+    let mut lists = wants(&test.actions());
+    lists.sort();
+    let mut expected = vec![(hub, ids[..2].to_vec()), (lan, vec![ids[2]])];
+    expected.sort();
+    assert_eq!(lists, expected);
+}
+
+#[test]
+fn an_answers_old_bitmap_does_not_hide_what_a_referral_told() {
+    let (seed, hub, home) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, hub, home]);
+    let x = track("x", 2);
+    let ids = segments(&x);
+    test.p.handle_fast_peers(Default::default(), [hub].into());
+    seeded(&mut test, &x, seed);
+    // The seed refers both blocks to the hub; the hub is asked for them.
+    let refer = BlocksOutcome::Answered(Delivery {
+        later: ids.clone(),
+        referrals: vec![hub],
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(100), seed, &ids, refer);
+    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
+    // The hub's answer was parked until block 0 came: its bitmap is of before, when it held
+    // nothing, and block 1 is left out (too big for one answer).
+    let parked = BlocksOutcome::Answered(Delivery {
+        stored: vec![(ids[0], 100)],
+        holding: Some((x.manifest_id, holding_bits([false, false]))),
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(900), hub, &ids, parked);
+    // The home says it holds block 1 too; the hub is still asked, not the home.
+    test.p.handle_blocks(ms(950), home, &[], holding(&x, &[1]));
+    assert_eq!(wants(&test.actions()), vec![(hub, vec![ids[1]])]);
+}
+
+#[test]
+fn a_block_left_out_of_an_answer_that_brought_others_is_asked_again_of_the_same_peer() {
+    let (seed, hub, home) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, hub, home]);
+    let x = track("x", 3);
+    let ids = segments(&x);
+    test.p.handle_fast_peers(Default::default(), [hub].into());
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p
+        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1, 2]));
+    test.p
+        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1, 2]));
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
+    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
+    // Block 0 came; 1 and 2 were left for later, with nobody referred: the hub again.
+    let small = BlocksOutcome::Answered(Delivery {
+        stored: vec![(ids[0], 100)],
+        later: ids[1..].to_vec(),
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(1300), hub, &ids, small);
+    assert_eq!(wants(&test.actions()), vec![(hub, ids[1..].to_vec())]);
+}
+
+#[test]
+fn a_peer_that_says_it_holds_blocks_but_sends_none_is_passed_over_until_the_refresh() {
+    let (seed, liar, home) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, liar, home]);
+    let x = track("x", 2);
+    let ids = segments(&x);
+    test.p.handle_fast_peers(Default::default(), [liar].into());
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p
+        .handle_blocks(ms(1100), liar, &[], holding(&x, &[0, 1]));
+    test.p
+        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1]));
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
+    assert_eq!(wants(&test.actions()), vec![(liar, ids.clone())]);
+    // An answer that leaves every id out: the home is asked next, not the liar again.
+    test.p.handle_blocks(
+        ms(1300),
+        liar,
+        &ids,
+        BlocksOutcome::Answered(Delivery::default()),
+    );
+    assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
+}

@@ -74,6 +74,8 @@ impl EventLoop {
                 let _ = reply.send(NetInfo {
                     connected: self.swarm.connected_peers().copied().collect(),
                     direct: direct.into_iter().collect(),
+                    lan: self.lan_peers(),
+                    hubs: self.hubs(),
                 });
             }
         }
@@ -94,6 +96,9 @@ impl EventLoop {
         let ids = want.ids.clone();
         let id = self.swarm.behaviour_mut().blocks.send_request(&peer, want);
         self.parked.asking(&ids);
+        // A block we ask for is not ours to seed: a peer asking us for it is parked until it
+        // comes (or told "don't have"), not referred to the hubs.
+        self.uploads.fetched(ids.iter().copied());
         self.want_ids.insert(id, ids);
         self.pending_want.insert(id, (peer, reply));
     }

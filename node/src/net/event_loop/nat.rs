@@ -253,24 +253,41 @@ impl EventLoop {
     /// private peers reach us over the internet than a seed's first copies serve anyway (two
     /// homes fetch each other's tracks directly; a hub only helps a crowd).
     pub(super) fn hubs_for(&self, requester: &PeerId) -> Vec<PeerId> {
-        let local = |c: &super::Conn| {
-            matches!(
-                crate::net::scope(&c.addr),
-                crate::net::Scope::Private | crate::net::Scope::Loopback
-            )
-        };
-        let direct = || self.connections.values().filter(|c| !c.relayed);
-        if direct().any(|c| c.peer == *requester && local(c)) {
+        if self.lan_peers().contains(requester) {
             return Vec::new();
         }
-        let (hubs, crowd): (BTreeSet<PeerId>, BTreeSet<PeerId>) = direct()
-            .filter(|c| !local(c))
+        self.hubs().into_iter().collect()
+    }
+
+    /// The public peers (relay-capable) we reach directly over the internet, when more
+    /// private peers than a seed's first copies reach us there too (a crowd); else none.
+    pub(super) fn hubs(&self) -> BTreeSet<PeerId> {
+        let lan = self.lan_peers();
+        let (hubs, crowd): (BTreeSet<PeerId>, BTreeSet<PeerId>) = self
+            .connections
+            .values()
+            .filter(|c| !c.relayed && !lan.contains(&c.peer))
             .map(|c| c.peer)
             .partition(|p| self.nat.relay_capable.contains(p));
         if crowd.len() <= crate::net::uploads::COPIES {
-            return Vec::new();
+            return BTreeSet::new();
         }
-        hubs.into_iter().collect()
+        hubs
+    }
+
+    /// The peers with a direct connection over our LAN (or machine).
+    pub(super) fn lan_peers(&self) -> BTreeSet<PeerId> {
+        self.connections
+            .values()
+            .filter(|c| {
+                !c.relayed
+                    && matches!(
+                        crate::net::scope(&c.addr),
+                        crate::net::Scope::Private | crate::net::Scope::Loopback
+                    )
+            })
+            .map(|c| c.peer)
+            .collect()
     }
 
     /// Whether `peer` offers a relay (it is public).
