@@ -48,6 +48,13 @@ pub const MANIFEST_PARALLEL: usize = 3;
 pub const REFRESH: Duration = Duration::from_secs(1);
 /// How often a track's providers are asked of the DHT again, and its manifest of every peer.
 pub const REASK: Duration = Duration::from_secs(5);
+/// A block in flight this long (counted from the first refresh that finds it in flight, so
+/// `HEDGE_AFTER` to `HEDGE_AFTER + REFRESH` after it was asked) is asked of a second peer
+/// that holds it as well, BitTorrent's end game: on lossy links one answer in a hundred
+/// takes seconds (a TCP tail loss), and a winner has reached every node only when its last
+/// block has. Twice a parked answer's wait at a peer still fetching, so that a
+/// pipeline working as meant is left alone.
+pub const HEDGE_AFTER: Duration = Duration::from_secs(2);
 
 /// The fetch planner.
 ///
@@ -315,6 +322,10 @@ impl Planner {
         // Peers that had nothing may have fetched it since (cross-seeding): ask them again.
         for b in self.blocks.values_mut() {
             b.dont_have.clear();
+            if b.in_flight.is_some() && b.hedge.is_none() {
+                let seen = *b.seen_in_flight.get_or_insert(now);
+                b.hedge_due = now.saturating_sub(seen) >= HEDGE_AFTER;
+            }
         }
         self.probe_holdings(now);
         let stale: Vec<Hash32> = self
@@ -472,18 +483,27 @@ impl Planner {
         }
     }
 
-    /// Puts a block that was in flight to `peer` back in the queue, not to be asked of `peer`
-    /// again before the next refresh if `skip_peer`. Returns the tracks waiting for it.
+    /// `peer` answered for a block in flight to it without it: the block goes back in the
+    /// queue, or, when a second peer was asked too (a hedge), waits for that one's answer. It
+    /// is not asked of `peer` again before the next refresh if `skip_peer`. Returns the tracks
+    /// waiting for it.
     fn requeue(&mut self, id: &Hash32, peer: PeerId, skip_peer: bool) -> Option<Vec<Hash32>> {
         let b = self.blocks.get_mut(id)?;
-        if b.in_flight != Some(peer) {
+        if b.hedge == Some(peer) {
+            b.hedge = None;
+        } else if b.in_flight == Some(peer) {
+            b.in_flight = b.hedge.take();
+            b.seen_in_flight = None;
+            b.hedge_due = false;
+            if b.in_flight.is_none() {
+                self.queue.insert((b.due_ms, *id));
+            }
+        } else {
             return None;
         }
-        b.in_flight = None;
         if skip_peer {
             b.dont_have.insert(peer);
         }
-        self.queue.insert((b.due_ms, *id));
         Some(b.waiting.iter().copied().collect())
     }
 

@@ -6,6 +6,7 @@ use chorus_consensus::Hash32;
 use libp2p::PeerId;
 
 use super::super::{BATCH, PER_PEER};
+use super::state::BlockState;
 use super::{Action, MANIFEST_PARALLEL, Phase, Planner};
 
 /// How a provider ranks for a block, least first: a peer said to hold the block (on the LAN,
@@ -60,42 +61,33 @@ impl Planner {
             let Some(b) = self.blocks.get(id) else {
                 continue;
             };
-            let load = |p: &PeerId| {
-                let busy = self.in_flight.get(p).copied().unwrap_or(0);
-                (busy, lists.get(p).map_or(0, Vec::len))
-            };
-            let mut best: Option<(Rank, PeerId, Hash32)> = None;
-            for hash in &b.waiting {
-                let Some(t) = self.tracks.get(hash) else {
-                    continue;
-                };
-                let seeds = sources.get(hash).into_iter().flatten().copied();
-                let swarm = t
-                    .partial
-                    .keys()
-                    .filter(|p| t.partial_holds(p, id) && self.peers.usable(p))
-                    .copied();
-                for p in seeds.chain(swarm) {
-                    let (busy, open) = load(&p);
-                    if b.dont_have.contains(&p) || busy >= PER_PEER || open >= BATCH {
-                        continue;
-                    }
-                    let key = (self.peers.tier(&p, t.partial_holds(&p, id)), (busy, open));
-                    if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
-                        best = Some((key, p, t.track.manifest_id));
-                    }
-                }
-            }
-            if let Some((_, peer, manifest)) = best {
+            if let Some((peer, manifest)) = self.best_provider(id, b, Some(&sources), &lists) {
                 lists.entry(peer).or_default().push(*id);
                 manifests.entry(peer).or_insert(manifest);
                 taken.push((*due, *id, peer));
+            }
+        }
+        // End game: a block in flight for `HEDGE_AFTER` is asked of a second peer said to hold
+        // it too, the best ranked with room, never one only taken to have the track.
+        let mut hedges = Vec::new();
+        for (id, b) in self.blocks.iter().filter(|(_, b)| b.hedge_due) {
+            if let Some((peer, manifest)) = self.best_provider(id, b, None, &lists) {
+                lists.entry(peer).or_default().push(*id);
+                manifests.entry(peer).or_insert(manifest);
+                hedges.push((*id, peer));
+            }
+        }
+        for (id, peer) in hedges {
+            if let Some(b) = self.blocks.get_mut(&id) {
+                b.hedge = Some(peer);
+                b.hedge_due = false;
             }
         }
         for (due, id, peer) in taken {
             self.queue.remove(&(due, id));
             if let Some(b) = self.blocks.get_mut(&id) {
                 b.in_flight = Some(peer);
+                b.seen_in_flight = None;
             }
         }
         for (peer, ids) in lists {
@@ -103,5 +95,50 @@ impl Planner {
             let track = manifests.get(&peer).copied();
             self.actions.push_back(Action::Want { peer, ids, track });
         }
+    }
+
+    /// The best provider with room for block `id` (state `b`), given the lists handed out so
+    /// far, and the manifest id of the track it is asked for: among the peers said to hold it
+    /// and the track's `sources` when given, less those that said they lack it and the peer
+    /// it is in flight to; ranked as [`Rank`] says.
+    fn best_provider(
+        &self,
+        id: &Hash32,
+        b: &BlockState,
+        sources: Option<&BTreeMap<Hash32, Vec<PeerId>>>,
+        lists: &BTreeMap<PeerId, Vec<Hash32>>,
+    ) -> Option<(PeerId, Hash32)> {
+        let mut best: Option<(Rank, PeerId, Hash32)> = None;
+        for hash in &b.waiting {
+            let Some(t) = self.tracks.get(hash) else {
+                continue;
+            };
+            let seeds = sources
+                .and_then(|s| s.get(hash))
+                .into_iter()
+                .flatten()
+                .copied();
+            let swarm = t
+                .partial
+                .keys()
+                .filter(|p| t.partial_holds(p, id) && self.peers.usable(p))
+                .copied();
+            for p in seeds.chain(swarm) {
+                let busy = self.in_flight.get(&p).copied().unwrap_or(0);
+                let open = lists.get(&p).map_or(0, Vec::len);
+                if b.dont_have.contains(&p)
+                    || b.in_flight == Some(p)
+                    || busy >= PER_PEER
+                    || open >= BATCH
+                {
+                    continue;
+                }
+                let key = (self.peers.tier(&p, t.partial_holds(&p, id)), (busy, open));
+                if best.as_ref().is_none_or(|(k, _, _)| key < *k) {
+                    best = Some((key, p, t.track.manifest_id));
+                }
+            }
+        }
+        best.map(|(_, peer, manifest)| (peer, manifest))
     }
 }

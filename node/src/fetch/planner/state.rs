@@ -136,6 +136,12 @@ pub(super) struct BlockState {
     /// Peers that said they lack it (or hold it back) since the last refresh.
     pub(super) dont_have: BTreeSet<PeerId>,
     pub(super) in_flight: Option<PeerId>,
+    /// The first refresh that found it in flight to that peer.
+    pub(super) seen_in_flight: Option<Duration>,
+    /// It has been in flight for [`HEDGE_AFTER`](super::HEDGE_AFTER): ask a second holder.
+    pub(super) hedge_due: bool,
+    /// The second holder asked (the first answer with it wins).
+    pub(super) hedge: Option<PeerId>,
 }
 
 impl BlockState {
@@ -145,6 +151,9 @@ impl BlockState {
             due_ms: u64::MAX,
             dont_have: BTreeSet::new(),
             in_flight: None,
+            seen_in_flight: None,
+            hedge_due: false,
+            hedge: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::fetch::planner::swarm::PROBE_EVERY;
+use crate::fetch::planner::{HEDGE_AFTER, REFRESH};
 use crate::net::protocol::holding_bits;
 
 /// Wants `t` (manifest held, no segment) with `seed` as the proposer hint; returns the actions.
@@ -258,4 +259,73 @@ fn a_peer_that_says_it_holds_blocks_but_sends_none_is_passed_over_until_the_refr
         BlocksOutcome::Answered(Delivery::default()),
     );
     assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
+}
+
+#[test]
+fn a_block_in_flight_too_long_is_asked_of_a_second_holder_and_the_first_answer_wins() {
+    let (seed, hub, home, other) = (peer(1), peer(2), peer(3), peer(4));
+    let mut test = Test::new(&[seed, hub, home, other]);
+    let x = track("x", 2);
+    let ids = segments(&x);
+    test.p.handle_fast_peers(Default::default(), [hub].into());
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p
+        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1]));
+    test.p.handle_blocks(ms(1100), home, &[], holding(&x, &[0]));
+    test.p.handle_blocks(ms(1100), other, &[], holding(&x, &[]));
+    // The seed delivers block 1; block 0 goes to the hub, which goes quiet.
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, stored(&ids[1..]));
+    assert_eq!(wants(&test.actions()), vec![(hub, vec![ids[0]])]);
+    // Seen in flight at the next refresh; asked again of nobody until HEDGE_AFTER later.
+    let seen = ms(2000);
+    test.p.handle_timeout(seen);
+    assert!(wants(&test.actions()).is_empty());
+    test.p.handle_timeout(seen + HEDGE_AFTER - REFRESH);
+    assert!(wants(&test.actions()).is_empty());
+    // Then of the home that holds it too (not of `other`, which does not).
+    test.p.handle_timeout(seen + HEDGE_AFTER);
+    assert_eq!(wants(&test.actions()), vec![(home, vec![ids[0]])]);
+    test.p.handle_timeout(seen + HEDGE_AFTER + REFRESH);
+    assert!(wants(&test.actions()).is_empty(), "one hedge at a time");
+    // The home answers first: the track is complete; the hub's late answer changes nothing.
+    let now = seen + HEDGE_AFTER + REFRESH;
+    test.p
+        .handle_blocks(now, home, &ids[..1], stored(&ids[..1]));
+    assert!(
+        reports(&test.actions())
+            .iter()
+            .any(|e| matches!(e, FetchEvent::Complete { .. }))
+    );
+    test.p.handle_blocks(now, hub, &ids[..1], stored(&ids[..1]));
+    assert!(test.actions().is_empty());
+}
+
+#[test]
+fn when_the_first_peer_fails_a_hedged_block_waits_for_the_second() {
+    let (seed, hub, home) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, hub, home]);
+    let x = track("x", 1);
+    let ids = segments(&x);
+    test.p.handle_fast_peers(Default::default(), [hub].into());
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p.handle_blocks(ms(1100), hub, &[], holding(&x, &[0]));
+    test.p.handle_blocks(ms(1100), home, &[], holding(&x, &[0]));
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
+    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
+    test.p.handle_timeout(ms(2000));
+    test.p.handle_timeout(ms(2000) + HEDGE_AFTER);
+    assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
+    // The hub fails: the block is not asked a third time while the home's answer is due.
+    test.p
+        .handle_blocks(ms(4100), hub, &ids, BlocksOutcome::Failed);
+    assert!(wants(&test.actions()).is_empty());
+    // The home lacks it after all: back in the queue, for the seed (the hub failed).
+    test.p.handle_blocks(ms(4200), home, &ids, dont_have(&ids));
+    assert_eq!(wants(&test.actions()), vec![(seed, ids.clone())]);
 }
