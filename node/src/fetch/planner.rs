@@ -484,15 +484,17 @@ impl Planner {
     }
 
     /// `peer` answered for a block in flight to it without it: the block goes back in the
-    /// queue, or, when a second peer was asked too (a hedge), waits for that one's answer. It
-    /// is not asked of `peer` again before the next refresh if `skip_peer`. Returns the tracks
-    /// waiting for it.
+    /// queue, or, when a second peer was asked too (a hedge) and `peer` is not to be asked
+    /// again, waits for that one's answer. It is not asked of `peer` again before the next
+    /// refresh if `skip_peer`. Returns the tracks waiting for it.
     fn requeue(&mut self, id: &Hash32, peer: PeerId, skip_peer: bool) -> Option<Vec<Hash32>> {
         let b = self.blocks.get_mut(id)?;
         if b.hedge == Some(peer) {
             b.hedge = None;
         } else if b.in_flight == Some(peer) {
-            b.in_flight = b.hedge.take();
+            // A peer that sent blocks and kept this one for later is asked again beside the
+            // hedge: it was the better ranked.
+            b.in_flight = if skip_peer { b.hedge.take() } else { None };
             b.seen_in_flight = None;
             b.hedge_due = false;
             if b.in_flight.is_none() {

@@ -99,8 +99,8 @@ impl Planner {
 
     /// The best provider with room for block `id` (state `b`), given the lists handed out so
     /// far, and the manifest id of the track it is asked for: among the peers said to hold it
-    /// and the track's `sources` when given, less those that said they lack it and the peer
-    /// it is in flight to; ranked as [`Rank`] says.
+    /// and the track's `sources` when given, less those that said they lack it and those it
+    /// is in flight to; ranked as [`Rank`] says.
     fn best_provider(
         &self,
         id: &Hash32,
@@ -128,6 +128,7 @@ impl Planner {
                 let open = lists.get(&p).map_or(0, Vec::len);
                 if b.dont_have.contains(&p)
                     || b.in_flight == Some(p)
+                    || b.hedge == Some(p)
                     || busy >= PER_PEER
                     || open >= BATCH
                 {

@@ -329,3 +329,45 @@ fn when_the_first_peer_fails_a_hedged_block_waits_for_the_second() {
     test.p.handle_blocks(ms(4200), home, &ids, dont_have(&ids));
     assert_eq!(wants(&test.actions()), vec![(seed, ids.clone())]);
 }
+
+#[test]
+fn a_first_peer_that_kept_a_hedged_block_for_later_is_asked_again_beside_the_hedge() {
+    let (seed, hub, home) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, hub, home]);
+    let x = track("x", 2);
+    let ids = segments(&x);
+    test.p.handle_fast_peers(Default::default(), [hub].into());
+    seeded(&mut test, &x, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    test.p
+        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1]));
+    test.p
+        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1]));
+    test.p
+        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
+    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
+    test.p.handle_timeout(ms(2000));
+    test.p.handle_timeout(ms(2000) + HEDGE_AFTER);
+    assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
+    // The hub sends block 0 and keeps block 1 for later: asked of it again at once, while
+    // the home's answer is still due.
+    let small = BlocksOutcome::Answered(Delivery {
+        stored: vec![(ids[0], 100)],
+        later: vec![ids[1]],
+        ..Delivery::default()
+    });
+    test.p.handle_blocks(ms(4100), hub, &ids, small);
+    assert_eq!(wants(&test.actions()), vec![(hub, vec![ids[1]])]);
+    // The home's answer brings it first; the hub's then changes nothing.
+    test.p
+        .handle_blocks(ms(4200), home, &ids, stored(&ids[1..]));
+    assert!(
+        reports(&test.actions())
+            .iter()
+            .any(|e| matches!(e, FetchEvent::Complete { .. }))
+    );
+    test.p
+        .handle_blocks(ms(4300), hub, &ids[1..], stored(&ids[1..]));
+    assert!(test.actions().is_empty());
+}
