@@ -152,27 +152,85 @@ fn a_referral_sends_the_refused_blocks_to_the_peers_named() {
     assert_eq!(wants(&test.actions()), vec![(seed, vec![ids[2]])]);
 }
 
+/// Wants `t` with `seed` as the proposer hint and `lan` and `hubs` as the fast peers; at the
+/// first refresh each of `held` says which segments it holds, then the seed answers its want
+/// list with `seed_answer`. Returns the want lists handed out then, sorted.
+fn held_then_seed_answers(
+    test: &mut Test,
+    t: &TrackRef,
+    seed: PeerId,
+    (lan, hubs): (&[PeerId], &[PeerId]),
+    held: &[(PeerId, &[usize])],
+    seed_answer: BlocksOutcome,
+) -> Vec<(PeerId, Vec<Hash32>)> {
+    let set = |peers: &[PeerId]| peers.iter().copied().collect();
+    test.p.handle_fast_peers(set(lan), set(hubs));
+    seeded(test, t, seed);
+    test.p.handle_timeout(ms(1000));
+    test.actions();
+    for (peer, segments) in held {
+        test.p
+            .handle_blocks(ms(1100), *peer, &[], holding(t, segments));
+    }
+    test.p
+        .handle_blocks(ms(1200), seed, &segments(t), seed_answer);
+    let mut lists = wants(&test.actions());
+    lists.sort();
+    lists
+}
+
+/// The refresh that first finds the lists of [`held_then_seed_answers`] in flight, and the
+/// one [`HEDGE_AFTER`] later: returns the want lists handed out (the hedges).
+fn hedged(test: &mut Test) -> Vec<(PeerId, Vec<Hash32>)> {
+    test.p.handle_timeout(ms(2000));
+    test.p.handle_timeout(ms(2000) + HEDGE_AFTER);
+    wants(&test.actions())
+}
+
+/// A seed, a hub and a home, and a track of `n` segments the hub and the home hold in full:
+/// the seed's want list failed, and the whole track was asked of the hub.
+fn hub_and_home_hold(n: u64) -> (Test, TrackRef, [PeerId; 3]) {
+    let (seed, hub, home) = (peer(1), peer(2), peer(3));
+    let mut test = Test::new(&[seed, hub, home]);
+    let x = track("x", n);
+    let all: Vec<usize> = (0..n as usize).collect();
+    let held = [(hub, &all[..]), (home, &all[..])];
+    let lists = held_then_seed_answers(
+        &mut test,
+        &x,
+        seed,
+        (&[], &[hub]),
+        &held,
+        BlocksOutcome::Failed,
+    );
+    assert_eq!(lists, vec![(hub, segments(&x))]);
+    (test, x, [seed, hub, home])
+}
+
+fn completes(actions: &[Action]) -> bool {
+    reports(actions)
+        .iter()
+        .any(|e| matches!(e, FetchEvent::Complete { .. }))
+}
+
 #[test]
 fn a_hub_that_holds_a_block_is_asked_before_homes_and_a_lan_peer_before_both() {
     let (seed, home, hub, lan) = (peer(1), peer(2), peer(3), peer(4));
     let mut test = Test::new(&[seed, home, hub, lan]);
     let x = track("x", 3);
     let ids = segments(&x);
-    test.p.handle_fast_peers([lan].into(), [hub].into());
-    seeded(&mut test, &x, seed);
-    // The home and the hub hold every block, the LAN peer block 2.
-    test.p.handle_timeout(ms(1000));
-    test.actions();
-    test.p
-        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1, 2]));
-    test.p
-        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1, 2]));
-    test.p.handle_blocks(ms(1100), lan, &[], holding(&x, &[2]));
-    test.p
-        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
-    // Not spread by load: the hub's uplink is faster than the home's, the LAN's than both.
-    let mut lists = wants(&test.actions());
-    lists.sort();
+    // The home and the hub hold every block, the LAN peer block 2. Not spread by load: the
+    // hub's uplink is faster than the home's, the LAN's than both.
+    let all: &[usize] = &[0, 1, 2];
+    let held = [(home, all), (hub, all), (lan, &[2][..])];
+    let lists = held_then_seed_answers(
+        &mut test,
+        &x,
+        seed,
+        (&[lan], &[hub]),
+        &held,
+        BlocksOutcome::Failed,
+    );
     let mut expected = vec![(hub, ids[..2].to_vec()), (lan, vec![ids[2]])];
     expected.sort();
     assert_eq!(lists, expected);
@@ -184,16 +242,14 @@ fn an_answers_old_bitmap_does_not_hide_what_a_referral_told() {
     let mut test = Test::new(&[seed, hub, home]);
     let x = track("x", 2);
     let ids = segments(&x);
-    test.p.handle_fast_peers(Default::default(), [hub].into());
-    seeded(&mut test, &x, seed);
     // The seed refers both blocks to the hub; the hub is asked for them.
     let refer = BlocksOutcome::Answered(Delivery {
         later: ids.clone(),
         referrals: vec![hub],
         ..Delivery::default()
     });
-    test.p.handle_blocks(ms(100), seed, &ids, refer);
-    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
+    let lists = held_then_seed_answers(&mut test, &x, seed, (&[], &[hub]), &[], refer);
+    assert_eq!(lists, vec![(hub, ids.clone())]);
     // The hub's answer was parked until block 0 came: its bitmap is of before, when it held
     // nothing, and block 1 is left out (too big for one answer).
     let parked = BlocksOutcome::Answered(Delivery {
@@ -201,29 +257,16 @@ fn an_answers_old_bitmap_does_not_hide_what_a_referral_told() {
         holding: Some((x.manifest_id, holding_bits([false, false]))),
         ..Delivery::default()
     });
-    test.p.handle_blocks(ms(900), hub, &ids, parked);
+    test.p.handle_blocks(ms(1300), hub, &ids, parked);
     // The home says it holds block 1 too; the hub is still asked, not the home.
-    test.p.handle_blocks(ms(950), home, &[], holding(&x, &[1]));
+    test.p.handle_blocks(ms(1350), home, &[], holding(&x, &[1]));
     assert_eq!(wants(&test.actions()), vec![(hub, vec![ids[1]])]);
 }
 
 #[test]
 fn a_block_left_out_of_an_answer_that_brought_others_is_asked_again_of_the_same_peer() {
-    let (seed, hub, home) = (peer(1), peer(2), peer(3));
-    let mut test = Test::new(&[seed, hub, home]);
-    let x = track("x", 3);
+    let (mut test, x, [_, hub, _]) = hub_and_home_hold(3);
     let ids = segments(&x);
-    test.p.handle_fast_peers(Default::default(), [hub].into());
-    seeded(&mut test, &x, seed);
-    test.p.handle_timeout(ms(1000));
-    test.actions();
-    test.p
-        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1, 2]));
-    test.p
-        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1, 2]));
-    test.p
-        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
-    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
     // Block 0 came; 1 and 2 were left for later, with nobody referred: the hub again.
     let small = BlocksOutcome::Answered(Delivery {
         stored: vec![(ids[0], 100)],
@@ -236,28 +279,11 @@ fn a_block_left_out_of_an_answer_that_brought_others_is_asked_again_of_the_same_
 
 #[test]
 fn a_peer_that_says_it_holds_blocks_but_sends_none_is_passed_over_until_the_refresh() {
-    let (seed, liar, home) = (peer(1), peer(2), peer(3));
-    let mut test = Test::new(&[seed, liar, home]);
-    let x = track("x", 2);
+    let (mut test, x, [_, liar, home]) = hub_and_home_hold(2);
     let ids = segments(&x);
-    test.p.handle_fast_peers(Default::default(), [liar].into());
-    seeded(&mut test, &x, seed);
-    test.p.handle_timeout(ms(1000));
-    test.actions();
-    test.p
-        .handle_blocks(ms(1100), liar, &[], holding(&x, &[0, 1]));
-    test.p
-        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1]));
-    test.p
-        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
-    assert_eq!(wants(&test.actions()), vec![(liar, ids.clone())]);
     // An answer that leaves every id out: the home is asked next, not the liar again.
-    test.p.handle_blocks(
-        ms(1300),
-        liar,
-        &ids,
-        BlocksOutcome::Answered(Delivery::default()),
-    );
+    let nothing = BlocksOutcome::Answered(Delivery::default());
+    test.p.handle_blocks(ms(1300), liar, &ids, nothing);
     assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
 }
 
@@ -267,18 +293,11 @@ fn a_block_in_flight_too_long_is_asked_of_a_second_holder_and_the_first_answer_w
     let mut test = Test::new(&[seed, hub, home, other]);
     let x = track("x", 2);
     let ids = segments(&x);
-    test.p.handle_fast_peers(Default::default(), [hub].into());
-    seeded(&mut test, &x, seed);
-    test.p.handle_timeout(ms(1000));
-    test.actions();
-    test.p
-        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1]));
-    test.p.handle_blocks(ms(1100), home, &[], holding(&x, &[0]));
-    test.p.handle_blocks(ms(1100), other, &[], holding(&x, &[]));
     // The seed delivers block 1; block 0 goes to the hub, which goes quiet.
-    test.p
-        .handle_blocks(ms(1200), seed, &ids, stored(&ids[1..]));
-    assert_eq!(wants(&test.actions()), vec![(hub, vec![ids[0]])]);
+    let held = [(hub, &[0, 1][..]), (home, &[0][..]), (other, &[][..])];
+    let lists =
+        held_then_seed_answers(&mut test, &x, seed, (&[], &[hub]), &held, stored(&ids[1..]));
+    assert_eq!(lists, vec![(hub, vec![ids[0]])]);
     // Seen in flight at the next refresh; asked again of nobody until HEDGE_AFTER later.
     let seen = ms(2000);
     test.p.handle_timeout(seen);
@@ -294,33 +313,16 @@ fn a_block_in_flight_too_long_is_asked_of_a_second_holder_and_the_first_answer_w
     let now = seen + HEDGE_AFTER + REFRESH;
     test.p
         .handle_blocks(now, home, &ids[..1], stored(&ids[..1]));
-    assert!(
-        reports(&test.actions())
-            .iter()
-            .any(|e| matches!(e, FetchEvent::Complete { .. }))
-    );
+    assert!(completes(&test.actions()));
     test.p.handle_blocks(now, hub, &ids[..1], stored(&ids[..1]));
     assert!(test.actions().is_empty());
 }
 
 #[test]
 fn when_the_first_peer_fails_a_hedged_block_waits_for_the_second() {
-    let (seed, hub, home) = (peer(1), peer(2), peer(3));
-    let mut test = Test::new(&[seed, hub, home]);
-    let x = track("x", 1);
+    let (mut test, x, [seed, hub, home]) = hub_and_home_hold(1);
     let ids = segments(&x);
-    test.p.handle_fast_peers(Default::default(), [hub].into());
-    seeded(&mut test, &x, seed);
-    test.p.handle_timeout(ms(1000));
-    test.actions();
-    test.p.handle_blocks(ms(1100), hub, &[], holding(&x, &[0]));
-    test.p.handle_blocks(ms(1100), home, &[], holding(&x, &[0]));
-    test.p
-        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
-    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
-    test.p.handle_timeout(ms(2000));
-    test.p.handle_timeout(ms(2000) + HEDGE_AFTER);
-    assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
+    assert_eq!(hedged(&mut test), vec![(home, ids.clone())]);
     // The hub fails: the block is not asked a third time while the home's answer is due.
     test.p
         .handle_blocks(ms(4100), hub, &ids, BlocksOutcome::Failed);
@@ -332,24 +334,9 @@ fn when_the_first_peer_fails_a_hedged_block_waits_for_the_second() {
 
 #[test]
 fn a_first_peer_that_kept_a_hedged_block_for_later_is_asked_again_beside_the_hedge() {
-    let (seed, hub, home) = (peer(1), peer(2), peer(3));
-    let mut test = Test::new(&[seed, hub, home]);
-    let x = track("x", 2);
+    let (mut test, x, [_, hub, home]) = hub_and_home_hold(2);
     let ids = segments(&x);
-    test.p.handle_fast_peers(Default::default(), [hub].into());
-    seeded(&mut test, &x, seed);
-    test.p.handle_timeout(ms(1000));
-    test.actions();
-    test.p
-        .handle_blocks(ms(1100), hub, &[], holding(&x, &[0, 1]));
-    test.p
-        .handle_blocks(ms(1100), home, &[], holding(&x, &[0, 1]));
-    test.p
-        .handle_blocks(ms(1200), seed, &ids, BlocksOutcome::Failed);
-    assert_eq!(wants(&test.actions()), vec![(hub, ids.clone())]);
-    test.p.handle_timeout(ms(2000));
-    test.p.handle_timeout(ms(2000) + HEDGE_AFTER);
-    assert_eq!(wants(&test.actions()), vec![(home, ids.clone())]);
+    assert_eq!(hedged(&mut test), vec![(home, ids.clone())]);
     // The hub sends block 0 and keeps block 1 for later: asked of it again at once, while
     // the home's answer is still due.
     let small = BlocksOutcome::Answered(Delivery {
@@ -362,11 +349,7 @@ fn a_first_peer_that_kept_a_hedged_block_for_later_is_asked_again_beside_the_hed
     // The home's answer brings it first; the hub's then changes nothing.
     test.p
         .handle_blocks(ms(4200), home, &ids, stored(&ids[1..]));
-    assert!(
-        reports(&test.actions())
-            .iter()
-            .any(|e| matches!(e, FetchEvent::Complete { .. }))
-    );
+    assert!(completes(&test.actions()));
     test.p
         .handle_blocks(ms(4300), hub, &ids[1..], stored(&ids[1..]));
     assert!(test.actions().is_empty());
