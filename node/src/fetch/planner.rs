@@ -50,10 +50,11 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 pub const REASK: Duration = Duration::from_secs(5);
 /// A block in flight this long (counted from the first refresh that finds it in flight, so
 /// `HEDGE_AFTER` to `HEDGE_AFTER + REFRESH` after it was asked) is asked of a second peer
-/// that holds it as well, BitTorrent's end game: on lossy links one answer in a hundred
-/// takes seconds (a TCP tail loss), and a winner has reached every node only when its last
-/// block has. Twice a parked answer's wait at a peer still fetching, so that a
-/// pipeline working as meant is left alone.
+/// that holds it as well, BitTorrent's end game: on the testbed's lossy links one answer in a
+/// few dozen takes seconds (a TCP tail), and a winner has reached every node only when its
+/// last block has. No shorter than a parked answer's longest wait at a peer still fetching
+/// ([`PARK_FOR`](crate::net::parked::PARK_FOR)), so that a pipeline working as meant is left
+/// alone.
 pub const HEDGE_AFTER: Duration = Duration::from_secs(2);
 
 /// The fetch planner.
